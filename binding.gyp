@@ -1,0 +1,32 @@
+{
+  "target_defaults": {
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions"],
+    "cflags": ["-O3", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror"],
+    "cflags_cc": ["-O3", "-std=c++17", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror"],
+    "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"]
+  },
+  "targets": [
+    {
+      "target_name": "dwcp_xxh3_avx2",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='x64'", {
+          "sources": ["native/xxh3_avx2.cc"],
+          "cflags_cc": ["-mavx2", "-fPIC"]
+        }]
+      ]
+    },
+    {
+      "target_name": "dwcp",
+      "sources": ["native/addon.cc", "native/hash.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "dependencies": ["dwcp_xxh3_avx2"],
+          "defines": ["DWCP_HAVE_AVX2"]
+        }]
+      ]
+    }
+  ]
+}

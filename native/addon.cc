@@ -1,0 +1,23 @@
+// Entry point of the DWCP addon: each unit adds its exports and reports, under
+// `features`, which implementation it picked for this CPU and kernel.
+#include <napi.h>
+
+#include "hash.h"
+#include "tcpinfo.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Object features = Napi::Object::New(env);
+  dwcp::InitHash(env, exports, features);
+  dwcp::InitTcpInfo(env, exports, features);
+  // RDMA verbs arrive with the AMST work; until then the addon says so plainly.
+  features.Set("rdma", Napi::Boolean::New(env, false));
+  exports.Set("features", features);
+  exports.Set("abi", Napi::Number::New(env, 1));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(dwcp, Init)

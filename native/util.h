@@ -1,0 +1,51 @@
+// Small helpers shared by the addon's units: argument access without copies and
+// errors that carry the stable DWCP codes (the TS layer maps them to DWCPError).
+#pragma once
+
+#include <napi.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace dwcp {
+
+struct Bytes {
+  const uint8_t* data;
+  size_t length;
+};
+
+// Accepts any TypedArray/Buffer; the TS layer normalises DataView and ArrayBuffer to
+// Uint8Array before calling, so anything else is a programming error upstream.
+inline bool GetBytes(const Napi::CallbackInfo& info, size_t index, Bytes* out) {
+  Napi::Value v = info[index];
+  if (!v.IsTypedArray()) {
+    Napi::Error e = Napi::TypeError::New(info.Env(), "expected a Uint8Array at argument " + std::to_string(index));
+    e.Set("code", Napi::String::New(info.Env(), "ERR_INVALID_ARG"));
+    e.ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  out->data = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
+  out->length = ta.ByteLength();
+  return true;
+}
+
+inline void ThrowCode(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  e.ThrowAsJavaScriptException();
+}
+
+inline void ThrowErrno(Napi::Env env, int err, const char* syscall) {
+  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + std::strerror(err));
+  e.Set("code", Napi::String::New(env, "ERR_SYSCALL"));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  e.ThrowAsJavaScriptException();
+}
+
+}  // namespace dwcp

@@ -1,0 +1,95 @@
+/**
+ * Errors raised by DWCP.
+ *
+ * Every error the library throws or emits is a {@link DWCPError} with a stable
+ * {@link DWCPErrorCode}. Codes are part of the public contract: branch on
+ * `err.code`, never on the message, which may be reworded.
+ *
+ * @packageDocumentation
+ */
+
+/**
+ * The one table of error codes. Each entry gives the default message; adding a
+ * code here is all it takes to make it available everywhere.
+ */
+const CODES = {
+  /** An argument had the wrong type, range or shape. */
+  ERR_INVALID_ARG: "invalid argument",
+  /** `DWCP_NATIVE=1` demanded the native addon and it could not be loaded. */
+  ERR_NATIVE_REQUIRED: "the native addon is required but could not be loaded",
+  /** An operation needs a native feature that this process does not have. */
+  ERR_NATIVE_UNAVAILABLE: "native feature unavailable",
+  /** The operation is not supported on this platform, socket or peer. */
+  ERR_UNSUPPORTED: "operation not supported",
+  /** A system call failed; `errno` and `syscall` carry the details. */
+  ERR_SYSCALL: "system call failed",
+  /** The socket is not connected (or has no file descriptor). */
+  ERR_NOT_CONNECTED: "socket is not connected",
+} as const;
+
+/** Stable machine-readable error code. */
+export type DWCPErrorCode = keyof typeof CODES;
+
+/** All error codes, for documentation and exhaustive tests. */
+export const ERROR_CODES: readonly DWCPErrorCode[] = Object.freeze(Object.keys(CODES) as DWCPErrorCode[]);
+
+/** Options accepted by {@link DWCPError}. */
+export interface DWCPErrorOptions {
+  /** The underlying error, kept for diagnosis. */
+  cause?: unknown;
+  /** OS error number, when a system call failed. */
+  errno?: number;
+  /** Name of the failing system call. */
+  syscall?: string;
+}
+
+const BRAND = Symbol.for("dwcp.error");
+
+/**
+ * The error type of the whole library.
+ *
+ * `instanceof DWCPError` works across duplicated copies of the package
+ * (the check uses a registered symbol brand, not the prototype chain).
+ */
+export class DWCPError extends Error {
+  /** Stable code; see {@link DWCPErrorCode}. */
+  readonly code: DWCPErrorCode;
+  /** OS error number, when a system call failed. */
+  readonly errno?: number;
+  /** Name of the failing system call. */
+  readonly syscall?: string;
+
+  constructor(code: DWCPErrorCode, message?: string, options: DWCPErrorOptions = {}) {
+    super(message ?? CODES[code], options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "DWCPError";
+    this.code = code;
+    if (options.errno !== undefined) this.errno = options.errno;
+    if (options.syscall !== undefined) this.syscall = options.syscall;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === "object" && value !== null && BRAND in value;
+  }
+}
+
+/** True when `err` is a {@link DWCPError}, optionally with the given code. */
+export function isDWCPError(err: unknown, code?: DWCPErrorCode): err is DWCPError {
+  return err instanceof DWCPError && (code === undefined || err.code === code);
+}
+
+/**
+ * The one validation-message template: "Expected X for NAME but received V".
+ * Keeps argument errors uniform across the API.
+ */
+export function invalidArg(name: string, expected: string, value: unknown): DWCPError {
+  const shown =
+    typeof value === "bigint"
+      ? `${value}n`
+      : typeof value === "string"
+        ? JSON.stringify(value)
+        : ArrayBuffer.isView(value)
+          ? `${value.constructor.name}(${value.byteLength})`
+          : String(value);
+  return new DWCPError("ERR_INVALID_ARG", `Expected ${expected} for ${name} but received ${shown}`);
+}

@@ -1,0 +1,69 @@
+/**
+ * The shape of the native addon (`build/Release/dwcp.node`), declared once.
+ *
+ * Every C++ export appears here; `test/native-binding.test.ts` checks the loaded
+ * addon against {@link NATIVE_EXPORTS} so the two cannot drift apart.
+ */
+
+/** Which implementation each native unit picked for this CPU and kernel. */
+export interface NativeFeatures {
+  /** CRC-32C: `"sse4.2"` (crc32 instruction) or `"table"` (slicing-by-8). */
+  readonly crc32c: "sse4.2" | "table";
+  /** XXH3-64: `"avx2"`, `"sse2"` or `"scalar"`. */
+  readonly xxh3: "avx2" | "sse2" | "scalar";
+  /** TCP_INFO / TCP_CONGESTION support (Linux only). */
+  readonly tcpinfo: boolean;
+  /** RDMA verbs support. */
+  readonly rdma: boolean;
+}
+
+/** Raw TCP_INFO as returned by the addon: times in µs, rates in bytes/s. */
+export interface NativeTcpInfo {
+  state: number;
+  caState: number;
+  retransmits: number;
+  rtt: number;
+  rttVar: number;
+  sndCwnd: number;
+  sndSsthresh: number;
+  sndMss: number;
+  totalRetrans: number;
+  lost: number;
+  pacingRate?: number;
+  bytesAcked?: number;
+  bytesReceived?: number;
+  minRtt?: number;
+  deliveryRate?: number;
+  deliveryRateAppLimited?: boolean;
+  busyTime?: number;
+  rwndLimited?: number;
+  sndbufLimited?: number;
+  congestion: string;
+  bbr?: { bandwidth: number; minRtt: number; pacingGain: number; cwndGain: number };
+}
+
+/** The addon's exports. Arguments are validated in TS before these are called. */
+export interface NativeBinding {
+  readonly abi: number;
+  readonly features: NativeFeatures;
+  crc32c(data: Uint8Array, initial: number): number;
+  xxh3_64(data: Uint8Array): bigint;
+  /** Hashes ceil(data.length / pageSize) pages into `out`; returns the page count. */
+  xxh3Pages(data: Uint8Array, pageSize: number, out: BigUint64Array): number;
+  tcpInfo?(fd: number): NativeTcpInfo;
+  getCongestion?(fd: number): string;
+  setCongestion?(fd: number, name: string): string;
+}
+
+/** ABI version this TS code was written against; a mismatched binary is refused. */
+export const NATIVE_ABI = 1;
+
+/** Names of every function export, for the drift test. */
+export const NATIVE_EXPORTS = [
+  "crc32c",
+  "xxh3_64",
+  "xxh3Pages",
+  "tcpInfo",
+  "getCongestion",
+  "setCongestion",
+] as const satisfies readonly (keyof NativeBinding)[];

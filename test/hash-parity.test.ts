@@ -1,0 +1,66 @@
+// Native and TypeScript hashing must agree bit for bit: random lengths up to 1 MiB
+// at random offsets (unaligned views included), and random page sizes for batches.
+import { randomFillSync } from "node:crypto";
+import fc from "fast-check";
+import { expect } from "vitest";
+import { tsHashBackend } from "../src/hash/index.js";
+import { describeNative, itNative, native } from "./helpers/native.js";
+
+const MiB = 1 << 20;
+// One random pool; each case takes a view at a random offset so both alignment and
+// content vary without allocating per case.
+const pool = randomFillSync(new Uint8Array(2 * MiB + 64));
+
+const lengths = fc.oneof(
+  fc.integer({ min: 0, max: 300 }),
+  fc.integer({ min: 0, max: 64 * 1024 }),
+  fc.integer({ min: 0, max: MiB }),
+  // fast-check biases integers towards small values; make sure big inputs happen.
+  fc.integer({ min: MiB / 2, max: MiB }),
+);
+
+describeNative("native == TypeScript hashing", () => {
+  itNative("CRC-32C over random lengths 0…1 MiB at random offsets", () => {
+    fc.assert(
+      fc.property(lengths, fc.nat({ max: MiB + 63 }), fc.nat({ max: 0xffffffff }), (len, off, init) => {
+        const view = pool.subarray(off, off + len);
+        expect(native!.crc32c(view, init)).toBe(tsHashBackend.crc32c(view, init));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  itNative("XXH3-64 over random lengths 0…1 MiB at random offsets", () => {
+    fc.assert(
+      fc.property(lengths, fc.nat({ max: MiB + 63 }), (len, off) => {
+        const view = pool.subarray(off, off + len);
+        expect(native!.xxh3_64(view)).toBe(tsHashBackend.xxh3_64(view));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  itNative("batched page hashes over random page sizes and buffer lengths", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(1, 7, 64, 512, 4096, 8192, 65536),
+        fc.nat({ max: 256 }),
+        fc.nat({ max: 65535 }),
+        fc.nat({ max: 63 }),
+        (pageSize, pages, tail, off) => {
+          // Up to 256 whole pages plus a short tail: large buffers without spending
+          // the test on a quarter-million 1-byte pages.
+          const len = Math.min(pages * pageSize + (tail % pageSize), 2 * MiB);
+          const view = pool.subarray(off, off + len);
+          const count = Math.ceil(len / pageSize);
+          const a = new BigUint64Array(count);
+          const b = new BigUint64Array(count);
+          expect(native!.xxh3Pages(view, pageSize, a)).toBe(count);
+          expect(tsHashBackend.xxh3Pages(view, pageSize, b)).toBe(count);
+          expect(a).toEqual(b);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
