@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     // Skipped tests carry their reason in the title; the verbose reporter prints every title.
-    reporters: ["verbose"],
+    reporters: ["verbose", "./test/helpers/summary-reporter.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },
