@@ -78,8 +78,14 @@ function buildReference(): string {
 
 function runChild(contender: string): Sample {
   const self = fileURLToPath(import.meta.url);
-  const env = { ...process.env, DWCP_NATIVE: contender === "ours-ts" ? "0" : contender === "ours-native" ? "1" : "" };
-  const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", contender], { encoding: "utf8", env });
+  const env = {
+    ...process.env,
+    DWCP_NATIVE: contender === "ours-ts" ? "0" : contender === "ours-native" ? "1" : "",
+  };
+  const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", contender], {
+    encoding: "utf8",
+    env,
+  });
   if (r.status !== 0) throw new Error(`${contender} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim()) as Sample;
 }
@@ -90,7 +96,10 @@ async function main(): Promise<void> {
     ["ours-native", () => runChild("ours-native")],
     ["ours-ts", () => runChild("ours-ts")],
     ["@node-rs/xxhash", () => runChild("node-rs")],
-    ["c-libxxhash", () => JSON.parse(execFileSync(ref, [`${MIB}`, `${PAGE}`, `${REPS}`], { encoding: "utf8" }))],
+    [
+      "c-libxxhash",
+      () => JSON.parse(execFileSync(ref, [`${MIB}`, `${PAGE}`, `${REPS}`], { encoding: "utf8" })),
+    ],
     [
       "c-libxxhash-dispatch",
       () => JSON.parse(execFileSync(ref, [`${MIB}`, `${PAGE}`, `${REPS}`, "dispatch"], { encoding: "utf8" })),

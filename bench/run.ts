@@ -13,7 +13,9 @@ if (!name || (name !== "all" && !(BENCHES as readonly string[]).includes(name)))
 }
 for (const b of name === "all" ? BENCHES : [name]) {
   const file = fileURLToPath(new URL(`./${b}.ts`, import.meta.url));
-  const r = spawnSync(process.execPath, ["--import", "tsx", file, ...process.argv.slice(3)], { stdio: "inherit" });
+  const r = spawnSync(process.execPath, ["--import", "tsx", file, ...process.argv.slice(3)], {
+    stdio: "inherit",
+  });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 console.log(`summary: ${renderSummary()}`);

@@ -8,7 +8,9 @@ export function renderSummary(): string {
     "| benchmark | unit | ours | peer | peer value | ours ÷ peer | native | node | load |",
     "|---|---|---|---|---|---|---|---|---|",
   ];
-  for (const f of readdirSync(RESULTS_DIR).filter((f) => f.endsWith(".json")).sort()) {
+  for (const f of readdirSync(RESULTS_DIR)
+    .filter((f) => f.endsWith(".json"))
+    .sort()) {
     const r = JSON.parse(readFileSync(join(RESULTS_DIR, f), "utf8")) as BenchResult;
     for (const [peer, value] of Object.entries(r.peers)) {
       rows.push(
@@ -17,6 +19,9 @@ export function renderSummary(): string {
     }
   }
   const out = join(RESULTS_DIR, "summary.md");
-  writeFileSync(out, `# Benchmark results\n\nRatios compare contenders measured in the same run.\n\n${rows.join("\n")}\n`);
+  writeFileSync(
+    out,
+    `# Benchmark results\n\nRatios compare contenders measured in the same run.\n\n${rows.join("\n")}\n`,
+  );
   return out;
 }

@@ -39,7 +39,8 @@ async function main(): Promise<void> {
   console.log("native addon");
   line("loaded", s.loaded ? `yes (${s.path})` : `no: ${s.reason}`);
   line("DWCP_NATIVE", s.mode);
-  for (const [name, f] of Object.entries(s.features)) line(name, `${f.native ? "native" : "not native"}: ${f.detail}`);
+  for (const [name, f] of Object.entries(s.features))
+    line(name, `${f.native ? "native" : "not native"}: ${f.detail}`);
 
   console.log("\nhashing demo (measured now)");
   const size = 64 << 20;
@@ -52,8 +53,14 @@ async function main(): Promise<void> {
   const crc = crc32c(data);
   const t2 = performance.now();
   const distinct = new Set(hashes).size;
-  line("XXH3-64 pages", `${hashes.length} pages of 4 KiB in ${(t1 - t0).toFixed(1)} ms (${(size / (t1 - t0) / 1e6).toFixed(2)} GB/s), ${distinct} distinct`);
-  line("CRC-32C", `0x${crc.toString(16).padStart(8, "0")} over 64 MiB in ${(t2 - t1).toFixed(1)} ms (${(size / (t2 - t1) / 1e6).toFixed(2)} GB/s)`);
+  line(
+    "XXH3-64 pages",
+    `${hashes.length} pages of 4 KiB in ${(t1 - t0).toFixed(1)} ms (${(size / (t1 - t0) / 1e6).toFixed(2)} GB/s), ${distinct} distinct`,
+  );
+  line(
+    "CRC-32C",
+    `0x${crc.toString(16).padStart(8, "0")} over 64 MiB in ${(t2 - t1).toFixed(1)} ms (${(size / (t2 - t1) / 1e6).toFixed(2)} GB/s)`,
+  );
   console.log("\nloopback TCP");
   line("tcpInfo", await loopbackTcpInfo());
 }
