@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     for (const [name, run] of contenders) {
       const s = run();
       xors.add(s.xor);
-      (perRound[name] ??= []).push(round(median(s.gbps)));
+      perRound[name] = [...(perRound[name] ?? []), round(median(s.gbps))];
       console.log(`round ${round_ + 1} ${name.padEnd(22)} ${median(s.gbps).toFixed(2)} GB/s  xor=${s.xor}`);
     }
   }
