@@ -26,7 +26,9 @@ function copyProject(): string {
 }
 
 function runBuild(dir: string, shell: string, env: Record<string, string> = {}) {
-  return spawnSync("sh", ["-c", shell], { cwd: dir, encoding: "utf8", env: { ...process.env, ...env } });
+  // The suite may itself run under DWCP_NATIVE=0, which the script honours by skipping.
+  const base = { ...process.env, DWCP_NATIVE: "", DWCP_NATIVE_BUILD: "" };
+  return spawnSync("sh", ["-c", shell], { cwd: dir, encoding: "utf8", env: { ...base, ...env } });
 }
 
 describe("scripts/build-native.mjs", () => {
