@@ -25,6 +25,40 @@ const CODES = {
   ERR_SYSCALL: "system call failed",
   /** The socket is not connected (or has no file descriptor). */
   ERR_NOT_CONNECTED: "socket is not connected",
+
+  // --- wire protocol (docs/PROTOCOL.md) ---
+  /** The peer's first bytes are not a DWCP greeting. */
+  ERR_BAD_MAGIC: "not a DWCP peer (bad greeting magic)",
+  /** A frame header is malformed (unknown type, bad field). */
+  ERR_BAD_FRAME: "malformed frame",
+  /** A frame's length exceeds the limit in force; it was refused before allocation. */
+  ERR_FRAME_TOO_LARGE: "frame exceeds the maximum frame size",
+  /** A message exceeds the negotiated maximum message size. */
+  ERR_MESSAGE_TOO_LARGE: "message exceeds the maximum message size",
+  /** A frame's CRC-32C does not match its header and payload. */
+  ERR_CHECKSUM: "frame checksum mismatch",
+  /** A control payload could not be decoded. */
+  ERR_BAD_CONTROL: "malformed control message",
+  /** The peer broke the protocol's sequencing rules. */
+  ERR_PROTOCOL: "protocol violation",
+  /** The peers have no protocol version in common. */
+  ERR_VERSION_MISMATCH: "no common protocol version",
+  /** Authentication failed (wrong pre-shared key, missing or invalid certificate). */
+  ERR_AUTH_FAILED: "authentication failed",
+  /** The handshake did not complete in time. */
+  ERR_HANDSHAKE_TIMEOUT: "handshake timed out",
+
+  // --- sessions and transports ---
+  /** Connecting to the peer failed. */
+  ERR_CONNECT: "connection failed",
+  /** The connection or session is closed. */
+  ERR_CLOSED: "closed",
+  /** The operation was aborted (AbortSignal, or destroy()). */
+  ERR_ABORTED: "aborted",
+  /** The peer reported an error (its code is in the message and `remoteCode`). */
+  ERR_REMOTE: "the peer reported an error",
+  /** An address could not be parsed for this transport. */
+  ERR_BAD_ADDRESS: "bad address",
 } as const;
 
 /** Stable machine-readable error code. */

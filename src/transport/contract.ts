@@ -1,0 +1,281 @@
+/**
+ * The one transport contract that memory, TCP, TLS (and later RDMA) implement.
+ *
+ * A {@link Conn} is a reliable, ordered byte stream with backpressure in both
+ * directions: `send()` returns false when the outbound buffer is above its
+ * high-water mark (wait for `drain`), and inbound chunks are pulled through async
+ * iteration, so a slow consumer stops the sender. Chunk boundaries are not
+ * preserved; the frame layer above does its own framing.
+ *
+ * Implementations extend {@link AbstractConn} and supply only the primitives
+ * (`sendData`, `sendPause`, `sendResume`, `sendEnd`, `sendReset`); state,
+ * buffering, iteration and `close()`/`abort()` semantics live in one place.
+ *
+ * @packageDocumentation
+ */
+import { EventEmitter, once } from "node:events";
+import type { Socket } from "node:net";
+import { DWCPError } from "../errors.js";
+
+/** `open` → `closing` (close() called) → `closed`; or → `aborted` on abort/error. */
+export type ConnStatus = "open" | "closing" | "closed" | "aborted";
+
+/** Options of operations that can be cancelled. */
+export interface AbortOptions {
+  signal?: AbortSignal;
+}
+
+/** A connection between two endpoints of one transport. */
+export interface Conn extends AsyncIterable<Uint8Array> {
+  /** Transport name: `"memory"`, `"tcp"`, `"tls"`, `"rdma"`. */
+  readonly transport: string;
+  readonly localAddress: string;
+  readonly remoteAddress: string;
+  readonly status: ConnStatus;
+  /** The kernel socket behind the connection, when there is one (for `tcpInfo`). */
+  readonly socket: Socket | undefined;
+  /** Bytes accepted by `send()` but not yet handed to the peer/kernel. */
+  readonly bufferedAmount: number;
+  /**
+   * Queues `chunk` (not copied: do not modify it afterwards).
+   * @returns false when the caller should wait for {@link onDrain} before sending more
+   * @throws DWCPError `ERR_CLOSED` after close()/abort()
+   */
+  send(chunk: Uint8Array): boolean;
+  /** Resolves when the outbound buffer has drained below its low-water mark. */
+  onDrain(options?: AbortOptions): Promise<void>;
+  /** Flushes, ends the outbound side and resolves when the connection is closed. */
+  close(options?: AbortOptions): Promise<void>;
+  /** Tears the connection down at once; pending reads reject with `err`. */
+  abort(err?: Error): void;
+  on(event: "close", listener: (err?: Error) => void): this;
+  on(event: "drain", listener: () => void): this;
+  once(event: "close", listener: (err?: Error) => void): this;
+  off(event: string, listener: (...args: unknown[]) => void): this;
+}
+
+/** A listening endpoint. */
+export interface Listener {
+  /** The bound address, with the real port when 0 was asked for. */
+  readonly address: string;
+  /** Stops accepting; existing connections are not touched. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link Transport.listen}. */
+export interface ListenOptions extends AbortOptions {}
+
+/** Options of {@link Transport.dial}. */
+export interface DialOptions extends AbortOptions {}
+
+/** A way to reach peers. */
+export interface Transport {
+  readonly name: string;
+  dial(address: string, options?: DialOptions): Promise<Conn>;
+  listen(address: string, onConn: (conn: Conn) => void, options?: ListenOptions): Promise<Listener>;
+}
+
+/** Buffering thresholds shared by every implementation. */
+export interface ConnLimits {
+  /** Inbound bytes queued before the source is paused. @default 4 MiB */
+  readHighWater?: number;
+}
+
+const DEFAULT_READ_HIGH_WATER = 4 * 1024 * 1024;
+
+/**
+ * Base of every {@link Conn}: inbound queue with pause/resume, async iteration,
+ * status, and the close/abort state machine.
+ */
+export abstract class AbstractConn extends EventEmitter implements Conn {
+  abstract readonly transport: string;
+  abstract readonly localAddress: string;
+  abstract readonly remoteAddress: string;
+  readonly socket: Socket | undefined = undefined;
+
+  #status: ConnStatus = "open";
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #paused = false;
+  #ended = false;
+  #error: Error | undefined;
+  #waiter: (() => void) | undefined;
+  #closed = false;
+  #iterating = false;
+  readonly #readHighWater: number;
+
+  constructor(limits: ConnLimits = {}) {
+    super();
+    this.#readHighWater = limits.readHighWater ?? DEFAULT_READ_HIGH_WATER;
+  }
+
+  get status(): ConnStatus {
+    return this.#status;
+  }
+
+  abstract get bufferedAmount(): number;
+
+  // ---- primitives supplied by implementations ----
+  /** Hands `chunk` to the medium; false when its buffer is above high water. */
+  protected abstract sendData(chunk: Uint8Array): boolean;
+  /** Stop delivering inbound data (flow control). */
+  protected abstract sendPause(): void;
+  protected abstract sendResume(): void;
+  /** Graceful end of the outbound side (FIN). */
+  protected abstract sendEnd(): void;
+  /** Immediate teardown (RST). */
+  protected abstract sendReset(err?: Error): void;
+  /** The consumer has read everything up to the peer's end (hook; default none). */
+  protected inboundDrained(): void {}
+
+  // ---- called by implementations ----
+  /** Inbound data arrived. */
+  protected pushData(chunk: Uint8Array): void {
+    if (this.#ended || chunk.length === 0) return;
+    this.#queue.push(chunk);
+    this.#queued += chunk.length;
+    if (!this.#paused && this.#queued >= this.#readHighWater) {
+      this.#paused = true;
+      this.sendPause();
+    }
+    this.#wake();
+  }
+
+  /** The peer ended its side (or the medium failed, with `err`). */
+  protected pushEnd(err?: Error): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#error ??= err;
+    this.#wake();
+  }
+
+  /** The medium is fully closed; emits `close` once. */
+  protected closed(err?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.pushEnd(err);
+    if (err && this.#status !== "closed") this.#status = "aborted";
+    else if (this.#status !== "aborted") this.#status = "closed";
+    this.emit("close", err);
+  }
+
+  // ---- Conn ----
+  send(chunk: Uint8Array): boolean {
+    if (this.#status !== "open")
+      throw new DWCPError("ERR_CLOSED", `${this.transport} connection is ${this.#status}`);
+    return this.sendData(chunk);
+  }
+
+  async onDrain(options: AbortOptions = {}): Promise<void> {
+    if (this.#status !== "open" && this.#status !== "closing") {
+      throw new DWCPError("ERR_CLOSED", `${this.transport} connection is ${this.#status}`);
+    }
+    if (!this.needsDrain()) return;
+    const ac = new AbortController();
+    const onClose = () => ac.abort(new DWCPError("ERR_CLOSED", "connection closed while waiting for drain"));
+    this.once("close", onClose);
+    const signal = options.signal ? AbortSignal.any([options.signal, ac.signal]) : ac.signal;
+    try {
+      await once(this, "drain", { signal });
+    } catch (err) {
+      throw signal.reason instanceof Error ? signal.reason : err;
+    } finally {
+      this.off("close", onClose);
+    }
+  }
+
+  /** True while a `drain` event is still due. */
+  protected abstract needsDrain(): boolean;
+
+  async close(options: AbortOptions = {}): Promise<void> {
+    if (this.#closed) return;
+    if (this.#status === "open") {
+      this.#status = "closing";
+      this.sendEnd();
+    }
+    const closed = once(this, "close");
+    if (!options.signal) {
+      await closed;
+      return;
+    }
+    await Promise.race([
+      closed,
+      new Promise<never>((_, reject) => {
+        const onAbort = () => {
+          const err = new DWCPError("ERR_ABORTED", "close aborted", { cause: options.signal?.reason });
+          this.abort(err);
+          reject(err);
+        };
+        if (options.signal?.aborted) onAbort();
+        else options.signal?.addEventListener("abort", onAbort, { once: true });
+      }),
+    ]);
+  }
+
+  abort(err?: Error): void {
+    if (this.#closed) return;
+    this.#status = "aborted";
+    this.#error ??= err ?? new DWCPError("ERR_ABORTED", "connection aborted");
+    this.pushEnd(this.#error);
+    this.sendReset(err);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    if (this.#iterating)
+      throw new DWCPError("ERR_INVALID_ARG", "a connection can be iterated only once at a time");
+    this.#iterating = true;
+    try {
+      for (;;) {
+        const chunk = this.#queue.shift();
+        if (chunk) {
+          this.#queued -= chunk.length;
+          if (this.#paused && this.#queued < this.#readHighWater / 2) {
+            this.#paused = false;
+            this.sendResume();
+          }
+          yield chunk;
+          continue;
+        }
+        if (this.#ended) {
+          if (this.#error) throw this.#error;
+          this.inboundDrained();
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          this.#waiter = resolve;
+        });
+      }
+    } finally {
+      this.#iterating = false;
+    }
+  }
+
+  #wake(): void {
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+}
+
+/** Throws `ERR_ABORTED` when `signal` has fired (a DWCPError, unlike signal.throwIfAborted()). */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new DWCPError("ERR_ABORTED", `${what} aborted`, { cause: signal.reason });
+}
+
+/** Splits "host:port" (IPv6 in brackets) for socket transports. */
+export function parseHostPort(address: string, transport: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) {
+    throw new DWCPError(
+      "ERR_BAD_ADDRESS",
+      `${transport} address must be host:port, got ${JSON.stringify(address)}`,
+    );
+  }
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** Formats host and port back into an address string. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}

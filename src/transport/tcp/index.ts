@@ -1,0 +1,88 @@
+/**
+ * TCP transport: one socket per connection, Nagle off, keepalive on, and the
+ * kernel congestion control chosen per socket when the native addon is present.
+ */
+import { once } from "node:events";
+import { createServer, type Server, Socket } from "node:net";
+import { DWCPError } from "../../errors.js";
+import type { Conn, ConnLimits, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
+import { formatHostPort, parseHostPort, throwIfAborted } from "../contract.js";
+import { SocketConn, toDWCPError } from "./socket-conn.js";
+import { setCongestionControl } from "./tcpinfo.js";
+
+/** Options of {@link tcp}. */
+export interface TcpOptions extends ConnLimits {
+  /** Kernel congestion control for every socket, e.g. `"bbr"`; unset keeps the system default. */
+  congestion?: string;
+  /** Keepalive initial delay in ms. @default 10000 */
+  keepAliveMs?: number;
+  /** Dial timeout in ms. @default 10000 */
+  connectTimeoutMs?: number;
+}
+
+/** Applies per-socket options; returns the congestion control the kernel reports. */
+export function tuneSocket(socket: Socket, options: TcpOptions): string | undefined {
+  socket.setNoDelay(true);
+  socket.setKeepAlive(true, options.keepAliveMs ?? 10_000);
+  if (options.congestion === undefined) return undefined;
+  try {
+    return setCongestionControl(socket, options.congestion);
+  } catch {
+    // Unknown or disallowed algorithm: keep the default rather than fail the link.
+    return undefined;
+  }
+}
+
+/** Resolves when `socket` fires `event`, rejecting on error, timeout or abort. */
+export async function connectOrFail(socket: Socket, event: string, options: DialOptions, timeoutMs: number) {
+  const signals = [AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])];
+  const signal = AbortSignal.any(signals);
+  try {
+    await once(socket, event, { signal });
+  } catch (err) {
+    socket.destroy();
+    if (options.signal?.aborted)
+      throw new DWCPError("ERR_ABORTED", "dial aborted", { cause: options.signal.reason });
+    if (signal.aborted) throw new DWCPError("ERR_CONNECT", `connect timed out after ${timeoutMs} ms`);
+    throw toDWCPError(err as Error);
+  }
+}
+
+class TcpListener implements Listener {
+  constructor(
+    private readonly server: Server,
+    readonly address: string,
+  ) {}
+  async close(): Promise<void> {
+    // server.close()'s callback waits for every accepted connection to end; the
+    // contract only stops accepting, so do not wait for it.
+    if (this.server.listening) this.server.close();
+  }
+}
+
+/** Creates the TCP transport. Addresses are `host:port`. */
+export function tcp(options: TcpOptions = {}): Transport {
+  return {
+    name: "tcp",
+    async dial(address: string, dialOptions: DialOptions = {}): Promise<Conn> {
+      const { host, port } = parseHostPort(address, "tcp");
+      throwIfAborted(dialOptions.signal, "dial");
+      const socket = new Socket();
+      socket.connect({ host, port });
+      await connectOrFail(socket, "connect", dialOptions, options.connectTimeoutMs ?? 10_000);
+      tuneSocket(socket, options);
+      return new SocketConn("tcp", socket, options);
+    },
+    async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
+      const { host, port } = parseHostPort(address, "tcp");
+      const server = createServer((socket) => {
+        tuneSocket(socket, options);
+        onConn(new SocketConn("tcp", socket, options));
+      });
+      server.listen({ host, port, signal: listenOptions.signal });
+      await once(server, "listening");
+      const bound = server.address() as { address: string; port: number };
+      return new TcpListener(server, formatHostPort(bound.address, bound.port));
+    },
+  };
+}

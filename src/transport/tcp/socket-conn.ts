@@ -1,0 +1,97 @@
+/**
+ * A {@link Conn} over a Node socket; shared by the TCP and TLS transports
+ * (tls.TLSSocket is a net.Socket).
+ */
+import type { Socket } from "node:net";
+import { DWCPError } from "../../errors.js";
+import { AbstractConn, type ConnLimits, formatHostPort } from "../contract.js";
+
+export class SocketConn extends AbstractConn {
+  override readonly socket: Socket;
+  readonly transport: string;
+  readonly localAddress: string;
+  readonly remoteAddress: string;
+  #corked = false;
+  #wantDrain = false;
+
+  constructor(transport: string, socket: Socket, limits?: ConnLimits) {
+    super(limits);
+    this.transport = transport;
+    this.socket = socket;
+    this.localAddress = formatHostPort(socket.localAddress ?? "?", socket.localPort ?? 0);
+    this.remoteAddress = formatHostPort(socket.remoteAddress ?? "?", socket.remotePort ?? 0);
+    socket.on("data", (chunk: Buffer) => this.pushData(chunk));
+    socket.on("end", () => this.pushEnd());
+    socket.on("drain", () => {
+      this.#wantDrain = false;
+      this.emit("drain");
+    });
+    let failure: Error | undefined;
+    socket.on("error", (err) => {
+      failure = toDWCPError(err);
+      this.pushEnd(failure);
+    });
+    socket.on("close", () => this.closed(failure));
+  }
+
+  get bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  protected sendData(chunk: Uint8Array): boolean {
+    // Cork for the rest of this tick so a burst of small frames leaves in one
+    // writev instead of one syscall each.
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.socket.uncork();
+      });
+    }
+    const ok = this.socket.write(chunk);
+    if (!ok) this.#wantDrain = true;
+    return ok;
+  }
+
+  protected needsDrain(): boolean {
+    return this.#wantDrain || this.socket.writableNeedDrain;
+  }
+
+  protected sendPause(): void {
+    this.socket.pause();
+  }
+
+  protected sendResume(): void {
+    this.socket.resume();
+  }
+
+  protected sendEnd(): void {
+    this.socket.end();
+  }
+
+  protected sendReset(err?: Error): void {
+    if (typeof this.socket.resetAndDestroy === "function" && this.socket.readyState !== "closed") {
+      try {
+        this.socket.resetAndDestroy();
+        return;
+      } catch {
+        // Not connected yet (or TLS): fall through to destroy.
+      }
+    }
+    this.socket.destroy(err);
+  }
+}
+
+/** Maps socket errors to DWCP codes; TLS certificate failures are authentication failures. */
+export function toDWCPError(err: Error & { code?: string }): DWCPError {
+  if (err instanceof DWCPError) return err;
+  const code = err.code ?? "";
+  if (/CERT|ALERT|HANDSHAKE|SSL|TLS/.test(code)) {
+    return new DWCPError("ERR_AUTH_FAILED", `TLS authentication failed: ${err.message}`, { cause: err });
+  }
+  if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EHOSTUNREACH" || code === "ETIMEDOUT") {
+    return new DWCPError("ERR_CONNECT", err.message, { cause: err });
+  }
+  return new DWCPError("ERR_CLOSED", `connection failed: ${err.message}`, { cause: err });
+}

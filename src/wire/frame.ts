@@ -1,0 +1,219 @@
+/**
+ * Frames: a fixed 32-byte little-endian header, then the payload
+ * (docs/PROTOCOL.md §3).
+ *
+ * ```
+ *  0  u8   type        1 DATA, 2 CONTROL
+ *  1  u8   flags       bit 0 END (last frame of its message); other bits: send 0, ignore
+ *  2  u16  stream id
+ *  4  u32  payload length
+ *  8  u64  message id
+ * 16  u64  offset      byte offset of this payload within its message
+ * 24  u8   codec id    0 = none
+ * 25  u8×3 reserved    send 0, ignore
+ * 28  u32  CRC-32C     over header bytes 0..27, continued over the payload
+ * ```
+ */
+import { DWCPError } from "../errors.js";
+import { crc32c } from "../hash/index.js";
+
+export const HEADER_SIZE = 32;
+
+export const FrameType = { DATA: 1, CONTROL: 2 } as const;
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+export const FrameFlags = { END: 1 } as const;
+
+export interface FrameHeader {
+  type: FrameTypeValue;
+  flags: number;
+  streamId: number;
+  length: number;
+  /** Message id; below 2^53 in practice, carried as a u64. */
+  messageId: number;
+  offset: number;
+  codecId: number;
+}
+
+export interface Frame extends FrameHeader {
+  payload: Uint8Array;
+}
+
+function setU64(v: DataView, at: number, x: number): void {
+  v.setUint32(at, x >>> 0, true);
+  v.setUint32(at + 4, Math.floor(x / 0x1_0000_0000), true);
+}
+
+function getU64(v: DataView, at: number): number {
+  const hi = v.getUint32(at + 4, true);
+  // Above 2^53 the value cannot be exact; no legitimate sender gets there.
+  if (hi >= 0x20_0000) throw new DWCPError("ERR_BAD_FRAME", "u64 field above 2^53");
+  return hi * 0x1_0000_0000 + v.getUint32(at, true);
+}
+
+/**
+ * Encodes a header for `payload` (the CRC covers both). Returns a fresh 32-byte
+ * array; the payload is not copied, so header and payload go out as two chunks.
+ */
+export function encodeHeader(h: Omit<FrameHeader, "length">, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE);
+  const v = new DataView(out.buffer);
+  v.setUint8(0, h.type);
+  v.setUint8(1, h.flags);
+  v.setUint16(2, h.streamId, true);
+  v.setUint32(4, payload.length, true);
+  setU64(v, 8, h.messageId);
+  setU64(v, 16, h.offset);
+  v.setUint8(24, h.codecId);
+  v.setUint32(28, crc32c(payload, crc32c(out.subarray(0, 28))), true);
+  return out;
+}
+
+/** Header and payload in one buffer (tests, fuzzing, small control frames). */
+export function encodeFrame(h: Omit<FrameHeader, "length">, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + payload.length);
+  out.set(encodeHeader(h, payload), 0);
+  out.set(payload, HEADER_SIZE);
+  return out;
+}
+
+/** Parses and validates a header; the payload length is checked against `maxLength`. */
+export function decodeHeader(b: Uint8Array, maxLength: number): FrameHeader {
+  const v = new DataView(b.buffer, b.byteOffset, HEADER_SIZE);
+  const type = v.getUint8(0);
+  if (type !== FrameType.DATA && type !== FrameType.CONTROL) {
+    throw new DWCPError("ERR_BAD_FRAME", `unknown frame type ${type}`);
+  }
+  const length = v.getUint32(4, true);
+  if (length > maxLength) {
+    throw new DWCPError(
+      "ERR_FRAME_TOO_LARGE",
+      `frame payload of ${length} bytes exceeds the limit of ${maxLength}`,
+    );
+  }
+  return {
+    type,
+    flags: v.getUint8(1),
+    streamId: v.getUint16(2, true),
+    length,
+    messageId: getU64(v, 8),
+    offset: getU64(v, 16),
+    codecId: v.getUint8(24),
+  };
+}
+
+/** Decoder statistics, for tests and metrics. */
+export interface DecoderStats {
+  frames: number;
+  bytes: number;
+  /** Largest single allocation the decoder made (payloads that spanned chunks). */
+  largestAllocation: number;
+}
+
+/**
+ * Streaming frame decoder: feed it chunks as they arrive (any split), take
+ * complete, checksum-verified frames out.
+ *
+ * Memory is bounded by the limit in force: a header's length is checked
+ * before any payload byte is buffered, so an oversize length costs nothing.
+ * Payloads that arrive within one chunk are returned as views, not copies.
+ */
+export class FrameDecoder {
+  /** Largest payload accepted; may be raised after negotiation. */
+  maxLength: number;
+  readonly stats: DecoderStats = { frames: 0, bytes: 0, largestAllocation: 0 };
+  private readonly headerBuf = new Uint8Array(HEADER_SIZE);
+  private headerFill = 0;
+  private header: FrameHeader | null = null;
+  private payload: Uint8Array | null = null;
+  private payloadFill = 0;
+  private chunk: Uint8Array = new Uint8Array(0);
+  private pos = 0;
+  private failed: DWCPError | null = null;
+
+  constructor(maxLength: number) {
+    this.maxLength = maxLength;
+  }
+
+  /** Bytes held for a partial frame. */
+  get buffered(): number {
+    return this.headerFill + this.payloadFill + (this.chunk.length - this.pos);
+  }
+
+  /** Adds a chunk; call {@link next} until it returns null before pushing more. */
+  push(chunk: Uint8Array): void {
+    if (this.pos < this.chunk.length)
+      throw new Error("FrameDecoder.push before the previous chunk was drained");
+    this.chunk = chunk;
+    this.pos = 0;
+  }
+
+  /**
+   * The next complete frame, or null when more bytes are needed.
+   * @throws DWCPError (`ERR_BAD_FRAME`, `ERR_FRAME_TOO_LARGE`, `ERR_CHECKSUM`); the
+   *   decoder stays failed afterwards, since the stream can no longer be trusted
+   */
+  next(): Frame | null {
+    if (this.failed) throw this.failed;
+    try {
+      return this.step();
+    } catch (err) {
+      this.failed = err as DWCPError;
+      this.chunk = new Uint8Array(0);
+      this.pos = 0;
+      this.payload = null;
+      throw err;
+    }
+  }
+
+  private step(): Frame | null {
+    const c = this.chunk;
+    if (!this.header) {
+      if (this.headerFill === 0 && c.length - this.pos >= HEADER_SIZE) {
+        this.header = decodeHeader(c.subarray(this.pos, this.pos + HEADER_SIZE), this.maxLength);
+        this.headerBuf.set(c.subarray(this.pos, this.pos + HEADER_SIZE));
+        this.pos += HEADER_SIZE;
+      } else {
+        const n = Math.min(HEADER_SIZE - this.headerFill, c.length - this.pos);
+        this.headerBuf.set(c.subarray(this.pos, this.pos + n), this.headerFill);
+        this.headerFill += n;
+        this.pos += n;
+        if (this.headerFill < HEADER_SIZE) return null;
+        this.header = decodeHeader(this.headerBuf, this.maxLength);
+      }
+      this.headerFill = 0;
+    }
+    const h = this.header;
+    let payload: Uint8Array;
+    if (this.payload === null && c.length - this.pos >= h.length) {
+      payload = c.subarray(this.pos, this.pos + h.length);
+      this.pos += h.length;
+    } else {
+      if (this.payload === null) {
+        // Safe: h.length was checked against maxLength in decodeHeader.
+        this.payload = new Uint8Array(h.length);
+        this.payloadFill = 0;
+        if (h.length > this.stats.largestAllocation) this.stats.largestAllocation = h.length;
+      }
+      const n = Math.min(h.length - this.payloadFill, c.length - this.pos);
+      this.payload.set(c.subarray(this.pos, this.pos + n), this.payloadFill);
+      this.payloadFill += n;
+      this.pos += n;
+      if (this.payloadFill < h.length) return null;
+      payload = this.payload;
+      this.payload = null;
+      this.payloadFill = 0;
+    }
+    this.header = null;
+    const expected = new DataView(this.headerBuf.buffer).getUint32(28, true);
+    if (crc32c(payload, crc32c(this.headerBuf.subarray(0, 28))) !== expected) {
+      throw new DWCPError(
+        "ERR_CHECKSUM",
+        `frame checksum mismatch (message ${h.messageId}, offset ${h.offset})`,
+      );
+    }
+    this.stats.frames++;
+    this.stats.bytes += HEADER_SIZE + h.length;
+    return { ...h, payload };
+  }
+}

@@ -1,0 +1,93 @@
+// Test PKI made with the openssl CLI: one CA, a server certificate for 127.0.0.1,
+// a client certificate, and a second CA whose client certificate must be refused.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface Pki {
+  ca: string;
+  server: { cert: string; key: string };
+  client: { cert: string; key: string };
+  /** Signed by an unrelated CA: a valid certificate that the listener must not trust. */
+  stranger: { cert: string; key: string; ca: string };
+}
+
+let cached: Pki | undefined;
+
+function openssl(dir: string, args: string[]): void {
+  execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+}
+
+function makeCa(dir: string, name: string): void {
+  openssl(dir, [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.crt`,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+  ]);
+}
+
+function makeLeaf(dir: string, ca: string, name: string, ext: string): void {
+  writeFileSync(join(dir, `${name}.ext`), ext);
+  openssl(dir, [
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.csr`,
+    "-subj",
+    `/CN=${name}`,
+  ]);
+  openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${ca}.crt`,
+    "-CAkey",
+    `${ca}.key`,
+    "-CAcreateserial",
+    "-out",
+    `${name}.crt`,
+    "-days",
+    "2",
+    "-extfile",
+    `${name}.ext`,
+  ]);
+}
+
+export function testPki(): Pki {
+  if (cached) return cached;
+  const dir = mkdtempSync(join(tmpdir(), "dwcp-pki-"));
+  makeCa(dir, "ca");
+  makeCa(dir, "other-ca");
+  makeLeaf(dir, "ca", "server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  makeLeaf(dir, "ca", "client", "extendedKeyUsage=clientAuth\n");
+  makeLeaf(dir, "other-ca", "stranger", "extendedKeyUsage=clientAuth\n");
+  const r = (f: string) => readFileSync(join(dir, f), "utf8");
+  cached = {
+    ca: r("ca.crt"),
+    server: { cert: r("server.crt"), key: r("server.key") },
+    client: { cert: r("client.crt"), key: r("client.key") },
+    stranger: { cert: r("stranger.crt"), key: r("stranger.key"), ca: r("other-ca.crt") },
+  };
+  return cached;
+}
