@@ -75,6 +75,8 @@ export interface DWCPErrorOptions {
   errno?: number;
   /** Name of the failing system call. */
   syscall?: string;
+  /** True when the error was reported by the peer in an Error frame. */
+  remote?: boolean;
 }
 
 const BRAND = Symbol.for("dwcp.error");
@@ -92,6 +94,8 @@ export class DWCPError extends Error {
   readonly errno?: number;
   /** Name of the failing system call. */
   readonly syscall?: string;
+  /** True when the peer reported this error (in an Error frame) rather than us detecting it. */
+  readonly remote?: boolean;
 
   constructor(code: DWCPErrorCode, message?: string, options: DWCPErrorOptions = {}) {
     super(message ?? CODES[code], options.cause === undefined ? undefined : { cause: options.cause });
@@ -99,12 +103,18 @@ export class DWCPError extends Error {
     this.code = code;
     if (options.errno !== undefined) this.errno = options.errno;
     if (options.syscall !== undefined) this.syscall = options.syscall;
+    if (options.remote) this.remote = true;
     Object.defineProperty(this, BRAND, { value: true });
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
     return typeof value === "object" && value !== null && BRAND in value;
   }
+}
+
+/** True when `code` is one of the library's error codes. */
+export function isErrorCode(code: unknown): code is DWCPErrorCode {
+  return typeof code === "string" && Object.hasOwn(CODES, code);
 }
 
 /** True when `err` is a {@link DWCPError}, optionally with the given code. */

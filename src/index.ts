@@ -9,6 +9,26 @@
 export { DWCPError, type DWCPErrorCode, type DWCPErrorOptions, ERROR_CODES, isDWCPError } from "./errors.js";
 export { type BytesLike, crc32c, hashPages, xxh3_64 } from "./hash/index.js";
 export { type FeatureStatus, type NativeStatus, nativeStatus } from "./native/status.js";
+export { HELLO_MAX } from "./session/handshake.js";
+export { DWCPNode, type DWCPNodeEvents, type NodeMetrics, type NodeOptions } from "./session/node.js";
+export {
+  type Message,
+  type SendOptions,
+  Session,
+  type SessionLimits,
+  type SessionStats,
+} from "./session/session.js";
+export type {
+  AbortOptions,
+  Conn,
+  ConnStatus,
+  DialOptions,
+  Listener,
+  ListenOptions,
+  Transport,
+} from "./transport/contract.js";
+export { MemoryNetwork, type MemoryOptions, memory } from "./transport/memory/index.js";
+export { type TcpOptions, tcp } from "./transport/tcp/index.js";
 export {
   type BbrInfo,
   congestionControl,
@@ -17,3 +37,6 @@ export {
   tcpInfo,
   tcpInfoSupported,
 } from "./transport/tcp/tcpinfo.js";
+export { type TlsListener, type TlsOptions, tls } from "./transport/tls/index.js";
+export { PROTOCOL_VERSIONS } from "./wire/negotiate.js";
+export type { CodecInfo } from "./wire/proto.js";

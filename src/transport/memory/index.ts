@@ -103,7 +103,10 @@ class MemoryConn extends AbstractConn {
     return this.#inFlight;
   }
 
-  protected sendData(chunk: Uint8Array): boolean {
+  protected sendData(data: Uint8Array): boolean {
+    // Copy, as a kernel would: the caller may reuse its buffer once the peer has
+    // acknowledged, and the peer may still hold what it received.
+    const chunk = data.slice();
     this.#inFlight += chunk.length;
     const lost = (this.opts.lossRate ?? 0) > 0 && this.random() < this.opts.lossRate!;
     this.#enqueue({ at: performance.now() + (this.opts.latencyMs ?? 0), chunk, lost });

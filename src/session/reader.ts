@@ -1,0 +1,73 @@
+/**
+ * Pulls bytes from a {@link Conn} for the handshake (exact-length reads) and then
+ * frames (through a {@link FrameDecoder}); one reader serves a connection from
+ * its first byte to its last.
+ */
+import { DWCPError } from "../errors.js";
+import type { Conn } from "../transport/contract.js";
+import { type Frame, FrameDecoder } from "../wire/frame.js";
+
+export class ConnReader {
+  readonly decoder: FrameDecoder;
+  readonly #it: AsyncIterator<Uint8Array>;
+  #pending: Uint8Array | null = null;
+
+  constructor(conn: Conn, maxFrame: number) {
+    this.#it = conn[Symbol.asyncIterator]();
+    this.decoder = new FrameDecoder(maxFrame);
+  }
+
+  async #pull(): Promise<Uint8Array | null> {
+    const r = await this.#it.next();
+    return r.done ? null : r.value;
+  }
+
+  /** Reads exactly `n` bytes (n is small and fixed: the greeting). */
+  async readExact(n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    let fill = 0;
+    while (fill < n) {
+      const chunk = this.#pending ?? (await this.#pull());
+      this.#pending = null;
+      if (!chunk) throw new DWCPError("ERR_CLOSED", `connection closed after ${fill} of ${n} greeting bytes`);
+      const take = Math.min(n - fill, chunk.length);
+      out.set(chunk.subarray(0, take), fill);
+      fill += take;
+      if (take < chunk.length) this.#pending = chunk.subarray(take);
+    }
+    return out;
+  }
+
+  /** The next verified frame, or null at a clean end of stream. */
+  async nextFrame(): Promise<Frame | null> {
+    for (;;) {
+      const f = this.decoder.next();
+      if (f) return f;
+      const chunk = this.#pending ?? (await this.#pull());
+      this.#pending = null;
+      if (!chunk) {
+        if (this.decoder.buffered > 0)
+          throw new DWCPError("ERR_CLOSED", "connection closed in the middle of a frame");
+        return null;
+      }
+      this.decoder.push(chunk);
+    }
+  }
+
+  /** Reads and throws away everything until the stream ends (so a close can complete). */
+  async discard(): Promise<void> {
+    this.#pending = null;
+    try {
+      while (await this.#pull()) {
+        // Nothing: the peer's bytes after a refusal are not looked at.
+      }
+    } catch {
+      // Reset or aborted: the stream is over either way.
+    }
+  }
+
+  /** Stops reading (releases the connection's iterator). */
+  async cancel(): Promise<void> {
+    await this.#it.return?.();
+  }
+}

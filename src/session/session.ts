@@ -1,0 +1,500 @@
+/**
+ * A DWCP session: ordered, acknowledged messages over one connection, after a
+ * successful handshake (docs/PROTOCOL.md §7).
+ *
+ * - `send()` cuts a message into DATA frames of at most the negotiated frame size
+ *   and resolves with the message id once the peer has acknowledged it.
+ * - Inbound messages are delivered in order, as `message` events when there are
+ *   listeners, otherwise through async iteration.
+ * - Backpressure is end to end: an unread inbound queue stops reading the
+ *   connection, which stops the peer's transport, which stops its `send()`s; the
+ *   sender also keeps at most `sendWindowBytes` unacknowledged.
+ */
+import { EventEmitter } from "node:events";
+import { DWCPError } from "../errors.js";
+import { type Conn, throwIfAborted } from "../transport/contract.js";
+import type { Role } from "../wire/auth.js";
+import { encodeHeader, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
+import type { Negotiated } from "../wire/negotiate.js";
+import { type Control, decodeControl, errorControl, type Hello } from "../wire/proto.js";
+import { controlFrame, remoteError } from "./handshake.js";
+import type { ConnReader } from "./reader.js";
+
+/** An inbound message. */
+export interface Message {
+  /** Per-direction message id, 1, 2, 3, … */
+  readonly id: number;
+  readonly data: Uint8Array;
+}
+
+/** Options of {@link Session.send}. */
+export interface SendOptions {
+  signal?: AbortSignal;
+}
+
+/** Tunables of a session. */
+export interface SessionLimits {
+  /** Unacknowledged bytes a sender may have in flight. @default 32 MiB */
+  sendWindowBytes?: number;
+  /** Delivered-but-unread bytes queued before the connection stops being read. @default 16 MiB */
+  receiveQueueBytes?: number;
+}
+
+/** Counters of one session. */
+export interface SessionStats {
+  messagesSent: number;
+  messagesReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+type SessionState = "open" | "closing" | "closed";
+
+interface PendingSend {
+  id: number;
+  bytes: number;
+  resolve: (id: number) => void;
+  reject: (err: Error) => void;
+}
+
+/** One established session. Created by {@link DWCPNode}; not constructed directly. */
+export class Session extends EventEmitter implements AsyncIterable<Message> {
+  readonly localNodeId: string;
+  readonly remoteNodeId: string;
+  /** Negotiated protocol version (1 or 3). */
+  readonly version: number;
+  readonly negotiated: Negotiated;
+  /** The peer's Hello, as received. */
+  readonly remoteHello: Hello;
+  /** "C" when this side dialled, "S" when it accepted. */
+  readonly role: Role;
+  readonly conn: Conn;
+  readonly stats: SessionStats = { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 };
+
+  #state: SessionState = "open";
+  #error: Error | undefined;
+  readonly #reader: ConnReader;
+  readonly #sendWindow: number;
+  readonly #receiveQueueMax: number;
+
+  // --- send side ---
+  #nextSendId = 1;
+  #writeLock: Promise<void> = Promise.resolve();
+  #unackedBytes = 0;
+  readonly #pending: PendingSend[] = [];
+  #windowWaiter: (() => void) | undefined;
+  #remoteClosing = false;
+  #sentClose = false;
+
+  // --- receive side ---
+  #expectId = 1;
+  #parts: Uint8Array[] = [];
+  #partBytes = 0;
+  #queue: Message[] = [];
+  #queuedBytes = 0;
+  #queueWaiter: (() => void) | undefined;
+  #spaceWaiter: (() => void) | undefined;
+  #ackScheduled = false;
+  #lastDelivered = 0;
+  #closedPromise: Promise<void>;
+  #resolveClosed!: () => void;
+
+  /** @internal */
+  constructor(
+    conn: Conn,
+    reader: ConnReader,
+    role: Role,
+    localNodeId: string,
+    remote: Hello,
+    negotiated: Negotiated,
+    limits: SessionLimits = {},
+  ) {
+    super();
+    this.conn = conn;
+    this.#reader = reader;
+    this.role = role;
+    this.localNodeId = localNodeId;
+    this.remoteNodeId = remote.nodeId;
+    this.remoteHello = remote;
+    this.negotiated = negotiated;
+    this.version = negotiated.version;
+    this.#sendWindow = limits.sendWindowBytes ?? 32 * 1024 * 1024;
+    this.#receiveQueueMax = limits.receiveQueueBytes ?? 16 * 1024 * 1024;
+    this.#closedPromise = new Promise((r) => {
+      this.#resolveClosed = r;
+    });
+    conn.on("close", (err) => {
+      if (this.#state !== "closed")
+        this.#fail(err ?? new DWCPError("ERR_CLOSED", "connection closed without a Close"));
+    });
+    void this.#readLoop();
+  }
+
+  /** `open`, `closing` (close() called or the peer closing) or `closed`. */
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** Inbound bytes delivered but not yet read through iteration. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /**
+   * Sends one message: a buffer, or an async iterable of chunks that together
+   * form one message (streamed as they come; never held whole).
+   *
+   * @returns the message id, once the peer has received and verified all of it
+   * @throws DWCPError `ERR_CLOSED` once the session is closing, `ERR_MESSAGE_TOO_LARGE`,
+   *   `ERR_ABORTED` when `signal` fires before the message is on the wire
+   */
+  async send(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<number> {
+    this.#checkSendable();
+    let release!: () => void;
+    const prev = this.#writeLock;
+    this.#writeLock = new Promise((r) => {
+      release = r;
+    });
+    let acked: Promise<number>;
+    try {
+      await prev;
+      this.#checkSendable();
+      throwIfAborted(options.signal, "send");
+      const id = this.#nextSendId++;
+      const pending: PendingSend = { id, bytes: 0, resolve: () => {}, reject: () => {} };
+      acked = new Promise<number>((resolve, reject) => {
+        pending.resolve = resolve;
+        pending.reject = reject;
+      });
+      this.#pending.push(pending);
+      try {
+        await this.#writeMessage(pending, data, options);
+      } catch (err) {
+        // A half-written message cannot be taken back: the session is unusable.
+        this.destroy(err as Error);
+        throw err;
+      }
+    } finally {
+      release();
+    }
+    return acked;
+  }
+
+  #checkSendable(): void {
+    if (this.#error) throw this.#error;
+    if (this.#state !== "open" || this.#remoteClosing) {
+      throw new DWCPError(
+        "ERR_CLOSED",
+        `session is ${this.#remoteClosing ? "closing (by the peer)" : this.#state}`,
+      );
+    }
+  }
+
+  async #writeMessage(
+    p: PendingSend,
+    data: Uint8Array | AsyncIterable<Uint8Array>,
+    o: SendOptions,
+  ): Promise<void> {
+    const max = this.negotiated.maxFrameSize;
+    let offset = 0;
+    const emit = async (chunk: Uint8Array, last: boolean) => {
+      if (offset + chunk.length > this.negotiated.maxMessageSize) {
+        throw new DWCPError(
+          "ERR_MESSAGE_TOO_LARGE",
+          `message exceeds ${this.negotiated.maxMessageSize} bytes`,
+        );
+      }
+      for (let at = 0; at < chunk.length || (at === 0 && chunk.length === 0); ) {
+        const piece = chunk.subarray(at, at + max);
+        const end = last && at + piece.length >= chunk.length;
+        await this.#waitWindow(piece.length, o.signal);
+        this.#writeFrame(p.id, offset, piece, end);
+        p.bytes += piece.length;
+        this.#unackedBytes += piece.length;
+        offset += piece.length;
+        at += piece.length;
+        if (!this.#writable) {
+          await this.conn.onDrain(o.signal ? { signal: o.signal } : {});
+          this.#writable = true;
+        }
+        if (piece.length === 0) break;
+      }
+    };
+    if (data instanceof Uint8Array) {
+      await emit(data, true);
+    } else {
+      // Hold one chunk back so the last real chunk can carry END.
+      let held: Uint8Array | undefined;
+      for await (const chunk of data) {
+        if (!(chunk instanceof Uint8Array))
+          throw new DWCPError("ERR_INVALID_ARG", "message chunks must be Uint8Array");
+        if (held) await emit(held, false);
+        held = chunk;
+      }
+      await emit(held ?? new Uint8Array(0), true);
+    }
+    this.stats.messagesSent++;
+    this.stats.bytesSent += offset;
+  }
+
+  /** False after the connection asked us to wait for `drain`. */
+  #writable = true;
+
+  #writeFrame(id: number, offset: number, payload: Uint8Array, end: boolean): void {
+    const header = encodeHeader(
+      {
+        type: FrameType.DATA,
+        flags: end ? FrameFlags.END : 0,
+        streamId: 0,
+        messageId: id,
+        offset,
+        codecId: 0,
+      },
+      payload,
+    );
+    this.conn.send(header);
+    this.#writable = this.conn.send(payload);
+  }
+
+  async #waitWindow(bytes: number, signal: AbortSignal | undefined): Promise<void> {
+    while (this.#unackedBytes > 0 && this.#unackedBytes + bytes > this.#sendWindow) {
+      if (this.#error) throw this.#error;
+      throwIfAborted(signal, "send");
+      await new Promise<void>((r) => {
+        this.#windowWaiter = r;
+      });
+    }
+  }
+
+  #sendControl(msg: Control): void {
+    if (this.conn.status === "open") this.conn.send(controlFrame(msg));
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  async #readLoop(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#queuedBytes >= this.#receiveQueueMax) {
+          await new Promise<void>((r) => {
+            this.#spaceWaiter = r;
+          });
+          continue;
+        }
+        const frame = await this.#reader.nextFrame();
+        if (!frame) break;
+        if (frame.type === FrameType.CONTROL) this.#onControl(decodeControl(frame.payload));
+        else this.#onData(frame);
+        if (this.#state === "closed") return;
+      }
+      if (this.#state !== "closed")
+        this.#fail(new DWCPError("ERR_CLOSED", "peer ended the connection without a Close"));
+    } catch (err) {
+      if (this.#state === "closed") return;
+      const e =
+        err instanceof DWCPError
+          ? err
+          : new DWCPError("ERR_PROTOCOL", (err as Error).message, { cause: err });
+      if (!e.remote && this.conn.status === "open") {
+        try {
+          this.conn.send(controlFrame(errorControl(e.code, e.message)));
+        } catch {
+          // Connection already gone.
+        }
+      }
+      this.#fail(e);
+    }
+  }
+
+  #onData(f: Frame): void {
+    if (f.codecId !== 0 && !this.negotiated.codecs.some((c) => c.id === f.codecId)) {
+      throw new DWCPError("ERR_BAD_FRAME", `codec ${f.codecId} was not negotiated`);
+    }
+    if (f.codecId !== 0) throw new DWCPError("ERR_BAD_FRAME", `codec ${f.codecId} is not implemented yet`);
+    if (f.messageId !== this.#expectId || f.offset !== this.#partBytes) {
+      throw new DWCPError(
+        "ERR_PROTOCOL",
+        `expected message ${this.#expectId} at offset ${this.#partBytes}, got message ${f.messageId} at ${f.offset}`,
+      );
+    }
+    if (this.#partBytes + f.length > this.negotiated.maxMessageSize) {
+      throw new DWCPError(
+        "ERR_MESSAGE_TOO_LARGE",
+        `inbound message exceeds ${this.negotiated.maxMessageSize} bytes`,
+      );
+    }
+    if (f.length > 0) this.#parts.push(f.payload);
+    this.#partBytes += f.length;
+    if (!(f.flags & FrameFlags.END)) return;
+    const data =
+      this.#parts.length === 1
+        ? this.#parts[0]!
+        : this.#parts.length === 0
+          ? new Uint8Array(0)
+          : Buffer.concat(this.#parts);
+    const msg: Message = { id: this.#expectId++, data };
+    this.#parts = [];
+    this.#partBytes = 0;
+    this.stats.messagesReceived++;
+    this.stats.bytesReceived += data.length;
+    this.#deliver(msg);
+  }
+
+  #deliver(msg: Message): void {
+    if (this.listenerCount("message") > 0) {
+      this.emit("message", msg);
+    } else {
+      this.#queue.push(msg);
+      this.#queuedBytes += msg.data.length;
+      const w = this.#queueWaiter;
+      this.#queueWaiter = undefined;
+      w?.();
+    }
+    this.#lastDelivered = msg.id;
+    if (!this.#ackScheduled) {
+      // One cumulative ack per turn of the event loop, not one per message.
+      this.#ackScheduled = true;
+      setImmediate(() => {
+        this.#ackScheduled = false;
+        if (this.#state !== "closed") this.#sendControl({ ack: { upTo: this.#lastDelivered } });
+      });
+    }
+  }
+
+  #onControl(msg: Control): void {
+    if ("ack" in msg) this.#onAck(msg.ack.upTo);
+    else if ("ping" in msg) this.#sendControl({ pong: msg.ping });
+    else if ("pong" in msg) this.emit("pong", msg.pong);
+    else if ("error" in msg) throw remoteError(msg.error);
+    else if ("close" in msg) this.#onRemoteClose();
+    else if ("hello" in msg) throw new DWCPError("ERR_PROTOCOL", "Hello after the handshake");
+    else this.emit("control", msg);
+  }
+
+  #onAck(upTo: number): void {
+    if (upTo >= this.#nextSendId) throw new DWCPError("ERR_PROTOCOL", `ack for message ${upTo}, never sent`);
+    while (this.#pending.length > 0 && this.#pending[0]!.id <= upTo) {
+      const p = this.#pending.shift()!;
+      this.#unackedBytes -= p.bytes;
+      p.resolve(p.id);
+    }
+    const w = this.#windowWaiter;
+    this.#windowWaiter = undefined;
+    w?.();
+    this.#maybeFinishClose();
+  }
+
+  #onRemoteClose(): void {
+    this.#remoteClosing = true;
+    if (this.#state === "open") this.#state = "closing";
+    this.#wakeReaders();
+    this.#maybeFinishClose();
+  }
+
+  // ---------------------------------------------------------------- closing
+
+  /**
+   * Graceful close: waits until every message sent has been acknowledged, tells
+   * the peer (Close), and resolves when the peer has done the same.
+   */
+  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#state === "closed") {
+      if (this.#error && !(this.#error instanceof DWCPError && this.#error.code === "ERR_CLOSED"))
+        throw this.#error;
+      return;
+    }
+    if (this.#state === "open") this.#state = "closing";
+    await this.#writeLock;
+    this.#maybeFinishClose();
+    const onAbort = () =>
+      this.destroy(new DWCPError("ERR_ABORTED", "close aborted", { cause: options.signal?.reason }));
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await this.#closedPromise;
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+    if (this.#error) throw this.#error;
+  }
+
+  #maybeFinishClose(): void {
+    if (this.#state !== "closing" || this.#pending.length > 0) return;
+    if (!this.#sentClose) {
+      this.#sentClose = true;
+      this.#sendControl({ close: { reason: "" } });
+    }
+    if (this.#remoteClosing) {
+      this.#state = "closed";
+      this.#wakeReaders();
+      void this.#reader.discard();
+      void this.conn.close({ signal: AbortSignal.timeout(2000) }).catch(() => this.conn.abort());
+      this.#resolveClosed();
+      this.emit("close");
+    }
+  }
+
+  /** Tears the session down at once; pending sends and readers fail with `err`. */
+  destroy(err?: Error): void {
+    if (this.#state === "closed") return;
+    const e = err ?? new DWCPError("ERR_ABORTED", "session destroyed");
+    if (e instanceof DWCPError && !e.remote && this.conn.status === "open") {
+      try {
+        this.conn.send(controlFrame(errorControl(e.code, e.message)));
+      } catch {
+        // Already gone.
+      }
+    }
+    this.#fail(e);
+  }
+
+  #fail(err: Error): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#error = err;
+    for (const p of this.#pending.splice(0)) p.reject(err);
+    const w = this.#windowWaiter;
+    this.#windowWaiter = undefined;
+    w?.();
+    this.#wakeReaders();
+    // Let an Error frame already queued go out before the connection is torn down.
+    void this.conn.close({ signal: AbortSignal.timeout(200) }).catch(() => this.conn.abort(err));
+    void this.#reader.discard();
+    this.#resolveClosed();
+    this.emit("close", err);
+  }
+
+  #wakeReaders(): void {
+    const q = this.#queueWaiter;
+    this.#queueWaiter = undefined;
+    q?.();
+    const s = this.#spaceWaiter;
+    this.#spaceWaiter = undefined;
+    s?.();
+  }
+
+  /** Inbound messages in order; ends after a graceful close, throws on failure. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    for (;;) {
+      const msg = this.#queue.shift();
+      if (msg) {
+        this.#queuedBytes -= msg.data.length;
+        if (this.#queuedBytes < this.#receiveQueueMax) {
+          const s = this.#spaceWaiter;
+          this.#spaceWaiter = undefined;
+          s?.();
+        }
+        yield msg;
+        continue;
+      }
+      if (
+        this.#error &&
+        !(this.#error instanceof DWCPError && this.#error.code === "ERR_CLOSED" && this.#remoteClosing)
+      )
+        throw this.#error;
+      if (this.#state === "closed" || this.#remoteClosing) return;
+      await new Promise<void>((r) => {
+        this.#queueWaiter = r;
+      });
+    }
+  }
+}
