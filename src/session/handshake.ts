@@ -106,6 +106,31 @@ async function readHello(reader: ConnReader): Promise<Hello> {
   return h;
 }
 
+async function readGreeting(conn: Conn, reader: ConnReader): Promise<Uint8Array> {
+  try {
+    return await reader.readExact(GREETING_SIZE);
+  } catch (err) {
+    // With TLS 1.3 our handshake completes before the server has checked our
+    // certificate; a server that refuses it just closes. A DWCP listener always
+    // greets first, so silence then end of stream on TLS means we were refused.
+    if (conn.transport === "tls" && err instanceof DWCPError && err.code === "ERR_CLOSED" && /after 0 of/.test(err.message)) {
+      throw new DWCPError("ERR_AUTH_FAILED", "the TLS peer closed without greeting: our certificate was refused", {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+async function readReady(reader: ConnReader): Promise<void> {
+  const frame = await reader.nextFrame();
+  if (!frame) throw new DWCPError("ERR_CLOSED", "peer closed before accepting the session");
+  if (frame.type !== FrameType.CONTROL) throw new DWCPError("ERR_PROTOCOL", "expected Ready, got a data frame");
+  const msg = decodeControl(frame.payload);
+  if ("error" in msg) throw remoteError(msg.error);
+  if (!("ready" in msg)) throw new DWCPError("ERR_PROTOCOL", `expected Ready, got ${Object.keys(msg)[0]}`);
+}
+
 function checkAuth(local: LocalHello, role: Role, own: Uint8Array, peer: Greeting, remote: Hello): void {
   if (local.auth !== "psk") return;
   const peerRole: Role = role === "C" ? "S" : "C";
@@ -152,7 +177,7 @@ export async function handshake(
     (local.auth === "psk" ? GreetingFlags.PSK : 0) | (local.auth === "tls" ? GreetingFlags.TLS : 0);
   try {
     conn.send(encodeGreeting({ maxVersion: Math.max(...local.hello.versions), flags, nonce }));
-    const peer = decodeGreeting(await race(reader.readExact(GREETING_SIZE)));
+    const peer = decodeGreeting(await race(readGreeting(conn, reader)));
     const auth =
       local.auth === "psk"
         ? {
@@ -165,6 +190,8 @@ export async function handshake(
     const remote = await race(readHello(reader));
     checkAuth(local, role, nonce, peer, remote);
     const negotiated = negotiate(hello, remote);
+    conn.send(controlFrame({ ready: {} }));
+    await race(readReady(reader));
     reader.decoder.maxLength = negotiated.maxFrameSize;
     return { reader, remote, negotiated };
   } catch (err) {

@@ -150,6 +150,9 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    */
   async send(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<number> {
     this.#checkSendable();
+    if (data instanceof Uint8Array && data.length > this.negotiated.maxMessageSize) {
+      throw new DWCPError("ERR_MESSAGE_TOO_LARGE", `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`);
+    }
     let release!: () => void;
     const prev = this.#writeLock;
     this.#writeLock = new Promise((r) => {
@@ -158,7 +161,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     let acked: Promise<number>;
     try {
       await prev;
-      this.#checkSendable();
+      // Accepted before close(): still sent. Only a failed session stops it.
+      if (this.#error) throw this.#error;
       throwIfAborted(options.signal, "send");
       const id = this.#nextSendId++;
       const pending: PendingSend = { id, bytes: 0, resolve: () => {}, reject: () => {} };
@@ -171,8 +175,9 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         await this.#writeMessage(pending, data, options);
       } catch (err) {
         // A half-written message cannot be taken back: the session is unusable.
+        acked.catch(() => {}); // rejected by destroy(); the caller gets the error below
         this.destroy(err as Error);
-        throw err;
+        throw this.#error ?? err;
       }
     } finally {
       release();

@@ -51,7 +51,8 @@ export type Control =
   | { modeChange: { mode: string; rttMs: number; bandwidthBps: number } }
   | { flagEpoch: { epoch: number; flagsJson: string } }
   | { ack: { upTo: number } }
-  | { close: { reason: string } };
+  | { close: { reason: string } }
+  | { ready: Record<string, never> };
 
 export function encodeControl(msg: Control): Uint8Array {
   return ControlType.encode(ControlType.fromObject(msg)).finish();

@@ -1,0 +1,121 @@
+// Session behaviour on the memory transport: ordering, acks, events vs iteration,
+// streamed sends, backpressure, limits, close vs destroy.
+import { randomFillSync } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import type { DWCPError } from "../src/errors.js";
+import type { Message } from "../src/session/session.js";
+import { closeAll, sessionPair } from "./helpers/nodes.js";
+
+afterEach(closeAll);
+
+describe("session messages", () => {
+  it("delivers messages in order with ids 1, 2, 3… and resolves send() with the id", async () => {
+    const { a, b } = await sessionPair();
+    const sizes = [0, 1, 100, 65_536, 1 << 20, (1 << 20) + 1, 3_000_000];
+    const payloads = sizes.map((n) => randomFillSync(new Uint8Array(n)));
+    const got: Message[] = [];
+    b.on("message", (m) => got.push(m));
+    const ids = await Promise.all(payloads.map((p) => a.send(p)));
+    expect(ids).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(got.map((m) => m.id)).toEqual(ids);
+    got.forEach((m, i) => expect(Buffer.compare(m.data, payloads[i]!)).toBe(0));
+    expect(a.stats.messagesSent).toBe(7);
+    expect(b.stats.messagesReceived).toBe(7);
+  });
+
+  it("works in both directions at once", async () => {
+    const { a, b } = await sessionPair();
+    const atA: number[] = [];
+    const atB: number[] = [];
+    a.on("message", (m) => atA.push(m.data[0]!));
+    b.on("message", (m) => atB.push(m.data[0]!));
+    await Promise.all([
+      ...Array.from({ length: 50 }, (_, i) => a.send(Uint8Array.of(i))),
+      ...Array.from({ length: 50 }, (_, i) => b.send(Uint8Array.of(100 + i))),
+    ]);
+    expect(atB).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(atA).toEqual(Array.from({ length: 50 }, (_, i) => 100 + i));
+  });
+
+  it("delivers through async iteration when there is no message listener, ending on close", async () => {
+    const { a, b } = await sessionPair();
+    const reading = (async () => {
+      const seen: number[] = [];
+      for await (const m of b) seen.push(m.data.length);
+      return seen;
+    })();
+    await a.send(new Uint8Array(10));
+    await a.send(new Uint8Array(20));
+    await a.close();
+    expect(await reading).toEqual([10, 20]);
+    expect(a.state).toBe("closed");
+    expect(b.state).toBe("closed");
+  });
+
+  it("sends an async iterable of chunks as one message, streamed in frames", async () => {
+    const { a, b } = await sessionPair({ maxFrameSize: 64 * 1024 }, { maxFrameSize: 64 * 1024 });
+    const parts = [new Uint8Array(100_000).fill(1), new Uint8Array(0), new Uint8Array(50_000).fill(2)];
+    const got = new Promise<Message>((r) => b.once("message", r));
+    async function* chunks() {
+      for (const p of parts) yield p;
+    }
+    expect(await a.send(chunks())).toBe(1);
+    const m = await got;
+    expect(m.data.length).toBe(150_000);
+    expect(m.data[99_999]).toBe(1);
+    expect(m.data[100_000]).toBe(2);
+  });
+
+  it("applies backpressure end to end: an unread receiver stops the sender; nothing is lost", async () => {
+    const { a, b } = await sessionPair({ receiveQueueBytes: 4 << 20 }, { sendWindowBytes: 8 << 20 });
+    const msg = new Uint8Array(1 << 20);
+    let acked = 0;
+    const sends = Array.from({ length: 64 }, () => a.send(msg).then(() => acked++));
+    await new Promise((r) => setTimeout(r, 300));
+    // The receiver's queue is bounded; the rest waits in the sender.
+    expect(acked).toBeLessThan(64);
+    expect(b.queuedBytes).toBeLessThanOrEqual((4 << 20) + (1 << 20));
+    let n = 0;
+    for await (const m of b) {
+      expect(m.id).toBe(++n);
+      if (n === 64) break;
+    }
+    await Promise.all(sends);
+    expect(acked).toBe(64);
+  });
+
+  it("refuses a message above the negotiated maximum with ERR_MESSAGE_TOO_LARGE", async () => {
+    const { a } = await sessionPair({ maxMessageSize: 1 << 20 }, {});
+    await expect(a.send(new Uint8Array((1 << 20) + 1))).rejects.toMatchObject({ code: "ERR_MESSAGE_TOO_LARGE" });
+  });
+
+  it("graceful close waits for outstanding messages; later sends fail with ERR_CLOSED", async () => {
+    const { a, b } = await sessionPair();
+    const got: number[] = [];
+    b.on("message", (m) => got.push(m.id));
+    const sends = [a.send(new Uint8Array(1 << 20)), a.send(new Uint8Array(1 << 20))];
+    const closing = a.close();
+    await expect(a.send(new Uint8Array(1))).rejects.toMatchObject({ code: "ERR_CLOSED" });
+    await Promise.all([...sends, closing]);
+    expect(got).toEqual([1, 2]);
+    await expect(b.send(new Uint8Array(1))).rejects.toMatchObject({ code: "ERR_CLOSED" });
+  });
+
+  it("destroy(err) fails pending sends and tells the peer, which sees the code", async () => {
+    const { a, b } = await sessionPair();
+    const bClosed = new Promise<DWCPError | undefined>((r) => b.once("close", r));
+    const pending = a.send(new Uint8Array(8 << 20));
+    a.destroy(new (await import("../src/errors.js")).DWCPError("ERR_ABORTED", "test teardown"));
+    await expect(pending).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    const err = await bClosed;
+    expect(err).toMatchObject({ code: "ERR_ABORTED", remote: true });
+  });
+
+  it("a lost connection fails the session with ERR_CLOSED", async () => {
+    const { a, b } = await sessionPair();
+    const closed = new Promise<DWCPError | undefined>((r) => b.once("close", r));
+    a.conn.abort();
+    expect(await closed).toMatchObject({ code: "ERR_CLOSED" });
+    await expect(b.send(Uint8Array.of(1))).rejects.toMatchObject({ code: "ERR_CLOSED" });
+  });
+});
