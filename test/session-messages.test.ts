@@ -18,7 +18,7 @@ describe("session messages", () => {
     const ids = await Promise.all(payloads.map((p) => a.send(p)));
     expect(ids).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(got.map((m) => m.id)).toEqual(ids);
-    got.forEach((m, i) => expect(Buffer.compare(m.data, payloads[i]!)).toBe(0));
+    for (const [i, m] of got.entries()) expect(Buffer.compare(m.data, payloads[i]!)).toBe(0);
     expect(a.stats.messagesSent).toBe(7);
     expect(b.stats.messagesReceived).toBe(7);
   });
@@ -86,7 +86,9 @@ describe("session messages", () => {
 
   it("refuses a message above the negotiated maximum with ERR_MESSAGE_TOO_LARGE", async () => {
     const { a } = await sessionPair({ maxMessageSize: 1 << 20 }, {});
-    await expect(a.send(new Uint8Array((1 << 20) + 1))).rejects.toMatchObject({ code: "ERR_MESSAGE_TOO_LARGE" });
+    await expect(a.send(new Uint8Array((1 << 20) + 1))).rejects.toMatchObject({
+      code: "ERR_MESSAGE_TOO_LARGE",
+    });
   });
 
   it("graceful close waits for outstanding messages; later sends fail with ERR_CLOSED", async () => {

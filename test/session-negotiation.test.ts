@@ -89,9 +89,23 @@ describe("negotiation between DWCP nodes", () => {
   });
 
   it("negotiate() is symmetric", () => {
-    const x = { nodeId: "x", versions: [1, 3], codecs: [{ id: 1, name: "lz4" }], maxFrameSize: 1 << 20, maxMessageSize: 1 << 26 };
-    const y = { nodeId: "y", versions: [3], codecs: [{ id: 1, name: "lz4" }], maxFrameSize: 1 << 17, maxMessageSize: 1 << 24 };
+    const x = {
+      nodeId: "x",
+      versions: [1, 3],
+      codecs: [{ id: 1, name: "lz4" }],
+      maxFrameSize: 1 << 20,
+      maxMessageSize: 1 << 26,
+    };
+    const y = {
+      nodeId: "y",
+      versions: [3],
+      codecs: [{ id: 1, name: "lz4" }],
+      maxFrameSize: 1 << 17,
+      maxMessageSize: 1 << 24,
+    };
     expect(negotiate(x, y)).toEqual(negotiate(y, x));
-    expect(() => negotiate(x, { ...y, maxFrameSize: 100 })).toThrow(expect.objectContaining({ code: "ERR_PROTOCOL" }));
+    expect(() => negotiate(x, { ...y, maxFrameSize: 100 })).toThrow(
+      expect.objectContaining({ code: "ERR_PROTOCOL" }),
+    );
   });
 });

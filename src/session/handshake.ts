@@ -113,10 +113,19 @@ async function readGreeting(conn: Conn, reader: ConnReader): Promise<Uint8Array>
     // With TLS 1.3 our handshake completes before the server has checked our
     // certificate; a server that refuses it just closes. A DWCP listener always
     // greets first, so silence then end of stream on TLS means we were refused.
-    if (conn.transport === "tls" && err instanceof DWCPError && err.code === "ERR_CLOSED" && /after 0 of/.test(err.message)) {
-      throw new DWCPError("ERR_AUTH_FAILED", "the TLS peer closed without greeting: our certificate was refused", {
-        cause: err,
-      });
+    if (
+      conn.transport === "tls" &&
+      err instanceof DWCPError &&
+      err.code === "ERR_CLOSED" &&
+      /after 0 of/.test(err.message)
+    ) {
+      throw new DWCPError(
+        "ERR_AUTH_FAILED",
+        "the TLS peer closed without greeting: our certificate was refused",
+        {
+          cause: err,
+        },
+      );
     }
     throw err;
   }
@@ -125,7 +134,8 @@ async function readGreeting(conn: Conn, reader: ConnReader): Promise<Uint8Array>
 async function readReady(reader: ConnReader): Promise<void> {
   const frame = await reader.nextFrame();
   if (!frame) throw new DWCPError("ERR_CLOSED", "peer closed before accepting the session");
-  if (frame.type !== FrameType.CONTROL) throw new DWCPError("ERR_PROTOCOL", "expected Ready, got a data frame");
+  if (frame.type !== FrameType.CONTROL)
+    throw new DWCPError("ERR_PROTOCOL", "expected Ready, got a data frame");
   const msg = decodeControl(frame.payload);
   if ("error" in msg) throw remoteError(msg.error);
   if (!("ready" in msg)) throw new DWCPError("ERR_PROTOCOL", `expected Ready, got ${Object.keys(msg)[0]}`);
@@ -155,10 +165,10 @@ export async function handshake(
   conn: Conn,
   role: Role,
   local: LocalHello,
-  observe?: (reader: ConnReader) => void,
+  /** Told the largest buffer the handshake allocated for the peer's frames. */
+  observe?: (largestAllocation: number) => void,
 ): Promise<HandshakeResult> {
   const reader = new ConnReader(conn, HELLO_MAX);
-  observe?.(reader);
   const nonce = newNonce();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -192,6 +202,7 @@ export async function handshake(
     const negotiated = negotiate(hello, remote);
     conn.send(controlFrame({ ready: {} }));
     await race(readReady(reader));
+    observe?.(reader.decoder.stats.largestAllocation);
     reader.decoder.maxLength = negotiated.maxFrameSize;
     return { reader, remote, negotiated };
   } catch (err) {
@@ -199,6 +210,7 @@ export async function handshake(
       err instanceof DWCPError
         ? err
         : new DWCPError("ERR_PROTOCOL", `handshake failed: ${(err as Error).message}`, { cause: err });
+    observe?.(reader.decoder.stats.largestAllocation);
     await refuse(conn, reader, e);
     throw e;
   } finally {

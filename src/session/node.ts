@@ -6,7 +6,6 @@ import { EventEmitter } from "node:events";
 import { DWCPError, type DWCPErrorCode, invalidArg } from "../errors.js";
 import type { AbortOptions, Conn, Listener, Transport } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
-import type { FrameDecoder } from "../wire/frame.js";
 import { MIN_FRAME_SIZE, PROTOCOL_VERSIONS } from "../wire/negotiate.js";
 import type { CodecInfo, Hello } from "../wire/proto.js";
 import { type AuthMode, handshake } from "./handshake.js";
@@ -125,7 +124,6 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
 
   async #establish(conn: Conn, role: Role): Promise<Session> {
     this.#metrics.pendingHandshakes++;
-    let decoder: FrameDecoder | undefined;
     try {
       const { reader, remote, negotiated } = await handshake(
         conn,
@@ -136,14 +134,14 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
           psk: this.#psk,
           timeoutMs: this.#opts.handshakeTimeoutMs ?? 5000,
         },
-        (r) => {
-          decoder = r.decoder;
+        (held) => {
+          if (held > this.#metrics.maxHandshakeBufferBytes) this.#metrics.maxHandshakeBufferBytes = held;
         },
       );
       this.#metrics.handshakes.ok++;
       const session = new Session(conn, reader, role, this.nodeId, remote, negotiated, this.#opts);
       this.#sessions.add(session);
-      session.once("close", () => this.#sessions.delete(session));
+      void session.closed.then(() => this.#sessions.delete(session));
       return session;
     } catch (err) {
       const e = err as DWCPError;
@@ -152,8 +150,6 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
       throw e;
     } finally {
       this.#metrics.pendingHandshakes--;
-      const held = decoder?.stats.largestAllocation ?? 0;
-      if (held > this.#metrics.maxHandshakeBufferBytes) this.#metrics.maxHandshakeBufferBytes = held;
     }
   }
 

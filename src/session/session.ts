@@ -14,7 +14,7 @@ import { EventEmitter } from "node:events";
 import { DWCPError } from "../errors.js";
 import { type Conn, throwIfAborted } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
-import { encodeHeader, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
+import { type DecoderStats, encodeHeader, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
 import type { Negotiated } from "../wire/negotiate.js";
 import { type Control, decodeControl, errorControl, type Hello } from "../wire/proto.js";
 import { controlFrame, remoteError } from "./handshake.js";
@@ -98,6 +98,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #lastDelivered = 0;
   #closedPromise: Promise<void>;
   #resolveClosed!: () => void;
+  /** Settles once the session has ended: undefined after a graceful close, else the error. */
+  readonly closed: Promise<Error | undefined>;
 
   /** @internal */
   constructor(
@@ -123,6 +125,12 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.#closedPromise = new Promise((r) => {
       this.#resolveClosed = r;
     });
+    this.closed = this.#closedPromise.then(() => this.#error);
+    // Messages that arrived before the first `message` listener was attached were
+    // queued for iteration; hand them to the listener instead, in order.
+    this.on("newListener", (event) => {
+      if (event === "message" && this.#queue.length > 0) queueMicrotask(() => this.#flushQueueToListeners());
+    });
     conn.on("close", (err) => {
       if (this.#state !== "closed")
         this.#fail(err ?? new DWCPError("ERR_CLOSED", "connection closed without a Close"));
@@ -133,6 +141,11 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   /** `open`, `closing` (close() called or the peer closing) or `closed`. */
   get state(): SessionState {
     return this.#state;
+  }
+
+  /** Frame decoder counters (frames, bytes, largest allocation) of the inbound side. */
+  get frameStats(): Readonly<DecoderStats> {
+    return this.#reader.decoder.stats;
   }
 
   /** Inbound bytes delivered but not yet read through iteration. */
@@ -151,7 +164,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   async send(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<number> {
     this.#checkSendable();
     if (data instanceof Uint8Array && data.length > this.negotiated.maxMessageSize) {
-      throw new DWCPError("ERR_MESSAGE_TOO_LARGE", `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`);
+      throw new DWCPError(
+        "ERR_MESSAGE_TOO_LARGE",
+        `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`,
+      );
     }
     let release!: () => void;
     const prev = this.#writeLock;
@@ -364,6 +380,17 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         if (this.#state !== "closed") this.#sendControl({ ack: { upTo: this.#lastDelivered } });
       });
     }
+  }
+
+  #flushQueueToListeners(): void {
+    while (this.#queue.length > 0 && this.listenerCount("message") > 0) {
+      const msg = this.#queue.shift()!;
+      this.#queuedBytes -= msg.data.length;
+      this.emit("message", msg);
+    }
+    const s = this.#spaceWaiter;
+    this.#spaceWaiter = undefined;
+    s?.();
   }
 
   #onControl(msg: Control): void {

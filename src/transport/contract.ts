@@ -127,6 +127,8 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
   protected abstract sendReset(err?: Error): void;
   /** The consumer has read everything up to the peer's end (hook; default none). */
   protected inboundDrained(): void {}
+  /** The consumer has taken `n` inbound bytes (hook for credit-based media; default none). */
+  protected inboundConsumed(_n: number): void {}
 
   // ---- called by implementations ----
   /** Inbound data arrived. */
@@ -229,6 +231,7 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
         const chunk = this.#queue.shift();
         if (chunk) {
           this.#queued -= chunk.length;
+          this.inboundConsumed(chunk.length);
           if (this.#paused && this.#queued < this.#readHighWater / 2) {
             this.#paused = false;
             this.sendResume();

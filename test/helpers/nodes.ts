@@ -23,15 +23,24 @@ export async function closeAll(): Promise<void> {
   for (const f of open.splice(0).reverse()) await f().catch(() => {});
 }
 
+/** Overrides of the defaults; `undefined` removes a default (e.g. `psk: undefined` for TLS). */
+export type Overrides = { [K in keyof NodeOptions]?: NodeOptions[K] | undefined };
+
+function options(nodeId: string, transport: NodeOptions["transport"], o: Overrides): NodeOptions {
+  const merged: Record<string, unknown> = { nodeId, transport, psk: PSK, ...o };
+  for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
+  return merged as unknown as NodeOptions;
+}
+
 /** Two nodes on a fresh memory network (PSK auth) unless options say otherwise. */
 export async function sessionPair(
-  serverOpts: Partial<NodeOptions> = {},
-  clientOpts: Partial<NodeOptions> = {},
+  serverOpts: Overrides = {},
+  clientOpts: Overrides = {},
   listenAddress = "server:0",
 ): Promise<Pair> {
   const transport = serverOpts.transport ?? memory({}, new MemoryNetwork());
-  const server = new DWCPNode({ nodeId: "server", transport, psk: PSK, ...serverOpts });
-  const client = new DWCPNode({ nodeId: "client", transport, psk: PSK, ...clientOpts });
+  const server = new DWCPNode(options("server", transport, serverOpts));
+  const client = new DWCPNode(options("client", clientOpts.transport ?? transport, clientOpts));
   const accepted = new Promise<Session>((resolve, reject) => {
     server.once("session", resolve);
     server.once("handshakeError", reject);

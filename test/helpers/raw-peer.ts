@@ -1,11 +1,11 @@
 // A hand-driven peer on a raw socket: sends a greeting and a Hello of our
 // choosing and reports what the listener answered, byte-accurately per PROTOCOL.md.
 import { connect } from "node:net";
+import { controlFrame } from "../../src/session/handshake.js";
 import { pskProof } from "../../src/wire/auth.js";
 import { FrameDecoder } from "../../src/wire/frame.js";
 import { decodeGreeting, encodeGreeting, GREETING_SIZE, newNonce } from "../../src/wire/greeting.js";
 import { AuthMethod, type Control, decodeControl, type Hello } from "../../src/wire/proto.js";
-import { controlFrame } from "../../src/session/handshake.js";
 
 export interface RawReply {
   hello?: Hello;
@@ -35,7 +35,9 @@ export function rawHandshake(address: string, o: RawOptions = {}, timeoutMs = 20
       sock.destroy();
       resolve(reply);
     }, timeoutMs);
-    sock.on("connect", () => sock.write(encodeGreeting({ maxVersion: Math.max(...(o.versions ?? [3])), flags: 1, nonce })));
+    sock.on("connect", () =>
+      sock.write(encodeGreeting({ maxVersion: Math.max(...(o.versions ?? [3])), flags: 1, nonce })),
+    );
     sock.on("data", (chunk: Buffer) => {
       reply.bytes += chunk.length;
       if (!greeted) {
@@ -51,7 +53,10 @@ export function rawHandshake(address: string, o: RawOptions = {}, timeoutMs = 20
           maxFrameSize: 1 << 20,
           maxMessageSize: 1 << 26,
           auth: o.psk
-            ? { method: AuthMethod.PSK_HMAC_SHA256, proof: pskProof(new TextEncoder().encode(o.psk), "C", nonce, peer.nonce, nodeId) }
+            ? {
+                method: AuthMethod.PSK_HMAC_SHA256,
+                proof: pskProof(new TextEncoder().encode(o.psk), "C", nonce, peer.nonce, nodeId),
+              }
             : { method: AuthMethod.NONE },
         };
         sock.write(o.rawAfterGreeting ?? controlFrame({ hello }));

@@ -165,14 +165,8 @@ class MemoryConn extends AbstractConn {
     this.pushData(chunk);
   }
 
-  override async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    const it = super[Symbol.asyncIterator]();
-    for (;;) {
-      const r = await it.next();
-      if (r.done) return;
-      this.peer.credit(r.value.length);
-      yield r.value;
-    }
+  protected override inboundConsumed(n: number): void {
+    this.peer.credit(n);
   }
 
   // Flow control is the sender's credit, returned as we consume; nothing to pause.
