@@ -43,15 +43,24 @@ export class ConnReader {
     for (;;) {
       const f = this.decoder.next();
       if (f) return f;
-      const chunk = this.#pending ?? (await this.#pull());
-      this.#pending = null;
-      if (!chunk) {
-        if (this.decoder.buffered > 0)
-          throw new DWCPError("ERR_CLOSED", "connection closed in the middle of a frame");
-        return null;
-      }
-      this.decoder.push(chunk);
+      if (!(await this.fill())) return null;
     }
+  }
+
+  /**
+   * Feeds the decoder one more chunk; false at a clean end of stream. Callers
+   * take every frame already decodable with `decoder.next()` first, so the hot
+   * path pays one await per chunk rather than one per frame.
+   */
+  async fill(): Promise<boolean> {
+    const chunk = this.#pending ?? (await this.#pull());
+    this.#pending = null;
+    if (!chunk) {
+      if (this.decoder.buffered > 0) throw new DWCPError("ERR_CLOSED", "connection closed in the middle of a frame");
+      return false;
+    }
+    this.decoder.push(chunk);
+    return true;
   }
 
   /** Reads and throws away everything until the stream ends (so a close can complete). */

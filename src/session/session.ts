@@ -80,6 +80,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   // --- send side ---
   #nextSendId = 1;
   #writeLock: Promise<void> = Promise.resolve();
+  /** Sends waiting for or holding the write lock; the fast path needs none. */
+  #slowSends = 0;
   #unackedBytes = 0;
   readonly #pending: PendingSend[] = [];
   #windowWaiter: (() => void) | undefined;
@@ -161,14 +163,63 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    * @throws DWCPError `ERR_CLOSED` once the session is closing, `ERR_MESSAGE_TOO_LARGE`,
    *   `ERR_ABORTED` when `signal` fires before the message is on the wire
    */
-  async send(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<number> {
-    this.#checkSendable();
-    if (data instanceof Uint8Array && data.length > this.negotiated.maxMessageSize) {
-      throw new DWCPError(
-        "ERR_MESSAGE_TOO_LARGE",
-        `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`,
-      );
+  send(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<number> {
+    try {
+      this.#checkSendable();
+      if (data instanceof Uint8Array) {
+        if (data.length > this.negotiated.maxMessageSize) {
+          throw new DWCPError("ERR_MESSAGE_TOO_LARGE", `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`);
+        }
+        // Fast path: nobody queued ahead, the transport takes data and the whole
+        // message fits the window, so it goes out now without a single await.
+        if (
+          this.#slowSends === 0 &&
+          this.#writable &&
+          (this.#unackedBytes === 0 || this.#unackedBytes + data.length <= this.#sendWindow) &&
+          !options.signal?.aborted
+        ) {
+          const p = this.#newPending();
+          this.#writeWhole(p, data);
+          this.#countSent(data.length);
+          return p.promise;
+        }
+      }
+    } catch (err) {
+      return Promise.reject(err);
     }
+    return this.#sendQueued(data, options);
+  }
+
+  #newPending(): PendingSend & { promise: Promise<number> } {
+    const p = { id: this.#nextSendId++, bytes: 0 } as PendingSend & { promise: Promise<number> };
+    p.promise = new Promise<number>((resolve, reject) => {
+      p.resolve = resolve;
+      p.reject = reject;
+    });
+    this.#pending.push(p);
+    return p;
+  }
+
+  #countSent(bytes: number): void {
+    this.stats.messagesSent++;
+    this.stats.bytesSent += bytes;
+  }
+
+  /** Writes a whole message synchronously (the window has room for all of it). */
+  #writeWhole(p: PendingSend, data: Uint8Array): void {
+    const max = this.negotiated.maxFrameSize;
+    let offset = 0;
+    do {
+      const piece = data.subarray(offset, offset + max);
+      this.#writeFrame(p.id, offset, piece, offset + piece.length >= data.length);
+      offset += piece.length;
+    } while (offset < data.length);
+    p.bytes = data.length;
+    this.#unackedBytes += data.length;
+  }
+
+  async #sendQueued(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions): Promise<number> {
+    this.#slowSends++;
     let release!: () => void;
     const prev = this.#writeLock;
     this.#writeLock = new Promise((r) => {
@@ -180,13 +231,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       // Accepted before close(): still sent. Only a failed session stops it.
       if (this.#error) throw this.#error;
       throwIfAborted(options.signal, "send");
-      const id = this.#nextSendId++;
-      const pending: PendingSend = { id, bytes: 0, resolve: () => {}, reject: () => {} };
-      acked = new Promise<number>((resolve, reject) => {
-        pending.resolve = resolve;
-        pending.reject = reject;
-      });
-      this.#pending.push(pending);
+      const pending = this.#newPending();
+      acked = pending.promise;
       try {
         await this.#writeMessage(pending, data, options);
       } catch (err) {
@@ -196,6 +242,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         throw this.#error ?? err;
       }
     } finally {
+      this.#slowSends--;
       release();
     }
     return acked;
@@ -218,6 +265,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   ): Promise<void> {
     const max = this.negotiated.maxFrameSize;
     let offset = 0;
+    if (!this.#writable) {
+      await this.conn.onDrain(o.signal ? { signal: o.signal } : {});
+      this.#writable = true;
+    }
     const emit = async (chunk: Uint8Array, last: boolean) => {
       if (offset + chunk.length > this.negotiated.maxMessageSize) {
         throw new DWCPError(
@@ -254,8 +305,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       }
       await emit(held ?? new Uint8Array(0), true);
     }
-    this.stats.messagesSent++;
-    this.stats.bytesSent += offset;
+    this.#countSent(offset);
   }
 
   /** False after the connection asked us to wait for `drain`. */
@@ -294,28 +344,25 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   // ---------------------------------------------------------------- receiving
 
   async #readLoop(): Promise<void> {
+    const decoder = this.#reader.decoder;
     try {
       for (;;) {
-        if (this.#queuedBytes >= this.#receiveQueueMax) {
-          await new Promise<void>((r) => {
-            this.#spaceWaiter = r;
-          });
-          continue;
+        for (let f = decoder.next(); f; f = decoder.next()) {
+          if (f.type === FrameType.CONTROL) this.#onControl(decodeControl(f.payload));
+          else this.#onData(f);
+          if (this.#state === "closed") return;
+          while (this.#queuedBytes >= this.#receiveQueueMax && (this.#state as SessionState) !== "closed") {
+            await new Promise<void>((r) => {
+              this.#spaceWaiter = r;
+            });
+          }
         }
-        const frame = await this.#reader.nextFrame();
-        if (!frame) break;
-        if (frame.type === FrameType.CONTROL) this.#onControl(decodeControl(frame.payload));
-        else this.#onData(frame);
-        if (this.#state === "closed") return;
+        if (!(await this.#reader.fill())) break;
       }
-      if (this.#state !== "closed")
-        this.#fail(new DWCPError("ERR_CLOSED", "peer ended the connection without a Close"));
+      if (this.#state !== "closed") this.#fail(new DWCPError("ERR_CLOSED", "peer ended the connection without a Close"));
     } catch (err) {
       if (this.#state === "closed") return;
-      const e =
-        err instanceof DWCPError
-          ? err
-          : new DWCPError("ERR_PROTOCOL", (err as Error).message, { cause: err });
+      const e = err instanceof DWCPError ? err : new DWCPError("ERR_PROTOCOL", (err as Error).message, { cause: err });
       if (!e.remote && this.conn.status === "open") {
         try {
           this.conn.send(controlFrame(errorControl(e.code, e.message)));

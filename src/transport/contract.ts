@@ -79,6 +79,8 @@ export interface Transport {
 export interface ConnLimits {
   /** Inbound bytes queued before the source is paused. @default 4 MiB */
   readHighWater?: number;
+  /** Outbound bytes queued before `send()` returns false. @default 4 MiB */
+  writeHighWater?: number;
 }
 
 const DEFAULT_READ_HIGH_WATER = 4 * 1024 * 1024;
@@ -168,22 +170,38 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
     return this.sendData(chunk);
   }
 
-  async onDrain(options: AbortOptions = {}): Promise<void> {
+  onDrain(options: AbortOptions = {}): Promise<void> {
     if (this.#status !== "open" && this.#status !== "closing") {
-      throw new DWCPError("ERR_CLOSED", `${this.transport} connection is ${this.#status}`);
+      return Promise.reject(new DWCPError("ERR_CLOSED", `${this.transport} connection is ${this.#status}`));
     }
-    if (!this.needsDrain()) return;
-    const ac = new AbortController();
-    const onClose = () => ac.abort(new DWCPError("ERR_CLOSED", "connection closed while waiting for drain"));
-    this.once("close", onClose);
-    const signal = options.signal ? AbortSignal.any([options.signal, ac.signal]) : ac.signal;
-    try {
-      await once(this, "drain", { signal });
-    } catch (err) {
-      throw signal.reason instanceof Error ? signal.reason : err;
-    } finally {
-      this.off("close", onClose);
-    }
+    if (!this.needsDrain()) return Promise.resolve();
+    // Hot path of every bulk sender: plain listeners, no AbortSignal plumbing
+    // unless the caller passed a signal.
+    return new Promise<void>((resolve, reject) => {
+      const cleanup = () => {
+        this.off("drain", onDrain);
+        this.off("close", onClose);
+        options.signal?.removeEventListener("abort", onAbort);
+      };
+      const onDrain = () => {
+        cleanup();
+        resolve();
+      };
+      const onClose = () => {
+        cleanup();
+        reject(new DWCPError("ERR_CLOSED", "connection closed while waiting for drain"));
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(new DWCPError("ERR_ABORTED", "wait for drain aborted", { cause: options.signal?.reason }));
+      };
+      this.on("drain", onDrain);
+      this.on("close", onClose);
+      if (options.signal) {
+        if (options.signal.aborted) onAbort();
+        else options.signal.addEventListener("abort", onAbort, { once: true });
+      }
+    });
   }
 
   /** True while a `drain` event is still due. */

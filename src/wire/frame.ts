@@ -191,7 +191,7 @@ export class FrameDecoder {
     } else {
       if (this.payload === null) {
         // Safe: h.length was checked against maxLength in decodeHeader.
-        this.payload = new Uint8Array(h.length);
+        this.payload = Buffer.allocUnsafe(h.length);
         this.payloadFill = 0;
         if (h.length > this.stats.largestAllocation) this.stats.largestAllocation = h.length;
       }

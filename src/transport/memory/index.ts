@@ -28,8 +28,6 @@ export interface MemoryOptions extends ConnLimits {
   lossRate?: number;
   /** Seed of the loss generator, for reproducible runs. @default 1 */
   seed?: number;
-  /** Outbound bytes in flight before `send()` returns false. @default 4 MiB */
-  writeHighWater?: number;
 }
 
 /** Small, fast, seeded PRNG (mulberry32) so loss patterns are reproducible. */

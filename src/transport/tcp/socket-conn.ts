@@ -13,9 +13,11 @@ export class SocketConn extends AbstractConn {
   readonly remoteAddress: string;
   #corked = false;
   #wantDrain = false;
+  readonly #writeHighWater: number;
 
   constructor(transport: string, socket: Socket, limits?: ConnLimits) {
     super(limits);
+    this.#writeHighWater = limits?.writeHighWater ?? 4 * 1024 * 1024;
     this.transport = transport;
     this.socket = socket;
     this.localAddress = formatHostPort(socket.localAddress ?? "?", socket.localPort ?? 0);
@@ -49,13 +51,16 @@ export class SocketConn extends AbstractConn {
         this.socket.uncork();
       });
     }
-    const ok = this.socket.write(chunk);
-    if (!ok) this.#wantDrain = true;
-    return ok;
+    this.socket.write(chunk);
+    // Node's own high-water mark (16 KiB) would stall a bulk sender after every
+    // large message; keep up to writeHighWater queued so the kernel never starves.
+    // Node emits 'drain' once its buffer is empty, which is when we resume.
+    if (this.socket.writableLength >= this.#writeHighWater) this.#wantDrain = true;
+    return !this.#wantDrain;
   }
 
   protected needsDrain(): boolean {
-    return this.#wantDrain || this.socket.writableNeedDrain;
+    return this.#wantDrain;
   }
 
   protected sendPause(): void {

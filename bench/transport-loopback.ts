@@ -1,0 +1,237 @@
+// `npm run bench -- transport-loopback`: agent↔agent throughput over TCP on
+// loopback for 1 MiB and 4 KiB messages, against, in the same rounds:
+//   iperf3 (single stream, -l = message size), a plain Node `net` socket
+//   (writes of the message size, with backpressure), and zeromq PUSH/PULL.
+// Each side of each contender runs in its own process. Throughput is measured at
+// the receiver, from its first byte to its last; for DWCP the sender also waits
+// for the acknowledgement of the last message.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer, connect as netConnect } from "node:net";
+import { fileURLToPath } from "node:url";
+import { median, round, writeResult } from "./lib/result.js";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SIZES = [
+  { label: "1MiB", bytes: 1 << 20, total: 1 << 30 },
+  { label: "4KiB", bytes: 4096, total: 256 << 20 },
+] as const;
+const PSK = "bench-pre-shared-key-000000";
+
+interface Measure {
+  bytes: number;
+  messages: number;
+  seconds: number;
+}
+
+// ------------------------------------------------------------------ children
+
+async function receiver(kind: string, size: number, total: number): Promise<void> {
+  const count = Math.ceil(total / size);
+  let first = 0;
+  let got = 0;
+  let messages = 0;
+  const done = (extra: () => void = () => {}) => {
+    const seconds = (performance.now() - first) / 1000;
+    process.stdout.write(`${JSON.stringify({ bytes: got, messages, seconds })}\n`);
+    extra();
+    // Leave once the sender has had time to see its last acknowledgement.
+    setTimeout(() => process.exit(0), 200);
+  };
+  if (kind === "net") {
+    const server = createServer((sock) => {
+      sock.on("data", (d: Buffer) => {
+        if (first === 0) first = performance.now();
+        got += d.length;
+        if (got >= count * size) {
+          messages = count;
+          done(() => {
+            sock.destroy();
+            server.close();
+          });
+        }
+      });
+    });
+    server.listen(0, "127.0.0.1", () => console.log(`port ${(server.address() as { port: number }).port}`));
+  } else if (kind === "zeromq") {
+    const zmq = await import("zeromq");
+    const pull = new zmq.Pull();
+    await pull.bind("tcp://127.0.0.1:*");
+    console.log(`port ${pull.lastEndpoint!.split(":").pop()}`);
+    for await (const [msg] of pull) {
+      if (first === 0) first = performance.now();
+      got += msg!.length;
+      if (++messages === count) break;
+    }
+    done();
+    pull.close();
+  } else {
+    const { DWCPNode, tcp } = await import("../src/index.js");
+    const node = new DWCPNode({ nodeId: "receiver", transport: tcp(), psk: PSK });
+    node.on("session", (s) => {
+      s.on("message", (m) => {
+        if (first === 0) first = performance.now();
+        got += m.data.length;
+        if (++messages === count) done();
+      });
+    });
+    const l = await node.listen("127.0.0.1:0");
+    console.log(`port ${l.address.split(":").pop()}`);
+  }
+}
+
+async function sender(kind: string, size: number, total: number, port: number): Promise<void> {
+  const count = Math.ceil(total / size);
+  const buf = Buffer.alloc(size, 0x5a);
+  if (kind === "net") {
+    const sock = netConnect(port, "127.0.0.1");
+    await once(sock, "connect");
+    sock.setNoDelay(true);
+    for (let i = 0; i < count; i++) if (!sock.write(buf)) await once(sock, "drain");
+    sock.end();
+  } else if (kind === "zeromq") {
+    const zmq = await import("zeromq");
+    // Without linger, close() would drop messages still queued.
+    const push = new zmq.Push({ linger: 10_000 });
+    push.connect(`tcp://127.0.0.1:${port}`);
+    for (let i = 0; i < count; i++) await push.send(buf);
+    // Let the queue flush before closing (linger).
+    push.close();
+  } else {
+    const { DWCPNode, tcp } = await import("../src/index.js");
+    const node = new DWCPNode({ nodeId: "sender", transport: tcp(), psk: PSK });
+    const s = await node.connect(`127.0.0.1:${port}`);
+    let last: Promise<number> = Promise.resolve(0);
+    const inFlight = new Set<Promise<number>>();
+    for (let i = 0; i < count; i++) {
+      const p = s.send(buf);
+      last = p;
+      inFlight.add(p);
+      void p.then(() => inFlight.delete(p));
+      // Keep the pipeline full without an unbounded number of pending promises.
+      if (inFlight.size >= 1024) await Promise.race(inFlight);
+    }
+    await last;
+    await s.close();
+  }
+}
+
+// ------------------------------------------------------------------ parent
+
+function start(args: string[]): ChildProcess {
+  const self = fileURLToPath(import.meta.url);
+  return spawn(process.execPath, ["--import", "tsx", self, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+}
+
+async function lines(child: ChildProcess, n: number): Promise<string[]> {
+  const out: string[] = [];
+  let buf = "";
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (d) => {
+      buf += d;
+      let i = buf.indexOf("\n");
+      while (i >= 0) {
+        out.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+        if (out.length === n) resolve(out);
+        i = buf.indexOf("\n");
+      }
+    });
+    child.on("exit", (code) => {
+      if (out.length < n) reject(new Error(`child exited ${code} after ${out.length} lines`));
+    });
+  });
+}
+
+async function runPair(kind: string, size: number, total: number): Promise<Measure> {
+  const rx = start(["--receiver", kind, `${size}`, `${total}`]);
+  const rxLines = lines(rx, 2);
+  const port = await new Promise<number>((resolve) => {
+    rx.stdout!.once("data", (d) => resolve(Number(/port (\d+)/.exec(String(d))![1])));
+  });
+  const tx = start(["--sender", kind, `${size}`, `${total}`, `${port}`]);
+  const [, result] = await rxLines;
+  await once(tx, "exit");
+  rx.kill();
+  return JSON.parse(result!) as Measure;
+}
+
+function iperf3(size: number, total: number): Measure {
+  const port = 5299 + Math.floor(Math.random() * 500);
+  const server = spawn("iperf3", ["-s", "-1", "-B", "127.0.0.1", "-p", `${port}`], { stdio: "ignore" });
+  try {
+    execFileSync("sleep", ["0.3"]);
+    const out = execFileSync(
+      "iperf3",
+      ["-c", "127.0.0.1", "-p", `${port}`, "-n", `${total}`, "-l", `${size}`, "-J"],
+      { encoding: "utf8" },
+    );
+    const j = JSON.parse(out) as { end: { sum_received: { bytes: number; seconds: number } } };
+    return { bytes: j.end.sum_received.bytes, messages: Math.ceil(total / size), seconds: j.end.sum_received.seconds };
+  } finally {
+    server.kill();
+  }
+}
+
+function haveIperf3(): boolean {
+  try {
+    execFileSync("iperf3", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function main(): Promise<void> {
+  if (!haveIperf3()) {
+    console.error("iperf3 is required (Debian: apt-get install iperf3)");
+    process.exit(1);
+  }
+  const contenders = ["dwcp", "iperf3", "net", "zeromq"] as const;
+  const samples: Record<string, { gbps: number[]; msgps: number[] }> = {};
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const s of SIZES) {
+      for (const c of contenders) {
+        const m = c === "iperf3" ? iperf3(s.bytes, s.total) : await runPair(c, s.bytes, s.total);
+        const key = `${c}@${s.label}`;
+        samples[key] ??= { gbps: [], msgps: [] };
+        samples[key]!.gbps.push(m.bytes / m.seconds / 1e9);
+        samples[key]!.msgps.push(m.messages / m.seconds);
+        console.log(
+          `round ${r + 1} ${key.padEnd(16)} ${(m.bytes / m.seconds / 1e9).toFixed(3)} GB/s ${Math.round(m.messages / m.seconds)} msg/s`,
+        );
+      }
+    }
+  }
+  const gb = (k: string) => round(median(samples[k]!.gbps), 3);
+  const mps = (k: string) => Math.round(median(samples[k]!.msgps));
+  const result = writeResult(
+    {
+      name: "transport-loopback",
+      unit: "GB/s (1 MiB messages)",
+      ours: gb("dwcp@1MiB"),
+      peers: { "iperf3-1-stream": gb("iperf3@1MiB"), "node-net": gb("net@1MiB"), "zeromq-push-pull": gb("zeromq@1MiB") },
+      detail: {
+        method: `${ROUNDS} interleaved rounds; each side in its own process; receiver-side timing; GB = 1e9 bytes`,
+        "4KiB": {
+          unit: "messages/s",
+          ours: mps("dwcp@4KiB"),
+          peers: { "iperf3-1-stream": mps("iperf3@4KiB"), "node-net": mps("net@4KiB"), "zeromq-push-pull": mps("zeromq@4KiB") },
+          ratios: {
+            "iperf3-1-stream": round(mps("dwcp@4KiB") / mps("iperf3@4KiB")),
+            "node-net": round(mps("dwcp@4KiB") / mps("net@4KiB")),
+            "zeromq-push-pull": round(mps("dwcp@4KiB") / mps("zeromq@4KiB")),
+          },
+        },
+        samples,
+      },
+    },
+    (await import("./lib/result.js")).nativeInUse(),
+  );
+  console.log(JSON.stringify({ ours: result.ours, peers: result.peers, ratios: result.ratios, "4KiB": result.detail?.["4KiB"] }, null, 2));
+}
+
+const [mode, kind, size, total, port] = process.argv.slice(2);
+if (mode === "--receiver") await receiver(kind!, Number(size), Number(total));
+else if (mode === "--sender") await sender(kind!, Number(size), Number(total), Number(port));
+else await main();
