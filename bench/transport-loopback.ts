@@ -120,40 +120,60 @@ async function sender(kind: string, size: number, total: number, port: number): 
 
 function start(args: string[]): ChildProcess {
   const self = fileURLToPath(import.meta.url);
-  return spawn(process.execPath, ["--import", "tsx", self, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  return spawn(process.execPath, ["--import", "tsx", self, ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
 }
 
-async function lines(child: ChildProcess, n: number): Promise<string[]> {
-  const out: string[] = [];
+/** Reads a child's stdout line by line; the returned function rejects on exit or timeout. */
+function lineReader(child: ChildProcess): (timeoutMs: number) => Promise<string> {
+  const lines: string[] = [];
+  const waiters: ((l: string | null) => void)[] = [];
   let buf = "";
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d) => {
-      buf += d;
-      let i = buf.indexOf("\n");
-      while (i >= 0) {
-        out.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        if (out.length === n) resolve(out);
-        i = buf.indexOf("\n");
-      }
-    });
-    child.on("exit", (code) => {
-      if (out.length < n) reject(new Error(`child exited ${code} after ${out.length} lines`));
-    });
+  let exited = false;
+  child.stdout!.on("data", (d) => {
+    buf += d;
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const w = waiters.shift();
+      if (w) w(line);
+      else lines.push(line);
+    }
   });
+  child.on("exit", () => {
+    exited = true;
+    for (const w of waiters.splice(0)) w(null);
+  });
+  return (timeoutMs) =>
+    new Promise<string>((resolve, reject) => {
+      const ready = lines.shift();
+      if (ready !== undefined) return resolve(ready);
+      if (exited) return reject(new Error("child exited"));
+      const timer = setTimeout(() => reject(new Error(`no output from child in ${timeoutMs} ms`)), timeoutMs);
+      waiters.push((l) => {
+        clearTimeout(timer);
+        if (l === null) reject(new Error("child exited"));
+        else resolve(l);
+      });
+    });
 }
 
 async function runPair(kind: string, size: number, total: number): Promise<Measure> {
   const rx = start(["--receiver", kind, `${size}`, `${total}`]);
-  const rxLines = lines(rx, 2);
-  const port = await new Promise<number>((resolve) => {
-    rx.stdout!.once("data", (d) => resolve(Number(/port (\d+)/.exec(String(d))![1])));
-  });
-  const tx = start(["--sender", kind, `${size}`, `${total}`, `${port}`]);
-  const [, result] = await rxLines;
-  await once(tx, "exit");
-  rx.kill();
-  return JSON.parse(result!) as Measure;
+  const next = lineReader(rx);
+  let tx: ChildProcess | undefined;
+  try {
+    const port = Number(/port (\d+)/.exec(await next(30_000))![1]);
+    tx = start(["--sender", kind, `${size}`, `${total}`, `${port}`]);
+    // A contender that stalls must not hang the whole run.
+    const result = await next(120_000);
+    if (tx.exitCode === null) await once(tx, "exit");
+    return JSON.parse(result) as Measure;
+  } finally {
+    tx?.kill();
+    rx.kill();
+  }
 }
 
 function iperf3(size: number, total: number): Measure {
@@ -167,7 +187,11 @@ function iperf3(size: number, total: number): Measure {
       { encoding: "utf8" },
     );
     const j = JSON.parse(out) as { end: { sum_received: { bytes: number; seconds: number } } };
-    return { bytes: j.end.sum_received.bytes, messages: Math.ceil(total / size), seconds: j.end.sum_received.seconds };
+    return {
+      bytes: j.end.sum_received.bytes,
+      messages: Math.ceil(total / size),
+      seconds: j.end.sum_received.seconds,
+    };
   } finally {
     server.kill();
   }
@@ -210,13 +234,21 @@ async function main(): Promise<void> {
       name: "transport-loopback",
       unit: "GB/s (1 MiB messages)",
       ours: gb("dwcp@1MiB"),
-      peers: { "iperf3-1-stream": gb("iperf3@1MiB"), "node-net": gb("net@1MiB"), "zeromq-push-pull": gb("zeromq@1MiB") },
+      peers: {
+        "iperf3-1-stream": gb("iperf3@1MiB"),
+        "node-net": gb("net@1MiB"),
+        "zeromq-push-pull": gb("zeromq@1MiB"),
+      },
       detail: {
         method: `${ROUNDS} interleaved rounds; each side in its own process; receiver-side timing; GB = 1e9 bytes`,
         "4KiB": {
           unit: "messages/s",
           ours: mps("dwcp@4KiB"),
-          peers: { "iperf3-1-stream": mps("iperf3@4KiB"), "node-net": mps("net@4KiB"), "zeromq-push-pull": mps("zeromq@4KiB") },
+          peers: {
+            "iperf3-1-stream": mps("iperf3@4KiB"),
+            "node-net": mps("net@4KiB"),
+            "zeromq-push-pull": mps("zeromq@4KiB"),
+          },
           ratios: {
             "iperf3-1-stream": round(mps("dwcp@4KiB") / mps("iperf3@4KiB")),
             "node-net": round(mps("dwcp@4KiB") / mps("net@4KiB")),
@@ -228,7 +260,13 @@ async function main(): Promise<void> {
     },
     (await import("./lib/result.js")).nativeInUse(),
   );
-  console.log(JSON.stringify({ ours: result.ours, peers: result.peers, ratios: result.ratios, "4KiB": result.detail?.["4KiB"] }, null, 2));
+  console.log(
+    JSON.stringify(
+      { ours: result.ours, peers: result.peers, ratios: result.ratios, "4KiB": result.detail?.["4KiB"] },
+      null,
+      2,
+    ),
+  );
 }
 
 const [mode, kind, size, total, port] = process.argv.slice(2);

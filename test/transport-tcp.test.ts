@@ -1,5 +1,8 @@
+import { describe, expect } from "vitest";
 import { tcp } from "../src/transport/tcp/index.js";
+import { congestionControl } from "../src/transport/tcp/tcpinfo.js";
 import { transportCompliance } from "./compliance/transport.js";
+import { itNative } from "./helpers/native.js";
 
 transportCompliance("tcp", () => {
   const t = tcp();
@@ -10,4 +13,21 @@ transportCompliance("tcp", () => {
     deadAddress: "127.0.0.1:1",
     checksAddressSyntax: true,
   };
+});
+
+describe("tcp transport socket options", () => {
+  itNative("applies the requested congestion control per socket (TCP_CONGESTION)", async () => {
+    const t = tcp({ congestion: "cubic" });
+    let accepted: import("../src/transport/contract.js").Conn | undefined;
+    const listener = await t.listen("127.0.0.1:0", (c) => {
+      accepted = c;
+    });
+    const conn = await t.dial(listener.address);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(congestionControl(conn.socket!)).toBe("cubic");
+    expect(congestionControl(accepted!.socket!)).toBe("cubic");
+    conn.abort();
+    accepted?.abort();
+    await listener.close();
+  });
 });

@@ -56,7 +56,8 @@ export class ConnReader {
     const chunk = this.#pending ?? (await this.#pull());
     this.#pending = null;
     if (!chunk) {
-      if (this.decoder.buffered > 0) throw new DWCPError("ERR_CLOSED", "connection closed in the middle of a frame");
+      if (this.decoder.buffered > 0)
+        throw new DWCPError("ERR_CLOSED", "connection closed in the middle of a frame");
       return false;
     }
     this.decoder.push(chunk);

@@ -168,7 +168,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.#checkSendable();
       if (data instanceof Uint8Array) {
         if (data.length > this.negotiated.maxMessageSize) {
-          throw new DWCPError("ERR_MESSAGE_TOO_LARGE", `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`);
+          throw new DWCPError(
+            "ERR_MESSAGE_TOO_LARGE",
+            `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`,
+          );
         }
         // Fast path: nobody queued ahead, the transport takes data and the whole
         // message fits the window, so it goes out now without a single await.
@@ -359,10 +362,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         }
         if (!(await this.#reader.fill())) break;
       }
-      if (this.#state !== "closed") this.#fail(new DWCPError("ERR_CLOSED", "peer ended the connection without a Close"));
+      if (this.#state !== "closed")
+        this.#fail(new DWCPError("ERR_CLOSED", "peer ended the connection without a Close"));
     } catch (err) {
       if (this.#state === "closed") return;
-      const e = err instanceof DWCPError ? err : new DWCPError("ERR_PROTOCOL", (err as Error).message, { cause: err });
+      const e =
+        err instanceof DWCPError
+          ? err
+          : new DWCPError("ERR_PROTOCOL", (err as Error).message, { cause: err });
       if (!e.remote && this.conn.status === "open") {
         try {
           this.conn.send(controlFrame(errorControl(e.code, e.message)));
