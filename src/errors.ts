@@ -59,6 +59,10 @@ const CODES = {
   ERR_REMOTE: "the peer reported an error",
   /** An address could not be parsed for this transport. */
   ERR_BAD_ADDRESS: "bad address",
+
+  // --- dual mode ---
+  /** A feature-flag update was rejected; the previous flags stay in force. */
+  ERR_INVALID_FLAGS: "invalid feature flags",
 } as const;
 
 /** Stable machine-readable error code. */

@@ -7,7 +7,24 @@
  * @packageDocumentation
  */
 export { DWCPError, type DWCPErrorCode, type DWCPErrorOptions, ERROR_CODES, isDWCPError } from "./errors.js";
+export {
+  DEFAULT_FLAGS,
+  type FeatureFlags,
+  FlagStore,
+  type FlagStoreEvents,
+  mergeFlags,
+} from "./flags/flags.js";
+export { type RolloutFlags, rolloutHash, shouldUseV3 } from "./flags/rollout.js";
 export { type BytesLike, crc32c, hashPages, xxh3_64 } from "./hash/index.js";
+export {
+  classify,
+  DEFAULT_THRESHOLDS,
+  type Mode,
+  type ModeDecision,
+  type ModeThresholds,
+  ModeTracker,
+  type PathEstimate,
+} from "./mode/classifier.js";
 export { type FeatureStatus, type NativeStatus, nativeStatus } from "./native/status.js";
 export { HELLO_MAX } from "./session/handshake.js";
 export { DWCPNode, type DWCPNodeEvents, type NodeMetrics, type NodeOptions } from "./session/node.js";

@@ -1,0 +1,92 @@
+// The classifier is pure: synthetic samples, no network.
+import { describe, expect, it } from "vitest";
+import { classify, DEFAULT_THRESHOLDS, ModeTracker } from "../src/index.js";
+
+const G = 1e9;
+const M = 1e6;
+
+describe("classify", () => {
+  it.each([
+    [0.05, 20 * G, "datacenter"],
+    [9.9, 1.01 * G, "datacenter"],
+    [10, 2 * G, "hybrid"],
+    [30, 5 * G, "hybrid"],
+    [50, 5 * G, "hybrid"],
+    [50.1, 5 * G, "internet"],
+    [100, 100 * M, "internet"],
+    [5, 20 * M, "internet"],
+    [0.1, 999 * M, "internet"],
+  ] as const)("rtt %f ms, %d bit/s → %s", (rttMs, bandwidthBps, mode) => {
+    expect(classify({ rttMs, bandwidthBps }, DEFAULT_THRESHOLDS)).toBe(mode);
+  });
+
+  it("honours configurable thresholds (scaled for an emulator that carries ~100 Mbit/s)", () => {
+    const t = { datacenterRttMs: 2, internetRttMs: 20, bandwidthBps: 50 * M };
+    expect(classify({ rttMs: 10, bandwidthBps: 90 * M }, t)).toBe("hybrid");
+    expect(classify({ rttMs: 1, bandwidthBps: 90 * M }, t)).toBe("datacenter");
+    expect(classify({ rttMs: 10, bandwidthBps: 20 * M }, t)).toBe("internet");
+  });
+});
+
+describe("ModeTracker", () => {
+  it("decides at once on the first complete estimate", () => {
+    const t = new ModeTracker();
+    expect(t.evaluate(0)).toBeUndefined();
+    t.addRtt(0.1);
+    t.addBandwidth(10 * G);
+    expect(t.evaluate(1)).toMatchObject({ mode: "datacenter", previous: undefined });
+  });
+
+  it("does not flap on noise around a threshold (hysteresis)", () => {
+    const t = new ModeTracker({ minDwellMs: 0 });
+    t.addRtt(8);
+    t.addBandwidth(5 * G);
+    expect(t.evaluate(0)?.mode).toBe("datacenter");
+    let changes = 0;
+    // RTT wandering 8–11.5 ms: crosses 10 ms but never leaves the 20 % band.
+    for (let i = 1; i <= 1000; i++) {
+      t.addRtt(8 + 3.5 * Math.abs(Math.sin(i)));
+      if (t.evaluate(i)) changes++;
+    }
+    expect(changes).toBe(0);
+  });
+
+  it("changes once the new mode has held for the dwell time, and only once", () => {
+    const t = new ModeTracker({ minDwellMs: 3000, smoothing: 1 });
+    t.addRtt(1);
+    t.addBandwidth(5 * G);
+    t.evaluate(0);
+    t.addRtt(80);
+    t.addBandwidth(100 * M);
+    const decisions = [];
+    for (let now = 100; now <= 10_000; now += 100) {
+      const d = t.evaluate(now);
+      if (d) decisions.push(d);
+    }
+    expect(decisions).toHaveLength(1);
+    expect(decisions[0]).toMatchObject({ mode: "internet", previous: "datacenter", at: 3100 });
+  });
+
+  it("a brief excursion shorter than the dwell time changes nothing", () => {
+    const t = new ModeTracker({ minDwellMs: 1000, smoothing: 1 });
+    t.addRtt(60);
+    t.addBandwidth(100 * M);
+    t.evaluate(0);
+    t.addRtt(1);
+    t.addBandwidth(10 * G);
+    expect(t.evaluate(100)).toBeUndefined();
+    expect(t.evaluate(900)).toBeUndefined();
+    t.addRtt(60);
+    t.addBandwidth(100 * M);
+    expect(t.evaluate(1200)).toBeUndefined();
+    expect(t.mode).toBe("internet");
+  });
+
+  it("smooths with an EWMA", () => {
+    const t = new ModeTracker({ smoothing: 0.5 });
+    t.addRtt(10);
+    t.addRtt(20);
+    t.addBandwidth(1);
+    expect(t.estimate?.rttMs).toBe(15);
+  });
+});
