@@ -57,3 +57,4 @@ export {
 export { type TlsListener, type TlsOptions, tls } from "./transport/tls/index.js";
 export { PROTOCOL_VERSIONS } from "./wire/negotiate.js";
 export type { CodecInfo } from "./wire/proto.js";
+export { type DetectorEvents, type DetectorOptions, ModeDetector, type ModeEvent } from "./mode/detector.js";

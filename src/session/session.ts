@@ -83,6 +83,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   /** Sends waiting for or holding the write lock; the fast path needs none. */
   #slowSends = 0;
   #unackedBytes = 0;
+  #ackedBytesTotal = 0;
   readonly #pending: PendingSend[] = [];
   #windowWaiter: (() => void) | undefined;
   #remoteClosing = false;
@@ -450,7 +451,9 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #onControl(msg: Control): void {
     if ("ack" in msg) this.#onAck(msg.ack.upTo);
     else if ("ping" in msg) this.#sendControl({ pong: msg.ping });
-    else if ("pong" in msg) this.emit("pong", msg.pong);
+    else if ("pong" in msg) this.#onPong(msg.pong);
+    else if ("probe" in msg) this.#onProbe(msg.probe);
+    else if ("probeAck" in msg) this.#onProbeAck(msg.probeAck);
     else if ("error" in msg) throw remoteError(msg.error);
     else if ("close" in msg) this.#onRemoteClose();
     else if ("hello" in msg) throw new DWCPError("ERR_PROTOCOL", "Hello after the handshake");
@@ -462,6 +465,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     while (this.#pending.length > 0 && this.#pending[0]!.id <= upTo) {
       const p = this.#pending.shift()!;
       this.#unackedBytes -= p.bytes;
+      this.#ackedBytesTotal += p.bytes;
       p.resolve(p.id);
     }
     const w = this.#windowWaiter;
@@ -475,6 +479,111 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (this.#state === "open") this.#state = "closing";
     this.#wakeReaders();
     this.#maybeFinishClose();
+  }
+
+  // ---------------------------------------------------------------- measuring
+
+  #nextPingId = 1;
+  readonly #pings = new Map<number, (rttMs: number) => void>();
+
+  /**
+   * Round-trip time through the session's control channel, in ms (Ping/Pong).
+   * Works on every transport and through proxies, unlike the kernel's TCP RTT.
+   */
+  ping(options: { timeoutMs?: number } = {}): Promise<number> {
+    if (this.#state === "closed") return Promise.reject(this.#error ?? new DWCPError("ERR_CLOSED", "session closed"));
+    const id = this.#nextPingId++;
+    const sentAt = performance.now();
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pings.delete(id);
+        reject(new DWCPError("ERR_CLOSED", `no pong within ${options.timeoutMs ?? 5000} ms`));
+      }, options.timeoutMs ?? 5000);
+      this.#pings.set(id, (ms) => {
+        clearTimeout(timer);
+        resolve(ms);
+      });
+      this.#sendControl({ ping: { id, sentAtUs: Math.round(sentAt * 1000) } });
+    });
+  }
+
+  #onPong(p: { id: number; sentAtUs: number }): void {
+    const done = this.#pings.get(p.id);
+    if (!done) return;
+    this.#pings.delete(p.id);
+    done(performance.now() - p.sentAtUs / 1000);
+  }
+
+  // Receiver side of probes: one round at a time.
+  #probeIn: { round: number; bytes: number; first: number } | undefined;
+  readonly #probeWaiters = new Map<number, (r: { bytes: number; durationUs: number }) => void>();
+  #nextProbeRound = 1;
+
+  #onProbe(p: { round: number; last: boolean; padding: Uint8Array }): void {
+    const now = performance.now();
+    if (!this.#probeIn || this.#probeIn.round !== p.round) this.#probeIn = { round: p.round, bytes: 0, first: now };
+    this.#probeIn.bytes += p.padding.length;
+    if (p.last) {
+      const r = this.#probeIn;
+      this.#probeIn = undefined;
+      this.#sendControl({ probeAck: { round: r.round, bytes: r.bytes, durationUs: Math.round((now - r.first) * 1000) } });
+    }
+  }
+
+  #onProbeAck(a: { round: number; bytes: number; durationUs: number }): void {
+    const done = this.#probeWaiters.get(a.round);
+    this.#probeWaiters.delete(a.round);
+    done?.(a);
+  }
+
+  /**
+   * Sends `bytes` of probe traffic (control frames the peer drops after counting)
+   * and returns the peer's receive rate. Measured at the receiver, between the
+   * first and the last probe frame, so the path's latency does not dilute it.
+   *
+   * @returns bits per second, the bytes and the receiver-side duration
+   */
+  async probe(bytes: number, options: { frameBytes?: number; timeoutMs?: number } = {}) {
+    const frame = Math.min(options.frameBytes ?? 256 * 1024, this.negotiated.maxFrameSize - 64);
+    const round = this.#nextProbeRound++;
+    const padding = new Uint8Array(frame);
+    const acked = new Promise<{ bytes: number; durationUs: number }>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#probeWaiters.delete(round);
+        reject(new DWCPError("ERR_CLOSED", "probe not acknowledged in time"));
+      }, options.timeoutMs ?? 10_000);
+      this.#probeWaiters.set(round, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
+    acked.catch(() => {});
+    for (let sent = 0; sent < bytes; ) {
+      const n = Math.min(frame, bytes - sent);
+      sent += n;
+      if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
+      const ok = this.conn.send(
+        controlFrame({ probe: { round, last: sent >= bytes, padding: n === frame ? padding : padding.subarray(0, n) } }),
+      );
+      if (!ok) await this.conn.onDrain();
+    }
+    const r = await acked;
+    // The first frame's own transfer is not inside the measured interval.
+    const measured = Math.max(0, r.bytes - frame);
+    return {
+      bps: r.durationUs > 0 ? (measured * 8) / (r.durationUs / 1e6) : Number.POSITIVE_INFINITY,
+      bytes: r.bytes,
+      durationUs: r.durationUs,
+    };
+  }
+
+  /** Bytes the peer has acknowledged so far (for goodput), and bytes still in flight. */
+  get ackedBytes(): number {
+    return this.#ackedBytesTotal;
+  }
+
+  get unackedBytes(): number {
+    return this.#unackedBytes;
   }
 
   // ---------------------------------------------------------------- closing

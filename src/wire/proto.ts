@@ -52,7 +52,9 @@ export type Control =
   | { flagEpoch: { epoch: number; flagsJson: string } }
   | { ack: { upTo: number } }
   | { close: { reason: string } }
-  | { ready: Record<string, never> };
+  | { ready: Record<string, never> }
+  | { probe: { round: number; last: boolean; padding: Uint8Array } }
+  | { probeAck: { round: number; bytes: number; durationUs: number } };
 
 export function encodeControl(msg: Control): Uint8Array {
   return ControlType.encode(ControlType.fromObject(msg)).finish();

@@ -1,0 +1,170 @@
+/**
+ * Per-peer mode detection on a live session: measures, smooths, decides.
+ *
+ * - RTT: the kernel's `min_rtt` right after connect (native addon), then
+ *   application Ping/Pong on the control channel (every transport, through
+ *   proxies; when it is much larger than the kernel's, a proxy sits in the path
+ *   and the application figure is the one that matters).
+ * - Bandwidth: a short bounded probe when there is no estimate yet; afterwards
+ *   goodput of the session's own traffic while the sender is busy, and the
+ *   kernel's delivery rate when it is not application-limited.
+ *
+ * Decisions come from the pure {@link ModeTracker} (hysteresis, dwell time).
+ */
+import { EventEmitter } from "node:events";
+import type { Session } from "../session/session.js";
+import { tcpInfo } from "../transport/tcp/tcpinfo.js";
+import { type Mode, type ModeDecision, type ModeThresholds, ModeTracker } from "./classifier.js";
+
+/** Options of {@link ModeDetector}. */
+export interface DetectorOptions {
+  thresholds?: Partial<ModeThresholds>;
+  /** Interval of RTT pings and goodput samples, ms. @default 500 */
+  sampleIntervalMs?: number;
+  /** Pings for the initial RTT. @default 3 */
+  initialPings?: number;
+  /** Budget of the initial bandwidth probe. @default 64 MiB and 1500 ms */
+  probe?: { maxBytes?: number; maxMs?: number };
+}
+
+/** The `mode` event: the new mode, the old one and the measurements behind it. */
+export interface ModeEvent extends ModeDecision {
+  /** Milliseconds since the detector started. */
+  sinceStartMs: number;
+  /** Where the figures came from. */
+  sources: { rtt: string[]; bandwidth: string[] };
+}
+
+export interface DetectorEvents {
+  mode: [ModeEvent];
+}
+
+/** Detects the mode of one session's path. */
+export class ModeDetector extends EventEmitter<DetectorEvents> {
+  readonly tracker: ModeTracker;
+  readonly #session: Session;
+  readonly #opts: DetectorOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #started = 0;
+  #last: { at: number; acked: number; busy: boolean } | undefined;
+  readonly #sources = { rtt: new Set<string>(), bandwidth: new Set<string>() };
+  #stopped = false;
+
+  constructor(session: Session, options: DetectorOptions = {}) {
+    super();
+    this.#session = session;
+    this.#opts = options;
+    this.tracker = new ModeTracker(options.thresholds);
+  }
+
+  get mode(): Mode | undefined {
+    return this.tracker.mode;
+  }
+
+  /** Measures until the first decision, then keeps sampling. Resolves with the first decision. */
+  async start(): Promise<ModeEvent> {
+    this.#started = performance.now();
+    const s = this.#session;
+    const kernel = s.conn.socket ? tcpInfo(s.conn.socket) : undefined;
+    if (kernel?.minRttUs) {
+      this.tracker.addRtt(kernel.minRttUs / 1000);
+      this.#sources.rtt.add("tcp_info min_rtt");
+    }
+    const pings: number[] = [];
+    for (let i = 0; i < (this.#opts.initialPings ?? 3); i++) pings.push(await s.ping());
+    pings.sort((a, b) => a - b);
+    this.#addAppRtt(pings[pings.length >> 1]!, kernel?.minRttUs);
+    // An RTT far above the internet line decides the mode whatever the bandwidth:
+    // one small probe round for the record instead of filling a long pipe.
+    const t = this.tracker.thresholds;
+    const rttDecides = (this.tracker.estimate?.rttMs ?? 0) > t.internetRttMs * (1 + t.hysteresis);
+    this.tracker.setBandwidth(await this.#probe(rttDecides ? 1 : Number.POSITIVE_INFINITY));
+    const first = this.#decide()!;
+    this.#schedule();
+    return first;
+  }
+
+  /** Stops sampling. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  #addAppRtt(ms: number, kernelUs: number | undefined): void {
+    // Ping/Pong includes event-loop turnaround on both ends (tens of µs); when the
+    // kernel's RTT exists and the two agree it adds nothing, when they disagree a
+    // proxy or relay is in the path and the application RTT is the truth.
+    this.tracker.addRtt(ms);
+    this.#sources.rtt.add(kernelUs !== undefined ? "ping/pong (with tcp_info)" : "ping/pong");
+  }
+
+  /**
+   * Probe rounds that grow until the measured rate stops growing by 25 % (the
+   * pipe is full, as BBR decides), or the byte/time budget is spent.
+   */
+  async #probe(maxRounds: number): Promise<number> {
+    const maxBytes = this.#opts.probe?.maxBytes ?? 64 << 20;
+    const deadline = performance.now() + (this.#opts.probe?.maxMs ?? 1500);
+    let size = 256 * 1024;
+    let best = 0;
+    let flat = 0;
+    let spent = 0;
+    for (let round = 0; round < maxRounds && spent < maxBytes && performance.now() < deadline; round++) {
+      const r = await this.#session.probe(Math.min(size, maxBytes - spent));
+      spent += r.bytes;
+      const bps = Number.isFinite(r.bps) ? r.bps : best * 2;
+      if (bps > best * 1.25) {
+        best = bps;
+        flat = 0;
+      } else if (++flat >= 2) break;
+      // Aim the next round at ~100 ms of transfer at the best rate so far.
+      size = Math.max(size * 2, Math.min(maxBytes, Math.round((best / 8) * 0.1)));
+    }
+    this.#sources.bandwidth.add("probe");
+    return best;
+  }
+
+  #decide(): ModeEvent | undefined {
+    const d = this.tracker.evaluate(performance.now());
+    if (!d) return undefined;
+    const ev: ModeEvent = {
+      ...d,
+      sinceStartMs: d.at - this.#started,
+      sources: { rtt: [...this.#sources.rtt], bandwidth: [...this.#sources.bandwidth] },
+    };
+    this.emit("mode", ev);
+    return ev;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => void this.#sample(), this.#opts.sampleIntervalMs ?? 500);
+    this.#timer.unref();
+  }
+
+  async #sample(): Promise<void> {
+    const s = this.#session;
+    if (this.#stopped || s.state !== "open") return;
+    try {
+      const kernel = s.conn.socket ? tcpInfo(s.conn.socket) : undefined;
+      this.#addAppRtt(await s.ping(), kernel?.minRttUs);
+      const now = performance.now();
+      const busy = s.unackedBytes > 0;
+      const acked = s.ackedBytes;
+      // Goodput counts only over intervals where the sender never ran dry.
+      if (this.#last?.busy && busy && acked > this.#last.acked) {
+        this.tracker.addBandwidth(((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000));
+        this.#sources.bandwidth.add("goodput");
+      } else if (kernel?.deliveryRateBps && kernel.deliveryRateAppLimited === false) {
+        this.tracker.addBandwidth(kernel.deliveryRateBps);
+        this.#sources.bandwidth.add("tcp_info delivery_rate");
+      }
+      this.#last = { at: now, acked, busy };
+      this.#decide();
+    } catch {
+      // A lost ping on a closing session ends sampling quietly.
+      if (s.state !== "open") return;
+    }
+    this.#schedule();
+  }
+}
