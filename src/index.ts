@@ -25,6 +25,7 @@ export {
   ModeTracker,
   type PathEstimate,
 } from "./mode/classifier.js";
+export { type DetectorEvents, type DetectorOptions, ModeDetector, type ModeEvent } from "./mode/detector.js";
 export { type FeatureStatus, type NativeStatus, nativeStatus } from "./native/status.js";
 export { HELLO_MAX } from "./session/handshake.js";
 export { DWCPNode, type DWCPNodeEvents, type NodeMetrics, type NodeOptions } from "./session/node.js";
@@ -57,4 +58,3 @@ export {
 export { type TlsListener, type TlsOptions, tls } from "./transport/tls/index.js";
 export { PROTOCOL_VERSIONS } from "./wire/negotiate.js";
 export type { CodecInfo } from "./wire/proto.js";
-export { type DetectorEvents, type DetectorOptions, ModeDetector, type ModeEvent } from "./mode/detector.js";

@@ -107,12 +107,14 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     const deadline = performance.now() + (this.#opts.probe?.maxMs ?? 1500);
     let size = 256 * 1024;
     let best = 0;
+    let latest = 0;
     let flat = 0;
     let spent = 0;
     for (let round = 0; round < maxRounds && spent < maxBytes && performance.now() < deadline; round++) {
       const r = await this.#session.probe(Math.min(size, maxBytes - spent));
       spent += r.bytes;
       const bps = Number.isFinite(r.bps) ? r.bps : best * 2;
+      latest = bps;
       if (bps > best * 1.25) {
         best = bps;
         flat = 0;
@@ -121,7 +123,9 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       size = Math.max(size * 2, Math.min(maxBytes, Math.round((best / 8) * 0.1)));
     }
     this.#sources.bandwidth.add("probe");
-    return best;
+    // The last round is the largest, hence the least distorted by bursts and
+    // queues in the path; the best round only steers when to stop.
+    return latest;
   }
 
   #decide(): ModeEvent | undefined {

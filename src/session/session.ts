@@ -491,7 +491,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    * Works on every transport and through proxies, unlike the kernel's TCP RTT.
    */
   ping(options: { timeoutMs?: number } = {}): Promise<number> {
-    if (this.#state === "closed") return Promise.reject(this.#error ?? new DWCPError("ERR_CLOSED", "session closed"));
+    if (this.#state === "closed")
+      return Promise.reject(this.#error ?? new DWCPError("ERR_CLOSED", "session closed"));
     const id = this.#nextPingId++;
     const sentAt = performance.now();
     return new Promise<number>((resolve, reject) => {
@@ -521,12 +522,15 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   #onProbe(p: { round: number; last: boolean; padding: Uint8Array }): void {
     const now = performance.now();
-    if (!this.#probeIn || this.#probeIn.round !== p.round) this.#probeIn = { round: p.round, bytes: 0, first: now };
+    if (!this.#probeIn || this.#probeIn.round !== p.round)
+      this.#probeIn = { round: p.round, bytes: 0, first: now };
     this.#probeIn.bytes += p.padding.length;
     if (p.last) {
       const r = this.#probeIn;
       this.#probeIn = undefined;
-      this.#sendControl({ probeAck: { round: r.round, bytes: r.bytes, durationUs: Math.round((now - r.first) * 1000) } });
+      this.#sendControl({
+        probeAck: { round: r.round, bytes: r.bytes, durationUs: Math.round((now - r.first) * 1000) },
+      });
     }
   }
 
@@ -563,7 +567,9 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       sent += n;
       if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
       const ok = this.conn.send(
-        controlFrame({ probe: { round, last: sent >= bytes, padding: n === frame ? padding : padding.subarray(0, n) } }),
+        controlFrame({
+          probe: { round, last: sent >= bytes, padding: n === frame ? padding : padding.subarray(0, n) },
+        }),
       );
       if (!ok) await this.conn.onDrain();
     }

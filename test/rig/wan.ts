@@ -1,0 +1,212 @@
+// WAN emulator for tests and benchmarks (this kernel has no netem):
+//
+//   A (198.18.1.1) ── veth ── R (router) ── veth ── B (198.18.2.1)
+//
+// In R each egress port is a tbf bottleneck, and every forwarded packet is held
+// for the one-way delay by nfqdelay (user space, NFQUEUE), so RTT = 2 × delay and
+// TCP sees the real RTT, cwnd and losses. Namespaces are named per process, the
+// addresses are RFC 2544 benchmarking space, and down() removes everything,
+// ending only the nfqdelay process it started. Needs root, iproute2, iptables
+// (xt NFQUEUE), a C compiler and libnetfilter-queue-dev.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+const ROOT = join(HERE, "..", "..");
+const BUILD = join(ROOT, "build", "rig");
+
+export const ADDR_A = "198.18.1.1";
+export const ADDR_B = "198.18.2.1";
+
+/** A link profile. */
+export interface WanProfile {
+  /** tbf rate, e.g. "100mbit"; omit for no bandwidth limit. */
+  rate?: string;
+  /** One-way delay added in the router, ms (RTT = 2×). 0 = no NFQUEUE at all. */
+  delayMs: number;
+  /** Random loss per direction, percent. */
+  lossPct?: number;
+  /** tbf burst; must be at least rate/HZ. @default "64kb", or "512kb" from 500 Mbit/s up */
+  burst?: string;
+}
+
+function run(cmd: string, args: string[]): void {
+  execFileSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** Whether the rig can run here; when not, why (for a visible skip reason). */
+export function wanRigAvailability(): { ok: boolean; reason: string } {
+  if (process.platform !== "linux") return { ok: false, reason: "needs Linux network namespaces" };
+  if (process.getuid?.() !== 0) return { ok: false, reason: "needs root (network namespaces, tc, iptables)" };
+  for (const [tool, pkg] of [
+    ["ip", "iproute2"],
+    ["tc", "iproute2"],
+    ["iptables", "iptables"],
+    ["cc", "build-essential"],
+  ] as const) {
+    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0)
+      return { ok: false, reason: `needs ${tool} (Debian: ${pkg})` };
+  }
+  if (!existsSync("/usr/include/libnetfilter_queue/libnetfilter_queue.h")) {
+    return { ok: false, reason: "needs libnetfilter-queue-dev" };
+  }
+  const probe = `dwcpprobe${process.pid}`;
+  const r = spawnSync("ip", ["netns", "add", probe]);
+  spawnSync("ip", ["netns", "del", probe]);
+  if (r.status !== 0) return { ok: false, reason: `cannot create a network namespace: ${r.stderr}` };
+  return { ok: true, reason: "" };
+}
+
+/** Builds nfqdelay once (into build/rig). */
+export function buildNfqdelay(): string {
+  const bin = join(BUILD, "nfqdelay");
+  if (!existsSync(bin)) {
+    mkdirSync(BUILD, { recursive: true });
+    run("cc", ["-O2", "-Wall", join(HERE, "nfqdelay.c"), "-o", bin, "-lnetfilter_queue"]);
+  }
+  return bin;
+}
+
+let instances = 0;
+
+/** One emulated WAN path; create with {@link WanRig.up}. */
+export class WanRig {
+  readonly a: string;
+  readonly r: string;
+  readonly b: string;
+  #delay: ChildProcess | undefined;
+  #profile: WanProfile;
+
+  private constructor(profile: WanProfile) {
+    const tag = `${process.pid}x${++instances}`;
+    this.a = `dwcpA${tag}`;
+    this.r = `dwcpR${tag}`;
+    this.b = `dwcpB${tag}`;
+    this.#profile = profile;
+  }
+
+  static async up(profile: WanProfile): Promise<WanRig> {
+    const rig = new WanRig(profile);
+    try {
+      for (const n of [rig.a, rig.r, rig.b]) {
+        run("ip", ["netns", "add", n]);
+        run("ip", ["-n", n, "link", "set", "lo", "up"]);
+      }
+      run("ip", ["link", "add", "a0", "netns", rig.a, "type", "veth", "peer", "name", "ra", "netns", rig.r]);
+      run("ip", ["link", "add", "b0", "netns", rig.b, "type", "veth", "peer", "name", "rb", "netns", rig.r]);
+      run("ip", ["-n", rig.a, "addr", "add", `${ADDR_A}/24`, "dev", "a0"]);
+      run("ip", ["-n", rig.r, "addr", "add", "198.18.1.254/24", "dev", "ra"]);
+      run("ip", ["-n", rig.b, "addr", "add", `${ADDR_B}/24`, "dev", "b0"]);
+      run("ip", ["-n", rig.r, "addr", "add", "198.18.2.254/24", "dev", "rb"]);
+      for (const [ns, dev] of [
+        [rig.a, "a0"],
+        [rig.b, "b0"],
+        [rig.r, "ra"],
+        [rig.r, "rb"],
+      ] as const) {
+        run("ip", ["-n", ns, "link", "set", dev, "up"]);
+      }
+      run("ip", ["-n", rig.a, "route", "add", "default", "via", "198.18.1.254"]);
+      run("ip", ["-n", rig.b, "route", "add", "default", "via", "198.18.2.254"]);
+      run("ip", ["netns", "exec", rig.r, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      await rig.shape(profile);
+      return rig;
+    } catch (err) {
+      await rig.down();
+      throw err;
+    }
+  }
+
+  get profile(): WanProfile {
+    return this.#profile;
+  }
+
+  /** Changes the link in place: bottleneck rate and/or delay and loss. */
+  async shape(profile: WanProfile): Promise<void> {
+    this.#profile = profile;
+    for (const dev of ["ra", "rb"]) {
+      spawnSync("ip", ["netns", "exec", this.r, "tc", "qdisc", "del", "dev", dev, "root"]);
+      if (profile.rate) {
+        const mbit = Number.parseFloat(profile.rate) * (profile.rate.endsWith("gbit") ? 1000 : 1);
+        const burst = profile.burst ?? (mbit >= 500 ? "512kb" : "64kb");
+        run("ip", [
+          "netns",
+          "exec",
+          this.r,
+          "tc",
+          "qdisc",
+          "add",
+          "dev",
+          dev,
+          "root",
+          "tbf",
+          "rate",
+          profile.rate,
+          "burst",
+          burst,
+          "latency",
+          "50ms",
+        ]);
+      }
+    }
+    await this.#setDelay(profile.delayMs, profile.lossPct ?? 0);
+  }
+
+  async #setDelay(delayMs: number, lossPct: number): Promise<void> {
+    await this.#stopDelay();
+    spawnSync("ip", ["netns", "exec", this.r, "iptables", "-t", "mangle", "-F", "FORWARD"]);
+    if (delayMs <= 0 && lossPct <= 0) return;
+    const bin = buildNfqdelay();
+    this.#delay = spawn("ip", ["netns", "exec", this.r, bin, "0", `${delayMs}`, `${lossPct}`], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    // Wait until the queue is bound before steering packets into it.
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("nfqdelay did not start")), 5000);
+      this.#delay!.stderr!.on("data", (d) => {
+        if (String(d).includes("nfqdelay: queue")) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+      this.#delay!.once("exit", (code) => reject(new Error(`nfqdelay exited with ${code}`)));
+    });
+    // No --queue-bypass: if the emulator dies, traffic stops instead of silently losing its delay.
+    run("ip", [
+      "netns",
+      "exec",
+      this.r,
+      "iptables",
+      "-t",
+      "mangle",
+      "-A",
+      "FORWARD",
+      "-j",
+      "NFQUEUE",
+      "--queue-num",
+      "0",
+    ]);
+  }
+
+  async #stopDelay(): Promise<void> {
+    const p = this.#delay;
+    this.#delay = undefined;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once("exit", r));
+    p.kill("SIGTERM");
+    await exited;
+  }
+
+  /** Command prefix that runs a program inside namespace `ns`. */
+  exec(ns: string, cmd: string[]): string[] {
+    return ["ip", "netns", "exec", ns, ...cmd];
+  }
+
+  /** Removes everything this rig made. */
+  async down(): Promise<void> {
+    await this.#stopDelay();
+    for (const n of [this.a, this.r, this.b]) spawnSync("ip", ["netns", "del", n]);
+  }
+}
