@@ -17,6 +17,19 @@ export {
 export { type RolloutFlags, rolloutHash, shouldUseV3 } from "./flags/rollout.js";
 export { type BytesLike, crc32c, hashPages, xxh3_64 } from "./hash/index.js";
 export {
+  COMPONENTS,
+  type Component,
+  type ComponentChoice,
+  DEFAULT_ROLLBACK,
+  DWCPManager,
+  type Generation,
+  type ManagerEvents,
+  type ManagerOptions,
+  type PeerAddress,
+  PeerLink,
+  type RollbackPolicy,
+} from "./manager.js";
+export {
   classify,
   DEFAULT_THRESHOLDS,
   type Mode,

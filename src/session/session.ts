@@ -157,16 +157,21 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   /**
-   * Sends one message: a buffer, or an async iterable of chunks that together
-   * form one message (streamed as they come; never held whole).
+   * Sends one message: a buffer, an array of parts, or an async iterable of
+   * chunks that together form one message (streamed as they come; never held whole).
    *
    * @returns the message id, once the peer has received and verified all of it
    * @throws DWCPError `ERR_CLOSED` once the session is closing, `ERR_MESSAGE_TOO_LARGE`,
    *   `ERR_ABORTED` when `signal` fires before the message is on the wire
    */
-  send(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions = {}): Promise<number> {
+  send(
+    data: Uint8Array | Uint8Array[] | AsyncIterable<Uint8Array>,
+    options: SendOptions = {},
+  ): Promise<number> {
     try {
       this.#checkSendable();
+      // Parts of one message (a small header and a body): joined, one copy.
+      if (Array.isArray(data)) data = data.length === 1 ? data[0]! : Buffer.concat(data);
       if (data instanceof Uint8Array) {
         if (data.length > this.negotiated.maxMessageSize) {
           throw new DWCPError(
@@ -343,6 +348,15 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   #sendControl(msg: Control): void {
     if (this.conn.status === "open") this.conn.send(controlFrame(msg));
+  }
+
+  /**
+   * Sends a control message the session itself does not interpret (ModeChange,
+   * FlagEpoch); the peer's session emits it as `control`.
+   */
+  sendControl(msg: Extract<Control, { modeChange: unknown } | { flagEpoch: unknown }>): void {
+    if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
+    this.#sendControl(msg);
   }
 
   // ---------------------------------------------------------------- receiving
