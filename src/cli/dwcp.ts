@@ -1,68 +1,147 @@
 #!/usr/bin/env node
 /**
- * The `dwcp` command (`npm start`).
+ * The `dwcp` command; `npm start` runs its main job: two local agents negotiate,
+ * detect their mode, move a few hundred MiB of messages on v3, flip the kill
+ * switch (`forceV1`) mid-transfer, and print what happened, measured.
  *
- * For now it reports what this installation can do: whether the native addon is
- * in use and why, a hashing demonstration measured on this machine, and the TCP
- * state of a real loopback connection. The two-agent session demo replaces it as
- * soon as the manager exists.
+ * Both agents live in this process and talk over TCP on loopback (v1 and v3 are
+ * both PSK-authenticated here, since a local demo has no certificates; the test
+ * suite covers v3 over TLS 1.3).
  */
-import { once } from "node:events";
-import { createServer, Socket } from "node:net";
-import { crc32c, hashPages, nativeStatus, tcpInfo } from "../index.js";
+import { randomBytes } from "node:crypto";
+import {
+  crc32c,
+  DWCPManager,
+  type Generation,
+  type ModeEvent,
+  nativeStatus,
+  type PeerLink,
+  tcp,
+} from "../index.js";
+
+const MIB = Number(process.env.DWCP_DEMO_MIB ?? 256);
+const MESSAGE = 1 << 20;
 
 function line(label: string, value: string): void {
-  console.log(`  ${label.padEnd(14)} ${value}`);
-}
-
-async function loopbackTcpInfo(): Promise<string> {
-  const server = createServer((s) => s.resume());
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const client = new Socket();
-  try {
-    client.connect((server.address() as { port: number }).port, "127.0.0.1");
-    await once(client, "connect");
-    const info = tcpInfo(client);
-    if (!info) return "unavailable on the TypeScript path (the mode detector uses ping/pong instead)";
-    return `rtt ${info.rttUs} µs, min_rtt ${info.minRttUs ?? "?"} µs, cwnd ${info.cwnd}, congestion ${info.congestion}`;
-  } finally {
-    client.destroy();
-    server.close();
-  }
+  console.log(`  ${label.padEnd(22)} ${value}`);
 }
 
 async function main(): Promise<void> {
   const s = nativeStatus();
-  console.log("DWCP: status of this installation");
-  console.log("(the two-agent negotiate/transfer/rollback demo arrives with the session manager)\n");
-  console.log("native addon");
-  line("loaded", s.loaded ? `yes (${s.path})` : `no: ${s.reason}`);
-  line("DWCP_NATIVE", s.mode);
-  for (const [name, f] of Object.entries(s.features))
-    line(name, `${f.native ? "native" : "not native"}: ${f.detail}`);
+  console.log("DWCP: two local agents\n");
+  line("native addon", s.loaded ? `loaded (hash ${s.features.hash.detail})` : `not loaded: ${s.reason}`);
 
-  console.log("\nhashing demo (measured now)");
-  const size = 64 << 20;
-  const data = new Uint8Array(size);
-  // Mostly-zero pages that differ in their first bytes, like sparse VM memory.
-  for (let i = 0; i < size; i += 4096) new DataView(data.buffer).setUint32(i, i / 4096);
+  const psk = randomBytes(32);
+  const flags = { enableV3Transport: true, v3RolloutPercentage: 100 };
+  const b = new DWCPManager({
+    nodeId: "agent-b",
+    v1: { transport: tcp(), psk },
+    v3: { transport: tcp(), psk },
+    flags,
+  });
+  const a = new DWCPManager({
+    nodeId: "agent-a",
+    v1: { transport: tcp(), psk },
+    v3: { transport: tcp(), psk },
+    flags,
+  });
+  let mode: ModeEvent | undefined;
+  a.on("mode", (_link, e) => {
+    mode = e;
+  });
+  const bound = await b.listen({ v1: "127.0.0.1:0", v3: "127.0.0.1:0" });
+  const linkBReady = new Promise<PeerLink>((r) => b.once("link", r));
   const t0 = performance.now();
-  const hashes = hashPages(data, 4096);
-  const t1 = performance.now();
-  const crc = crc32c(data);
-  const t2 = performance.now();
-  const distinct = new Set(hashes).size;
+  const link = await a.connect({ v1: bound.v1, v3: bound.v3! });
+  const linkB = await linkBReady;
+  const connectMs = performance.now() - t0;
+
+  console.log("\nnegotiation and mode");
   line(
-    "XXH3-64 pages",
-    `${hashes.length} pages of 4 KiB in ${(t1 - t0).toFixed(1)} ms (${(size / (t1 - t0) / 1e6).toFixed(2)} GB/s), ${distinct} distinct`,
+    "sessions",
+    `v1 → version ${link.v1?.version}, v3 → version ${link.v3?.version} (${connectMs.toFixed(0)} ms incl. mode detection)`,
+  );
+  line("mode", `${link.mode}`);
+  if (mode) {
+    const e = mode.estimate;
+    line(
+      "measurements",
+      `RTT ${e.rttMs.toFixed(3)} ms, bandwidth ${(e.bandwidthBps / 1e9).toFixed(2)} Gbit/s ` +
+        `(${[...mode.sources.rtt, ...mode.sources.bandwidth].join(", ")}), decided in ${mode.sinceStartMs.toFixed(0)} ms`,
+    );
+  }
+  line("transport generation", `${link.active} (${a.components("agent-b").transport.reason})`);
+
+  // Receiver: check every message's checksum against what was sent.
+  const sentCrc = new Map<number, number>();
+  const perGen: Record<Generation, number> = { v1: 0, v3: 0 };
+  let received = 0;
+  let bad = 0;
+  let duplicates = 0;
+  const seen = new Set<number>();
+  linkB.on("message", (m) => {
+    if (seen.has(m.seq)) duplicates++;
+    seen.add(m.seq);
+    received++;
+    perGen[m.generation]++;
+    const want = sentCrc.get(m.seq);
+    if (want !== undefined && want !== crc32c(m.data)) bad++;
+  });
+
+  let flipAt = 0;
+  let switchedAt = 0;
+  a.on("generation", (_l, g) => {
+    if (g.to === "v1" && flipAt > 0) switchedAt = g.at;
+  });
+  let firstV1After = 0;
+  linkB.v1?.on("message", () => {
+    if (flipAt > 0 && firstV1After === 0) firstV1After = performance.now();
+  });
+
+  console.log(`\ntransfer: ${MIB} × 1 MiB messages, forceV1 flipped at the half-way mark`);
+  const body = randomBytes(MESSAGE);
+  const start = performance.now();
+  const inFlight = new Set<Promise<number>>();
+  for (let i = 0; i < MIB; i++) {
+    const msg = new Uint8Array(body);
+    new DataView(msg.buffer).setUint32(0, i, true);
+    const crc = crc32c(msg);
+    const p = link.send(msg);
+    // The sequence number is known only once sent; record the checksum for it then.
+    sentCrc.set(i + 1, crc);
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+    if (inFlight.size >= 16) await Promise.race(inFlight);
+    if (i === MIB / 2) {
+      flipAt = performance.now();
+      a.flags.update({ forceV1: true });
+    }
+  }
+  await Promise.all(inFlight);
+  await new Promise((r) => setTimeout(r, 50));
+  const seconds = (performance.now() - start) / 1000;
+
+  line(
+    "throughput",
+    `${((MIB * MESSAGE) / seconds / 1e6).toFixed(0)} MB/s (${seconds.toFixed(2)} s, one process for both agents)`,
   );
   line(
-    "CRC-32C",
-    `0x${crc.toString(16).padStart(8, "0")} over 64 MiB in ${(t2 - t1).toFixed(1)} ms (${(size / (t2 - t1) / 1e6).toFixed(2)} GB/s)`,
+    "messages",
+    `sent ${link.stats.sent}, received ${received}, lost ${link.stats.sent - received}, duplicated ${duplicates}, bad checksum ${bad}`,
   );
-  console.log("\nloopback TCP");
-  line("tcpInfo", await loopbackTcpInfo());
+  line("by generation", `v3 ${perGen.v3}, v1 ${perGen.v1}`);
+  line(
+    "rollback",
+    `flag → switch ${(switchedAt - flipAt).toFixed(1)} ms, → first message over v1 ${(firstV1After - flipAt).toFixed(1)} ms`,
+  );
+  line("transport generation", `${link.active} (${a.components("agent-b").transport.reason})`);
+
+  await a.close();
+  await b.close();
+  if (link.stats.sent !== received || duplicates > 0 || bad > 0) {
+    console.error("\nFAILED: messages lost, duplicated or corrupted");
+    process.exit(1);
+  }
 }
 
 await main();
