@@ -159,6 +159,10 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       if (this.#last?.busy && busy && acked > this.#last.acked) {
         this.tracker.addBandwidth(((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000));
         this.#sources.bandwidth.add("goodput");
+      } else if (busy && kernel?.bbr && !kernel.bbr.inStartup && kernel.bbr.bandwidthBps > 0) {
+        // BBR's windowed-max bottleneck estimate, once it has left STARTUP.
+        this.tracker.addBandwidth(kernel.bbr.bandwidthBps);
+        this.#sources.bandwidth.add("TCP_CC_INFO bbr_bw");
       } else if (kernel?.deliveryRateBps && kernel.deliveryRateAppLimited === false) {
         this.tracker.addBandwidth(kernel.deliveryRateBps);
         this.#sources.bandwidth.add("tcp_info delivery_rate");
