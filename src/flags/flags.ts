@@ -139,7 +139,8 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
     this.#watcher = watch(dirname(path), (_event, name) => {
       if (name !== null && name !== basename(path)) return;
       clearTimeout(this.#debounce);
-      this.#debounce = setTimeout(() => this.#load(path), 20);
+      // Editors emit several events per save; a short debounce reads the file once.
+      this.#debounce = setTimeout(() => this.#load(path), 5);
     });
   }
 
