@@ -88,15 +88,23 @@ export async function refuse(conn: Conn, reader: ConnReader, err: DWCPError, gra
   }
 }
 
-async function readHello(reader: ConnReader): Promise<Hello> {
+/** Reads the next frame, which must be a control message of kind `want` (or an Error). */
+async function readControl<K extends "hello" | "ready">(
+  reader: ConnReader,
+  want: K,
+): Promise<Extract<Control, Record<K, unknown>>> {
   const frame = await reader.nextFrame();
-  if (!frame) throw new DWCPError("ERR_CLOSED", "peer closed before sending its Hello");
+  if (!frame) throw new DWCPError("ERR_CLOSED", `peer closed before sending its ${want}`);
   if (frame.type !== FrameType.CONTROL)
-    throw new DWCPError("ERR_PROTOCOL", "expected a Hello, got a data frame");
+    throw new DWCPError("ERR_PROTOCOL", `expected ${want}, got a data frame`);
   const msg = decodeControl(frame.payload);
   if ("error" in msg) throw remoteError(msg.error);
-  if (!("hello" in msg)) throw new DWCPError("ERR_PROTOCOL", `expected a Hello, got ${Object.keys(msg)[0]}`);
-  const h = msg.hello;
+  if (!(want in msg)) throw new DWCPError("ERR_PROTOCOL", `expected ${want}, got ${Object.keys(msg)[0]}`);
+  return msg as Extract<Control, Record<K, unknown>>;
+}
+
+async function readHello(reader: ConnReader): Promise<Hello> {
+  const h = (await readControl(reader, "hello")).hello;
   if (typeof h.nodeId !== "string" || h.nodeId.length === 0 || h.nodeId.length > 256) {
     throw new DWCPError("ERR_PROTOCOL", "Hello has no valid node id");
   }
@@ -129,16 +137,6 @@ async function readGreeting(conn: Conn, reader: ConnReader): Promise<Uint8Array>
     }
     throw err;
   }
-}
-
-async function readReady(reader: ConnReader): Promise<void> {
-  const frame = await reader.nextFrame();
-  if (!frame) throw new DWCPError("ERR_CLOSED", "peer closed before accepting the session");
-  if (frame.type !== FrameType.CONTROL)
-    throw new DWCPError("ERR_PROTOCOL", "expected Ready, got a data frame");
-  const msg = decodeControl(frame.payload);
-  if ("error" in msg) throw remoteError(msg.error);
-  if (!("ready" in msg)) throw new DWCPError("ERR_PROTOCOL", `expected Ready, got ${Object.keys(msg)[0]}`);
 }
 
 function checkAuth(local: LocalHello, role: Role, own: Uint8Array, peer: Greeting, remote: Hello): void {
@@ -201,7 +199,7 @@ export async function handshake(
     checkAuth(local, role, nonce, peer, remote);
     const negotiated = negotiate(hello, remote);
     conn.send(controlFrame({ ready: {} }));
-    await race(readReady(reader));
+    await race(readControl(reader, "ready"));
     observe?.(reader.decoder.stats.largestAllocation);
     reader.decoder.maxLength = negotiated.maxFrameSize;
     return { reader, remote, negotiated };

@@ -48,9 +48,10 @@ export async function connectOrFail(socket: Socket, event: string, options: Dial
   }
 }
 
-class TcpListener implements Listener {
+/** A listening net/tls server; closing stops accepting and leaves connections alone. */
+export class ServerListener implements Listener {
   constructor(
-    private readonly server: Server,
+    protected readonly server: Server,
     readonly address: string,
   ) {}
   async close(): Promise<void> {
@@ -82,7 +83,7 @@ export function tcp(options: TcpOptions = {}): Transport {
       server.listen({ host, port, signal: listenOptions.signal });
       await once(server, "listening");
       const bound = server.address() as { address: string; port: number };
-      return new TcpListener(server, formatHostPort(bound.address, bound.port));
+      return new ServerListener(server, formatHostPort(bound.address, bound.port));
     },
   };
 }

@@ -12,7 +12,7 @@ import {
 import { DWCPError } from "../../errors.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { formatHostPort, parseHostPort, throwIfAborted } from "../contract.js";
-import { connectOrFail, type TcpOptions, tuneSocket } from "../tcp/index.js";
+import { connectOrFail, ServerListener, type TcpOptions, tuneSocket } from "../tcp/index.js";
 import { SocketConn } from "../tcp/socket-conn.js";
 
 /** Options of {@link tls}. */
@@ -33,20 +33,13 @@ export interface TlsListener extends Listener {
   readonly rejectedHandshakes: number;
 }
 
-class Tls13Listener implements TlsListener {
+class Tls13Listener extends ServerListener implements TlsListener {
   rejectedHandshakes = 0;
-  constructor(
-    private readonly server: Server,
-    readonly address: string,
-  ) {
+  constructor(server: Server, address: string) {
+    super(server, address);
     server.on("tlsClientError", () => {
       this.rejectedHandshakes++;
     });
-  }
-  async close(): Promise<void> {
-    // server.close()'s callback waits for every accepted connection to end; the
-    // contract only stops accepting, so do not wait for it.
-    if (this.server.listening) this.server.close();
   }
 }
 
