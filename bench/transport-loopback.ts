@@ -71,7 +71,7 @@ async function receiver(kind: string, size: number, total: number): Promise<void
     node.on("session", (s) => {
       s.on("message", (m) => {
         if (first === 0) first = performance.now();
-        got += m.data.length;
+        got += m.length;
         if (++messages === count) done();
       });
     });

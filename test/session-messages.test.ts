@@ -18,7 +18,12 @@ describe("session messages", () => {
     const ids = await Promise.all(payloads.map((p) => a.send(p)));
     expect(ids).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(got.map((m) => m.id)).toEqual(ids);
-    for (const [i, m] of got.entries()) expect(Buffer.compare(m.data, payloads[i]!)).toBe(0);
+    for (const [i, m] of got.entries()) {
+      expect(m.length).toBe(sizes[i]);
+      // Chunks are the zero-copy view of the same bytes that `data` joins.
+      expect(Buffer.compare(Buffer.concat(m.chunks as Uint8Array[]), payloads[i]!)).toBe(0);
+      expect(Buffer.compare(m.data, payloads[i]!)).toBe(0);
+    }
     expect(a.stats.messagesSent).toBe(7);
     expect(b.stats.messagesReceived).toBe(7);
   });

@@ -90,7 +90,8 @@ describe("frames (PROTOCOL §3)", () => {
           let prev = 0;
           for (const at of [...points, stream.length]) {
             d.push(stream.subarray(prev, at));
-            for (let f = d.next(); f; f = d.next()) got.push(new Uint8Array(f.payload));
+            for (let f = d.next(); f; f = d.next())
+              got.push(new Uint8Array(f.parts ? Buffer.concat(f.parts) : f.payload));
             prev = at;
           }
           expect(got).toEqual(payloads.map((p) => new Uint8Array(p)));

@@ -24,7 +24,35 @@ import type { ConnReader } from "./reader.js";
 export interface Message {
   /** Per-direction message id, 1, 2, 3, … */
   readonly id: number;
+  /** Size in bytes. */
+  readonly length: number;
+  /**
+   * The bytes as they arrived, as views into the connection's buffers (no copy).
+   * Use these to checksum, hash or write the message out without joining it.
+   */
+  readonly chunks: readonly Uint8Array[];
+  /** The bytes, contiguous: joined from `chunks` on first access (one copy) when there are several. */
   readonly data: Uint8Array;
+}
+
+class InboundMessage implements Message {
+  #data: Uint8Array | undefined;
+  constructor(
+    readonly id: number,
+    readonly chunks: readonly Uint8Array[],
+    readonly length: number,
+  ) {}
+  get data(): Uint8Array {
+    if (this.#data === undefined) {
+      this.#data =
+        this.chunks.length === 1
+          ? this.chunks[0]!
+          : this.chunks.length === 0
+            ? new Uint8Array(0)
+            : Buffer.concat(this.chunks as Uint8Array[], this.length);
+    }
+    return this.#data;
+  }
 }
 
 /** Options of {@link Session.send}. */
@@ -413,20 +441,15 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         `inbound message exceeds ${this.negotiated.maxMessageSize} bytes`,
       );
     }
-    if (f.length > 0) this.#parts.push(f.payload);
+    if (f.parts) for (const p of f.parts) this.#parts.push(p);
+    else if (f.length > 0) this.#parts.push(f.payload);
     this.#partBytes += f.length;
     if (!(f.flags & FrameFlags.END)) return;
-    const data =
-      this.#parts.length === 1
-        ? this.#parts[0]!
-        : this.#parts.length === 0
-          ? new Uint8Array(0)
-          : Buffer.concat(this.#parts);
-    const msg: Message = { id: this.#expectId++, data };
+    const msg = new InboundMessage(this.#expectId++, this.#parts, this.#partBytes);
     this.#parts = [];
     this.#partBytes = 0;
     this.stats.messagesReceived++;
-    this.stats.bytesReceived += data.length;
+    this.stats.bytesReceived += msg.length;
     this.#deliver(msg);
   }
 
@@ -435,7 +458,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.emit("message", msg);
     } else {
       this.#queue.push(msg);
-      this.#queuedBytes += msg.data.length;
+      this.#queuedBytes += msg.length;
       const w = this.#queueWaiter;
       this.#queueWaiter = undefined;
       w?.();
@@ -454,7 +477,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #flushQueueToListeners(): void {
     while (this.#queue.length > 0 && this.listenerCount("message") > 0) {
       const msg = this.#queue.shift()!;
-      this.#queuedBytes -= msg.data.length;
+      this.#queuedBytes -= msg.length;
       this.emit("message", msg);
     }
     const s = this.#spaceWaiter;
@@ -692,7 +715,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     for (;;) {
       const msg = this.#queue.shift();
       if (msg) {
-        this.#queuedBytes -= msg.data.length;
+        this.#queuedBytes -= msg.length;
         if (this.#queuedBytes < this.#receiveQueueMax) {
           const s = this.#spaceWaiter;
           this.#spaceWaiter = undefined;

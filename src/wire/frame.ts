@@ -36,7 +36,13 @@ export interface FrameHeader {
 }
 
 export interface Frame extends FrameHeader {
+  /** The payload, contiguous. Empty when `parts` is set. */
   payload: Uint8Array;
+  /**
+   * A DATA payload that arrived across several chunks, as views into them (no
+   * copy). Control payloads are always contiguous.
+   */
+  parts?: Uint8Array[];
 }
 
 function setU64(v: DataView, at: number, x: number): void {
@@ -106,7 +112,7 @@ export function decodeHeader(b: Uint8Array, maxLength: number): FrameHeader {
 export interface DecoderStats {
   frames: number;
   bytes: number;
-  /** Largest single allocation the decoder made (payloads that spanned chunks). */
+  /** Largest single allocation the decoder made (control payloads that spanned chunks). */
   largestAllocation: number;
 }
 
@@ -116,7 +122,8 @@ export interface DecoderStats {
  *
  * Memory is bounded by the limit in force: a header's length is checked
  * before any payload byte is buffered, so an oversize length costs nothing.
- * Payloads that arrive within one chunk are returned as views, not copies.
+ * Payloads are returned as views into the pushed chunks, never copied, except
+ * control payloads that span chunks (small; joined for the protobuf decoder).
  */
 export class FrameDecoder {
   /** Largest payload accepted; may be raised after negotiation. */
@@ -125,7 +132,9 @@ export class FrameDecoder {
   private readonly headerBuf = new Uint8Array(HEADER_SIZE);
   private headerFill = 0;
   private header: FrameHeader | null = null;
-  private payload: Uint8Array | null = null;
+  /** Views of the current payload when it spans chunks, and their running CRC. */
+  private parts: Uint8Array[] | null = null;
+  private partsCrc = 0;
   private payloadFill = 0;
   private chunk: Uint8Array = new Uint8Array(0);
   private pos = 0;
@@ -161,7 +170,7 @@ export class FrameDecoder {
       this.failed = err as DWCPError;
       this.chunk = new Uint8Array(0);
       this.pos = 0;
-      this.payload = null;
+      this.parts = null;
       throw err;
     }
   }
@@ -184,29 +193,44 @@ export class FrameDecoder {
       this.headerFill = 0;
     }
     const h = this.header;
+    const headerCrc = () => crc32c(this.headerBuf.subarray(0, 28));
     let payload: Uint8Array;
-    if (this.payload === null && c.length - this.pos >= h.length) {
+    let parts: Uint8Array[] | undefined;
+    let crc: number;
+    if (this.parts === null && c.length - this.pos >= h.length) {
       payload = c.subarray(this.pos, this.pos + h.length);
       this.pos += h.length;
+      crc = crc32c(payload, headerCrc());
     } else {
-      if (this.payload === null) {
-        // Safe: h.length was checked against maxLength in decodeHeader.
-        this.payload = Buffer.allocUnsafe(h.length);
+      if (this.parts === null) {
+        this.parts = [];
+        this.partsCrc = headerCrc();
         this.payloadFill = 0;
-        if (h.length > this.stats.largestAllocation) this.stats.largestAllocation = h.length;
       }
+      // Safe to hold: h.length was checked against maxLength in decodeHeader,
+      // and the views keep at most that many bytes (plus the chunks' edges) alive.
       const n = Math.min(h.length - this.payloadFill, c.length - this.pos);
-      this.payload.set(c.subarray(this.pos, this.pos + n), this.payloadFill);
+      const piece = c.subarray(this.pos, this.pos + n);
+      this.parts.push(piece);
+      this.partsCrc = crc32c(piece, this.partsCrc);
       this.payloadFill += n;
       this.pos += n;
       if (this.payloadFill < h.length) return null;
-      payload = this.payload;
-      this.payload = null;
+      crc = this.partsCrc;
+      parts = this.parts;
+      this.parts = null;
       this.payloadFill = 0;
+      if (h.type === FrameType.CONTROL) {
+        payload = Buffer.concat(parts, h.length);
+        parts = undefined;
+        if (h.length > this.stats.largestAllocation) this.stats.largestAllocation = h.length;
+      } else {
+        payload = EMPTY;
+      }
     }
     this.header = null;
     const expected = new DataView(this.headerBuf.buffer).getUint32(28, true);
-    if (crc32c(payload, crc32c(this.headerBuf.subarray(0, 28))) !== expected) {
+    if (crc !== expected) {
       throw new DWCPError(
         "ERR_CHECKSUM",
         `frame checksum mismatch (message ${h.messageId}, offset ${h.offset})`,
@@ -214,6 +238,8 @@ export class FrameDecoder {
     }
     this.stats.frames++;
     this.stats.bytes += HEADER_SIZE + h.length;
-    return { ...h, payload };
+    return parts ? { ...h, payload, parts } : { ...h, payload };
   }
 }
+
+const EMPTY = new Uint8Array(0);
