@@ -101,15 +101,26 @@ async function sender(kind: string, size: number, total: number, port: number): 
     const { DWCPNode, tcp } = await import("../src/index.js");
     const node = new DWCPNode({ nodeId: "sender", transport: tcp(), psk: PSK });
     const s = await node.connect(`127.0.0.1:${port}`);
+    // A counting window: Promise.race over a set of pending sends would cost O(window)
+    // per message and measure the harness instead of DWCP.
     let last: Promise<number> = Promise.resolve(0);
-    const inFlight = new Set<Promise<number>>();
+    let outstanding = 0;
+    let wake: (() => void) | undefined;
+    const done = () => {
+      outstanding--;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
     for (let i = 0; i < count; i++) {
-      const p = s.send(buf);
-      last = p;
-      inFlight.add(p);
-      void p.then(() => inFlight.delete(p));
-      // Keep the pipeline full without an unbounded number of pending promises.
-      if (inFlight.size >= 1024) await Promise.race(inFlight);
+      last = s.send(buf);
+      outstanding++;
+      void last.then(done);
+      if (outstanding >= 1024) {
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+      }
     }
     await last;
     await s.close();

@@ -4,6 +4,7 @@ import { randomFillSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DWCPError } from "../src/errors.js";
 import type { Message } from "../src/session/session.js";
+import { encodeFrame, FrameFlags, FrameType } from "../src/wire/frame.js";
 import { closeAll, sessionPair } from "./helpers/nodes.js";
 
 afterEach(closeAll);
@@ -26,6 +27,40 @@ describe("session messages", () => {
     }
     expect(a.stats.messagesSent).toBe(7);
     expect(b.stats.messagesReceived).toBe(7);
+  });
+
+  it("coalesces small messages sent together into BATCH frames, delivered one by one in order", async () => {
+    const { a, b } = await sessionPair();
+    const got: Message[] = [];
+    b.on("message", (m) => got.push(m));
+    const payloads = Array.from({ length: 500 }, (_, i) => new Uint8Array(i % 97).fill(i & 0xff));
+    const ids = await Promise.all(payloads.map((p) => a.send(p)));
+    expect(ids).toEqual(payloads.map((_, i) => i + 1));
+    expect(got.map((m) => m.id)).toEqual(ids);
+    for (const [i, m] of got.entries()) expect(Buffer.compare(m.data, payloads[i]!)).toBe(0);
+    // Far fewer frames than messages crossed the wire.
+    expect(b.frameStats.frames).toBeLessThan(50);
+  });
+
+  it("a malformed BATCH frame ends the session with ERR_BAD_FRAME", async () => {
+    const { a, b } = await sessionPair();
+    const ended = b.closed;
+    const payload = new Uint8Array(12);
+    new DataView(payload.buffer).setUint32(0, 1000, true); // entry claims 1000 bytes, 8 follow
+    a.conn.send(
+      encodeFrame(
+        {
+          type: FrameType.DATA,
+          flags: FrameFlags.END | FrameFlags.BATCH,
+          streamId: 0,
+          messageId: 1,
+          offset: 0,
+          codecId: 0,
+        },
+        payload,
+      ),
+    );
+    expect(await ended).toMatchObject({ code: "ERR_BAD_FRAME" });
   });
 
   it("works in both directions at once", async () => {

@@ -20,6 +20,11 @@ import { type Control, decodeControl, errorControl, type Hello } from "../wire/p
 import { controlFrame, remoteError } from "./handshake.js";
 import type { ConnReader } from "./reader.js";
 
+/** Messages up to this size may be coalesced into one BATCH frame. */
+const BATCH_MESSAGE_MAX = 16 * 1024;
+/** Largest BATCH frame payload the sender builds. */
+const BATCH_BYTES_MAX = 64 * 1024;
+
 /** An inbound message. */
 export interface Message {
   /** Per-direction message id, 1, 2, 3, … */
@@ -216,7 +221,11 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
           !options.signal?.aborted
         ) {
           const p = this.#newPending();
-          this.#writeWhole(p, data);
+          if (data.length <= BATCH_MESSAGE_MAX) this.#appendToBatch(p, data);
+          else {
+            this.#flushBatch();
+            this.#writeWhole(p, data);
+          }
           this.#countSent(data.length);
           return p.promise;
         }
@@ -240,6 +249,37 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #countSent(bytes: number): void {
     this.stats.messagesSent++;
     this.stats.bytesSent += bytes;
+  }
+
+  // Small messages sent in the same turn of the event loop leave as one BATCH
+  // frame: one header, one checksum and one write for all of them.
+  #batch: { firstId: number; parts: Uint8Array[]; bytes: number } | undefined;
+
+  #appendToBatch(p: PendingSend, data: Uint8Array): void {
+    if (this.#batch && this.#batch.bytes + 4 + data.length > BATCH_BYTES_MAX) this.#flushBatch();
+    if (!this.#batch) {
+      this.#batch = { firstId: p.id, parts: [], bytes: 0 };
+      // setImmediate, not nextTick: a sender paced by acks adds one message per
+      // microtask, and only the end of the event-loop turn collects them all.
+      setImmediate(() => this.#flushBatch());
+    }
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, data.length, true);
+    this.#batch.parts.push(len, data);
+    this.#batch.bytes += 4 + data.length;
+    p.bytes = data.length;
+    this.#unackedBytes += data.length;
+  }
+
+  /** Writes the open batch, if any; called before any other DATA frame goes out. */
+  #flushBatch(): void {
+    const b = this.#batch;
+    if (!b) return;
+    this.#batch = undefined;
+    if (this.conn.status !== "open") return;
+    // A batch of one is an ordinary frame: no length prefixes.
+    if (b.parts.length === 2) this.#writeFrame(b.firstId, 0, b.parts[1]!, true);
+    else this.#writeFrame(b.firstId, 0, Buffer.concat(b.parts, b.bytes), true, FrameFlags.BATCH);
   }
 
   /** Writes a whole message synchronously (the window has room for all of it). */
@@ -302,6 +342,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   ): Promise<void> {
     const max = this.negotiated.maxFrameSize;
     let offset = 0;
+    this.#flushBatch();
     if (!this.#writable) {
       await this.conn.onDrain(o.signal ? { signal: o.signal } : {});
       this.#writable = true;
@@ -348,11 +389,11 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   /** False after the connection asked us to wait for `drain`. */
   #writable = true;
 
-  #writeFrame(id: number, offset: number, payload: Uint8Array, end: boolean): void {
+  #writeFrame(id: number, offset: number, payload: Uint8Array, end: boolean, extraFlags = 0): void {
     const header = encodeHeader(
       {
         type: FrameType.DATA,
-        flags: end ? FrameFlags.END : 0,
+        flags: (end ? FrameFlags.END : 0) | extraFlags,
         streamId: 0,
         messageId: id,
         offset,
@@ -429,6 +470,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       throw new DWCPError("ERR_BAD_FRAME", `codec ${f.codecId} was not negotiated`);
     }
     if (f.codecId !== 0) throw new DWCPError("ERR_BAD_FRAME", `codec ${f.codecId} is not implemented yet`);
+    if (f.flags & FrameFlags.BATCH) {
+      this.#onBatch(f);
+      return;
+    }
     if (f.messageId !== this.#expectId || f.offset !== this.#partBytes) {
       throw new DWCPError(
         "ERR_PROTOCOL",
@@ -451,6 +496,35 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.stats.messagesReceived++;
     this.stats.bytesReceived += msg.length;
     this.#deliver(msg);
+  }
+
+  #onBatch(f: Frame): void {
+    if (
+      !(f.flags & FrameFlags.END) ||
+      f.offset !== 0 ||
+      this.#partBytes !== 0 ||
+      f.messageId !== this.#expectId
+    ) {
+      throw new DWCPError(
+        "ERR_PROTOCOL",
+        `batch frame out of place (message ${f.messageId}, offset ${f.offset})`,
+      );
+    }
+    const payload = f.parts ? Buffer.concat(f.parts, f.length) : f.payload;
+    const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    let at = 0;
+    while (at < payload.length) {
+      if (payload.length - at < 4) throw new DWCPError("ERR_BAD_FRAME", "truncated length in a batch frame");
+      const n = v.getUint32(at, true);
+      at += 4;
+      if (n > payload.length - at)
+        throw new DWCPError("ERR_BAD_FRAME", `batch entry of ${n} bytes overruns its frame`);
+      const msg = new InboundMessage(this.#expectId++, [payload.subarray(at, at + n)], n);
+      at += n;
+      this.stats.messagesReceived++;
+      this.stats.bytesReceived += n;
+      this.#deliver(msg);
+    }
   }
 
   #deliver(msg: Message): void {

@@ -4,7 +4,7 @@
  *
  * ```
  *  0  u8   type        1 DATA, 2 CONTROL
- *  1  u8   flags       bit 0 END (last frame of its message); other bits: send 0, ignore
+ *  1  u8   flags       bit 0 END (last frame of its message), bit 1 BATCH; others: send 0, ignore
  *  2  u16  stream id
  *  4  u32  payload length
  *  8  u64  message id
@@ -22,7 +22,12 @@ export const HEADER_SIZE = 32;
 export const FrameType = { DATA: 1, CONTROL: 2 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
-export const FrameFlags = { END: 1 } as const;
+/**
+ * Frame flags. `BATCH` (with `END`): the payload is several whole small messages,
+ * each a u32 LE length then its bytes, with consecutive ids from the frame's
+ * message id (docs/PROTOCOL.md §7).
+ */
+export const FrameFlags = { END: 1, BATCH: 2 } as const;
 
 export interface FrameHeader {
   type: FrameTypeValue;
