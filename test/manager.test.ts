@@ -79,6 +79,22 @@ describe("DWCPManager generation selection", () => {
     expect(a.components("node-b").transport.generation).toBe("v3");
   });
 
+  it("on an internet or hybrid path v3 needs TLS: a plain-TCP v3 stays unused", async () => {
+    const net = new MemoryNetwork();
+    const { a, linkA } = await pair({
+      v1: () => memory({}, net),
+      v3: () => memory({}, net),
+      addresses: { v1: "t1:0", v3: "t3:0" },
+    });
+    linkA.mode = "internet";
+    a.flags.update({ enableV3Compression: true });
+    expect(a.components("node-b").transport).toMatchObject({
+      generation: "v1",
+      reason: "internet mode requires TLS for v3 (v3 transport is memory)",
+    });
+    expect(linkA.active).toBe("v1");
+  });
+
   it("tells the peer about each flag epoch", async () => {
     const net = new MemoryNetwork();
     const { a, linkB } = await pair({
