@@ -128,8 +128,8 @@ export class PeerLink extends EventEmitter<{
   /** Messages sent but not yet acknowledged, by seq, with the session carrying them. */
   readonly #unacked = new Map<number, { parts: Uint8Array[]; on: Generation }>();
   readonly stats = { sent: 0, delivered: 0, duplicatesDropped: 0, resent: 0, v1: 0, v3: 0, v3Failures: 0 };
-  /** Recent ack latencies per generation, ms. */
-  readonly latency = { v1: [] as number[], v3: [] as number[] };
+  /** Recent v3 ack latencies, ms (the rollback policy's input). */
+  readonly v3Latency: number[] = [];
   /** v3's own ack latency when it was last (re)activated: the rollback baseline. */
   v3Baseline = 0;
   mode: Mode | undefined;
@@ -218,11 +218,12 @@ export class PeerLink extends EventEmitter<{
       const t0 = performance.now();
       try {
         await session.send(parts);
-        const lat = this.latency[gen];
-        lat.push(performance.now() - t0);
-        if (lat.length > 256) lat.shift();
-        if (this.#unacked.delete(seq)) return seq;
-        return seq; // re-sent meanwhile on v1 and acknowledged there first: still exactly once at the peer
+        if (gen === "v3") {
+          this.v3Latency.push(performance.now() - t0);
+          if (this.v3Latency.length > 256) this.v3Latency.shift();
+        }
+        this.#unacked.delete(seq);
+        return seq;
       } catch (err) {
         if (gen === "v3") {
           // v3 failed under this message: it goes over v1, once.
@@ -400,14 +401,14 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         link.breaker = "half-open";
         link.stats.v3 = 0;
         link.stats.v3Failures = 0;
-        link.latency.v3.length = 0;
+        link.v3Latency.length = 0;
         link.v3Baseline = 0;
         this.emit("breaker", link, { state: "half-open", reason: "cool-down over: retrying v3" });
         void this.#redialV3(link).then(() => this.#reevaluate(link, "breaker half-open"));
         continue;
       }
       if (link.active !== "v3" && !(link.stats.v3Failures > 0)) continue;
-      const lat = link.latency.v3;
+      const lat = link.v3Latency;
       // The baseline is v3's own latency once it has a few samples after (re)activation:
       // the policy catches v3 getting worse, not v3 being a different path than v1.
       if (link.v3Baseline === 0 && lat.length >= 16) link.v3Baseline = median(lat.slice(0, 16));

@@ -19,10 +19,9 @@ function openssl(dir: string, args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
 }
 
-function makeCa(dir: string, name: string): void {
-  openssl(dir, [
-    "req",
-    "-x509",
+/** A fresh P-256 key and a request or self-signed certificate for it, named `name`. */
+function newKey(dir: string, name: string, extra: string[]): void {
+  const ecKey = [
     "-newkey",
     "ec",
     "-pkeyopt",
@@ -30,45 +29,26 @@ function makeCa(dir: string, name: string): void {
     "-nodes",
     "-keyout",
     `${name}.key`,
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${name}`,
-  ]);
+  ];
+  openssl(dir, ["req", ...extra, ...ecKey, "-subj", `/CN=${name}`]);
+}
+
+function makeCa(dir: string, name: string): void {
+  newKey(dir, name, ["-x509", "-days", "2", "-out", `${name}.crt`]);
 }
 
 function makeLeaf(dir: string, ca: string, name: string, ext: string): void {
   writeFileSync(join(dir, `${name}.ext`), ext);
-  openssl(dir, [
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    `/CN=${name}`,
-  ]);
+  newKey(dir, name, ["-out", `${name}.csr`]);
+  const sign = ["-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-days", "2"];
   openssl(dir, [
     "x509",
     "-req",
     "-in",
     `${name}.csr`,
-    "-CA",
-    `${ca}.crt`,
-    "-CAkey",
-    `${ca}.key`,
-    "-CAcreateserial",
+    ...sign,
     "-out",
     `${name}.crt`,
-    "-days",
-    "2",
     "-extfile",
     `${name}.ext`,
   ]);

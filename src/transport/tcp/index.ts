@@ -61,6 +61,15 @@ export class ServerListener implements Listener {
   }
 }
 
+/** Listens on `address` ("host:port", port 0 allowed) and returns the address actually bound. */
+export async function bindServer(server: Server, address: string, transport: string, signal?: AbortSignal) {
+  const { host, port } = parseHostPort(address, transport);
+  server.listen({ host, port, signal });
+  await once(server, "listening");
+  const bound = server.address() as { address: string; port: number };
+  return formatHostPort(bound.address, bound.port);
+}
+
 /** Creates the TCP transport. Addresses are `host:port`. */
 export function tcp(options: TcpOptions = {}): Transport {
   return {
@@ -75,15 +84,11 @@ export function tcp(options: TcpOptions = {}): Transport {
       return new SocketConn("tcp", socket, options);
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
-      const { host, port } = parseHostPort(address, "tcp");
       const server = createServer((socket) => {
         tuneSocket(socket, options);
         onConn(new SocketConn("tcp", socket, options));
       });
-      server.listen({ host, port, signal: listenOptions.signal });
-      await once(server, "listening");
-      const bound = server.address() as { address: string; port: number };
-      return new ServerListener(server, formatHostPort(bound.address, bound.port));
+      return new ServerListener(server, await bindServer(server, address, "tcp", listenOptions.signal));
     },
   };
 }

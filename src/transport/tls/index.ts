@@ -2,7 +2,6 @@
  * TLS transport: TLS 1.3 only, mutual certificate authentication (both sides
  * present a certificate signed by a CA the other trusts).
  */
-import { once } from "node:events";
 import {
   type Server,
   type TLSSocket,
@@ -11,8 +10,8 @@ import {
 } from "node:tls";
 import { DWCPError } from "../../errors.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
-import { formatHostPort, parseHostPort, throwIfAborted } from "../contract.js";
-import { connectOrFail, ServerListener, type TcpOptions, tuneSocket } from "../tcp/index.js";
+import { parseHostPort, throwIfAborted } from "../contract.js";
+import { bindServer, connectOrFail, ServerListener, type TcpOptions, tuneSocket } from "../tcp/index.js";
 import { SocketConn } from "../tcp/socket-conn.js";
 
 /** Options of {@link tls}. */
@@ -65,7 +64,6 @@ export function tls(
       return new SocketConn("tls", socket, options);
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
-      const { host, port } = parseHostPort(address, "tls");
       const server = tlsCreateServer(
         { ...common, requestCert: true, rejectUnauthorized: true },
         (socket: TLSSocket) => {
@@ -73,10 +71,7 @@ export function tls(
           onConn(new SocketConn("tls", socket, options));
         },
       );
-      server.listen({ host, port, signal: listenOptions.signal });
-      await once(server, "listening");
-      const bound = server.address() as { address: string; port: number };
-      return new Tls13Listener(server, formatHostPort(bound.address, bound.port));
+      return new Tls13Listener(server, await bindServer(server, address, "tls", listenOptions.signal));
     },
   };
 }
