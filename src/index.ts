@@ -49,6 +49,19 @@ export {
   type SessionLimits,
   type SessionStats,
 } from "./session/session.js";
+export {
+  AmstConn,
+  type AmstOptions,
+  type AmstStats,
+  amst,
+  chunkBytesFor,
+  DEFAULT_STREAM_BOUNDS,
+  perStreamBps,
+  type StreamBounds,
+  type StreamInfo,
+  streamTarget,
+  type TuneInput,
+} from "./transport/amst/index.js";
 export type {
   AbortOptions,
   Conn,

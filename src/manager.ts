@@ -364,7 +364,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       else if (!f[flag]) reason = `${flag} is off`;
       else if (link?.mode === "datacenter" && c !== "transport")
         reason = "datacenter mode keeps this component on v1";
-      else if (link?.mode && link.mode !== "datacenter" && this.v3.transport.name !== "tls") {
+      else if (link?.mode && link.mode !== "datacenter" && !this.v3.transport.secure) {
         // The internet generation crosses untrusted networks: TLS 1.3 with mutual
         // certificates or nothing (a PSK over plain TCP is for datacenter paths).
         reason = `${link.mode} mode requires TLS for v3 (v3 transport is ${this.v3.transport.name})`;

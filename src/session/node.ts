@@ -92,7 +92,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
       throw invalidArg("psk", "a key of at least 16 bytes", `${this.#psk.length} bytes`);
     }
     if (this.#psk) this.#auth = "psk";
-    else if (options.transport.name === "tls") this.#auth = "tls";
+    else if (options.transport.secure) this.#auth = "tls";
     else if (options.allowUnauthenticated) this.#auth = "none";
     else {
       throw new DWCPError(

@@ -12,9 +12,9 @@ export class ConnReader {
   readonly #it: AsyncIterator<Uint8Array>;
   #pending: Uint8Array | null = null;
 
-  constructor(conn: Conn, maxFrame: number) {
+  constructor(conn: Conn, maxFrame: number, types?: ReadonlySet<number>) {
     this.#it = conn[Symbol.asyncIterator]();
-    this.decoder = new FrameDecoder(maxFrame);
+    this.decoder = new FrameDecoder(maxFrame, types);
   }
 
   async #pull(): Promise<Uint8Array | null> {

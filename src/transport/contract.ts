@@ -63,14 +63,29 @@ export interface Listener {
 }
 
 /** Options of {@link Transport.listen}. */
-export interface ListenOptions extends AbortOptions {}
+export interface ListenOptions extends AbortOptions {
+  /** Buffering of accepted connections; overrides the transport's own. */
+  limits?: ConnLimits;
+}
 
 /** Options of {@link Transport.dial}. */
-export interface DialOptions extends AbortOptions {}
+export interface DialOptions extends AbortOptions {
+  /**
+   * Buffering of this connection; overrides the transport's own. A transport
+   * layered on top (AMST) sets a small write high-water mark per stream so that
+   * only an idle stream takes the next chunk.
+   */
+  limits?: ConnLimits;
+}
 
 /** A way to reach peers. */
 export interface Transport {
   readonly name: string;
+  /**
+   * True when the transport itself authenticates and encrypts (TLS, or AMST
+   * over TLS): such a node needs no PSK, and v3 may use it on internet paths.
+   */
+  readonly secure?: boolean;
   dial(address: string, options?: DialOptions): Promise<Conn>;
   listen(address: string, onConn: (conn: Conn) => void, options?: ListenOptions): Promise<Listener>;
 }
@@ -93,7 +108,7 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
   abstract readonly transport: string;
   abstract readonly localAddress: string;
   abstract readonly remoteAddress: string;
-  readonly socket: Socket | undefined = undefined;
+  abstract readonly socket: Socket | undefined;
 
   #status: ConnStatus = "open";
   #queue: Uint8Array[] = [];

@@ -3,7 +3,7 @@
  * (docs/PROTOCOL.md §3).
  *
  * ```
- *  0  u8   type        1 DATA, 2 CONTROL
+ *  0  u8   type        1 DATA, 2 CONTROL (session); 3–8 AMST stream frames (§12)
  *  1  u8   flags       bit 0 END (last frame of its message), bit 1 BATCH; others: send 0, ignore
  *  2  u16  stream id
  *  4  u32  payload length
@@ -19,8 +19,26 @@ import { crc32c } from "../hash/index.js";
 
 export const HEADER_SIZE = 32;
 
-export const FrameType = { DATA: 1, CONTROL: 2 } as const;
+export const FrameType = {
+  DATA: 1,
+  CONTROL: 2,
+  /** AMST: a chunk of the striped byte stream (offset = its position in that stream). */
+  SEGMENT: 3,
+  /** AMST: cumulative acknowledgement (offset = bytes delivered in order). */
+  SEGMENT_ACK: 4,
+  /** AMST: stream open / join request and its answer. */
+  STREAM_OPEN: 5,
+  /** AMST: end of the striped stream (offset = its total length). */
+  STREAM_FIN: 6,
+  /** AMST: the sender takes this stream out of the bundle (autotune, not a failure). */
+  STREAM_RETIRE: 7,
+  /** AMST: the bundle is torn down (abort). */
+  STREAM_RESET: 8,
+} as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+/** Frame types a session accepts; anything else on a session is malformed. */
+export const SESSION_FRAME_TYPES: ReadonlySet<number> = new Set([FrameType.DATA, FrameType.CONTROL]);
 
 /**
  * Frame flags. `BATCH` (with `END`): the payload is several whole small messages,
@@ -80,6 +98,27 @@ export function encodeHeader(h: Omit<FrameHeader, "length">, payload: Uint8Array
   return out;
 }
 
+/** Like {@link encodeHeader} for a payload given as several parts (not joined). */
+export function encodeHeaderParts(
+  h: Omit<FrameHeader, "length">,
+  parts: readonly Uint8Array[],
+  length: number,
+): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE);
+  const v = new DataView(out.buffer);
+  v.setUint8(0, h.type);
+  v.setUint8(1, h.flags);
+  v.setUint16(2, h.streamId, true);
+  v.setUint32(4, length, true);
+  setU64(v, 8, h.messageId);
+  setU64(v, 16, h.offset);
+  v.setUint8(24, h.codecId);
+  let crc = crc32c(out.subarray(0, 28));
+  for (const p of parts) crc = crc32c(p, crc);
+  v.setUint32(28, crc, true);
+  return out;
+}
+
 /** Header and payload in one buffer (tests, fuzzing, small control frames). */
 export function encodeFrame(h: Omit<FrameHeader, "length">, payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(HEADER_SIZE + payload.length);
@@ -89,10 +128,14 @@ export function encodeFrame(h: Omit<FrameHeader, "length">, payload: Uint8Array)
 }
 
 /** Parses and validates a header; the payload length is checked against `maxLength`. */
-export function decodeHeader(b: Uint8Array, maxLength: number): FrameHeader {
+export function decodeHeader(
+  b: Uint8Array,
+  maxLength: number,
+  types: ReadonlySet<number> = SESSION_FRAME_TYPES,
+): FrameHeader {
   const v = new DataView(b.buffer, b.byteOffset, HEADER_SIZE);
-  const type = v.getUint8(0);
-  if (type !== FrameType.DATA && type !== FrameType.CONTROL) {
+  const type = v.getUint8(0) as FrameTypeValue;
+  if (!types.has(type)) {
     throw new DWCPError("ERR_BAD_FRAME", `unknown frame type ${type}`);
   }
   const length = v.getUint32(4, true);
@@ -145,7 +188,14 @@ export class FrameDecoder {
   private pos = 0;
   private failed: DWCPError | null = null;
 
-  constructor(maxLength: number) {
+  /**
+   * @param types frame types this layer accepts (a session's by default); any
+   *   other type fails the stream with `ERR_BAD_FRAME`
+   */
+  constructor(
+    maxLength: number,
+    private readonly types: ReadonlySet<number> = SESSION_FRAME_TYPES,
+  ) {
     this.maxLength = maxLength;
   }
 
@@ -184,7 +234,7 @@ export class FrameDecoder {
     const c = this.chunk;
     if (!this.header) {
       if (this.headerFill === 0 && c.length - this.pos >= HEADER_SIZE) {
-        this.header = decodeHeader(c.subarray(this.pos, this.pos + HEADER_SIZE), this.maxLength);
+        this.header = decodeHeader(c.subarray(this.pos, this.pos + HEADER_SIZE), this.maxLength, this.types);
         this.headerBuf.set(c.subarray(this.pos, this.pos + HEADER_SIZE));
         this.pos += HEADER_SIZE;
       } else {
@@ -193,7 +243,7 @@ export class FrameDecoder {
         this.headerFill += n;
         this.pos += n;
         if (this.headerFill < HEADER_SIZE) return null;
-        this.header = decodeHeader(this.headerBuf, this.maxLength);
+        this.header = decodeHeader(this.headerBuf, this.maxLength, this.types);
       }
       this.headerFill = 0;
     }

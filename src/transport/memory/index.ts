@@ -78,6 +78,7 @@ type PipeEntry = { at: number; chunk: Uint8Array; lost: boolean } | { at: number
 
 class MemoryConn extends AbstractConn {
   readonly transport = "memory";
+  readonly socket = undefined;
   peer!: MemoryConn;
   #inFlight = 0;
   #wantDrain = false;
@@ -238,7 +239,7 @@ export function memory(
       const handler = network.lookup(address);
       if (!handler) throw new DWCPError("ERR_CONNECT", `no memory listener at ${address}`);
       const local = `dial-${++dials}`;
-      const a = new MemoryConn(local, address, options, random);
+      const a = new MemoryConn(local, address, { ...options, ...dialOptions.limits }, random);
       const b = new MemoryConn(address, local, options, random);
       a.peer = b;
       b.peer = a;

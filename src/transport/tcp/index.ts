@@ -81,12 +81,12 @@ export function tcp(options: TcpOptions = {}): Transport {
       socket.connect({ host, port });
       await connectOrFail(socket, "connect", dialOptions, options.connectTimeoutMs ?? 10_000);
       tuneSocket(socket, options);
-      return new SocketConn("tcp", socket, options);
+      return new SocketConn("tcp", socket, { ...options, ...dialOptions.limits });
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
       const server = createServer((socket) => {
         tuneSocket(socket, options);
-        onConn(new SocketConn("tcp", socket, options));
+        onConn(new SocketConn("tcp", socket, { ...options, ...listenOptions.limits }));
       });
       return new ServerListener(server, await bindServer(server, address, "tcp", listenOptions.signal));
     },

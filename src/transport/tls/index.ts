@@ -55,20 +55,21 @@ export function tls(
   const common = { cert: options.cert, key: options.key, ca: options.ca, minVersion: "TLSv1.3" as const };
   return {
     name: "tls",
+    secure: true,
     async dial(address: string, dialOptions: DialOptions = {}): Promise<Conn> {
       const { host, port } = parseHostPort(address, "tls");
       throwIfAborted(dialOptions.signal, "dial");
       const socket = tlsConnect({ ...common, host, port, servername: options.servername ?? host });
       await connectOrFail(socket, "secureConnect", dialOptions, options.connectTimeoutMs ?? 10_000);
       tuneSocket(socket, options);
-      return new SocketConn("tls", socket, options);
+      return new SocketConn("tls", socket, { ...options, ...dialOptions.limits });
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
       const server = tlsCreateServer(
         { ...common, requestCert: true, rejectUnauthorized: true },
         (socket: TLSSocket) => {
           tuneSocket(socket, options);
-          onConn(new SocketConn("tls", socket, options));
+          onConn(new SocketConn("tls", socket, { ...options, ...listenOptions.limits }));
         },
       );
       return new Tls13Listener(server, await bindServer(server, address, "tls", listenOptions.signal));

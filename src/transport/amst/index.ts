@@ -1,0 +1,243 @@
+/**
+ * AMST, the adaptive multi-stream transport: one {@link Conn} striped over a
+ * bundle of connections of any stream transport (tcp, tls, memory), with
+ * reassembly, resend on stream loss, reconnect, autotuned stream count and
+ * optional pacing. Protocol: docs/PROTOCOL.md §12.
+ *
+ * ```ts
+ * const t = amst(tcp({ congestion: "bbr" }), { streams: 8 });
+ * const node = new DWCPNode({ nodeId, transport: t, psk });
+ * ```
+ */
+import { randomBytes } from "node:crypto";
+import { DWCPError } from "../../errors.js";
+import type { Mode } from "../../mode/classifier.js";
+import { ConnReader } from "../../session/reader.js";
+import { encodeFrame, FrameType } from "../../wire/frame.js";
+import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
+import { throwIfAborted } from "../contract.js";
+import { AMST_FRAME_TYPES, AmstConn, type BundleConfig, SEGMENT_MAX } from "./conn.js";
+import { DEFAULT_STREAM_BOUNDS, type StreamBounds } from "./tune.js";
+
+export { AmstConn, type AmstStats, type StreamInfo } from "./conn.js";
+export {
+  DEFAULT_STREAM_BOUNDS,
+  perStreamBps,
+  type StreamBounds,
+  streamTarget,
+  type TuneInput,
+} from "./tune.js";
+
+/** Options of {@link amst}. */
+export interface AmstOptions {
+  /** Streams a dialled connection starts with. @default 4 */
+  streams?: number;
+  /** @default 1 */
+  minStreams?: number;
+  /** Also the most streams an accepting side lets join one bundle. @default 64 */
+  maxStreams?: number;
+  /** Largest segment, bytes (see {@link chunkBytesFor}). @default 256 KiB */
+  chunkBytes?: number;
+  /** Unacknowledged bytes in flight; also bounds the peer's reorder buffer. @default 32 MiB */
+  windowBytes?: number;
+  /** Stream-count bounds per mode for {@link AmstConn.tune}. */
+  bounds?: StreamBounds;
+  /** First redial delay after a stream is lost, doubled per failure. @default 50 */
+  reconnectInitialMs?: number;
+  /** @default 2000 */
+  reconnectMaxMs?: number;
+  /** With every stream lost, how long to keep redialling (or wait for a redial). @default 10000 */
+  giveUpMs?: number;
+  /** Pace the aggregate at this many bits/s; 0 = unpaced. @default 0 */
+  paceBps?: number;
+  /** Outbound bytes queued before `send()` returns false. @default 4 MiB */
+  writeHighWater?: number;
+  /** Inbound bytes queued before the streams stop being read. @default 4 MiB */
+  readHighWater?: number;
+  /** Time for a stream's open exchange. @default 10000 */
+  openTimeoutMs?: number;
+}
+
+/** Segment size for a mode: large in the datacenter, smaller where loss costs a resend. */
+export function chunkBytesFor(mode: Mode): number {
+  return mode === "internet" ? 128 * 1024 : 256 * 1024;
+}
+
+const OPEN_REQUEST = 24;
+const OPEN_ANSWER = 8;
+const KIND_OPEN = 1;
+const KIND_JOIN = 2;
+const STATUS = { OK: 0, UNKNOWN_BUNDLE: 1, FULL: 2, MALFORMED: 3 } as const;
+const STATUS_TEXT = ["ok", "unknown bundle", "bundle is full", "malformed open"];
+
+function config(o: AmstOptions): BundleConfig {
+  const int = (name: keyof AmstOptions, v: number, min: number, max: number) => {
+    if (!Number.isInteger(v) || v < min || v > max)
+      throw new DWCPError("ERR_INVALID_ARG", `amst ${name} must be an integer in ${min}…${max}, got ${v}`);
+    return v;
+  };
+  const maxStreams = int("maxStreams", o.maxStreams ?? 64, 1, 1024);
+  const chunkBytes = int("chunkBytes", o.chunkBytes ?? 256 * 1024, 1024, SEGMENT_MAX);
+  return {
+    chunkBytes,
+    windowBytes: int("windowBytes", o.windowBytes ?? 32 * 1024 * 1024, chunkBytes, 2 ** 31),
+    minStreams: int("minStreams", o.minStreams ?? 1, 1, maxStreams),
+    maxStreams,
+    bounds: o.bounds ?? DEFAULT_STREAM_BOUNDS,
+    reconnectInitialMs: o.reconnectInitialMs ?? 50,
+    reconnectMaxMs: o.reconnectMaxMs ?? 2000,
+    giveUpMs: o.giveUpMs ?? 10_000,
+    paceBps: o.paceBps ?? 0,
+    writeHighWater: o.writeHighWater ?? 4 * 1024 * 1024,
+    readHighWater: o.readHighWater ?? 4 * 1024 * 1024,
+  };
+}
+
+function openFrame(index: number, payload: Uint8Array): Uint8Array {
+  return encodeFrame(
+    { type: FrameType.STREAM_OPEN, flags: 0, streamId: index, messageId: 0, offset: 0, codecId: 0 },
+    payload,
+  );
+}
+
+/** Reads the first frame of a stream: its STREAM_OPEN, within `timeoutMs`. */
+async function readOpen(reader: ConnReader, conn: Conn, timeoutMs: number, size: number) {
+  const timer = setTimeout(
+    () => conn.abort(new DWCPError("ERR_HANDSHAKE_TIMEOUT", "no stream open in time")),
+    timeoutMs,
+  );
+  try {
+    const f = await reader.nextFrame();
+    if (!f) throw new DWCPError("ERR_CLOSED", "stream closed before its open exchange");
+    if (f.type !== FrameType.STREAM_OPEN || f.length !== size)
+      throw new DWCPError(
+        "ERR_PROTOCOL",
+        `expected a ${size}-byte stream open, got type ${f.type} of ${f.length} bytes`,
+      );
+    const p = f.parts ? Buffer.concat(f.parts) : f.payload;
+    return { index: f.streamId, view: new DataView(p.buffer, p.byteOffset, p.byteLength), bytes: p };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Creates the AMST transport over `inner`. Addresses are the inner transport's;
+ * every stream of a bundle dials the same address.
+ */
+export function amst(inner: Transport, options: AmstOptions = {}): Transport {
+  const cfg = config(options);
+  const initial = Math.max(cfg.minStreams, Math.min(cfg.maxStreams, options.streams ?? 4));
+  const openTimeoutMs = options.openTimeoutMs ?? 10_000;
+  // One chunk queued per stream above the kernel's buffer: an idle stream is one
+  // whose socket has taken what it had, and it pulls the next segment.
+  const streamLimits = { writeHighWater: cfg.chunkBytes };
+
+  async function openStream(
+    address: string,
+    bundle: Uint8Array,
+    kind: number,
+    index: number,
+    d: DialOptions,
+  ) {
+    const conn = await inner.dial(address, { ...d, limits: streamLimits });
+    const reader = new ConnReader(conn, 64, AMST_FRAME_TYPES);
+    try {
+      const req = new Uint8Array(OPEN_REQUEST);
+      const v = new DataView(req.buffer);
+      req.set(bundle, 0);
+      v.setUint8(16, kind);
+      v.setUint16(18, initial, true);
+      v.setUint32(20, cfg.windowBytes, true);
+      conn.send(openFrame(index, req));
+      const a = await readOpen(reader, conn, openTimeoutMs, OPEN_ANSWER);
+      const status = a.view.getUint8(0);
+      if (status !== STATUS.OK) {
+        throw new DWCPError(
+          status === STATUS.FULL ? "ERR_CONNECT" : "ERR_PROTOCOL",
+          `the peer refused stream ${index}: ${STATUS_TEXT[status] ?? `status ${status}`}`,
+          { remote: true },
+        );
+      }
+      return { conn, reader, peerWindow: a.view.getUint32(4, true) };
+    } catch (err) {
+      conn.abort();
+      throw err;
+    }
+  }
+
+  return {
+    name: `amst+${inner.name}`,
+    secure: inner.secure ?? false,
+    async dial(address: string, dialOptions: DialOptions = {}): Promise<Conn> {
+      throwIfAborted(dialOptions.signal, "dial");
+      const bundle = randomBytes(16);
+      const first = await openStream(address, bundle, KIND_OPEN, 0, dialOptions);
+      const conn = new AmstConn(
+        inner.name,
+        cfg,
+        { conn: first.conn, reader: first.reader, index: 0 },
+        1,
+        first.peerWindow,
+        (index) => openStream(address, bundle, KIND_JOIN, index, {}),
+      );
+      conn.setStreams(initial);
+      // Start with the whole bundle when it can be had quickly; a stream that
+      // cannot join now is redialled in the background.
+      await conn.whenStreams(initial, { timeoutMs: openTimeoutMs, stopOnFailure: true });
+      return conn;
+    },
+    async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
+      const bundles = new Map<string, AmstConn>();
+      const accept = async (c: Conn) => {
+        const reader = new ConnReader(c, 64, AMST_FRAME_TYPES);
+        const answer = (index: number, status: number) => {
+          const p = new Uint8Array(OPEN_ANSWER);
+          const v = new DataView(p.buffer);
+          v.setUint8(0, status);
+          v.setUint16(2, cfg.maxStreams, true);
+          v.setUint32(4, cfg.windowBytes, true);
+          c.send(openFrame(index, p));
+        };
+        try {
+          const r = await readOpen(reader, c, openTimeoutMs, OPEN_REQUEST);
+          const id = Buffer.from(r.bytes.subarray(0, 16)).toString("hex");
+          const kind = r.view.getUint8(16);
+          const peerWindow = r.view.getUint32(20, true);
+          if (kind === KIND_OPEN && !bundles.has(id) && peerWindow >= 1024) {
+            answer(r.index, STATUS.OK);
+            const conn = new AmstConn(
+              inner.name,
+              cfg,
+              { conn: c, reader, index: r.index },
+              1,
+              peerWindow,
+              undefined,
+            );
+            bundles.set(id, conn);
+            conn.once("close", () => bundles.delete(id));
+            onConn(conn);
+          } else if (kind === KIND_JOIN) {
+            const conn = bundles.get(id);
+            const status = !conn ? STATUS.UNKNOWN_BUNDLE : conn.canJoin ? STATUS.OK : STATUS.FULL;
+            answer(r.index, status);
+            if (status !== STATUS.OK)
+              void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
+            else conn!.addStream(c, reader, r.index);
+          } else {
+            answer(r.index, STATUS.MALFORMED);
+            void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
+          }
+        } catch {
+          // Not an AMST stream, or it stalled: drop it; nothing was shared yet.
+          c.abort();
+        }
+      };
+      const listener: Listener = await inner.listen(address, (c) => void accept(c), {
+        ...listenOptions,
+        limits: streamLimits,
+      });
+      return listener;
+    },
+  };
+}
