@@ -1,5 +1,6 @@
-// `npm run bench -- transport-loopback`: agent↔agent throughput over TCP on
-// loopback for 1 MiB and 4 KiB messages, against, in the same rounds:
+// `npm run bench -- transport-loopback` (1 MiB messages) and `-- transport-small`
+// (4 KiB messages): agent↔agent throughput on loopback, DWCP on one TCP stream
+// and on AMST bundles of 2 and 4 streams, against, in the same rounds:
 //   iperf3 (single stream, -l = message size), a plain Node `net` socket
 //   (writes of the message size, with backpressure), and zeromq PUSH/PULL.
 // Each side of each contender runs in its own process. Throughput is measured at
@@ -9,13 +10,14 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer, connect as netConnect } from "node:net";
 import { fileURLToPath } from "node:url";
+import { DWCPNode } from "../src/index.js";
 import { median, round, writeResult } from "./lib/result.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const SIZES = [
-  { label: "1MiB", bytes: 1 << 20, total: 1 << 30 },
-  { label: "4KiB", bytes: 4096, total: 256 << 20 },
-] as const;
+const SMALL = process.env.BENCH_TRANSPORT === "small";
+const SIZE = SMALL
+  ? { label: "4KiB", bytes: 4096, total: 256 << 20 }
+  : { label: "1MiB", bytes: 1 << 20, total: 1 << 30 };
 const PSK = "bench-pre-shared-key-000000";
 
 interface Measure {
@@ -25,6 +27,13 @@ interface Measure {
 }
 
 // ------------------------------------------------------------------ children
+
+/** "dwcp": one TCP stream; "amst-N": an AMST bundle of N TCP streams. */
+async function dwcpTransport(kind: string) {
+  const { amst, tcp } = await import("../src/index.js");
+  const m = /^amst-(\d+)$/.exec(kind);
+  return m ? amst(tcp(), { streams: Number(m[1]), maxStreams: Number(m[1]) }) : tcp();
+}
 
 async function receiver(kind: string, size: number, total: number): Promise<void> {
   const count = Math.ceil(total / size);
@@ -66,8 +75,7 @@ async function receiver(kind: string, size: number, total: number): Promise<void
     done();
     pull.close();
   } else {
-    const { DWCPNode, tcp } = await import("../src/index.js");
-    const node = new DWCPNode({ nodeId: "receiver", transport: tcp(), psk: PSK });
+    const node = new DWCPNode({ nodeId: "receiver", transport: await dwcpTransport(kind), psk: PSK });
     node.on("session", (s) => {
       s.on("message", (m) => {
         if (first === 0) first = performance.now();
@@ -98,8 +106,7 @@ async function sender(kind: string, size: number, total: number, port: number): 
     // Let the queue flush before closing (linger).
     push.close();
   } else {
-    const { DWCPNode, tcp } = await import("../src/index.js");
-    const node = new DWCPNode({ nodeId: "sender", transport: tcp(), psk: PSK });
+    const node = new DWCPNode({ nodeId: "sender", transport: await dwcpTransport(kind), psk: PSK });
     const s = await node.connect(`127.0.0.1:${port}`);
     // A counting window: Promise.race over a set of pending sends would cost O(window)
     // per message and measure the harness instead of DWCP.
@@ -222,50 +229,42 @@ async function main(): Promise<void> {
     console.error("iperf3 is required (Debian: apt-get install iperf3)");
     process.exit(1);
   }
-  const contenders = ["dwcp", "iperf3", "net", "zeromq"] as const;
+  const contenders = ["dwcp", "amst-2", "amst-4", "iperf3", "net", "zeromq"] as const;
   const samples: Record<string, { gbps: number[]; msgps: number[] }> = {};
   for (let r = 0; r < ROUNDS; r++) {
-    for (const s of SIZES) {
-      for (const c of contenders) {
-        const m = c === "iperf3" ? iperf3(s.bytes, s.total) : await runPair(c, s.bytes, s.total);
-        const key = `${c}@${s.label}`;
-        samples[key] ??= { gbps: [], msgps: [] };
-        samples[key]!.gbps.push(m.bytes / m.seconds / 1e9);
-        samples[key]!.msgps.push(m.messages / m.seconds);
-        console.log(
-          `round ${r + 1} ${key.padEnd(16)} ${(m.bytes / m.seconds / 1e9).toFixed(3)} GB/s ${Math.round(m.messages / m.seconds)} msg/s`,
-        );
-      }
+    for (const c of contenders) {
+      const s = SIZE;
+      const m = c === "iperf3" ? iperf3(s.bytes, s.total) : await runPair(c, s.bytes, s.total);
+      samples[c] ??= { gbps: [], msgps: [] };
+      samples[c]!.gbps.push(m.bytes / m.seconds / 1e9);
+      samples[c]!.msgps.push(m.messages / m.seconds);
+      console.log(
+        `round ${r + 1} ${`${c}@${s.label}`.padEnd(16)} ${(m.bytes / m.seconds / 1e9).toFixed(3)} GB/s ${Math.round(m.messages / m.seconds)} msg/s`,
+      );
     }
   }
-  const gb = (k: string) => round(median(samples[k]!.gbps), 3);
-  const mps = (k: string) => Math.round(median(samples[k]!.msgps));
+  // 1 MiB: bytes per second; 4 KiB: messages per second.
+  const value = (k: string) =>
+    SMALL ? Math.round(median(samples[k]!.msgps)) : round(median(samples[k]!.gbps), 3);
+  const ours = Math.max(value("dwcp"), value("amst-2"), value("amst-4"));
   const result = writeResult(
     {
-      name: "transport-loopback",
-      unit: "GB/s (1 MiB messages)",
-      ours: gb("dwcp@1MiB"),
+      name: SMALL ? "transport-small" : "transport-loopback",
+      unit: SMALL ? "messages/s (4 KiB messages)" : "GB/s (1 MiB messages)",
+      ours,
       peers: {
-        "iperf3-1-stream": gb("iperf3@1MiB"),
-        "node-net": gb("net@1MiB"),
-        "zeromq-push-pull": gb("zeromq@1MiB"),
+        "iperf3-1-stream": value("iperf3"),
+        "node-net": value("net"),
+        "zeromq-push-pull": value("zeromq"),
       },
       detail: {
-        method: `${ROUNDS} interleaved rounds; each side in its own process; receiver-side timing; GB = 1e9 bytes`,
-        "4KiB": {
-          unit: "messages/s",
-          ours: mps("dwcp@4KiB"),
-          peers: {
-            "iperf3-1-stream": mps("iperf3@4KiB"),
-            "node-net": mps("net@4KiB"),
-            "zeromq-push-pull": mps("zeromq@4KiB"),
-          },
-          ratios: {
-            "iperf3-1-stream": round(mps("dwcp@4KiB") / mps("iperf3@4KiB")),
-            "node-net": round(mps("dwcp@4KiB") / mps("net@4KiB")),
-            "zeromq-push-pull": round(mps("dwcp@4KiB") / mps("zeromq@4KiB")),
-          },
+        method: `${ROUNDS} interleaved rounds; each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration`,
+        dwcp: {
+          "tcp-1-stream": value("dwcp"),
+          "amst-2-streams": value("amst-2"),
+          "amst-4-streams": value("amst-4"),
         },
+        goals: SMALL ? { "zeromq-push-pull": 2 } : { "iperf3-1-stream": 0.95, "zeromq-push-pull": 1.1 },
         samples,
       },
     },
@@ -273,7 +272,7 @@ async function main(): Promise<void> {
   );
   console.log(
     JSON.stringify(
-      { ours: result.ours, peers: result.peers, ratios: result.ratios, "4KiB": result.detail?.["4KiB"] },
+      { ours: result.ours, peers: result.peers, ratios: result.ratios, dwcp: result.detail?.dwcp },
       null,
       2,
     ),
