@@ -19,9 +19,13 @@
     },
     {
       "target_name": "dwcp",
-      "sources": ["native/addon.cc", "native/hash.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc"],
+      "sources": ["native/addon.cc", "native/hash.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc", "native/rdma.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "libraries": ["-ldl", "-lpthread"],
       "conditions": [
+        ["<!(test -f /usr/include/infiniband/verbs.h && echo 1 || echo 0)==1", {
+          "defines": ["DWCP_HAVE_VERBS"]
+        }],
         ["target_arch=='x64'", {
           "dependencies": ["dwcp_xxh3_avx2"],
           "defines": ["DWCP_HAVE_AVX2"]

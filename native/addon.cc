@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "hash.h"
+#include "rdma.h"
 #include "tcpinfo.h"
 
 namespace {
@@ -11,8 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Object features = Napi::Object::New(env);
   dwcp::InitHash(env, exports, features);
   dwcp::InitTcpInfo(env, exports, features);
-  // RDMA verbs arrive with the AMST work; until then the addon says so plainly.
-  features.Set("rdma", Napi::Boolean::New(env, false));
+  dwcp::InitRdma(env, exports, features);
   exports.Set("features", features);
   exports.Set("abi", Napi::Number::New(env, 1));
   return exports;

@@ -13,8 +13,8 @@ export interface NativeFeatures {
   readonly xxh3: "avx2" | "sse2" | "scalar";
   /** TCP_INFO / TCP_CONGESTION support (Linux only). */
   readonly tcpinfo: boolean;
-  /** RDMA verbs support. */
-  readonly rdma: boolean;
+  /** RDMA verbs: `"verbs (dlopen)"` when built with the libibverbs headers, else false. */
+  readonly rdma: string | false;
 }
 
 /** Raw TCP_INFO as returned by the addon: times in µs, rates in bytes/s. */
@@ -42,6 +42,47 @@ export interface NativeTcpInfo {
   bbr?: { bandwidth: number; minRtt: number; pacingGain: number; cwndGain: number };
 }
 
+/** What `rdmaProbe()` found: devices, or why there are none. */
+export interface NativeRdmaProbe {
+  available: boolean;
+  reason: string;
+  library: string;
+  devices: string[];
+}
+
+/** A queue pair's local end, as `createQp` returns it. */
+export interface NativeQpInfo {
+  id: number;
+  qpn: number;
+  psn: number;
+  lid: number;
+  gid: Uint8Array;
+  gidIndex: number;
+  mtu: number;
+}
+
+/** One opened verbs device: PD, one CQ with its channel, a poller thread. */
+export interface NativeRdmaDevice {
+  readonly name: string;
+  register(bytes: Uint8Array): number;
+  deregister(mr: number): void;
+  createQp(sendDepth: number, recvDepth: number): NativeQpInfo;
+  connectQp(
+    qp: number,
+    remote: { qpn: number; psn: number; lid: number; gid: Uint8Array; mtu: number },
+  ): void;
+  destroyQp(qp: number): void;
+  postRecv(qp: number, mr: number, offset: number, length: number, wrId: number): void;
+  postSend(qp: number, mr: number, offset: number, length: number, wrId: number, imm: number): void;
+  close(): void;
+}
+
+/**
+ * Completion records, six numbers each: wrId, status (ibv_wc_status), opcode,
+ * byteLen, imm (host order), qpNum. A record with wrId -1 reports a CQ failure.
+ */
+export type NativeCompletions = Float64Array;
+
 /** The addon's exports. Arguments are validated in TS before these are called. */
 export interface NativeBinding {
   readonly abi: number;
@@ -53,6 +94,11 @@ export interface NativeBinding {
   tcpInfo?(fd: number): NativeTcpInfo;
   getCongestion?(fd: number): string;
   setCongestion?(fd: number, name: string): string;
+  rdmaProbe?(): NativeRdmaProbe;
+  RdmaDevice?: new (
+    name: string | undefined,
+    onCompletions: (c: NativeCompletions) => void,
+  ) => NativeRdmaDevice;
 }
 
 /** ABI version this TS code was written against; a mismatched binary is refused. */
@@ -66,4 +112,6 @@ export const NATIVE_EXPORTS = [
   "tcpInfo",
   "getCongestion",
   "setCongestion",
+  "rdmaProbe",
+  "RdmaDevice",
 ] as const satisfies readonly (keyof NativeBinding)[];

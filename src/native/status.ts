@@ -5,6 +5,7 @@
 // Imported for their effect: each picks its backend at load, which is what we report.
 import "../hash/index.js";
 import "../transport/tcp/tcpinfo.js";
+import { rdmaAvailability } from "../transport/rdma/verbs.js";
 import type { NativeFeatures } from "./binding.js";
 import { backendChoice, loadNative, type NativeMode } from "./load.js";
 
@@ -33,7 +34,7 @@ export interface NativeStatus {
     readonly codec: FeatureStatus;
     /** TCP_INFO, TCP_CC_INFO and TCP_CONGESTION. */
     readonly tcpinfo: FeatureStatus;
-    /** RDMA verbs. */
+    /** RDMA verbs: native when a verbs device can be opened; otherwise why not (TCP is used). */
     readonly rdma: FeatureStatus;
   };
 }
@@ -57,7 +58,14 @@ export function nativeStatus(): NativeStatus {
       hash: feature("hash", f ? `crc32c ${f.crc32c}, xxh3 ${f.xxh3}` : ""),
       codec: feature("codec", ""),
       tcpinfo: feature("tcpinfo", "getsockopt(TCP_INFO, TCP_CC_INFO, TCP_CONGESTION)"),
-      rdma: feature("rdma", ""),
+      rdma: rdmaStatus(),
     },
   };
+}
+
+function rdmaStatus(): FeatureStatus {
+  const r = rdmaAvailability();
+  return r.available
+    ? { native: true, detail: `verbs devices ${r.devices.join(", ")} (${r.library})` }
+    : { native: false, detail: r.reason };
 }

@@ -204,6 +204,19 @@ export class FrameDecoder {
     return this.headerFill + this.payloadFill + (this.chunk.length - this.pos);
   }
 
+  /**
+   * Hands back the bytes pushed but not decoded (for a connection that stops
+   * framing after its setup) and empties the decoder. Only between frames.
+   */
+  takeBuffered(): Uint8Array[] {
+    if (this.header || this.headerFill > 0 || this.parts)
+      throw new Error("FrameDecoder.takeBuffered in the middle of a frame");
+    const rest = this.chunk.subarray(this.pos);
+    this.chunk = new Uint8Array(0);
+    this.pos = 0;
+    return rest.length > 0 ? [rest] : [];
+  }
+
   /** Adds a chunk; call {@link next} until it returns null before pushing more. */
   push(chunk: Uint8Array): void {
     if (this.pos < this.chunk.length)

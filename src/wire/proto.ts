@@ -29,6 +29,10 @@ export interface RdmaInfo {
   lid?: number;
   gid?: Uint8Array;
   psn?: number;
+  mtu?: number;
+  recvBuffers?: number;
+  bufferBytes?: number;
+  reason?: string;
 }
 
 export interface Hello {
@@ -54,7 +58,9 @@ export type Control =
   | { close: { reason: string } }
   | { ready: Record<string, never> }
   | { probe: { round: number; last: boolean; padding: Uint8Array } }
-  | { probeAck: { round: number; bytes: number; durationUs: number } };
+  | { probeAck: { round: number; bytes: number; durationUs: number } }
+  | { rdma: RdmaInfo }
+  | { rdmaEnd: { bytes: number; abort: boolean } };
 
 export function encodeControl(msg: Control): Uint8Array {
   return ControlType.encode(ControlType.fromObject(msg)).finish();
