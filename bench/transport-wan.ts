@@ -129,7 +129,8 @@ async function main(): Promise<void> {
         await rig.shape({ rate: "100mbit", delayMs: 25, lossPct: p.lossPct });
         for (const c of CONTENDERS) {
           const bps = c.startsWith("iperf3-") ? iperf3(rig, c.slice(7)) : await dwcp(rig, c);
-          (samples[`${p.label}/${c}`] ??= []).push(bps);
+          const key = `${p.label}/${c}`;
+          samples[key] = [...(samples[key] ?? []), bps];
           console.log(`round ${r + 1} ${p.label.padEnd(9)} ${c.padEnd(14)} ${(bps / 1e6).toFixed(1)} Mbit/s`);
         }
       }

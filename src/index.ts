@@ -72,6 +72,15 @@ export type {
   Transport,
 } from "./transport/contract.js";
 export { MemoryNetwork, type MemoryOptions, memory } from "./transport/memory/index.js";
+export {
+  type RdmaAvailability,
+  RdmaConn,
+  type RdmaOptions,
+  type RdmaState,
+  type RdmaStats,
+  rdma,
+  rdmaAvailability,
+} from "./transport/rdma/index.js";
 export { type TcpOptions, tcp } from "./transport/tcp/index.js";
 export {
   type BbrInfo,

@@ -228,7 +228,11 @@ export class RdmaConn extends AbstractConn {
   // ------------------------------------------------------------------ sending
 
   protected sendData(chunk: Uint8Array): boolean {
-    if (!this.#ep) return this.#control.send(chunk) || ((this.#wantDrain = true), false);
+    if (!this.#ep) {
+      if (this.#control.send(chunk)) return true;
+      this.#wantDrain = true;
+      return false;
+    }
     if (chunk.length > 0) {
       this.#out.push(chunk);
       this.#outBytes += chunk.length;

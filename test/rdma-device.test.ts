@@ -1,0 +1,115 @@
+// RDMA on a real verbs device. Runs where one exists; `.ci/run` runs this file
+// inside a qemu guest with Soft-RoCE (test/rig/rxe-guest.sh) because this
+// machine's kernel has no RDMA. Everywhere else it is listed as skipped.
+// Correctness only: no speed is measured or claimed from an emulated device.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { crc32c } from "../src/hash/index.js";
+import type { Conn } from "../src/transport/contract.js";
+import { type RdmaConn, rdma, rdmaAvailability } from "../src/transport/rdma/index.js";
+import { transportCompliance } from "./compliance/transport.js";
+import { patternChunk } from "./fixtures/rdma-pattern.js";
+import { ROOT } from "./helpers/child.js";
+
+const avail = rdmaAvailability();
+const skip = avail.available
+  ? ""
+  : `needs a verbs device (${avail.reason}); .ci/run runs this file in the Soft-RoCE guest: test/rig/rxe-guest.sh`;
+// In the guest a missing device is a failure, not a skip.
+if (process.env.DWCP_RDMA_REQUIRED === "1" && !avail.available)
+  throw new Error(`DWCP_RDMA_REQUIRED=1: ${skip}`);
+const EACH_WAY = Number(process.env.DWCP_RDMA_MIB ?? 128) << 20;
+
+transportCompliance(
+  `rdma on ${avail.devices[0] ?? "a real device"}`,
+  () => {
+    const t = rdma({ bufferBytes: 64 * 1024, recvBuffers: 16, sendBuffers: 16 });
+    return {
+      server: t,
+      client: t,
+      listenAddress: "127.0.0.1:0",
+      deadAddress: "127.0.0.1:1",
+      checksAddressSyntax: true,
+    };
+  },
+  skip,
+);
+
+function counters(dev: string): Record<string, number> {
+  const dir = `/sys/class/infiniband/${dev}/ports/1/hw_counters`;
+  const out: Record<string, number> = {};
+  for (const name of ["sent_pkts", "rcvd_pkts", "rdma_sends", "rdma_recvs"]) {
+    try {
+      out[name] = Number(readFileSync(`${dir}/${name}`, "utf8"));
+    } catch {
+      // Not every provider has every counter.
+    }
+  }
+  return out;
+}
+
+describe.skipIf(Boolean(skip))(`rdma between two processes${skip ? ` [skipped: ${skip}]` : ""}`, () => {
+  it(`exchanges ${(2 * EACH_WAY) >> 20} MiB over verbs with checksums, counted by the device`, {
+    timeout: 900_000,
+  }, async () => {
+    const dev = avail.devices[0]!;
+    const before = counters(dev);
+    let accept!: (c: Conn) => void;
+    const accepted = new Promise<Conn>((r) => {
+      accept = r;
+    });
+    const listener = await rdma().listen("127.0.0.1:0", accept);
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "test/fixtures/rdma-peer.ts", listener.address, `${EACH_WAY}`],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    const conn = (await accepted) as RdmaConn;
+    expect(conn.transport).toBe("rdma");
+    expect(conn.rdma.active).toBe(true);
+    const receiving = (async () => {
+      let n = 0;
+      let crc = 0;
+      for await (const c of conn) {
+        n += c.length;
+        crc = crc32c(c, crc);
+      }
+      return { n, crc };
+    })();
+    let crcSent = 0;
+    for (let off = 0, i = 0; off < EACH_WAY; i++) {
+      const c = patternChunk(i, Math.min(1 << 20, EACH_WAY - off), 1);
+      crcSent = crc32c(c, crcSent);
+      off += c.length;
+      if (!conn.send(c)) await conn.onDrain();
+    }
+    await conn.close();
+    const got = await receiving;
+    await new Promise((r) => child.once("exit", r));
+    const peer = JSON.parse(out);
+    // Both directions complete and bit-exact.
+    expect(got.n).toBe(EACH_WAY);
+    expect(peer.received).toBe(EACH_WAY);
+    expect(got.crc).toBe(peer.crcSent);
+    expect(peer.crcReceived).toBe(crcSent);
+    // Over verbs, not TCP: our counters, the control connection's few bytes, and the device's own packet counters.
+    expect(peer.transport).toBe("rdma");
+    expect(conn.stats.bytesSent).toBe(EACH_WAY);
+    expect(conn.stats.bytesReceived).toBe(EACH_WAY);
+    expect(conn.stats.controlBytes + peer.stats.controlBytes).toBeLessThan(4096);
+    const after = counters(dev);
+    const sent = (after.sent_pkts ?? 0) - (before.sent_pkts ?? 0);
+    // Both processes share the one device: 2 × EACH_WAY bytes in packets of at most 4 KiB.
+    expect(sent).toBeGreaterThanOrEqual((2 * EACH_WAY) / 4096);
+    // And its count of SEND work requests: at least one per 256 KiB buffer each way.
+    if (after.rdma_sends !== undefined)
+      expect(after.rdma_sends - before.rdma_sends!).toBeGreaterThanOrEqual((2 * EACH_WAY) / (256 * 1024));
+    console.log(`device ${dev} counters: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
+    await listener.close();
+  });
+});
