@@ -24,6 +24,7 @@ import type { Mode, ModeThresholds } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { DWCPNode, type NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
+import { AmstConn } from "./transport/amst/index.js";
 import type { Listener } from "./transport/contract.js";
 
 /** The six components and the flag of each. */
@@ -344,6 +345,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     this.#detectors.set(link.peerId, d);
     d.on("mode", (e) => {
       link.mode = e.mode;
+      // AMST follows the path: the stream count from the measured RTT and bandwidth.
+      if (s.conn instanceof AmstConn && s.conn.tunable) s.conn.tune({ mode: e.mode, ...e.estimate });
       this.emit("mode", link, e);
       this.#reevaluate(link, `mode ${e.mode}`);
     });

@@ -254,3 +254,37 @@ describe("automatic rollback", () => {
     expect(n).toBe(before + 1);
   }, 20_000);
 });
+
+describe("DWCPManager and AMST", () => {
+  it("sets an AMST bundle's stream count from the mode detector's measurements", async () => {
+    const { amst, AmstConn, streamTarget } = await import("../src/transport/amst/index.js");
+    const make = () => amst(tcp(), { streams: 4 });
+    const b = new DWCPManager({
+      nodeId: "node-b",
+      v1: { transport: make(), psk: PSK },
+      v3: { transport: tcp(), psk: PSK },
+      detectMode: false,
+    });
+    const a = new DWCPManager({
+      nodeId: "node-a",
+      v1: { transport: make(), psk: PSK },
+      v3: { transport: tcp(), psk: PSK },
+    });
+    managers.push(a, b);
+    const bound = await b.listen({ v1: "127.0.0.1:0", v3: "127.0.0.1:0" });
+    const mode = new Promise<import("../src/mode/detector.js").ModeEvent>((r) =>
+      a.once("mode", (_l, e) => r(e)),
+    );
+    const link = await a.connect({ v1: bound.v1, v3: bound.v3! });
+    const e = await mode;
+    const conn = link.v1!.conn;
+    expect(conn).toBeInstanceOf(AmstConn);
+    const amstConn = conn as InstanceType<typeof AmstConn>;
+    const wmem = Number(
+      (await import("node:fs")).readFileSync("/proc/sys/net/ipv4/tcp_wmem", "utf8").split(/\s+/)[2],
+    );
+    const want = streamTarget({ mode: e.mode, ...e.estimate, streamWindowBytes: wmem });
+    expect(amstConn.targetStreams).toBe(want);
+    expect(await amstConn.whenStreams(want, { timeoutMs: 5000 })).toBe(true);
+  });
+});

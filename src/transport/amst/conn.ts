@@ -15,6 +15,7 @@
  * offset is delivered, later ones wait in the reorder buffer, earlier ones
  * (duplicates after a resend) are dropped.
  */
+import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { DWCPError } from "../../errors.js";
 import type { ConnReader } from "../../session/reader.js";
@@ -261,6 +262,11 @@ export class AmstConn extends AbstractConn {
     return [...this.#streams.values()].filter((s) => s.state === "open").map((s) => s.conn);
   }
 
+  /** True on the dialling side, which sets the stream count. */
+  get tunable(): boolean {
+    return this.#dialer !== undefined && !this.#done;
+  }
+
   /**
    * Sets the stream count (dialling side; the accepting side follows). Streams
    * are added by dialling and removed by retiring them, which first lets their
@@ -281,7 +287,9 @@ export class AmstConn extends AbstractConn {
    * @returns the new target
    */
   tune(estimate: TuneInput): number {
-    this.setStreams(streamTarget(estimate, this.#cfg.bounds));
+    this.setStreams(
+      streamTarget({ streamWindowBytes: kernelSendBufferMax(), ...estimate }, this.#cfg.bounds),
+    );
     return this.#target;
   }
 
@@ -823,6 +831,20 @@ export class AmstConn extends AbstractConn {
     if (this.#paceTimer) clearTimeout(this.#paceTimer);
     this.#reconnectTimer = this.#graceTimer = this.#paceTimer = undefined;
   }
+}
+
+let wmemMax: number | undefined;
+
+/** The largest send buffer the kernel autotunes a TCP socket to (tcp_wmem's third value). */
+function kernelSendBufferMax(): number {
+  if (wmemMax === undefined) {
+    try {
+      wmemMax = Number(readFileSync("/proc/sys/net/ipv4/tcp_wmem", "utf8").trim().split(/\s+/)[2]) || 4 << 20;
+    } catch {
+      wmemMax = 4 << 20;
+    }
+  }
+  return wmemMax;
 }
 
 function safeCongestion(socket: Socket): string | undefined {
