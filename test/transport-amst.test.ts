@@ -39,5 +39,3 @@ transportCompliance("amst over memory, 4 streams", () => {
     checksAddressSyntax: false,
   };
 });
-
-describe("amst", () => {});

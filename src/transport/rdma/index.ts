@@ -201,9 +201,11 @@ export class RdmaConn extends AbstractConn {
         this.emit("drain");
       }
     });
-    control.once("close", (err) =>
-      this.#fail(err ?? new DWCPError("ERR_CLOSED", "control connection closed")),
-    );
+    // A clean end is handled by the control reader once it has read every frame
+    // before it (an rdma_end may still be queued); a failure at once.
+    control.once("close", (err) => {
+      if (!ep || err) this.#onControlGone(err);
+    });
     if (ep) {
       this.#credits = peer.recvBuffers ?? 0;
       this.#peerBufferBytes = peer.bufferBytes ?? 0;
@@ -453,7 +455,7 @@ export class RdmaConn extends AbstractConn {
           this.#checkPeerEnd();
         } else throw new DWCPError("ERR_PROTOCOL", `unexpected control message ${Object.keys(msg)[0]}`);
       }
-      if (!this.#done) this.#fail(new DWCPError("ERR_CLOSED", "control connection ended"));
+      this.#onControlGone();
     } catch (err) {
       this.#fail(err as Error);
     }
@@ -466,14 +468,42 @@ export class RdmaConn extends AbstractConn {
     this.#maybeFinish();
   }
 
+  #lingerTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * The control connection ended. After both ends were exchanged that is the
+   * peer finishing first: only our receive completions may still be on their
+   * way from the poller thread, so wait for them (bounded) instead of failing.
+   */
+  #onControlGone(err?: Error): void {
+    if (!this.#ep || this.#done) {
+      this.#fail(err ?? new DWCPError("ERR_CLOSED", "control connection closed"));
+      return;
+    }
+    if (!err && this.#peerEnd >= 0 && this.#endSent) {
+      this.#lingerTimer ??= setTimeout(
+        () => this.#fail(new DWCPError("ERR_CLOSED", "control connection ended before all data arrived")),
+        5000,
+      );
+      return;
+    }
+    this.#fail(err ?? new DWCPError("ERR_CLOSED", "control connection ended"));
+  }
+
   #maybeFinish(): void {
     if (this.#done || !this.#endSent || this.#peerEnd < 0 || this.#receivedTotal < this.#peerEnd) return;
     this.#done = true;
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
     const ctl = this.#control;
-    ctl.once("close", () => {
+    const finish = () => {
       this.#release();
       this.closed();
-    });
+    };
+    if (ctl.status === "closed" || ctl.status === "aborted") {
+      finish();
+      return;
+    }
+    ctl.once("close", finish);
     void ctl.close({ signal: AbortSignal.timeout(5000) }).catch(() => ctl.abort());
   }
 
