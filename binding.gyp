@@ -19,12 +19,16 @@
     },
     {
       "target_name": "dwcp",
-      "sources": ["native/addon.cc", "native/hash.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc", "native/rdma.cc"],
+      "sources": ["native/addon.cc", "native/hash.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc", "native/rdma.cc", "native/codec.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "libraries": ["-ldl", "-lpthread"],
       "conditions": [
         ["<!(test -f /usr/include/infiniband/verbs.h && echo 1 || echo 0)==1", {
           "defines": ["DWCP_HAVE_VERBS"]
+        }],
+        ["<!(test -f /usr/include/lz4frame.h -a -f /usr/include/zstd.h -a -f /usr/include/zdict.h && echo 1 || echo 0)==1", {
+          "defines": ["DWCP_HAVE_CODECS"],
+          "libraries": ["-llz4", "-lzstd"]
         }],
         ["target_arch=='x64'", {
           "dependencies": ["dwcp_xxh3_avx2"],

@@ -2,6 +2,7 @@
 // `features`, which implementation it picked for this CPU and kernel.
 #include <napi.h>
 
+#include "codec.h"
 #include "hash.h"
 #include "rdma.h"
 #include "tcpinfo.h"
@@ -13,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   dwcp::InitHash(env, exports, features);
   dwcp::InitTcpInfo(env, exports, features);
   dwcp::InitRdma(env, exports, features);
+  dwcp::InitCodec(env, exports, features);
   exports.Set("features", features);
   exports.Set("abi", Napi::Number::New(env, 1));
   return exports;

@@ -60,6 +60,16 @@ const CODES = {
   /** An address could not be parsed for this transport. */
   ERR_BAD_ADDRESS: "bad address",
 
+  // --- compression and deltas (HDE) ---
+  /** A codec failed to compress (out of memory, bad parameters). */
+  ERR_CODEC: "codec failure",
+  /** A compressed payload or page frame is corrupt or truncated. */
+  ERR_CORRUPT_PAYLOAD: "corrupt compressed payload",
+  /** A payload needs a dictionary that is missing or different. */
+  ERR_DICTIONARY: "zstd dictionary missing or mismatched",
+  /** A page delta refers to a baseline the receiver does not hold. */
+  ERR_BASELINE_MISSING: "page-delta baseline missing",
+
   // --- dual mode ---
   /** A feature-flag update was rejected; the previous flags stay in force. */
   ERR_INVALID_FLAGS: "invalid feature flags",

@@ -1,4 +1,3 @@
-import { describe } from "vitest";
 import { amst } from "../src/transport/amst/index.js";
 import { memory } from "../src/transport/memory/index.js";
 import { tcp } from "../src/transport/tcp/index.js";

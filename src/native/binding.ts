@@ -13,6 +13,8 @@ export interface NativeFeatures {
   readonly xxh3: "avx2" | "sse2" | "scalar";
   /** TCP_INFO / TCP_CONGESTION support (Linux only). */
   readonly tcpinfo: boolean;
+  /** Codecs: e.g. `"lz4 1.9.4, zstd 1.5.4"` when built with liblz4/libzstd headers, else false. */
+  readonly codec: string | false;
   /** RDMA verbs: `"verbs (dlopen)"` when built with the libibverbs headers, else false. */
   readonly rdma: string | false;
 }
@@ -83,6 +85,11 @@ export interface NativeRdmaDevice {
  */
 export type NativeCompletions = Float64Array;
 
+/** A zstd dictionary prepared by the addon (CDict and DDict). */
+export interface NativeZstdDictionary {
+  readonly id: number;
+}
+
 /** The addon's exports. Arguments are validated in TS before these are called. */
 export interface NativeBinding {
   readonly abi: number;
@@ -95,6 +102,17 @@ export interface NativeBinding {
   getCongestion?(fd: number): string;
   setCongestion?(fd: number, name: string): string;
   rdmaProbe?(): NativeRdmaProbe;
+  lz4Compress?(data: Uint8Array, level: number): Uint8Array;
+  lz4Decompress?(data: Uint8Array, maxBytes: number): Uint8Array;
+  lz4CompressAsync?(data: Uint8Array, level: number): Promise<Uint8Array>;
+  lz4DecompressAsync?(data: Uint8Array, maxBytes: number): Promise<Uint8Array>;
+  zstdCompress?(data: Uint8Array, level: number, dict?: NativeZstdDictionary): Uint8Array;
+  zstdDecompress?(data: Uint8Array, maxBytes: number, dict?: NativeZstdDictionary): Uint8Array;
+  zstdCompressAsync?(data: Uint8Array, level: number, dict?: NativeZstdDictionary): Promise<Uint8Array>;
+  zstdDecompressAsync?(data: Uint8Array, maxBytes: number, dict?: NativeZstdDictionary): Promise<Uint8Array>;
+  zstdTrain?(samples: Uint8Array, sizes: Uint32Array, capacity: number): Uint8Array;
+  zstdFrameDictId?(frame: Uint8Array): number;
+  ZstdDictionary?: new (bytes: Uint8Array, level: number) => NativeZstdDictionary;
   RdmaDevice?: new (
     name: string | undefined,
     onCompletions: (c: NativeCompletions) => void,
@@ -114,4 +132,15 @@ export const NATIVE_EXPORTS = [
   "setCongestion",
   "rdmaProbe",
   "RdmaDevice",
+  "lz4Compress",
+  "lz4Decompress",
+  "lz4CompressAsync",
+  "lz4DecompressAsync",
+  "zstdCompress",
+  "zstdDecompress",
+  "zstdCompressAsync",
+  "zstdDecompressAsync",
+  "zstdTrain",
+  "zstdFrameDictId",
+  "ZstdDictionary",
 ] as const satisfies readonly (keyof NativeBinding)[];

@@ -4,6 +4,7 @@
  */
 // Imported for their effect: each picks its backend at load, which is what we report.
 import "../hash/index.js";
+import "../codec/index.js";
 import "../transport/tcp/tcpinfo.js";
 import { rdmaAvailability } from "../transport/rdma/verbs.js";
 import type { NativeFeatures } from "./binding.js";
@@ -56,7 +57,7 @@ export function nativeStatus(): NativeStatus {
     reason,
     features: {
       hash: feature("hash", f ? `crc32c ${f.crc32c}, xxh3 ${f.xxh3}` : ""),
-      codec: feature("codec", ""),
+      codec: feature("codec", f?.codec ? `${f.codec} (system libraries)` : ""),
       tcpinfo: feature("tcpinfo", "getsockopt(TCP_INFO, TCP_CC_INFO, TCP_CONGESTION)"),
       rdma: rdmaStatus(),
     },

@@ -1,5 +1,7 @@
 // Gating for tests that need the native addon: when it is not loaded the test is
 // still listed, with the reason in its title, so a skip can never pass unnoticed.
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, it } from "vitest";
 import { loadNative } from "../../src/native/load.js";
 
@@ -24,3 +26,11 @@ export function describeNative(name: string, fn: () => void): void {
 export function itNative(name: string, fn: () => unknown, timeout?: number): void {
   it.skipIf(!native)(title(name), fn, timeout);
 }
+
+/**
+ * True when the addon binary exists, even if this process does not use it
+ * (DWCP_NATIVE=0): tests can then run the native side in a child process.
+ */
+export const nativeBuilt = existsSync(
+  fileURLToPath(new URL("../../build/Release/dwcp.node", import.meta.url)),
+);

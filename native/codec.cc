@@ -1,0 +1,363 @@
+// Payload codecs on the system libraries: LZ4 frame (liblz4) and zstd frame, with
+// or without a dictionary (libzstd, dictionaries trained with ZDICT). Outputs are
+// standard frames, so the stock `lz4 -d` and `zstd -d [-D dict]` decode them.
+//
+// Every operation has a synchronous form (small payloads: a worker hop costs more
+// than the work) and an asynchronous one that runs on the libuv pool, so a caller
+// can keep both cores busy without blocking the event loop. Results are handed
+// to JS as external buffers: the bytes are produced once and never copied.
+#include "codec.h"
+
+#ifdef DWCP_HAVE_CODECS
+
+#include <lz4.h>
+#include <lz4frame.h>
+#include <zdict.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "util.h"
+
+namespace dwcp {
+namespace {
+
+// A result buffer owned by malloc until JS adopts it.
+struct Out {
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  const char* code = nullptr;  // DWCP error code when failed
+  std::string message;
+  ~Out() { std::free(data); }
+  bool Fail(const char* c, std::string m) {
+    code = c;
+    message = std::move(m);
+    return false;
+  }
+};
+
+Napi::Value Adopt(Napi::Env env, Out& out) {
+  if (out.code) {
+    ThrowCode(env, out.code, out.message);
+    return env.Undefined();
+  }
+  uint8_t* data = out.data;
+  out.data = nullptr;
+  if (out.length == 0) {
+    std::free(data);
+    return Napi::Buffer<uint8_t>::New(env, 0);
+  }
+  return Napi::Buffer<uint8_t>::New(env, data, out.length, [](Napi::Env, uint8_t* p) { std::free(p); });
+}
+
+// ---------------------------------------------------------------- LZ4 frame
+
+bool Lz4Compress(const uint8_t* src, size_t n, int level, Out* out) {
+  LZ4F_preferences_t p;
+  std::memset(&p, 0, sizeof p);
+  p.frameInfo.blockSizeID = LZ4F_max4MB;
+  p.frameInfo.blockMode = LZ4F_blockIndependent;
+  p.frameInfo.contentSize = n;
+  // DWCP frames carry their own CRC-32C; the frame's content checksum would
+  // only repeat it, at the cost of a second pass.
+  p.frameInfo.contentChecksumFlag = LZ4F_noContentChecksum;
+  p.compressionLevel = level;
+  size_t bound = LZ4F_compressFrameBound(n, &p);
+  out->data = static_cast<uint8_t*>(std::malloc(bound ? bound : 1));
+  if (!out->data) return out->Fail("ERR_CODEC", "out of memory");
+  size_t r = LZ4F_compressFrame(out->data, bound, src, n, &p);
+  if (LZ4F_isError(r)) return out->Fail("ERR_CODEC", std::string("LZ4F_compressFrame: ") + LZ4F_getErrorName(r));
+  out->length = r;
+  return true;
+}
+
+bool Lz4Decompress(const uint8_t* src, size_t n, size_t maxOut, Out* out) {
+  LZ4F_dctx* dctx = nullptr;
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
+    return out->Fail("ERR_CODEC", "cannot create an LZ4 decompression context");
+  std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)> guard(dctx, LZ4F_freeDecompressionContext);
+  LZ4F_frameInfo_t info;
+  std::memset(&info, 0, sizeof info);
+  size_t consumed = n;
+  size_t r = LZ4F_getFrameInfo(dctx, &info, src, &consumed);
+  if (LZ4F_isError(r)) return out->Fail("ERR_CORRUPT_PAYLOAD", std::string("not an LZ4 frame: ") + LZ4F_getErrorName(r));
+  if (info.contentSize > maxOut)
+    return out->Fail("ERR_MESSAGE_TOO_LARGE", "LZ4 frame declares " + std::to_string(info.contentSize) +
+                                                  " bytes, above the limit of " + std::to_string(maxOut));
+  size_t cap = info.contentSize ? static_cast<size_t>(info.contentSize) : (n * 4 < maxOut ? n * 4 : maxOut);
+  if (cap == 0) cap = 64;
+  out->data = static_cast<uint8_t*>(std::malloc(cap));
+  if (!out->data) return out->Fail("ERR_CODEC", "out of memory");
+  size_t at = consumed, produced = 0;
+  for (;;) {
+    if (produced == cap) {
+      if (cap >= maxOut) return out->Fail("ERR_MESSAGE_TOO_LARGE", "LZ4 frame decodes beyond the limit");
+      size_t next = cap * 2 < maxOut ? cap * 2 : maxOut;
+      uint8_t* grown = static_cast<uint8_t*>(std::realloc(out->data, next));
+      if (!grown) return out->Fail("ERR_CODEC", "out of memory");
+      out->data = grown;
+      cap = next;
+    }
+    size_t dst = cap - produced, in = n - at;
+    r = LZ4F_decompress(dctx, out->data + produced, &dst, src + at, &in, nullptr);
+    if (LZ4F_isError(r)) return out->Fail("ERR_CORRUPT_PAYLOAD", std::string("corrupt LZ4 frame: ") + LZ4F_getErrorName(r));
+    produced += dst;
+    at += in;
+    if (r == 0) break;  // frame complete
+    if (at == n && dst == 0) return out->Fail("ERR_CORRUPT_PAYLOAD", "truncated LZ4 frame");
+  }
+  if (at != n) return out->Fail("ERR_CORRUPT_PAYLOAD", "bytes after the end of the LZ4 frame");
+  if (info.contentSize && produced != info.contentSize)
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "LZ4 frame content size does not match its data");
+  out->length = produced;
+  return true;
+}
+
+// ---------------------------------------------------------------- zstd
+
+// One context per thread: contexts are not thread-safe, and making one per call
+// costs more than compressing a page.
+ZSTD_CCtx* Cctx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> c(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  return c.get();
+}
+ZSTD_DCtx* Dctx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> d(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  return d.get();
+}
+
+struct Dict {
+  ZSTD_CDict* cdict = nullptr;
+  ZSTD_DDict* ddict = nullptr;
+  unsigned id = 0;
+  ~Dict() {
+    ZSTD_freeCDict(cdict);
+    ZSTD_freeDDict(ddict);
+  }
+};
+
+bool ZstdCompress(const uint8_t* src, size_t n, int level, const Dict* dict, Out* out) {
+  size_t bound = ZSTD_compressBound(n);
+  out->data = static_cast<uint8_t*>(std::malloc(bound));
+  if (!out->data) return out->Fail("ERR_CODEC", "out of memory");
+  size_t r = dict ? ZSTD_compress_usingCDict(Cctx(), out->data, bound, src, n, dict->cdict)
+                  : ZSTD_compressCCtx(Cctx(), out->data, bound, src, n, level);
+  if (ZSTD_isError(r)) return out->Fail("ERR_CODEC", std::string("zstd: ") + ZSTD_getErrorName(r));
+  out->length = r;
+  return true;
+}
+
+bool ZstdDecompress(const uint8_t* src, size_t n, size_t maxOut, const Dict* dict, Out* out) {
+  unsigned long long size = ZSTD_getFrameContentSize(src, n);
+  if (size == ZSTD_CONTENTSIZE_ERROR) return out->Fail("ERR_CORRUPT_PAYLOAD", "not a zstd frame");
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN) return out->Fail("ERR_CORRUPT_PAYLOAD", "zstd frame without a content size");
+  if (size > maxOut)
+    return out->Fail("ERR_MESSAGE_TOO_LARGE",
+                     "zstd frame declares " + std::to_string(size) + " bytes, above the limit of " + std::to_string(maxOut));
+  unsigned want = ZSTD_getDictID_fromFrame(src, n);
+  unsigned have = dict ? dict->id : 0;
+  if (want != have) {
+    return out->Fail("ERR_DICTIONARY", want == 0 ? "zstd frame needs no dictionary but one was given"
+                                       : "zstd frame needs dictionary " + std::to_string(want) +
+                                             (have ? ", given " + std::to_string(have) : ", none given"));
+  }
+  out->data = static_cast<uint8_t*>(std::malloc(size ? size : 1));
+  if (!out->data) return out->Fail("ERR_CODEC", "out of memory");
+  size_t r = dict ? ZSTD_decompress_usingDDict(Dctx(), out->data, size, src, n, dict->ddict)
+                  : ZSTD_decompressDCtx(Dctx(), out->data, size, src, n);
+  if (ZSTD_isError(r)) {
+    const char* code = ZSTD_getErrorCode(r) == ZSTD_error_dictionary_wrong ? "ERR_DICTIONARY" : "ERR_CORRUPT_PAYLOAD";
+    return out->Fail(code, std::string("corrupt zstd frame: ") + ZSTD_getErrorName(r));
+  }
+  if (r != size) return out->Fail("ERR_CORRUPT_PAYLOAD", "zstd frame content size does not match its data");
+  out->length = r;
+  return true;
+}
+
+// ---------------------------------------------------------------- JS glue
+
+class ZstdDictionary : public Napi::ObjectWrap<ZstdDictionary> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Define(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "ZstdDictionary", {InstanceAccessor<&ZstdDictionary::Id>("id")});
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+  // new ZstdDictionary(bytes, level)
+  explicit ZstdDictionary(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ZstdDictionary>(info) {
+    Bytes b;
+    if (!GetBytes(info, 0, &b)) return;
+    int level = info[1].As<Napi::Number>().Int32Value();
+    dict_ = std::make_shared<Dict>();
+    dict_->cdict = ZSTD_createCDict(b.data, b.length, level);
+    dict_->ddict = ZSTD_createDDict(b.data, b.length);
+    dict_->id = ZDICT_getDictID(b.data, b.length);
+    if (!dict_->cdict || !dict_->ddict) ThrowCode(info.Env(), "ERR_DICTIONARY", "not a usable zstd dictionary");
+  }
+  std::shared_ptr<Dict> dict_;
+
+ private:
+  Napi::Value Id(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dict_ ? dict_->id : 0); }
+};
+Napi::FunctionReference* ZstdDictionary::ctor = nullptr;
+
+std::shared_ptr<Dict> DictArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return nullptr;
+  return ZstdDictionary::Unwrap(info[i].As<Napi::Object>())->dict_;
+}
+
+// The work of one call, described so it can run here or on the pool.
+struct Job {
+  enum Kind { kLz4C, kLz4D, kZstdC, kZstdD } kind = kLz4C;
+  const uint8_t* src = nullptr;
+  size_t n = 0;
+  int level = 0;
+  size_t maxOut = 0;
+  std::shared_ptr<Dict> dict;
+  void Run(Out* out) const {
+    switch (kind) {
+      case kLz4C:
+        Lz4Compress(src, n, level, out);
+        break;
+      case kLz4D:
+        Lz4Decompress(src, n, maxOut, out);
+        break;
+      case kZstdC:
+        ZstdCompress(src, n, level, dict.get(), out);
+        break;
+      case kZstdD:
+        ZstdDecompress(src, n, maxOut, dict.get(), out);
+        break;
+    }
+  }
+};
+
+class JobWorker : public Napi::AsyncWorker {
+ public:
+  JobWorker(Napi::Env env, Job job, Napi::Value keep)
+      : Napi::AsyncWorker(env, "dwcp-codec"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
+    keep_ = Napi::Persistent(keep.As<Napi::Object>());
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { job_.Run(&out_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (out_.code) {
+      Napi::Error e = Napi::Error::New(env, out_.message);
+      e.Set("code", Napi::String::New(env, out_.code));
+      deferred_.Reject(e.Value());
+      return;
+    }
+    deferred_.Resolve(Adopt(env, out_));
+  }
+
+ private:
+  Job job_;
+  Out out_;
+  Napi::ObjectReference keep_;  // the input stays alive while the pool reads it
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value RunJob(const Napi::CallbackInfo& info, Job job, bool async) {
+  Napi::Env env = info.Env();
+  if (!async) {
+    Out out;
+    job.Run(&out);
+    return Adopt(env, out);
+  }
+  auto* w = new JobWorker(env, std::move(job), info[0]);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+template <Job::Kind K, bool Async>
+Napi::Value Codec(const Napi::CallbackInfo& info) {
+  Bytes b;
+  if (!GetBytes(info, 0, &b)) return info.Env().Undefined();
+  Job job;
+  job.kind = K;
+  job.src = b.data;
+  job.n = b.length;
+  if (K == Job::kLz4C || K == Job::kZstdC)
+    job.level = info[1].As<Napi::Number>().Int32Value();
+  else
+    job.maxOut = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
+  if (K == Job::kZstdC || K == Job::kZstdD) job.dict = DictArg(info, 2);
+  return RunJob(info, std::move(job), Async);
+}
+
+// zstdTrain(samples, sizes: Uint32Array, capacity) -> dictionary bytes
+Napi::Value Train(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes samples;
+  if (!GetBytes(info, 0, &samples)) return env.Undefined();
+  Napi::Uint32Array sizes = info[1].As<Napi::Uint32Array>();
+  size_t capacity = info[2].As<Napi::Number>().Uint32Value();
+  size_t total = 0;
+  for (size_t i = 0; i < sizes.ElementLength(); i++) total += sizes[i];
+  if (total > samples.length) {
+    ThrowCode(env, "ERR_INVALID_ARG", "sample sizes exceed the samples");
+    return env.Undefined();
+  }
+  Out out;
+  out.data = static_cast<uint8_t*>(std::malloc(capacity));
+  if (!out.data) {
+    ThrowCode(env, "ERR_CODEC", "out of memory");
+    return env.Undefined();
+  }
+  // ZDICT wants size_t sample sizes.
+  std::unique_ptr<size_t[]> sz(new size_t[sizes.ElementLength()]);
+  for (size_t i = 0; i < sizes.ElementLength(); i++) sz[i] = sizes[i];
+  size_t r = ZDICT_trainFromBuffer(out.data, capacity, samples.data, sz.get(), static_cast<unsigned>(sizes.ElementLength()));
+  if (ZDICT_isError(r)) {
+    ThrowCode(env, "ERR_DICTIONARY", std::string("dictionary training failed: ") + ZDICT_getErrorName(r));
+    return env.Undefined();
+  }
+  out.length = r;
+  return Adopt(env, out);
+}
+
+// zstdFrameDictId(frame) -> dictionary id the frame needs (0: none)
+Napi::Value FrameDictId(const Napi::CallbackInfo& info) {
+  Bytes b;
+  if (!GetBytes(info, 0, &b)) return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), ZSTD_getDictID_fromFrame(b.data, b.length));
+}
+
+}  // namespace
+
+void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
+  exports.Set("lz4Compress", Napi::Function::New(env, Codec<Job::kLz4C, false>, "lz4Compress"));
+  exports.Set("lz4Decompress", Napi::Function::New(env, Codec<Job::kLz4D, false>, "lz4Decompress"));
+  exports.Set("lz4CompressAsync", Napi::Function::New(env, Codec<Job::kLz4C, true>, "lz4CompressAsync"));
+  exports.Set("lz4DecompressAsync", Napi::Function::New(env, Codec<Job::kLz4D, true>, "lz4DecompressAsync"));
+  exports.Set("zstdCompress", Napi::Function::New(env, Codec<Job::kZstdC, false>, "zstdCompress"));
+  exports.Set("zstdDecompress", Napi::Function::New(env, Codec<Job::kZstdD, false>, "zstdDecompress"));
+  exports.Set("zstdCompressAsync", Napi::Function::New(env, Codec<Job::kZstdC, true>, "zstdCompressAsync"));
+  exports.Set("zstdDecompressAsync", Napi::Function::New(env, Codec<Job::kZstdD, true>, "zstdDecompressAsync"));
+  exports.Set("zstdTrain", Napi::Function::New(env, Train, "zstdTrain"));
+  exports.Set("zstdFrameDictId", Napi::Function::New(env, FrameDictId, "zstdFrameDictId"));
+  exports.Set("ZstdDictionary", ZstdDictionary::Define(env));
+  features.Set("codec", Napi::String::New(env, std::string("lz4 ") + LZ4_versionString() + ", zstd " + ZSTD_versionString()));
+}
+
+}  // namespace dwcp
+
+#else  // !DWCP_HAVE_CODECS
+
+namespace dwcp {
+void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
+  (void)exports;
+  features.Set("codec", Napi::Boolean::New(env, false));
+}
+}  // namespace dwcp
+
+#endif

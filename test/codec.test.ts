@@ -1,0 +1,240 @@
+// HDE codecs: round trips on this process's backend, both directions against the
+// other backend (a child process), decoding by the stock lz4 and zstd CLIs, and
+// every kind of bad input ending in a DWCPError code.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { beforeAll, describe, expect, it } from "vitest";
+import { makeImage } from "../bench/corpus.js";
+import {
+  codecBackend,
+  codecReady,
+  lz4Compress,
+  lz4Decompress,
+  trainDictionary,
+  ZstdDictionary,
+  zstdCompress,
+  zstdDecompress,
+  zstdFrameDictId,
+} from "../src/codec/index.js";
+import { ROOT } from "./helpers/child.js";
+import { nativeBuilt } from "./helpers/native.js";
+
+beforeAll(codecReady);
+
+const { image } = makeImage({ bytes: 8 << 20, seed: 7 });
+const pages = (n: number, from = 0) =>
+  Array.from({ length: n }, (_, i) => image.subarray((from + i) * 4096, (from + i + 1) * 4096));
+
+/** A dictionary: trained natively when possible; in a TS-only run, one made by a native child. */
+function dictionaryBytes(): Uint8Array | undefined {
+  if (codecBackend === "native") return trainDictionary(pages(1024, 0), 64 * 1024);
+  if (!nativeBuilt) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), "dwcp-dict-"));
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      `import { trainDictionary } from "./src/codec/index.js";
+       import { makeImage } from "./bench/corpus.js";
+       import { writeFileSync } from "node:fs";
+       const { image } = makeImage({ bytes: 8 << 20, seed: 7 });
+       const s = Array.from({ length: 1024 }, (_, i) => image.subarray(i * 4096, (i + 1) * 4096));
+       writeFileSync(process.env.OUT, trainDictionary(s, 64 * 1024));`,
+    ],
+    { cwd: ROOT, env: { ...process.env, DWCP_NATIVE: "1", OUT: join(dir, "dict") }, encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(r.stderr);
+  return readFileSync(join(dir, "dict"));
+}
+
+const dictBytes = dictionaryBytes();
+const dict = dictBytes ? new ZstdDictionary(dictBytes, 3) : undefined;
+const dictSkip = dict ? "" : " [skipped: no dictionary: training needs the native addon, which is not built]";
+
+type Variant = { name: string; enc: (d: Uint8Array) => Uint8Array; dec: (d: Uint8Array) => Uint8Array };
+const variants: Variant[] = [
+  { name: "lz4", enc: (d) => lz4Compress(d), dec: (d) => lz4Decompress(d) },
+  { name: "lz4 level 9", enc: (d) => lz4Compress(d, { level: 9 }), dec: (d) => lz4Decompress(d) },
+  { name: "zstd 1", enc: (d) => zstdCompress(d, { level: 1 }), dec: (d) => zstdDecompress(d) },
+  { name: "zstd 19", enc: (d) => zstdCompress(d, { level: 19 }), dec: (d) => zstdDecompress(d) },
+];
+
+describe(`codecs on the ${codecBackend} backend`, () => {
+  for (const v of variants) {
+    it(`${v.name}: round trip on the corpus, empty input and random sizes`, () => {
+      for (const d of [
+        image.subarray(0, 1 << 20),
+        new Uint8Array(0),
+        image.subarray(4096 * 100, 4096 * 100 + 77),
+      ]) {
+        expect(Buffer.compare(v.dec(v.enc(d)), d)).toBe(0);
+      }
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 70_000 }), (d) => Buffer.compare(v.dec(v.enc(d)), d) === 0),
+        { numRuns: 50 },
+      );
+    });
+  }
+
+  it.skipIf(!dict)(
+    `zstd with a trained dictionary: smaller pages, dictionary id in the frame${dictSkip}`,
+    () => {
+      let plain = 0;
+      let withDict = 0;
+      for (const p of pages(256, 1024)) {
+        const a = zstdCompress(p, { level: 3 });
+        const b = zstdCompress(p, { dictionary: dict! });
+        expect(zstdFrameDictId(b)).toBe(dict!.id);
+        expect(Buffer.compare(zstdDecompress(b, { dictionary: dict! }), p)).toBe(0);
+        plain += a.length;
+        withDict += b.length;
+      }
+      expect(dict!.id).toBeGreaterThan(0);
+      expect(withDict).toBeLessThan(plain);
+    },
+  );
+});
+
+describe("bad input ends in a DWCPError code", () => {
+  const sample = image.subarray(0, 64 * 1024);
+  it("truncated and foreign frames: ERR_CORRUPT_PAYLOAD", () => {
+    const l = lz4Compress(sample);
+    const z = zstdCompress(sample);
+    for (const [bad, dec] of [
+      [l.subarray(0, l.length - 5), lz4Decompress],
+      [l.subarray(0, 3), lz4Decompress],
+      [z.subarray(0, z.length - 5), zstdDecompress],
+      [z, lz4Decompress],
+      [l, zstdDecompress],
+      [new Uint8Array(100), zstdDecompress],
+    ] as const) {
+      expect(() => dec(bad)).toThrow(expect.objectContaining({ code: "ERR_CORRUPT_PAYLOAD" }));
+    }
+  });
+
+  it("a frame that would decode beyond maxBytes: ERR_MESSAGE_TOO_LARGE, before allocating", () => {
+    expect(() => lz4Decompress(lz4Compress(sample), { maxBytes: 1000 })).toThrow(
+      expect.objectContaining({ code: "ERR_MESSAGE_TOO_LARGE" }),
+    );
+    expect(() => zstdDecompress(zstdCompress(sample), { maxBytes: 1000 })).toThrow(
+      expect.objectContaining({ code: "ERR_MESSAGE_TOO_LARGE" }),
+    );
+  });
+
+  it.skipIf(!dict)(`a missing or wrong dictionary: ERR_DICTIONARY${dictSkip}`, () => {
+    const withDict = zstdCompress(pages(1, 2000)[0]!, { dictionary: dict! });
+    expect(() => zstdDecompress(withDict)).toThrow(expect.objectContaining({ code: "ERR_DICTIONARY" }));
+    const other = new Uint8Array(dictBytes!);
+    new DataView(other.buffer).setUint32(4, dict!.id + 1, true);
+    expect(() => zstdDecompress(withDict, { dictionary: new ZstdDictionary(other) })).toThrow(
+      expect.objectContaining({ code: "ERR_DICTIONARY" }),
+    );
+    expect(() => zstdDecompress(zstdCompress(sample), { dictionary: dict! })).toThrow(
+      expect.objectContaining({ code: "ERR_DICTIONARY" }),
+    );
+  });
+});
+
+// ------------------------------------------------------------ other backend
+
+const other = codecBackend === "native" ? "typescript" : "native";
+const otherSkip =
+  codecBackend === "typescript" && !nativeBuilt ? " [skipped: the native addon is not built]" : "";
+
+describe.skipIf(Boolean(otherSkip))(`${codecBackend} ↔ ${other}${otherSkip}`, () => {
+  it("each decodes everything the other writes, bit for bit (lz4, zstd, zstd + dictionary)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dwcp-codec-"));
+    const inputs = [image.subarray(0, 2 << 20), ...pages(8, 1500), new Uint8Array(0), Uint8Array.of(1, 2, 3)];
+    inputs.forEach((d, i) => writeFileSync(join(dir, `in${i}`), d));
+    if (dictBytes) writeFileSync(join(dir, "dict"), dictBytes);
+    // Ours → files.
+    inputs.forEach((d, i) => {
+      writeFileSync(join(dir, `ours${i}.lz4`), lz4Compress(d));
+      writeFileSync(join(dir, `ours${i}.zst`), zstdCompress(d, { level: 3 }));
+      if (dict) writeFileSync(join(dir, `ours${i}.dzst`), zstdCompress(d, { dictionary: dict }));
+    });
+    // The other backend decodes ours and writes its own.
+    const r = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import * as c from "./src/codec/index.js";
+         import { readFileSync, writeFileSync, existsSync } from "node:fs";
+         await c.codecReady();
+         const dir = process.env.DIR, n = Number(process.env.N);
+         const dict = existsSync(dir + "/dict") ? new c.ZstdDictionary(readFileSync(dir + "/dict"), 3) : undefined;
+         const bad = [];
+         for (let i = 0; i < n; i++) {
+           const input = readFileSync(dir + "/in" + i);
+           const same = (a) => Buffer.compare(Buffer.from(a), input) === 0;
+           if (!same(c.lz4Decompress(readFileSync(dir + "/ours" + i + ".lz4")))) bad.push("lz4 " + i);
+           if (!same(c.zstdDecompress(readFileSync(dir + "/ours" + i + ".zst")))) bad.push("zstd " + i);
+           if (dict && !same(c.zstdDecompress(readFileSync(dir + "/ours" + i + ".dzst"), { dictionary: dict }))) bad.push("dict " + i);
+           writeFileSync(dir + "/theirs" + i + ".lz4", c.lz4Compress(input));
+           writeFileSync(dir + "/theirs" + i + ".zst", c.zstdCompress(input, { level: 3 }));
+           if (dict) writeFileSync(dir + "/theirs" + i + ".dzst", c.zstdCompress(input, { dictionary: dict }));
+         }
+         console.log(JSON.stringify({ backend: c.codecBackend, bad }));`,
+      ],
+      {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          DWCP_NATIVE: other === "native" ? "1" : "0",
+          DIR: dir,
+          N: String(inputs.length),
+        },
+        encoding: "utf8",
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toEqual({ backend: other, bad: [] });
+    // We decode theirs.
+    inputs.forEach((d, i) => {
+      expect(Buffer.compare(lz4Decompress(readFileSync(join(dir, `theirs${i}.lz4`))), d)).toBe(0);
+      expect(Buffer.compare(zstdDecompress(readFileSync(join(dir, `theirs${i}.zst`))), d)).toBe(0);
+      if (dict)
+        expect(
+          Buffer.compare(zstdDecompress(readFileSync(join(dir, `theirs${i}.dzst`)), { dictionary: dict }), d),
+        ).toBe(0);
+    });
+  });
+});
+
+// ------------------------------------------------------------ stock CLIs
+
+const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+const cliSkip =
+  has("lz4") && has("zstd") ? "" : " [skipped: needs the lz4 and zstd CLIs (Debian: lz4, zstd)]";
+
+describe.skipIf(Boolean(cliSkip))(`payloads decode with the stock CLIs${cliSkip}`, () => {
+  it("lz4 -d and zstd -d [-D dict] give back the input", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dwcp-cli-"));
+    const input = image.subarray(0, 3 << 20);
+    writeFileSync(join(dir, "a.lz4"), lz4Compress(input));
+    writeFileSync(join(dir, "a.zst"), zstdCompress(input, { level: 19 }));
+    const run = (args: string[]) => {
+      const r = spawnSync(args[0]!, args.slice(1), { cwd: dir });
+      expect(r.status, String(r.stderr)).toBe(0);
+      return readFileSync(join(dir, args[args.length - 1]!));
+    };
+    expect(Buffer.compare(run(["lz4", "-d", "-f", "a.lz4", "a.out"]), input)).toBe(0);
+    expect(Buffer.compare(run(["zstd", "-d", "-f", "a.zst", "-o", "b.out"]), input)).toBe(0);
+    if (dict) {
+      const page = pages(1, 3000)[0]!;
+      writeFileSync(join(dir, "dict"), dictBytes!);
+      writeFileSync(join(dir, "p.zst"), zstdCompress(page, { dictionary: dict }));
+      expect(Buffer.compare(run(["zstd", "-d", "-f", "-D", "dict", "p.zst", "-o", "p.out"]), page)).toBe(0);
+    }
+  });
+});
