@@ -72,7 +72,7 @@ function fillText(out: Uint8Array, next: () => number): void {
       s = `\n${"    ".repeat(r % 3)}`;
       col = 0;
     } else {
-      s = `${WORDS[r % WORDS.length]}${r % 11 === 0 ? "_" + WORDS[(r >>> 8) % WORDS.length] : ""}${r % 7 === 0 ? ";" : " "}`;
+      s = `${WORDS[r % WORDS.length]}${r % 11 === 0 ? `_${WORDS[(r >>> 8) % WORDS.length]}` : ""}${r % 7 === 0 ? ";" : " "}`;
       col += s.length;
     }
     for (let i = 0; i < s.length && at < out.length; i++) out[at++] = s.charCodeAt(i);

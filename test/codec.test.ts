@@ -151,7 +151,7 @@ describe.skipIf(Boolean(otherSkip))(`${codecBackend} ↔ ${other}${otherSkip}`, 
   it("each decodes everything the other writes, bit for bit (lz4, zstd, zstd + dictionary)", () => {
     const dir = mkdtempSync(join(tmpdir(), "dwcp-codec-"));
     const inputs = [image.subarray(0, 2 << 20), ...pages(8, 1500), new Uint8Array(0), Uint8Array.of(1, 2, 3)];
-    inputs.forEach((d, i) => writeFileSync(join(dir, `in${i}`), d));
+    for (const [i, d] of inputs.entries()) writeFileSync(join(dir, `in${i}`), d);
     if (dictBytes) writeFileSync(join(dir, "dict"), dictBytes);
     // Ours → files.
     inputs.forEach((d, i) => {
