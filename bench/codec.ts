@@ -52,7 +52,6 @@ async function child(kind: string): Promise<Measure> {
   let ds: number;
   if (kind === "dwcp") {
     const c = await import("../src/codec/index.js");
-    await c.codecReady();
     await pool(input.slice(0, 16), (b) => c.lz4CompressAsync(b), []); // warm-up
     cs = await pool(input, (b) => c.lz4CompressAsync(b), packed);
     const t0 = performance.now();

@@ -6,11 +6,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { makeImage } from "../bench/corpus.js";
 import {
   codecBackend,
-  codecReady,
   lz4Compress,
   lz4Decompress,
   trainDictionary,
@@ -21,8 +20,6 @@ import {
 } from "../src/codec/index.js";
 import { ROOT } from "./helpers/child.js";
 import { nativeBuilt } from "./helpers/native.js";
-
-beforeAll(codecReady);
 
 const { image } = makeImage({ bytes: 8 << 20, seed: 7 });
 const pages = (n: number, from = 0) =>
@@ -169,8 +166,7 @@ describe.skipIf(Boolean(otherSkip))(`${codecBackend} ↔ ${other}${otherSkip}`, 
         "-e",
         `import * as c from "./src/codec/index.js";
          import { readFileSync, writeFileSync, existsSync } from "node:fs";
-         await c.codecReady();
-         const dir = process.env.DIR, n = Number(process.env.N);
+              const dir = process.env.DIR, n = Number(process.env.N);
          const dict = existsSync(dir + "/dict") ? new c.ZstdDictionary(readFileSync(dir + "/dict"), 3) : undefined;
          const bad = [];
          for (let i = 0; i < n; i++) {

@@ -13,6 +13,7 @@
  * @packageDocumentation
  */
 import { createRequire } from "node:module";
+import { createXXHash32, type IHasher } from "hash-wasm";
 import { DWCPError } from "../errors.js";
 import type { NativeBinding, NativeZstdDictionary } from "../native/binding.js";
 import { chooseBackend, loadNative } from "../native/load.js";
@@ -134,25 +135,29 @@ interface ZstdWasm {
 const require = createRequire(import.meta.url);
 let zstdWasm: ZstdWasm | undefined;
 let zstdCtx: { c: number; d: number } | undefined;
-
-/**
- * Loads the zstd wasm module; the TypeScript path needs it once before zstd.
- * (The native path needs nothing; calling this there is harmless.)
- */
-export async function codecReady(): Promise<void> {
-  if (backend.name === "native" || zstdWasm) return;
-  const m = require("@bokuweb/zstd-wasm") as ZstdWasm;
-  await m.init();
-  zstdWasm = m;
-}
+let xxh32: IHasher | undefined;
 
 function wasm(): ZstdWasm {
-  if (!zstdWasm)
-    throw new DWCPError(
-      "ERR_NATIVE_UNAVAILABLE",
-      "zstd on the TypeScript path needs `await codecReady()` first (it loads a wasm module)",
-    );
-  return zstdWasm;
+  return zstdWasm!;
+}
+
+/**
+ * lz4-napi writes no content size; DWCP frames always carry one (so a receiver
+ * can refuse an oversize payload before decoding it). Inserts it into the frame
+ * descriptor and recomputes the descriptor checksum (second byte of XXH32).
+ */
+function withContentSize(frame: Buffer, size: number): Buffer {
+  if (frame.length < 7 || frame.readUInt32LE(0) !== 0x184d2204 || (frame[4]! & 0x08) !== 0) return frame;
+  const out = Buffer.allocUnsafe(frame.length + 8);
+  frame.copy(out, 0, 0, 6); // magic, FLG, BD
+  out[4] = frame[4]! | 0x08;
+  out.writeUInt32LE(size % 0x1_0000_0000, 6);
+  out.writeUInt32LE(Math.floor(size / 0x1_0000_0000), 10);
+  xxh32!.init();
+  xxh32!.update(out.subarray(4, 14));
+  out[14] = xxh32!.digest("binary")[2]!; // (XXH32 >> 8) & 0xff; the digest is big-endian
+  frame.copy(out, 15, 7);
+  return out;
 }
 
 function checkSize(size: number | undefined, max: number, what: string): number {
@@ -184,7 +189,7 @@ function tsBackend(): CodecBackend {
   };
   return {
     name: "typescript",
-    lz4Compress: (d) => lz4.compressFrameSync(buf(d), { contentChecksum: false }),
+    lz4Compress: (d) => withContentSize(lz4.compressFrameSync(buf(d), { contentChecksum: false }), d.length),
     lz4Decompress: (d, max) => {
       const declared = lz4ContentSize(d);
       // Without a declared size (an empty input, or another encoder), LZ4's
@@ -205,7 +210,8 @@ function tsBackend(): CodecBackend {
         throw new DWCPError("ERR_CORRUPT_PAYLOAD", "LZ4 frame content size does not match its data");
       return out;
     },
-    lz4CompressAsync: async (d) => lz4.compressFrame(d, { contentChecksum: false }),
+    lz4CompressAsync: async (d) =>
+      withContentSize(await lz4.compressFrame(d, { contentChecksum: false }), d.length),
     zstdCompress: (d, level, dict) => zc(d, level, dict),
     zstdDecompress: (d, max, dict) => {
       const size = checkSize(zstdContentSize(d), max, "zstd");
@@ -243,6 +249,13 @@ function checkDict(frame: Uint8Array, dict: ZstdDictionary | undefined): void {
 }
 
 const backend: CodecBackend = chooseBackend("codec", nativeBackend, tsBackend());
+if (backend.name === "typescript") {
+  // The wasm modules instantiate asynchronously; after import every call is synchronous.
+  const m = require("@bokuweb/zstd-wasm") as ZstdWasm;
+  await m.init();
+  zstdWasm = m;
+  xxh32 = await createXXHash32(0);
+}
 
 /** `"native"` or `"typescript"`. */
 export const codecBackend: string = backend.name;

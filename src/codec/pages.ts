@@ -1,0 +1,465 @@
+/**
+ * The HDE page pipeline: memory or disk images cut into pages, sent as one
+ * self-describing frame per batch (docs/PROTOCOL.md §14).
+ *
+ * Per page: zero pages are elided; a page equal to the receiver's baseline
+ * page is sent as SAME; a page equal to an earlier page of this image is sent as
+ * a reference (DUP, checked byte for byte, never trusted to the hash alone);
+ * a changed page with a baseline is XORed against it (DELTA); anything else goes
+ * whole (FULL). DELTA and FULL bytes are compressed together with the batch's
+ * codec. Every page carries the XXH3-64 of its final contents, which the
+ * receiver checks after rebuilding it: a wrong baseline, a corrupt payload or a
+ * bug can cost an error and a resend, never a wrong page.
+ *
+ * A sender deltas only against a baseline the receiver acknowledged; the
+ * receiver keeps baselines in a {@link BaselineStore} with a memory cap, and a
+ * missing or evicted baseline is `ERR_BASELINE_MISSING`: the sender then sends
+ * that image whole.
+ */
+import { DWCPError } from "../errors.js";
+import { crc32c, hashPages } from "../hash/index.js";
+import type { Mode } from "../mode/classifier.js";
+import {
+  lz4Compress,
+  lz4Decompress,
+  type ZstdDictionary,
+  zstdCompress,
+  zstdDecompress,
+  zstdFrameDictId,
+} from "./index.js";
+
+const MAGIC = 0x47505744; // "DWPG"
+const VERSION = 1;
+export const PAGE_FRAME_HEADER = 56;
+
+/** Codec ids inside a page frame. */
+export const PageCodec = { NONE: 0, LZ4: 1, ZSTD: 2 } as const;
+export type PageCodecId = (typeof PageCodec)[keyof typeof PageCodec];
+
+/** What a page of a frame is. */
+export const PageKind = { ZERO: 0, SAME: 1, DUP: 2, FULL: 3, DELTA: 4 } as const;
+
+/** How to compress, from the path's mode (and the HDE flag). */
+export interface PagePolicy {
+  codec: PageCodecId;
+  level: number;
+  dictionary?: ZstdDictionary;
+}
+
+/**
+ * The mode policy: datacenter paths favour speed (LZ4, fast level); internet and
+ * hybrid paths favour size (zstd, deeper level, the trained dictionary when there
+ * is one). With the v3 compression flag off, v1 behaviour: LZ4 everywhere.
+ */
+export function policyFor(
+  mode: Mode | undefined,
+  o: { v3?: boolean; dictionary?: ZstdDictionary } = {},
+): PagePolicy {
+  if (!o.v3 || mode === undefined || mode === "datacenter") return { codec: PageCodec.LZ4, level: 1 };
+  return {
+    codec: PageCodec.ZSTD,
+    level: mode === "internet" ? 9 : 3,
+    ...(o.dictionary ? { dictionary: o.dictionary } : {}),
+  };
+}
+
+/** Counters of one encoded batch. */
+export interface BatchStats {
+  pages: number;
+  zero: number;
+  same: number;
+  dup: number;
+  full: number;
+  delta: number;
+  /** Bytes of FULL and DELTA pages before compression, and the frame's size. */
+  rawBytes: number;
+  frameBytes: number;
+}
+
+function isZero(p: Uint8Array): boolean {
+  const w = new BigUint64Array(p.buffer, p.byteOffset, p.byteLength >> 3);
+  for (let i = 0; i < w.length; i++) if (w[i] !== 0n) return false;
+  for (let i = w.length << 3; i < p.length; i++) if (p[i] !== 0) return false;
+  return true;
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(a, b) === 0;
+}
+
+function xorInto(out: Uint8Array, a: Uint8Array, b: Uint8Array): number {
+  // Word-wise when aligned (the common case: pages at page offsets).
+  let nonZero = 0;
+  if ((a.byteOffset | b.byteOffset | out.byteOffset) % 4 === 0 && a.length % 4 === 0) {
+    const x = new Uint32Array(out.buffer, out.byteOffset, a.length >> 2);
+    const y = new Uint32Array(a.buffer, a.byteOffset, a.length >> 2);
+    const z = new Uint32Array(b.buffer, b.byteOffset, b.length >> 2);
+    for (let i = 0; i < x.length; i++) {
+      const v = (y[i]! ^ z[i]!) >>> 0;
+      x[i] = v;
+      if (v !== 0) nonZero++;
+    }
+    return nonZero * 4;
+  }
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i]! ^ b[i]!;
+    out[i] = v;
+    if (v !== 0) nonZero++;
+  }
+  return nonZero;
+}
+
+/** Options of {@link encodePages}. */
+export interface EncodeOptions {
+  imageId: number;
+  /** Version of the image being sent (≥ 1). */
+  version: number;
+  /** @default 4096 */
+  pageSize?: number;
+  /** First page of the batch and how many. @default the whole image */
+  firstPage?: number;
+  pageCount?: number;
+  /** The receiver's acknowledged baseline of this image, if any. */
+  baseline?: { version: number; image: Uint8Array };
+  policy?: PagePolicy;
+}
+
+/**
+ * Encodes one batch of pages of `image` into a page frame.
+ * @returns the frame and what went into it
+ */
+export function encodePages(image: Uint8Array, o: EncodeOptions): { frame: Uint8Array; stats: BatchStats } {
+  const pageSize = o.pageSize ?? 4096;
+  if (!Number.isInteger(pageSize) || pageSize < 64 || pageSize % 8 !== 0)
+    throw new DWCPError("ERR_INVALID_ARG", `page size must be a multiple of 8, at least 64, got ${pageSize}`);
+  if (image.length % pageSize !== 0)
+    throw new DWCPError("ERR_INVALID_ARG", `image length ${image.length} is not a multiple of the page size`);
+  if (!Number.isInteger(o.version) || o.version < 1)
+    throw new DWCPError("ERR_INVALID_ARG", `image version must be a positive integer, got ${o.version}`);
+  const total = image.length / pageSize;
+  const first = o.firstPage ?? 0;
+  const count = o.pageCount ?? total - first;
+  if (first < 0 || count < 0 || first + count > total)
+    throw new DWCPError("ERR_INVALID_ARG", `pages ${first}…${first + count} are outside the image`);
+  const base = o.baseline;
+  if (base && (base.image.length !== image.length || base.version >= o.version))
+    throw new DWCPError(
+      "ERR_INVALID_ARG",
+      "a baseline must be an earlier version of an image of the same size",
+    );
+  const policy = o.policy ?? { codec: PageCodec.LZ4, level: 1 };
+
+  const batch = image.subarray(first * pageSize, (first + count) * pageSize);
+  const hashes = hashPages(batch, pageSize);
+  const baseHashes = base
+    ? hashPages(base.image.subarray(first * pageSize, (first + count) * pageSize), pageSize)
+    : undefined;
+  const kinds = new Uint8Array(count);
+  const refs: number[] = [];
+  const raw: Uint8Array[] = [];
+  let rawBytes = 0;
+  const stats: BatchStats = {
+    pages: count,
+    zero: 0,
+    same: 0,
+    dup: 0,
+    full: 0,
+    delta: 0,
+    rawBytes: 0,
+    frameBytes: 0,
+  };
+  // Pages of this batch already sent, by hash (dedup within the batch).
+  const seen = new Map<bigint, number>();
+  for (let i = 0; i < count; i++) {
+    const page = batch.subarray(i * pageSize, (i + 1) * pageSize);
+    const h = hashes[i]!;
+    const basePage = base?.image.subarray((first + i) * pageSize, (first + i + 1) * pageSize);
+    if (isZero(page)) {
+      kinds[i] = PageKind.ZERO;
+      stats.zero++;
+      continue;
+    }
+    if (basePage && baseHashes![i] === h && equal(page, basePage)) {
+      kinds[i] = PageKind.SAME;
+      stats.same++;
+      continue;
+    }
+    const earlier = seen.get(h);
+    if (earlier !== undefined && equal(page, batch.subarray(earlier * pageSize, (earlier + 1) * pageSize))) {
+      kinds[i] = PageKind.DUP;
+      refs.push(first + earlier);
+      stats.dup++;
+      continue;
+    }
+    seen.set(h, i);
+    if (basePage) {
+      const x = new Uint8Array(pageSize);
+      // A page that changed almost entirely is cheaper whole than as a delta.
+      if (xorInto(x, page, basePage) < pageSize / 2) {
+        kinds[i] = PageKind.DELTA;
+        raw.push(x);
+        rawBytes += pageSize;
+        stats.delta++;
+        continue;
+      }
+    }
+    kinds[i] = PageKind.FULL;
+    raw.push(page);
+    rawBytes += pageSize;
+    stats.full++;
+  }
+
+  // Compress FULL and DELTA bytes together; keep them raw when that does not pay.
+  const joined = raw.length === 1 ? raw[0]! : Buffer.concat(raw, rawBytes);
+  let codec: PageCodecId = policy.codec;
+  let payload: Uint8Array = joined;
+  let dictId = 0;
+  if (rawBytes > 0 && codec !== PageCodec.NONE) {
+    payload =
+      codec === PageCodec.LZ4
+        ? lz4Compress(joined, { level: policy.level })
+        : zstdCompress(joined, {
+            level: policy.level,
+            ...(policy.dictionary ? { dictionary: policy.dictionary } : {}),
+          });
+    if (payload.length >= rawBytes * 0.97) {
+      payload = joined;
+      codec = PageCodec.NONE;
+    } else if (codec === PageCodec.ZSTD) dictId = zstdFrameDictId(payload);
+  } else codec = PageCodec.NONE;
+
+  const size = PAGE_FRAME_HEADER + count + refs.length * 4 + count * 8 + payload.length;
+  const frame = new Uint8Array(size);
+  const v = new DataView(frame.buffer);
+  v.setUint32(0, MAGIC, true);
+  v.setUint8(4, VERSION);
+  v.setUint8(5, codec);
+  v.setUint32(8, pageSize, true);
+  v.setUint32(12, count, true);
+  v.setUint32(16, dictId, true);
+  v.setUint32(20, o.imageId >>> 0, true);
+  v.setUint32(24, o.version, true);
+  v.setUint32(28, base?.version ?? 0, true);
+  v.setUint32(32, first, true);
+  v.setUint32(36, 0, true);
+  v.setUint32(40, refs.length, true);
+  v.setUint32(44, payload.length, true);
+  v.setUint32(48, rawBytes, true);
+  let at = PAGE_FRAME_HEADER;
+  frame.set(kinds, at);
+  at += count;
+  for (const r of refs) {
+    v.setUint32(at, r, true);
+    at += 4;
+  }
+  for (let i = 0; i < count; i++) {
+    v.setBigUint64(at, hashes[i]!, true);
+    at += 8;
+  }
+  frame.set(payload, at);
+  v.setUint32(52, crc32c(frame.subarray(PAGE_FRAME_HEADER), crc32c(frame.subarray(0, 52))), true);
+  stats.rawBytes = rawBytes;
+  stats.frameBytes = size;
+  return { frame, stats };
+}
+
+/** Header facts of a page frame (validated). */
+export interface PageFrameInfo {
+  codec: PageCodecId;
+  pageSize: number;
+  pageCount: number;
+  dictId: number;
+  imageId: number;
+  version: number;
+  baseVersion: number;
+  firstPage: number;
+}
+
+/** Reads and checks a page frame's header and checksum. */
+export function readPageFrame(frame: Uint8Array): PageFrameInfo {
+  if (frame.length < PAGE_FRAME_HEADER)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame truncated in its header");
+  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (v.getUint32(0, true) !== MAGIC) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "not a page frame");
+  if (v.getUint8(4) !== VERSION)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", `page frame version ${v.getUint8(4)}`);
+  const count = v.getUint32(12, true);
+  const refs = v.getUint32(40, true);
+  const payload = v.getUint32(44, true);
+  if (PAGE_FRAME_HEADER + count + refs * 4 + count * 8 + payload !== frame.length)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame length does not match its header (truncated?)");
+  if (v.getUint32(52, true) !== crc32c(frame.subarray(PAGE_FRAME_HEADER), crc32c(frame.subarray(0, 52))))
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame checksum mismatch");
+  const codec = v.getUint8(5);
+  if (codec > PageCodec.ZSTD) throw new DWCPError("ERR_CORRUPT_PAYLOAD", `unknown page codec ${codec}`);
+  return {
+    codec: codec as PageCodecId,
+    pageSize: v.getUint32(8, true),
+    pageCount: count,
+    dictId: v.getUint32(16, true),
+    imageId: v.getUint32(20, true),
+    version: v.getUint32(24, true),
+    baseVersion: v.getUint32(28, true),
+    firstPage: v.getUint32(32, true),
+  };
+}
+
+/** Options of {@link decodePages}. */
+export interface DecodeOptions {
+  /** The image being rebuilt (its pages before the batch are already in place). */
+  target: Uint8Array;
+  /** Baselines the receiver holds. */
+  baselines?: BaselineStore;
+  /** Dictionaries by id. */
+  dictionaries?: ReadonlyMap<number, ZstdDictionary>;
+}
+
+/**
+ * Rebuilds one batch into `target`, checking every page against its hash.
+ * @throws DWCPError `ERR_BASELINE_MISSING` (the sender must send the image
+ *   whole), `ERR_DICTIONARY`, `ERR_CORRUPT_PAYLOAD`; `target` is then unspecified
+ *   for this batch's pages
+ */
+export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo {
+  const info = readPageFrame(frame);
+  const { pageSize, pageCount: count, firstPage: first } = info;
+  if (o.target.length % pageSize !== 0 || (first + count) * pageSize > o.target.length)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
+  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  let base: Uint8Array | undefined;
+  if (info.baseVersion !== 0) {
+    base = o.baselines?.get(info.imageId, info.baseVersion);
+    if (!base || base.length !== o.target.length)
+      throw new DWCPError(
+        "ERR_BASELINE_MISSING",
+        `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
+      );
+  }
+  const kinds = frame.subarray(PAGE_FRAME_HEADER, PAGE_FRAME_HEADER + count);
+  const refCount = v.getUint32(40, true);
+  let at = PAGE_FRAME_HEADER + count;
+  const refsAt = at;
+  at += refCount * 4;
+  const hashesAt = at;
+  at += count * 8;
+  const payload = frame.subarray(at);
+  const rawBytes = v.getUint32(48, true);
+  let raw: Uint8Array;
+  if (info.codec === PageCodec.NONE) raw = payload;
+  else if (info.codec === PageCodec.LZ4) raw = lz4Decompress(payload, { maxBytes: rawBytes });
+  else {
+    const dict = info.dictId ? o.dictionaries?.get(info.dictId) : undefined;
+    if (info.dictId && !dict)
+      throw new DWCPError("ERR_DICTIONARY", `page frame needs dictionary ${info.dictId}`);
+    raw = zstdDecompress(payload, { maxBytes: rawBytes, ...(dict ? { dictionary: dict } : {}) });
+  }
+  if (raw.length !== rawBytes)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload has the wrong size");
+  let rawAt = 0;
+  let ref = 0;
+  const batch = o.target.subarray(first * pageSize, (first + count) * pageSize);
+  for (let i = 0; i < count; i++) {
+    const out = batch.subarray(i * pageSize, (i + 1) * pageSize);
+    const basePage = base?.subarray((first + i) * pageSize, (first + i + 1) * pageSize);
+    switch (kinds[i]) {
+      case PageKind.ZERO:
+        out.fill(0);
+        break;
+      case PageKind.SAME:
+        if (!basePage) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "SAME page without a baseline");
+        out.set(basePage);
+        break;
+      case PageKind.DUP: {
+        if (ref >= refCount) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more DUP pages than references");
+        const src = v.getUint32(refsAt + 4 * ref++, true);
+        if (src < first || src >= first + i)
+          throw new DWCPError("ERR_CORRUPT_PAYLOAD", `DUP of page ${src}, not sent before`);
+        out.set(o.target.subarray(src * pageSize, (src + 1) * pageSize));
+        break;
+      }
+      case PageKind.FULL:
+      case PageKind.DELTA: {
+        if (rawAt + pageSize > raw.length)
+          throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
+        const bytes = raw.subarray(rawAt, rawAt + pageSize);
+        rawAt += pageSize;
+        if (kinds[i] === PageKind.FULL) out.set(bytes);
+        else {
+          if (!basePage) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "DELTA page without a baseline");
+          xorInto(out, bytes, basePage);
+        }
+        break;
+      }
+      default:
+        throw new DWCPError("ERR_CORRUPT_PAYLOAD", `unknown page kind ${kinds[i]}`);
+    }
+  }
+  // Every page as rebuilt must be the page the sender hashed.
+  const got = hashPages(batch, pageSize);
+  for (let i = 0; i < count; i++) {
+    if (got[i] !== v.getBigUint64(hashesAt + 8 * i, true))
+      throw new DWCPError("ERR_CORRUPT_PAYLOAD", `page ${first + i} does not match its hash after decoding`);
+  }
+  return info;
+}
+
+/**
+ * The receiver's baselines: whole images by (image id, version), most recently
+ * used kept, least recently used evicted above `maxBytes`.
+ */
+export class BaselineStore {
+  readonly maxBytes: number;
+  readonly #images = new Map<string, Uint8Array>();
+  #bytes = 0;
+  evictions = 0;
+
+  constructor(maxBytes = 1 << 30) {
+    this.maxBytes = maxBytes;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Stores `image` (kept by reference: do not modify it afterwards). */
+  put(imageId: number, version: number, image: Uint8Array): void {
+    const k = `${imageId}:${version}`;
+    const old = this.#images.get(k);
+    if (old) {
+      this.#bytes -= old.length;
+      this.#images.delete(k);
+    }
+    this.#images.set(k, image);
+    this.#bytes += image.length;
+    for (const [key, img] of this.#images) {
+      if (this.#bytes <= this.maxBytes || key === k) break;
+      this.#images.delete(key);
+      this.#bytes -= img.length;
+      this.evictions++;
+    }
+  }
+
+  get(imageId: number, version: number): Uint8Array | undefined {
+    const k = `${imageId}:${version}`;
+    const img = this.#images.get(k);
+    if (img) {
+      // Most recently used goes last.
+      this.#images.delete(k);
+      this.#images.set(k, img);
+    }
+    return img;
+  }
+
+  has(imageId: number, version: number): boolean {
+    return this.#images.has(`${imageId}:${version}`);
+  }
+
+  delete(imageId: number, version: number): void {
+    const k = `${imageId}:${version}`;
+    const img = this.#images.get(k);
+    if (img) {
+      this.#images.delete(k);
+      this.#bytes -= img.length;
+    }
+  }
+}
