@@ -6,6 +6,37 @@
  *
  * @packageDocumentation
  */
+
+export {
+  type CompressOptions,
+  codecBackend,
+  DEFAULT_MAX_DECODED,
+  type DecompressOptions,
+  lz4Compress,
+  lz4CompressAsync,
+  lz4Decompress,
+  trainDictionary,
+  type ZstdCompressOptions,
+  type ZstdDecompressOptions,
+  ZstdDictionary,
+  zstdCompress,
+  zstdCompressAsync,
+  zstdDecompress,
+} from "./codec/index.js";
+export {
+  BaselineStore,
+  type BatchStats,
+  type DecodeOptions,
+  decodePages,
+  type EncodeOptions,
+  encodePages,
+  PageCodec,
+  type PageFrameInfo,
+  PageKind,
+  type PagePolicy,
+  policyFor,
+  readPageFrame,
+} from "./codec/pages.js";
 export { DWCPError, type DWCPErrorCode, type DWCPErrorOptions, ERROR_CODES, isDWCPError } from "./errors.js";
 export {
   DEFAULT_FLAGS,
