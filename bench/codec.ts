@@ -2,7 +2,7 @@
 // 1 MiB independent blocks: compress and decompress MB/s (uncompressed bytes per
 // second) and ratio, against, in the same run and interleaved rounds:
 //   the lz4 CLI's in-memory benchmark (`lz4 -b1 -B1048576`, one core), and
-//   lz4-napi's frame API (async, 8 calls in flight on the libuv pool).
+//   lz4-napi's frame API, async (8 calls in flight on the libuv pool) and sync.
 // DWCP runs through its public API: lz4CompressAsync with 8 blocks in flight (both
 // cores) and lz4Decompress. Each contender runs in its own process.
 // Goals (#6): ≥ 1.0× the CLI's compress MB/s at ≥ its ratio; ≥ 3× lz4-napi.
@@ -57,12 +57,23 @@ async function child(kind: string): Promise<Measure> {
     const t0 = performance.now();
     for (const p of packed) c.lz4Decompress(p, { maxBytes: BLOCK });
     ds = (performance.now() - t0) / 1000;
-  } else {
+  } else if (kind === "lz4-napi") {
     const l = await import("lz4-napi");
     await pool(input.slice(0, 16), (b) => l.compressFrame(b), []);
     cs = await pool(input, (b) => l.compressFrame(b), packed);
     const out: Uint8Array[] = [];
     ds = await pool(packed, (p) => l.decompressFrame(p), out);
+  } else {
+    // lz4-napi's synchronous frame API, one block at a time on the main thread.
+    const l = await import("lz4-napi");
+    const buf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.length);
+    for (const b of input.slice(0, 16)) l.compressFrameSync(buf(b));
+    let t0 = performance.now();
+    for (const b of input) packed.push(l.compressFrameSync(buf(b)));
+    cs = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    for (const p of packed) l.decompressFrameSync(buf(p));
+    ds = (performance.now() - t0) / 1000;
   }
   const compressed = packed.reduce((n, p) => n + p.length, 0);
   return {
@@ -101,7 +112,7 @@ async function main(): Promise<void> {
   mkdirSync(WORK_DIR, { recursive: true });
   const file = join(WORK_DIR, `corpus-${MIB}m.bin`);
   writeFileSync(file, makeImage({ bytes: MIB << 20, seed: 1 }).image);
-  const samples: Record<string, Measure[]> = { dwcp: [], "lz4-cli": [], "lz4-napi": [] };
+  const samples: Record<string, Measure[]> = { dwcp: [], "lz4-cli": [], "lz4-napi": [], "lz4-napi-sync": [] };
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of Object.keys(samples)) {
       const m = c === "lz4-cli" ? cli(file) : runChild(c);
@@ -120,6 +131,7 @@ async function main(): Promise<void> {
       peers: {
         "lz4-cli-b1": med("lz4-cli", "compressMBps"),
         "lz4-napi-async": med("lz4-napi", "compressMBps"),
+        "lz4-napi-sync": med("lz4-napi-sync", "compressMBps"),
       },
       detail: {
         method: `${ROUNDS} interleaved rounds, each contender in its own process; DWCP and lz4-napi with ${IN_FLIGHT} blocks in flight on the libuv pool (both cores); the CLI's -b mode is single-threaded`,
@@ -127,11 +139,13 @@ async function main(): Promise<void> {
           dwcp: med("dwcp", "ratio"),
           "lz4-cli-b1": med("lz4-cli", "ratio"),
           "lz4-napi-async": med("lz4-napi", "ratio"),
+          "lz4-napi-sync": med("lz4-napi-sync", "ratio"),
         },
         decompressMBps: {
           dwcp: med("dwcp", "decompressMBps"),
           "lz4-cli-b1": med("lz4-cli", "decompressMBps"),
           "lz4-napi-async": med("lz4-napi", "decompressMBps"),
+          "lz4-napi-sync": med("lz4-napi-sync", "decompressMBps"),
         },
         goals: { "lz4-cli-b1": 1.0, "lz4-napi-async": 3, ratio: "≥ the CLI's" },
         samples,

@@ -4,7 +4,14 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { renderSummary } from "./lib/summary.js";
 
-const BENCHES = ["hash", "transport-loopback", "transport-small", "transport-wan", "mode-detect"] as const;
+const BENCHES = [
+  "hash",
+  "transport-loopback",
+  "transport-small",
+  "transport-wan",
+  "codec",
+  "mode-detect",
+] as const;
 
 const name = process.argv[2];
 if (!name || (name !== "all" && !(BENCHES as readonly string[]).includes(name))) {
