@@ -213,14 +213,14 @@ describe("failures end in a code or a full resend, never a wrong page", () => {
     expect(Buffer.compare(receive(send(v2, 2, policy), v2.length, store), v2)).toBe(0);
   });
 
-  it("a baseline that is not what the sender had: the page hashes catch it (ERR_CORRUPT_PAYLOAD)", () => {
+  it("a baseline that is not what the sender had: its digest does not match (ERR_BASELINE_MISSING)", () => {
     const store = new BaselineStore();
     const wrong = new Uint8Array(v1);
     const at = dirty[0]! * PAGE + 5; // a page the sender sends as a delta
     wrong[at] = wrong[at]! ^ 0xff;
     store.put(7, 1, wrong);
     expect(() => receive(send(v2, 2, policy, { version: 1, image: v1 }), v2.length, store)).toThrow(
-      expect.objectContaining({ code: "ERR_CORRUPT_PAYLOAD" }),
+      expect.objectContaining({ code: "ERR_BASELINE_MISSING" }),
     );
   });
 

@@ -17,7 +17,7 @@
  * that image whole.
  */
 import { DWCPError } from "../errors.js";
-import { crc32c, hashPages } from "../hash/index.js";
+import { crc32c, hashPages, xxh3_64 } from "../hash/index.js";
 import type { Mode } from "../mode/classifier.js";
 import {
   lz4Compress,
@@ -30,7 +30,7 @@ import {
 
 const MAGIC = 0x47505744; // "DWPG"
 const VERSION = 1;
-export const PAGE_FRAME_HEADER = 56;
+export const PAGE_FRAME_HEADER = 72;
 
 /** Codec ids inside a page frame. */
 export const PageCodec = { NONE: 0, LZ4: 1, ZSTD: 2 } as const;
@@ -209,12 +209,19 @@ export function encodePages(image: Uint8Array, o: EncodeOptions): { frame: Uint8
     stats.full++;
   }
 
-  // Compress FULL and DELTA bytes together; keep them raw when that does not pay.
-  const joined = raw.length === 1 ? raw[0]! : Buffer.concat(raw, rawBytes);
+  // The page map, the references and the FULL/DELTA bytes are compressed
+  // together (the map of a mostly unchanged image is long runs of one kind);
+  // kept raw when compression does not pay.
+  const map = new Uint8Array(count + refs.length * 4);
+  map.set(kinds, 0);
+  const mv = new DataView(map.buffer);
+  refs.forEach((r, k) => mv.setUint32(count + 4 * k, r, true));
+  const rawLength = map.length + rawBytes;
+  const joined = Buffer.concat([map, ...raw], rawLength);
   let codec: PageCodecId = policy.codec;
   let payload: Uint8Array = joined;
   let dictId = 0;
-  if (rawBytes > 0 && codec !== PageCodec.NONE) {
+  if (codec !== PageCodec.NONE) {
     payload =
       codec === PageCodec.LZ4
         ? lz4Compress(joined, { level: policy.level })
@@ -222,13 +229,18 @@ export function encodePages(image: Uint8Array, o: EncodeOptions): { frame: Uint8
             level: policy.level,
             ...(policy.dictionary ? { dictionary: policy.dictionary } : {}),
           });
-    if (payload.length >= rawBytes * 0.97) {
+    if (payload.length >= rawLength * 0.97) {
       payload = joined;
       codec = PageCodec.NONE;
     } else if (codec === PageCodec.ZSTD) dictId = zstdFrameDictId(payload);
-  } else codec = PageCodec.NONE;
+  }
 
-  const size = PAGE_FRAME_HEADER + count + refs.length * 4 + count * 8 + payload.length;
+  // Only pages whose bytes travel carry a hash: ZERO is zeros, SAME is the
+  // baseline's page (the baseline itself is checked through its digest), DUP
+  // repeats a page already checked.
+  const sent: number[] = [];
+  for (let i = 0; i < count; i++) if (kinds[i] === PageKind.FULL || kinds[i] === PageKind.DELTA) sent.push(i);
+  const size = PAGE_FRAME_HEADER + sent.length * 8 + payload.length;
   const frame = new Uint8Array(size);
   const v = new DataView(frame.buffer);
   v.setUint32(0, MAGIC, true);
@@ -244,23 +256,29 @@ export function encodePages(image: Uint8Array, o: EncodeOptions): { frame: Uint8
   v.setUint32(36, 0, true);
   v.setUint32(40, refs.length, true);
   v.setUint32(44, payload.length, true);
-  v.setUint32(48, rawBytes, true);
+  v.setUint32(48, rawLength, true);
+  v.setUint32(52, sent.length, true);
+  v.setBigUint64(56, baseHashes ? baselineDigest(baseHashes) : 0n, true);
   let at = PAGE_FRAME_HEADER;
-  frame.set(kinds, at);
-  at += count;
-  for (const r of refs) {
-    v.setUint32(at, r, true);
-    at += 4;
-  }
-  for (let i = 0; i < count; i++) {
+  for (const i of sent) {
     v.setBigUint64(at, hashes[i]!, true);
     at += 8;
   }
   frame.set(payload, at);
-  v.setUint32(52, crc32c(frame.subarray(PAGE_FRAME_HEADER), crc32c(frame.subarray(0, 52))), true);
+  v.setUint32(64, frameCrc(frame), true);
   stats.rawBytes = rawBytes;
   stats.frameBytes = size;
   return { frame, stats };
+}
+
+/** XXH3-64 over a batch's baseline page hashes: both sides must hold the same baseline. */
+function baselineDigest(pageHashes: BigUint64Array): bigint {
+  return xxh3_64(new Uint8Array(pageHashes.buffer, pageHashes.byteOffset, pageHashes.byteLength));
+}
+
+/** CRC-32C of the header without its CRC field, continued over the rest. */
+function frameCrc(frame: Uint8Array): number {
+  return crc32c(frame.subarray(68), crc32c(frame.subarray(0, 64)));
 }
 
 /** Header facts of a page frame (validated). */
@@ -284,12 +302,13 @@ export function readPageFrame(frame: Uint8Array): PageFrameInfo {
   if (v.getUint8(4) !== VERSION)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", `page frame version ${v.getUint8(4)}`);
   const count = v.getUint32(12, true);
-  const refs = v.getUint32(40, true);
   const payload = v.getUint32(44, true);
-  if (PAGE_FRAME_HEADER + count + refs * 4 + count * 8 + payload !== frame.length)
+  const hashed = v.getUint32(52, true);
+  if (PAGE_FRAME_HEADER + hashed * 8 + payload !== frame.length)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame length does not match its header (truncated?)");
-  if (v.getUint32(52, true) !== crc32c(frame.subarray(PAGE_FRAME_HEADER), crc32c(frame.subarray(0, 52))))
+  if (v.getUint32(64, true) !== frameCrc(frame))
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame checksum mismatch");
+  if (hashed > count) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more page hashes than pages");
   const codec = v.getUint8(5);
   if (codec > PageCodec.ZSTD) throw new DWCPError("ERR_CORRUPT_PAYLOAD", `unknown page codec ${codec}`);
   return {
@@ -334,30 +353,38 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
         "ERR_BASELINE_MISSING",
         `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
       );
+    const digest = baselineDigest(
+      hashPages(base.subarray(first * pageSize, (first + count) * pageSize), pageSize),
+    );
+    if (digest !== v.getBigUint64(56, true))
+      throw new DWCPError(
+        "ERR_BASELINE_MISSING",
+        `image ${info.imageId} version ${info.baseVersion} held here differs from the sender's baseline`,
+      );
   }
-  const kinds = frame.subarray(PAGE_FRAME_HEADER, PAGE_FRAME_HEADER + count);
   const refCount = v.getUint32(40, true);
-  let at = PAGE_FRAME_HEADER + count;
-  const refsAt = at;
-  at += refCount * 4;
-  const hashesAt = at;
-  at += count * 8;
-  const payload = frame.subarray(at);
-  const rawBytes = v.getUint32(48, true);
+  const hashed = v.getUint32(52, true);
+  const rawLength = v.getUint32(48, true);
+  const hashesAt = PAGE_FRAME_HEADER;
+  const payload = frame.subarray(PAGE_FRAME_HEADER + hashed * 8);
   let raw: Uint8Array;
   if (info.codec === PageCodec.NONE) raw = payload;
-  else if (info.codec === PageCodec.LZ4) raw = lz4Decompress(payload, { maxBytes: rawBytes });
+  else if (info.codec === PageCodec.LZ4) raw = lz4Decompress(payload, { maxBytes: rawLength });
   else {
     const dict = info.dictId ? o.dictionaries?.get(info.dictId) : undefined;
     if (info.dictId && !dict)
       throw new DWCPError("ERR_DICTIONARY", `page frame needs dictionary ${info.dictId}`);
-    raw = zstdDecompress(payload, { maxBytes: rawBytes, ...(dict ? { dictionary: dict } : {}) });
+    raw = zstdDecompress(payload, { maxBytes: rawLength, ...(dict ? { dictionary: dict } : {}) });
   }
-  if (raw.length !== rawBytes)
+  if (raw.length !== rawLength || rawLength !== count + refCount * 4 + hashed * pageSize)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload has the wrong size");
-  let rawAt = 0;
+  const kinds = raw.subarray(0, count);
+  const rv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  let rawAt = count + refCount * 4;
   let ref = 0;
+  let h = 0;
   const batch = o.target.subarray(first * pageSize, (first + count) * pageSize);
+  const check: number[] = [];
   for (let i = 0; i < count; i++) {
     const out = batch.subarray(i * pageSize, (i + 1) * pageSize);
     const basePage = base?.subarray((first + i) * pageSize, (first + i + 1) * pageSize);
@@ -371,7 +398,7 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
         break;
       case PageKind.DUP: {
         if (ref >= refCount) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more DUP pages than references");
-        const src = v.getUint32(refsAt + 4 * ref++, true);
+        const src = rv.getUint32(count + 4 * ref++, true);
         if (src < first || src >= first + i)
           throw new DWCPError("ERR_CORRUPT_PAYLOAD", `DUP of page ${src}, not sent before`);
         out.set(o.target.subarray(src * pageSize, (src + 1) * pageSize));
@@ -379,8 +406,7 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
       }
       case PageKind.FULL:
       case PageKind.DELTA: {
-        if (rawAt + pageSize > raw.length)
-          throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
+        if (h++ >= hashed) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more FULL/DELTA pages than hashes");
         const bytes = raw.subarray(rawAt, rawAt + pageSize);
         rawAt += pageSize;
         if (kinds[i] === PageKind.FULL) out.set(bytes);
@@ -388,18 +414,21 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
           if (!basePage) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "DELTA page without a baseline");
           xorInto(out, bytes, basePage);
         }
+        check.push(i);
         break;
       }
       default:
         throw new DWCPError("ERR_CORRUPT_PAYLOAD", `unknown page kind ${kinds[i]}`);
     }
   }
-  // Every page as rebuilt must be the page the sender hashed.
+  if (h !== hashed || ref !== refCount)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page map does not match its counts");
+  // Every page whose bytes travelled must be the page the sender hashed.
   const got = hashPages(batch, pageSize);
-  for (let i = 0; i < count; i++) {
-    if (got[i] !== v.getBigUint64(hashesAt + 8 * i, true))
+  check.forEach((i, k) => {
+    if (got[i] !== v.getBigUint64(hashesAt + 8 * k, true))
       throw new DWCPError("ERR_CORRUPT_PAYLOAD", `page ${first + i} does not match its hash after decoding`);
-  }
+  });
   return info;
 }
 
