@@ -10,6 +10,7 @@ const BENCHES = [
   "transport-small",
   "transport-wan",
   "codec",
+  "delta",
   "mode-detect",
 ] as const;
 
