@@ -21,8 +21,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
+#include "hash.h"
 #include "util.h"
 
 namespace dwcp {
@@ -180,6 +183,181 @@ bool ZstdDecompress(const uint8_t* src, size_t n, size_t maxOut, const Dict* dic
   return true;
 }
 
+// ---------------------------------------------------------------- page frames
+//
+// The native twin of src/codec/pages.ts encodePages(): the same decisions in the
+// same order, so for the same codec library it writes the same bytes (tested).
+// One call per batch, on the libuv pool.
+
+constexpr uint32_t kPageMagic = 0x47505744;  // "DWPG"
+constexpr size_t kPageHeader = 72;
+enum PageKindId : uint8_t { kZero = 0, kSame = 1, kDup = 2, kFull = 3, kDelta = 4 };
+
+struct PageJob {
+  const uint8_t* image = nullptr;
+  const uint8_t* base = nullptr;  // whole baseline image, or null
+  const uint64_t* baseHashes = nullptr;  // whole-image page hashes of the baseline, or null
+  size_t pageSize = 4096;
+  size_t first = 0, count = 0;
+  int codec = 1, level = 1;
+  std::shared_ptr<Dict> dict;
+  uint32_t imageId = 0, version = 1, baseVersion = 0;
+};
+
+bool IsZero(const uint8_t* p, size_t n) {
+  const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
+  for (size_t i = 0; i < n / 8; i++)
+    if (w[i] != 0) return false;
+  return true;
+}
+
+// XOR into out; returns the number of non-zero 4-byte groups × 4 (as the TS twin counts).
+size_t XorInto(uint8_t* out, const uint8_t* a, const uint8_t* b, size_t n) {
+  size_t nonZero = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    uint32_t x, y;
+    std::memcpy(&x, a + i, 4);
+    std::memcpy(&y, b + i, 4);
+    x ^= y;
+    std::memcpy(out + i, &x, 4);
+    nonZero += x != 0;
+  }
+  return nonZero * 4;
+}
+
+void PutU32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+void PutU64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
+
+bool EncodePages(const PageJob& j, Out* out) {
+  const size_t ps = j.pageSize, n = j.count;
+  const uint8_t* batch = j.image + j.first * ps;
+  std::vector<uint8_t> kinds(n);
+  std::vector<uint32_t> refs;
+  std::vector<uint64_t> hashes(n, 0);
+  std::vector<size_t> sent;  // FULL and DELTA pages, in order
+  std::vector<const uint8_t*> pieces;
+  std::vector<std::unique_ptr<uint8_t[]>> xors;
+  std::unordered_map<uint64_t, size_t> seen;
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t* page = batch + i * ps;
+    const uint8_t* basePage = j.base ? j.base + (j.first + i) * ps : nullptr;
+    if (IsZero(page, ps)) {
+      kinds[i] = kZero;
+      continue;
+    }
+    if (basePage && std::memcmp(page, basePage, ps) == 0) {
+      kinds[i] = kSame;
+      continue;
+    }
+    uint64_t h = Xxh3(page, ps);
+    hashes[i] = h;
+    auto it = seen.find(h);
+    if (it != seen.end() && std::memcmp(page, batch + it->second * ps, ps) == 0) {
+      kinds[i] = kDup;
+      refs.push_back(static_cast<uint32_t>(j.first + it->second));
+      continue;
+    }
+    seen[h] = i;
+    if (basePage) {
+      std::unique_ptr<uint8_t[]> x(new uint8_t[ps]);
+      if (XorInto(x.get(), page, basePage, ps) < ps / 2) {
+        kinds[i] = kDelta;
+        pieces.push_back(x.get());
+        xors.push_back(std::move(x));
+        sent.push_back(i);
+        continue;
+      }
+    }
+    kinds[i] = kFull;
+    pieces.push_back(page);
+    sent.push_back(i);
+  }
+  // Map, references and page bytes, compressed together.
+  size_t rawLength = n + refs.size() * 4 + pieces.size() * ps;
+  std::unique_ptr<uint8_t[]> raw(new uint8_t[rawLength ? rawLength : 1]);
+  std::memcpy(raw.get(), kinds.data(), n);
+  for (size_t k = 0; k < refs.size(); k++) PutU32(raw.get() + n + 4 * k, refs[k]);
+  for (size_t k = 0; k < pieces.size(); k++) std::memcpy(raw.get() + n + refs.size() * 4 + k * ps, pieces[k], ps);
+  int codec = j.codec;
+  Out packed;
+  const uint8_t* payload = raw.get();
+  size_t payloadLength = rawLength;
+  uint32_t dictId = 0;
+  if (codec != 0) {
+    bool ok = codec == 1 ? Lz4Compress(raw.get(), rawLength, j.level, &packed)
+                         : ZstdCompress(raw.get(), rawLength, j.level, j.dict.get(), &packed);
+    if (!ok) return out->Fail(packed.code, packed.message);
+    if (static_cast<double>(packed.length) >= static_cast<double>(rawLength) * 0.97) {
+      codec = 0;
+    } else {
+      payload = packed.data;
+      payloadLength = packed.length;
+      if (codec == 2) dictId = ZSTD_getDictID_fromFrame(packed.data, packed.length);
+    }
+  }
+  uint64_t digest = 0;
+  if (j.base) {
+    std::vector<uint64_t> bh(n);
+    for (size_t i = 0; i < n; i++)
+      bh[i] = j.baseHashes ? j.baseHashes[j.first + i] : Xxh3(j.base + (j.first + i) * ps, ps);
+    digest = Xxh3(reinterpret_cast<const uint8_t*>(bh.data()), n * 8);
+  }
+  size_t size = kPageHeader + sent.size() * 8 + payloadLength;
+  out->data = static_cast<uint8_t*>(std::calloc(size, 1));
+  if (!out->data) return out->Fail("ERR_CODEC", "out of memory");
+  uint8_t* f = out->data;
+  PutU32(f, kPageMagic);
+  f[4] = 1;
+  f[5] = static_cast<uint8_t>(codec);
+  PutU32(f + 8, static_cast<uint32_t>(ps));
+  PutU32(f + 12, static_cast<uint32_t>(n));
+  PutU32(f + 16, dictId);
+  PutU32(f + 20, j.imageId);
+  PutU32(f + 24, j.version);
+  PutU32(f + 28, j.base ? j.baseVersion : 0);
+  PutU64(f + 32, j.first);
+  PutU32(f + 40, static_cast<uint32_t>(refs.size()));
+  PutU32(f + 44, static_cast<uint32_t>(payloadLength));
+  PutU32(f + 48, static_cast<uint32_t>(rawLength));
+  PutU32(f + 52, static_cast<uint32_t>(sent.size()));
+  PutU64(f + 56, digest);
+  size_t at = kPageHeader;
+  for (size_t i : sent) {
+    PutU64(f + at, hashes[i]);
+    at += 8;
+  }
+  std::memcpy(f + at, payload, payloadLength);
+  PutU32(f + 64, Crc32c(Crc32c(0, f, 64), f + 68, size - 68));
+  out->length = size;
+  return true;
+}
+
+class PageWorker : public Napi::AsyncWorker {
+ public:
+  PageWorker(Napi::Env env, PageJob job, std::vector<Napi::Value> keep)
+      : Napi::AsyncWorker(env, "dwcp-pages"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
+    for (auto& v : keep) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { EncodePages(job_, &out_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (out_.code) {
+      Napi::Error e = Napi::Error::New(env, out_.message);
+      e.Set("code", Napi::String::New(env, out_.code));
+      deferred_.Reject(e.Value());
+      return;
+    }
+    deferred_.Resolve(Adopt(env, out_));
+  }
+
+ private:
+  PageJob job_;
+  Out out_;
+  std::vector<Napi::ObjectReference> keep_;
+  Napi::Promise::Deferred deferred_;
+};
+
 // ---------------------------------------------------------------- JS glue
 
 class ZstdDictionary : public Napi::ObjectWrap<ZstdDictionary> {
@@ -294,6 +472,47 @@ Napi::Value Codec(const Napi::CallbackInfo& info) {
   return RunJob(info, std::move(job), Async);
 }
 
+// encodePagesAsync(image, baseline|null, baselineHashes|null, o: {pageSize, first, count,
+// codec, level, dict?, imageId, version, baseVersion}) -> Promise<frame>. The TS layer
+// has validated every argument (sizes, ranges, versions) before calling.
+Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes image;
+  if (!GetBytes(info, 0, &image)) return env.Undefined();
+  PageJob j;
+  std::vector<Napi::Value> keep{info[0]};
+  j.image = image.data;
+  if (info[1].IsTypedArray()) {
+    Bytes base;
+    GetBytes(info, 1, &base);
+    j.base = base.data;
+    keep.push_back(info[1]);
+  }
+  if (info[2].IsTypedArray()) {
+    Napi::TypedArray t = info[2].As<Napi::TypedArray>();
+    j.baseHashes = reinterpret_cast<const uint64_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    keep.push_back(info[2]);
+  }
+  Napi::Object o = info[3].As<Napi::Object>();
+  j.pageSize = o.Get("pageSize").As<Napi::Number>().Uint32Value();
+  j.first = static_cast<size_t>(o.Get("first").As<Napi::Number>().DoubleValue());
+  j.count = o.Get("count").As<Napi::Number>().Uint32Value();
+  j.codec = o.Get("codec").As<Napi::Number>().Int32Value();
+  j.level = o.Get("level").As<Napi::Number>().Int32Value();
+  j.imageId = o.Get("imageId").As<Napi::Number>().Uint32Value();
+  j.version = o.Get("version").As<Napi::Number>().Uint32Value();
+  j.baseVersion = o.Get("baseVersion").As<Napi::Number>().Uint32Value();
+  Napi::Value d = o.Get("dict");
+  if (d.IsObject()) {
+    j.dict = ZstdDictionary::Unwrap(d.As<Napi::Object>())->dict_;
+    keep.push_back(d);
+  }
+  auto* w = new PageWorker(env, std::move(j), keep);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 // zstdTrain(samples, sizes: Uint32Array, capacity) -> dictionary bytes
 Napi::Value Train(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -346,6 +565,7 @@ void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
   exports.Set("zstdTrain", Napi::Function::New(env, Train, "zstdTrain"));
   exports.Set("zstdFrameDictId", Napi::Function::New(env, FrameDictId, "zstdFrameDictId"));
   exports.Set("ZstdDictionary", ZstdDictionary::Define(env));
+  exports.Set("encodePagesAsync", Napi::Function::New(env, EncodePagesAsync, "encodePagesAsync"));
   features.Set("codec", Napi::String::New(env, std::string("lz4 ") + LZ4_versionString() + ", zstd " + ZSTD_versionString()));
 }
 

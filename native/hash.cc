@@ -141,6 +141,8 @@ Napi::Value JsXxh3Pages(const Napi::CallbackInfo& info) {
 
 uint32_t Crc32c(uint32_t crc, const uint8_t* data, size_t length) { return g_crc32c(crc, data, length); }
 
+uint64_t Xxh3(const uint8_t* data, size_t length) { return g_xxh3(data, length, 0); }
+
 void InitHash(Napi::Env env, Napi::Object exports, Napi::Object features) {
   // Worker threads load the addon again; the tables and choices are process-wide.
   static std::once_flag once;

@@ -15,10 +15,12 @@ import {
   BaselineStore,
   decodePages,
   encodePages,
+  encodePagesAsync,
   PageCodec,
   type PagePolicy,
   policyFor,
 } from "../src/codec/pages.js";
+import { hashPages } from "../src/hash/index.js";
 import { ROOT } from "./helpers/child.js";
 import { nativeBuilt } from "./helpers/native.js";
 
@@ -196,6 +198,52 @@ describe(`page pipeline (${codecBackend} codecs)`, () => {
     expect(Buffer.compare(target, rnd)).toBe(0);
   });
 });
+
+describe.skipIf(codecBackend !== "native")(
+  `the native page encoder writes the TypeScript encoder's bytes${codecBackend !== "native" ? " [skipped: native codecs not in use]" : ""}`,
+  () => {
+    it("corpus batches with and without a baseline, every codec; random images", async () => {
+      const hashes = hashPages(v1, PAGE);
+      for (const [, policy] of policies) {
+        for (const first of [0, 1000, 3000]) {
+          for (const baseline of [undefined, { version: 1, image: v1 }, { version: 1, image: v1, hashes }]) {
+            const o = {
+              imageId: 7,
+              version: 2,
+              firstPage: first,
+              pageCount: 256,
+              policy,
+              ...(baseline ? { baseline } : {}),
+            };
+            const ts = encodePages(v2, o).frame;
+            const nat = await encodePagesAsync(v2, o);
+            expect(Buffer.compare(nat, ts), `first ${first}, baseline ${!!baseline}`).toBe(0);
+          }
+        }
+      }
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uint8Array({ minLength: 8 * 64, maxLength: 8 * 64 }),
+          fc.uint8Array({ minLength: 8 * 64, maxLength: 8 * 64 }),
+          async (a, b) => {
+            // Pages of 64 bytes; many zero or equal bytes so every kind shows up.
+            const img = a.map((x) => (x < 128 ? 0 : x & 3));
+            const base = b.map((x, i) => (x < 200 ? img[i]! : x));
+            const o = {
+              imageId: 1,
+              version: 2,
+              pageSize: 64,
+              baseline: { version: 1, image: base },
+              policy: { codec: PageCodec.LZ4, level: 1 } as PagePolicy,
+            };
+            return Buffer.compare(await encodePagesAsync(img, o), encodePages(img, o).frame) === 0;
+          },
+        ),
+        { numRuns: 100 },
+      );
+    });
+  },
+);
 
 describe("failures end in a code or a full resend, never a wrong page", () => {
   const policy: PagePolicy = { codec: PageCodec.LZ4, level: 1 };

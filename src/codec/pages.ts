@@ -19,7 +19,9 @@
 import { DWCPError } from "../errors.js";
 import { crc32c, hashPages, xxh3_64 } from "../hash/index.js";
 import type { Mode } from "../mode/classifier.js";
+import { loadNative } from "../native/load.js";
 import {
+  codecBackend,
   lz4Compress,
   lz4Decompress,
   type ZstdDictionary,
@@ -101,12 +103,17 @@ function xorInto(out: Uint8Array, a: Uint8Array, b: Uint8Array): number {
     }
     return nonZero * 4;
   }
-  for (let i = 0; i < a.length; i++) {
-    const v = a[i]! ^ b[i]!;
-    out[i] = v;
-    if (v !== 0) nonZero++;
+  // Counted per 4-byte group, like the aligned path and the native twin.
+  for (let i = 0; i < a.length; i += 4) {
+    let group = 0;
+    for (let k = i; k < i + 4 && k < a.length; k++) {
+      const v = a[k]! ^ b[k]!;
+      out[k] = v;
+      group |= v;
+    }
+    if (group !== 0) nonZero++;
   }
-  return nonZero;
+  return nonZero * 4;
 }
 
 /** Options of {@link encodePages}. */
@@ -119,8 +126,12 @@ export interface EncodeOptions {
   /** First page of the batch and how many. @default the whole image */
   firstPage?: number;
   pageCount?: number;
-  /** The receiver's acknowledged baseline of this image, if any. */
-  baseline?: { version: number; image: Uint8Array };
+  /**
+   * The receiver's acknowledged baseline of this image, if any; with `hashes`
+   * (the XXH3-64 of each of its pages, kept from when it was sent) the encoder
+   * does not hash it again.
+   */
+  baseline?: { version: number; image: Uint8Array; hashes?: BigUint64Array };
   policy?: PagePolicy;
 }
 
@@ -129,6 +140,26 @@ export interface EncodeOptions {
  * @returns the frame and what went into it
  */
 export function encodePages(image: Uint8Array, o: EncodeOptions): { frame: Uint8Array; stats: BatchStats } {
+  const v = validate(image, o);
+  const { pageSize, first, count, base } = v;
+  const batch = image.subarray(first * pageSize, (first + count) * pageSize);
+  const hashes = hashPages(batch, pageSize);
+  const baseHashes = base
+    ? (base.hashes?.subarray(first, first + count) ??
+      hashPages(base.image.subarray(first * pageSize, (first + count) * pageSize), pageSize))
+    : undefined;
+  return encodeBatch(batch, hashes, baseHashes, o, v);
+}
+
+interface Validated {
+  pageSize: number;
+  first: number;
+  count: number;
+  base: EncodeOptions["baseline"];
+  policy: PagePolicy;
+}
+
+function validate(image: Uint8Array, o: EncodeOptions): Validated {
   const pageSize = o.pageSize ?? 4096;
   if (!Number.isInteger(pageSize) || pageSize < 64 || pageSize % 8 !== 0)
     throw new DWCPError("ERR_INVALID_ARG", `page size must be a multiple of 8, at least 64, got ${pageSize}`);
@@ -147,13 +178,28 @@ export function encodePages(image: Uint8Array, o: EncodeOptions): { frame: Uint8
       "ERR_INVALID_ARG",
       "a baseline must be an earlier version of an image of the same size",
     );
+  if (base?.hashes && base.hashes.length !== total)
+    throw new DWCPError("ERR_INVALID_ARG", "baseline hashes must cover every page of the baseline");
   const policy = o.policy ?? { codec: PageCodec.LZ4, level: 1 };
+  const [lo, hi] =
+    policy.codec === PageCodec.ZSTD ? [1, 19] : policy.codec === PageCodec.LZ4 ? [0, 12] : [0, 0];
+  if (
+    ![0, 1, 2].includes(policy.codec) ||
+    !Number.isInteger(policy.level) ||
+    policy.level < lo! ||
+    policy.level > hi!
+  )
+    throw new DWCPError("ERR_INVALID_ARG", `bad page policy: codec ${policy.codec}, level ${policy.level}`);
+  return { pageSize, first, count, base, policy };
+}
 
-  const batch = image.subarray(first * pageSize, (first + count) * pageSize);
-  const hashes = hashPages(batch, pageSize);
-  const baseHashes = base
-    ? hashPages(base.image.subarray(first * pageSize, (first + count) * pageSize), pageSize)
-    : undefined;
+function encodeBatch(
+  batch: Uint8Array,
+  hashes: BigUint64Array,
+  baseHashes: BigUint64Array | undefined,
+  o: EncodeOptions,
+  { pageSize, first, count, base, policy }: Validated,
+): { frame: Uint8Array; stats: BatchStats } {
   const kinds = new Uint8Array(count);
   const refs: number[] = [];
   const raw: Uint8Array[] = [];
@@ -269,6 +315,34 @@ export function encodePages(image: Uint8Array, o: EncodeOptions): { frame: Uint8
   stats.rawBytes = rawBytes;
   stats.frameBytes = size;
   return { frame, stats };
+}
+
+/**
+ * {@link encodePages} on the libuv pool: with the native addon one call encodes
+ * the batch off the event loop (the same bytes as the TypeScript encoder for the
+ * same codec library); without it, the TypeScript encoder runs here.
+ */
+export async function encodePagesAsync(image: Uint8Array, o: EncodeOptions): Promise<Uint8Array> {
+  const v = validate(image, o);
+  const b = loadNative().binding;
+  if (codecBackend !== "native" || !b?.encodePagesAsync) return encodePages(image, o).frame;
+  const dict = v.policy.codec === PageCodec.ZSTD ? v.policy.dictionary?.native(b) : undefined;
+  try {
+    return await b.encodePagesAsync(image, v.base?.image ?? null, v.base?.hashes ?? null, {
+      pageSize: v.pageSize,
+      first: v.first,
+      count: v.count,
+      codec: v.policy.codec,
+      level: v.policy.level,
+      ...(dict ? { dict } : {}),
+      imageId: o.imageId >>> 0,
+      version: o.version,
+      baseVersion: v.base?.version ?? 0,
+    });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    throw new DWCPError((e.code ?? "ERR_CODEC") as "ERR_CODEC", e.message, { cause: e });
+  }
 }
 
 /** XXH3-64 over a batch's baseline page hashes: both sides must hold the same baseline. */

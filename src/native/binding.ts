@@ -113,6 +113,22 @@ export interface NativeBinding {
   zstdTrain?(samples: Uint8Array, sizes: Uint32Array, capacity: number): Uint8Array;
   zstdFrameDictId?(frame: Uint8Array): number;
   ZstdDictionary?: new (bytes: Uint8Array, level: number) => NativeZstdDictionary;
+  encodePagesAsync?(
+    image: Uint8Array,
+    baseline: Uint8Array | null,
+    baselineHashes: BigUint64Array | null,
+    o: {
+      pageSize: number;
+      first: number;
+      count: number;
+      codec: number;
+      level: number;
+      dict?: NativeZstdDictionary;
+      imageId: number;
+      version: number;
+      baseVersion: number;
+    },
+  ): Promise<Uint8Array>;
   RdmaDevice?: new (
     name: string | undefined,
     onCompletions: (c: NativeCompletions) => void,
@@ -143,4 +159,5 @@ export const NATIVE_EXPORTS = [
   "zstdTrain",
   "zstdFrameDictId",
   "ZstdDictionary",
+  "encodePagesAsync",
 ] as const satisfies readonly (keyof NativeBinding)[];
