@@ -231,13 +231,17 @@ void PutU64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 bool EncodePages(const PageJob& j, Out* out) {
   const size_t ps = j.pageSize, n = j.count;
   const uint8_t* batch = j.image + j.first * ps;
-  std::vector<uint8_t> kinds(n);
+  // Raw section: map (n), then references (≤ 4n), then page bytes; written in
+  // place at the worst-case offsets and closed up at the end (the references
+  // are known last), so XORs are computed straight into the buffer.
+  const size_t pagesAt = n + 4 * n;
+  std::unique_ptr<uint8_t[]> raw(new uint8_t[pagesAt + n * ps + 1]);
+  uint8_t* kinds = raw.get();
   std::vector<uint32_t> refs;
   std::vector<uint64_t> hashes(n, 0);
   std::vector<size_t> sent;  // FULL and DELTA pages, in order
-  std::vector<const uint8_t*> pieces;
-  std::vector<std::unique_ptr<uint8_t[]>> xors;
   std::unordered_map<uint64_t, size_t> seen;
+  size_t pageBytes = 0;
   for (size_t i = 0; i < n; i++) {
     const uint8_t* page = batch + i * ps;
     const uint8_t* basePage = j.base ? j.base + (j.first + i) * ps : nullptr;
@@ -258,26 +262,16 @@ bool EncodePages(const PageJob& j, Out* out) {
       continue;
     }
     seen[h] = i;
-    if (basePage) {
-      std::unique_ptr<uint8_t[]> x(new uint8_t[ps]);
-      if (XorInto(x.get(), page, basePage, ps) < ps / 2) {
-        kinds[i] = kDelta;
-        pieces.push_back(x.get());
-        xors.push_back(std::move(x));
-        sent.push_back(i);
-        continue;
-      }
-    }
-    kinds[i] = kFull;
-    pieces.push_back(page);
+    uint8_t* dst = raw.get() + pagesAt + pageBytes;
+    // A page that changed almost entirely is cheaper whole than as a delta.
+    kinds[i] = basePage && XorInto(dst, page, basePage, ps) < ps / 2 ? kDelta : kFull;
+    if (kinds[i] == kFull) std::memcpy(dst, page, ps);
+    pageBytes += ps;
     sent.push_back(i);
   }
-  // Map, references and page bytes, compressed together.
-  size_t rawLength = n + refs.size() * 4 + pieces.size() * ps;
-  std::unique_ptr<uint8_t[]> raw(new uint8_t[rawLength ? rawLength : 1]);
-  std::memcpy(raw.get(), kinds.data(), n);
   for (size_t k = 0; k < refs.size(); k++) PutU32(raw.get() + n + 4 * k, refs[k]);
-  for (size_t k = 0; k < pieces.size(); k++) std::memcpy(raw.get() + n + refs.size() * 4 + k * ps, pieces[k], ps);
+  size_t rawLength = n + refs.size() * 4 + pageBytes;
+  std::memmove(raw.get() + n + refs.size() * 4, raw.get() + pagesAt, pageBytes);
   int codec = j.codec;
   Out packed;
   const uint8_t* payload = raw.get();

@@ -30,6 +30,7 @@ export {
   decodePages,
   type EncodeOptions,
   encodePages,
+  encodePagesAsync,
   PageCodec,
   type PageFrameInfo,
   PageKind,
