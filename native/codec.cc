@@ -191,7 +191,50 @@ bool ZstdDecompress(const uint8_t* src, size_t n, size_t maxOut, const Dict* dic
 
 constexpr uint32_t kPageMagic = 0x47505744;  // "DWPG"
 constexpr size_t kPageHeader = 72;
-enum PageKindId : uint8_t { kZero = 0, kSame = 1, kDup = 2, kFull = 3, kDelta = 4 };
+enum PageKindId : uint8_t { kZero = 0, kSame = 1, kDup = 2, kFull = 3, kDelta = 4, kSparse = 5 };
+constexpr size_t kSparseGap = 4;
+
+// Runs of non-zero bytes of an XOR page, encoded as the TS twin does (u16 run
+// count; per run u16 offset, u16 length, bytes); SIZE_MAX past `limit`.
+size_t SparseRuns(const uint8_t* x, size_t n, size_t limit, uint8_t* out) {
+  size_t size = 2, runs = 0, i = 0;
+  while (i < n) {
+    // Most of an XOR page is zero: skip it a word at a time.
+    uint64_t w;
+    while (i + 8 <= n && (std::memcpy(&w, x + i, 8), w == 0)) i += 8;
+    while (i < n && x[i] == 0) i++;
+    if (i >= n) break;
+    size_t start = i, end = i + 1, j = i + 1;
+    while (j < n) {
+      if (x[j] != 0) {
+        end = ++j;
+        continue;
+      }
+      size_t k = j;
+      while (k < n && x[k] == 0) k++;
+      if (k - j >= kSparseGap || k == n) break;
+      j = k;
+    }
+    size_t len = end - start;
+    // Checked before writing: `out` holds `limit` bytes.
+    if (size + 4 + len > limit) return SIZE_MAX;
+    if (out) {
+      out[size] = start & 0xff;
+      out[size + 1] = static_cast<uint8_t>(start >> 8);
+      out[size + 2] = len & 0xff;
+      out[size + 3] = static_cast<uint8_t>(len >> 8);
+      std::memcpy(out + size + 4, x + start, len);
+    }
+    size += 4 + len;
+    runs++;
+    i = end;
+  }
+  if (out) {
+    out[0] = runs & 0xff;
+    out[1] = static_cast<uint8_t>(runs >> 8);
+  }
+  return size;
+}
 
 struct PageJob {
   const uint8_t* image = nullptr;
@@ -242,6 +285,8 @@ bool EncodePages(const PageJob& j, Out* out) {
   std::vector<size_t> sent;  // FULL and DELTA pages, in order
   std::unordered_map<uint64_t, size_t> seen;
   size_t pageBytes = 0;
+  std::unique_ptr<uint8_t[]> scratch(new uint8_t[ps]);
+  std::unique_ptr<uint8_t[]> runs(new uint8_t[ps / 2 + 8]);
   for (size_t i = 0; i < n; i++) {
     const uint8_t* page = batch + i * ps;
     const uint8_t* basePage = j.base ? j.base + (j.first + i) * ps : nullptr;
@@ -263,11 +308,27 @@ bool EncodePages(const PageJob& j, Out* out) {
     }
     seen[h] = i;
     uint8_t* dst = raw.get() + pagesAt + pageBytes;
-    // A page that changed almost entirely is cheaper whole than as a delta.
-    kinds[i] = basePage && XorInto(dst, page, basePage, ps) < ps / 2 ? kDelta : kFull;
-    if (kinds[i] == kFull) std::memcpy(dst, page, ps);
-    pageBytes += ps;
     sent.push_back(i);
+    if (basePage) {
+      // Whole when it changed almost entirely, its runs when few spans changed.
+      size_t nonZero = XorInto(scratch.get(), page, basePage, ps);
+      size_t sparse = ps <= 65536 ? SparseRuns(scratch.get(), ps, ps / 2 - 1, runs.get()) : SIZE_MAX;
+      if (sparse < ps / 2) {
+        std::memcpy(dst, runs.get(), sparse);
+        kinds[i] = kSparse;
+        pageBytes += sparse;
+        continue;
+      }
+      if (nonZero < ps / 2) {
+        std::memcpy(dst, scratch.get(), ps);
+        kinds[i] = kDelta;
+        pageBytes += ps;
+        continue;
+      }
+    }
+    std::memcpy(dst, page, ps);
+    kinds[i] = kFull;
+    pageBytes += ps;
   }
   for (size_t k = 0; k < refs.size(); k++) PutU32(raw.get() + n + 4 * k, refs[k]);
   size_t rawLength = n + refs.size() * 4 + pageBytes;

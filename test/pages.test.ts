@@ -16,6 +16,8 @@ import {
   decodePages,
   encodePages,
   encodePagesAsync,
+  ImageReceiver,
+  ImageSender,
   PageCodec,
   type PagePolicy,
   policyFor,
@@ -407,3 +409,60 @@ function split(b: Buffer): Uint8Array[] {
   }
   return out;
 }
+
+describe("image versions between a sender and a receiver", () => {
+  it("v1 whole, v2 and v3 as deltas against what was acknowledged; a lost baseline means one whole resend", async () => {
+    const sender = new ImageSender(9, { batchPages: 512 });
+    const receiver = new ImageReceiver(new BaselineStore(2 * v1.length + 1));
+    const { image: v3 } = makeSnapshot(v2, { dirtyFraction: 0.02, seed: 3 });
+    const sizes: number[] = [];
+    for (const [version, img] of [
+      [1, v1],
+      [2, v2],
+      [3, v3],
+    ] as const) {
+      const frames = await sender.encode(img, version);
+      sizes.push(frames.reduce((n, f) => n + f.length, 0));
+      const got = receiver.receive(frames, img.length);
+      expect(Buffer.compare(got.image, img)).toBe(0);
+      sender.acknowledge(got.version);
+      expect(sender.baselineVersion).toBe(version);
+    }
+    expect(sizes[1]!).toBeLessThan(sizes[0]! / 10);
+    expect(sizes[2]!).toBeLessThan(sizes[1]!);
+    // The receiver loses its baselines (restart): the delta is refused, the sender resends v4 whole.
+    const fresh = new ImageReceiver();
+    const { image: v4 } = makeSnapshot(v3, { dirtyFraction: 0.01, seed: 4 });
+    const delta = await sender.encode(v4, 4);
+    expect(() => fresh.receive(delta, v4.length)).toThrow(
+      expect.objectContaining({ code: "ERR_BASELINE_MISSING" }),
+    );
+    sender.baselineMissing();
+    const whole = await sender.encode(v4, 4);
+    expect(Buffer.compare(fresh.receive(whole, v4.length).image, v4)).toBe(0);
+  });
+
+  it("a delta is never taken against an unacknowledged version, and the chain is cut every maxChain versions", async () => {
+    const sender = new ImageSender(1, { maxChain: 2 });
+    const img = v1.subarray(0, 256 * PAGE);
+    const base = async (version: number) => {
+      const [f] = await sender.encode(img, version);
+      return new DataView(f!.buffer, f!.byteOffset).getUint32(28, true);
+    };
+    expect(await base(1)).toBe(0);
+    expect(await base(2)).toBe(0); // 1 not acknowledged yet
+    sender.acknowledge(2);
+    expect(await base(3)).toBe(2);
+    sender.acknowledge(3);
+    expect(await base(4)).toBe(3);
+    sender.acknowledge(4); // two deltas in a row
+    expect(await base(5)).toBe(0);
+  });
+
+  it("frames of a version that do not cover the image are refused", async () => {
+    const frames = await new ImageSender(2, { batchPages: 64 }).encode(v1.subarray(0, 256 * PAGE), 1);
+    expect(() => new ImageReceiver().receive(frames.slice(1), 256 * PAGE)).toThrow(
+      expect.objectContaining({ code: "ERR_CORRUPT_PAYLOAD" }),
+    );
+  });
+});

@@ -39,7 +39,59 @@ export const PageCodec = { NONE: 0, LZ4: 1, ZSTD: 2 } as const;
 export type PageCodecId = (typeof PageCodec)[keyof typeof PageCodec];
 
 /** What a page of a frame is. */
-export const PageKind = { ZERO: 0, SAME: 1, DUP: 2, FULL: 3, DELTA: 4 } as const;
+export const PageKind = { ZERO: 0, SAME: 1, DUP: 2, FULL: 3, DELTA: 4, SPARSE: 5 } as const;
+
+/** Zero bytes that end a run of a SPARSE page (a shorter gap costs less inside the run). */
+const SPARSE_GAP = 4;
+
+/**
+ * The runs of non-zero bytes of an XOR page, as a SPARSE page encodes them:
+ * u16 run count, then per run u16 offset, u16 length and the bytes (the XOR
+ * values). Runs end at SPARSE_GAP zero bytes or more. Returns the encoded size,
+ * or Infinity past `limit` (then the page is not sent sparse).
+ */
+function sparseRuns(x: Uint8Array, limit: number, out?: Uint8Array): number {
+  let size = 2;
+  let runs = 0;
+  const n = x.length;
+  let i = 0;
+  while (i < n) {
+    if (x[i] === 0) {
+      i++;
+      continue;
+    }
+    const start = i;
+    let end = i + 1;
+    let j = i + 1;
+    while (j < n) {
+      if (x[j] !== 0) {
+        end = ++j;
+        continue;
+      }
+      let k = j;
+      while (k < n && x[k] === 0) k++;
+      if (k - j >= SPARSE_GAP || k === n) break;
+      j = k;
+    }
+    const len = end - start;
+    if (out) {
+      out[size] = start & 0xff;
+      out[size + 1] = start >>> 8;
+      out[size + 2] = len & 0xff;
+      out[size + 3] = len >>> 8;
+      out.set(x.subarray(start, end), size + 4);
+    }
+    size += 4 + len;
+    runs++;
+    if (size > limit) return Number.POSITIVE_INFINITY;
+    i = end;
+  }
+  if (out) {
+    out[0] = runs & 0xff;
+    out[1] = runs >>> 8;
+  }
+  return size;
+}
 
 /** How to compress, from the path's mode (and the HDE flag). */
 export interface PagePolicy {
@@ -240,8 +292,20 @@ function encodeBatch(
     seen.set(h, i);
     if (basePage) {
       const x = new Uint8Array(pageSize);
-      // A page that changed almost entirely is cheaper whole than as a delta.
-      if (xorInto(x, page, basePage) < pageSize / 2) {
+      // A page that changed almost entirely is cheaper whole than as a delta;
+      // one with a few changed spans is cheapest as its runs.
+      const nonZero = xorInto(x, page, basePage);
+      const sparse = pageSize <= 65536 ? sparseRuns(x, pageSize / 2 - 1) : Number.POSITIVE_INFINITY;
+      if (sparse < pageSize / 2) {
+        const enc = new Uint8Array(sparse);
+        sparseRuns(x, sparse, enc);
+        kinds[i] = PageKind.SPARSE;
+        raw.push(enc);
+        rawBytes += sparse;
+        stats.delta++;
+        continue;
+      }
+      if (nonZero < pageSize / 2) {
         kinds[i] = PageKind.DELTA;
         raw.push(x);
         rawBytes += pageSize;
@@ -285,7 +349,7 @@ function encodeBatch(
   // baseline's page (the baseline itself is checked through its digest), DUP
   // repeats a page already checked.
   const sent: number[] = [];
-  for (let i = 0; i < count; i++) if (kinds[i] === PageKind.FULL || kinds[i] === PageKind.DELTA) sent.push(i);
+  for (let i = 0; i < count; i++) if (kinds[i]! >= PageKind.FULL) sent.push(i);
   const size = PAGE_FRAME_HEADER + sent.length * 8 + payload.length;
   const frame = new Uint8Array(size);
   const v = new DataView(frame.buffer);
@@ -450,7 +514,7 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
       throw new DWCPError("ERR_DICTIONARY", `page frame needs dictionary ${info.dictId}`);
     raw = zstdDecompress(payload, { maxBytes: rawLength, ...(dict ? { dictionary: dict } : {}) });
   }
-  if (raw.length !== rawLength || rawLength !== count + refCount * 4 + hashed * pageSize)
+  if (raw.length !== rawLength || rawLength < count + refCount * 4)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload has the wrong size");
   const kinds = raw.subarray(0, count);
   const rv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -481,6 +545,8 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
       case PageKind.FULL:
       case PageKind.DELTA: {
         if (h++ >= hashed) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more FULL/DELTA pages than hashes");
+        if (rawAt + pageSize > raw.length)
+          throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
         const bytes = raw.subarray(rawAt, rawAt + pageSize);
         rawAt += pageSize;
         if (kinds[i] === PageKind.FULL) out.set(bytes);
@@ -491,11 +557,33 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
         check.push(i);
         break;
       }
+      case PageKind.SPARSE: {
+        if (h++ >= hashed) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more FULL/DELTA pages than hashes");
+        if (!basePage) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "SPARSE page without a baseline");
+        out.set(basePage);
+        if (rawAt + 2 > raw.length)
+          throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
+        const runs = rv.getUint16(rawAt, true);
+        rawAt += 2;
+        for (let r = 0; r < runs; r++) {
+          if (rawAt + 4 > raw.length)
+            throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
+          const off = rv.getUint16(rawAt, true);
+          const len = rv.getUint16(rawAt + 2, true);
+          rawAt += 4;
+          if (off + len > pageSize || rawAt + len > raw.length)
+            throw new DWCPError("ERR_CORRUPT_PAYLOAD", "SPARSE run outside its page or the payload");
+          for (let k = 0; k < len; k++) out[off + k] = out[off + k]! ^ raw[rawAt + k]!;
+          rawAt += len;
+        }
+        check.push(i);
+        break;
+      }
       default:
         throw new DWCPError("ERR_CORRUPT_PAYLOAD", `unknown page kind ${kinds[i]}`);
     }
   }
-  if (h !== hashed || ref !== refCount)
+  if (h !== hashed || ref !== refCount || rawAt !== raw.length)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page map does not match its counts");
   // Every page whose bytes travelled must be the page the sender hashed.
   const got = hashPages(batch, pageSize);
@@ -564,5 +652,134 @@ export class BaselineStore {
       this.#images.delete(k);
       this.#bytes -= img.length;
     }
+  }
+}
+
+/** Options of {@link ImageSender}. */
+export interface ImageSenderOptions {
+  /** @default 4096 */
+  pageSize?: number;
+  /** Pages per frame. @default 256 */
+  batchPages?: number;
+  /** Consecutive delta versions before one is sent whole again. @default 16 */
+  maxChain?: number;
+}
+
+/**
+ * The sending side of one image across versions: deltas only against the
+ * version the receiver last acknowledged, a whole image when there is none, when
+ * the receiver reported it missing, or every `maxChain` versions.
+ */
+export class ImageSender {
+  readonly imageId: number;
+  readonly #pageSize: number;
+  readonly #batch: number;
+  readonly #maxChain: number;
+  #acked: { version: number; image: Uint8Array; hashes: BigUint64Array } | undefined;
+  #chain = 0;
+  /** Versions sent but not yet acknowledged, with what they would become as a baseline. */
+  readonly #pending = new Map<number, { image: Uint8Array; hashes: BigUint64Array; delta: boolean }>();
+
+  constructor(imageId: number, o: ImageSenderOptions = {}) {
+    this.imageId = imageId;
+    this.#pageSize = o.pageSize ?? 4096;
+    this.#batch = o.batchPages ?? 256;
+    this.#maxChain = o.maxChain ?? 16;
+  }
+
+  /** The version deltas are taken against now (0: none). */
+  get baselineVersion(): number {
+    return this.#acked?.version ?? 0;
+  }
+
+  /**
+   * Encodes `image` as `version` (batches on the libuv pool with the addon).
+   * The sender keeps a copy: the caller may reuse `image` afterwards.
+   */
+  async encode(image: Uint8Array, version: number, policy?: PagePolicy): Promise<Uint8Array[]> {
+    const base = this.#acked && this.#chain < this.#maxChain ? this.#acked : undefined;
+    const pages = image.length / this.#pageSize;
+    const frames: Promise<Uint8Array>[] = [];
+    for (let p = 0; p < pages; p += this.#batch) {
+      frames.push(
+        encodePagesAsync(image, {
+          imageId: this.imageId,
+          version,
+          pageSize: this.#pageSize,
+          firstPage: p,
+          pageCount: Math.min(this.#batch, pages - p),
+          ...(policy ? { policy } : {}),
+          ...(base ? { baseline: base } : {}),
+        }),
+      );
+    }
+    const out = await Promise.all(frames);
+    const copy = new Uint8Array(image);
+    this.#pending.set(version, {
+      image: copy,
+      hashes: hashPages(copy, this.#pageSize),
+      delta: base !== undefined,
+    });
+    return out;
+  }
+
+  /** The receiver holds `version` now: later versions are deltas against it. */
+  acknowledge(version: number): void {
+    const p = this.#pending.get(version);
+    if (!p) return;
+    this.#chain = p.delta ? this.#chain + 1 : 0;
+    this.#acked = { version, image: p.image, hashes: p.hashes };
+    for (const v of this.#pending.keys()) if (v <= version) this.#pending.delete(v);
+  }
+
+  /** The receiver lacks the baseline of `version` (ERR_BASELINE_MISSING): send whole next. */
+  baselineMissing(): void {
+    this.#acked = undefined;
+    this.#chain = 0;
+  }
+}
+
+/** The receiving side of images: rebuilds versions and keeps them as baselines. */
+export class ImageReceiver {
+  readonly store: BaselineStore;
+  readonly #dicts: ReadonlyMap<number, ZstdDictionary>;
+
+  constructor(store = new BaselineStore(), dictionaries: ReadonlyMap<number, ZstdDictionary> = new Map()) {
+    this.store = store;
+    this.#dicts = dictionaries;
+  }
+
+  /**
+   * Rebuilds one version from all its frames and keeps it as a baseline.
+   * @returns the image id, version (to acknowledge) and the image
+   * @throws DWCPError `ERR_BASELINE_MISSING` (ask for the version whole), others as {@link decodePages}
+   */
+  receive(
+    frames: readonly Uint8Array[],
+    imageBytes: number,
+  ): { imageId: number; version: number; image: Uint8Array } {
+    if (frames.length === 0) throw new DWCPError("ERR_INVALID_ARG", "no frames");
+    const target = new Uint8Array(imageBytes);
+    let id = -1;
+    let version = -1;
+    let covered = 0;
+    let pageSize = 0;
+    const starts = new Set<number>();
+    for (const f of frames) {
+      const info = decodePages(f, { target, baselines: this.store, dictionaries: this.#dicts });
+      if ((id !== -1 && info.imageId !== id) || (version !== -1 && info.version !== version))
+        throw new DWCPError("ERR_CORRUPT_PAYLOAD", "frames of different images or versions mixed");
+      if (starts.has(info.firstPage)) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "the same batch twice");
+      starts.add(info.firstPage);
+      id = info.imageId;
+      version = info.version;
+      covered += info.pageCount;
+      pageSize = info.pageSize;
+    }
+    // Every page must have come: a lost frame must not leave zeros behind.
+    if (covered * pageSize !== imageBytes)
+      throw new DWCPError("ERR_CORRUPT_PAYLOAD", `frames cover ${covered * pageSize} of ${imageBytes} bytes`);
+    this.store.put(id, version, target);
+    return { imageId: id, version, image: target };
   }
 }
