@@ -325,7 +325,7 @@ function encodeBatch(
   const map = new Uint8Array(count + refs.length * 4);
   map.set(kinds, 0);
   const mv = new DataView(map.buffer);
-  refs.forEach((r, k) => mv.setUint32(count + 4 * k, r, true));
+  for (const [k, r] of refs.entries()) mv.setUint32(count + 4 * k, r, true);
   const rawLength = map.length + rawBytes;
   const joined = Buffer.concat([map, ...raw], rawLength);
   let codec: PageCodecId = policy.codec;
