@@ -17,6 +17,8 @@
  * the rest stay on v1. Components not built yet are reported as such.
  */
 import { EventEmitter } from "node:events";
+import type { ZstdDictionary } from "./codec/index.js";
+import { type PagePolicy, policyFor } from "./codec/pages.js";
 import { DWCPError } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
 import { shouldUseV3 } from "./flags/rollout.js";
@@ -41,7 +43,7 @@ export type Component = keyof typeof COMPONENTS;
 /** Which components have working v1/v3 implementations in this version. */
 const IMPLEMENTED: Record<Component, boolean> = {
   transport: true,
-  compression: false,
+  compression: true,
   prediction: false,
   sync: false,
   consensus: false,
@@ -379,6 +381,16 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       out[c] = { generation, implemented: IMPLEMENTED[c], reason };
     }
     return out;
+  }
+
+  /**
+   * How HDE compresses page frames for `peerId` now: the mode policy
+   * ({@link policyFor}) with v3 (zstd, the dictionary) only where the compression
+   * component is on v3 for this peer.
+   */
+  pagePolicy(peerId: string, dictionary?: ZstdDictionary): PagePolicy {
+    const v3 = this.components(peerId).compression.generation === "v3";
+    return policyFor(this.#links.get(peerId)?.mode, { v3, ...(dictionary ? { dictionary } : {}) });
   }
 
   #reevaluateAll(why: string): void {

@@ -64,9 +64,12 @@ describe("DWCPManager generation selection", () => {
     expect(c.transport).toMatchObject({ generation: "v3", implemented: true });
     expect(c.compression).toMatchObject({
       generation: "v1",
-      implemented: false,
+      implemented: true,
       reason: "enableV3Compression is off",
     });
+    expect(c.prediction.implemented).toBe(false);
+    // HDE on v1: LZ4 whatever the path.
+    expect(a.pagePolicy("node-b")).toEqual({ codec: 1, level: 1 });
     a.flags.update({ v3RolloutPercentage: 0 });
     expect(a.components("node-b").transport).toMatchObject({
       generation: "v1",
@@ -76,6 +79,7 @@ describe("DWCPManager generation selection", () => {
     linkA.mode = "datacenter";
     a.flags.update({ v3RolloutPercentage: 100, enableV3Compression: true });
     expect(a.components("node-b").compression.reason).toBe("datacenter mode keeps this component on v1");
+    expect(a.pagePolicy("node-b")).toEqual({ codec: 1, level: 1 });
     expect(a.components("node-b").transport.generation).toBe("v3");
   });
 
@@ -93,6 +97,28 @@ describe("DWCPManager generation selection", () => {
       reason: "internet mode requires TLS for v3 (v3 transport is memory)",
     });
     expect(linkA.active).toBe("v1");
+  });
+
+  it("HDE follows the mode and the compression flag: zstd (and the dictionary) only on v3 paths", async () => {
+    const pki = testPki();
+    const { a, linkA } = await pair({
+      v1: () => tcp(),
+      v3: (side) => tls(side === "a" ? { ...pki.client, ca: pki.ca } : { ...pki.server, ca: pki.ca }),
+      addresses: { v1: "127.0.0.1:0", v3: "127.0.0.1:0" },
+    });
+    const { ZstdDictionary } = await import("../src/codec/index.js");
+    const dict = new ZstdDictionary(new Uint8Array(64).fill(3));
+    linkA.mode = "internet";
+    expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 1, level: 1 }); // flag off
+    a.flags.update({ enableV3Compression: true });
+    expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 2, level: 9, dictionary: dict });
+    linkA.mode = "hybrid";
+    expect(a.pagePolicy("node-b")).toEqual({ codec: 2, level: 3 });
+    linkA.mode = "datacenter";
+    expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 1, level: 1 });
+    linkA.mode = "internet";
+    a.flags.update({ forceV1: true });
+    expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 1, level: 1 });
   });
 
   it("tells the peer about each flag epoch", async () => {
