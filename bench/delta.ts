@@ -25,9 +25,15 @@ interface Measure {
 }
 
 async function child(name: string): Promise<Measure> {
-  const { encodePages, encodePagesAsync, decodePages, BaselineStore, PageCodec, hashPages } = await import(
-    "../src/index.js"
-  );
+  const {
+    encodePages,
+    encodePagesAsync,
+    decodePages,
+    decodePagesAsync,
+    BaselineStore,
+    PageCodec,
+    hashPages,
+  } = await import("../src/index.js");
   const { image: v1 } = makeImage({ bytes: MIB << 20, seed: 1 });
   const { image: v2 } = makeSnapshot(v1, { dirtyFraction: 0.05, seed: 1 });
   const [codecName, engine] = name.split("-") as [string, string];
@@ -85,7 +91,14 @@ async function child(name: string): Promise<Measure> {
   store.put(1, 1, v1);
   const target = new Uint8Array(v2.length);
   const t1 = performance.now();
-  for (const f of frames) decodePages(f, { target, baselines: store });
+  if (engine === "ts") for (const f of frames) decodePages(f, { target, baselines: store });
+  else {
+    let next = 0;
+    const worker = async () => {
+      while (next < frames.length) await decodePagesAsync(frames[next++]!, { target, baselines: store });
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+  }
   const decodeS = (performance.now() - t1) / 1000;
   if (Buffer.compare(target, v2) !== 0) throw new Error("decoded snapshot differs");
   return { bytes: frames.reduce((n, f) => n + f.length, 0), encodeS, decodeS };

@@ -387,6 +387,165 @@ bool EncodePages(const PageJob& j, Out* out) {
   return true;
 }
 
+uint32_t GetU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint64_t GetU64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+uint16_t GetU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// The native twin of decodePages(): the same checks in the same order, the same
+// error codes. `target` is the whole image being rebuilt; the caller (TS) has
+// checked the header's sizes against it and looked up baseline and dictionary.
+struct DecodeJob {
+  const uint8_t* frame = nullptr;
+  size_t length = 0;
+  uint8_t* target = nullptr;
+  size_t targetLength = 0;
+  const uint8_t* base = nullptr;
+  const uint64_t* baseHashes = nullptr;
+  std::shared_ptr<Dict> dict;
+};
+
+bool DecodePages(const DecodeJob& j, Out* out) {
+  const uint8_t* f = j.frame;
+  if (j.length < kPageHeader || GetU32(f) != kPageMagic || f[4] != 1)
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "not a page frame");
+  const size_t ps = GetU32(f + 8), n = GetU32(f + 12), first = GetU64(f + 32);
+  const size_t refCount = GetU32(f + 40), payloadLength = GetU32(f + 44), rawLength = GetU32(f + 48),
+               hashed = GetU32(f + 52);
+  if (kPageHeader + hashed * 8 + payloadLength != j.length)
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame length does not match its header (truncated?)");
+  if (GetU32(f + 64) != Crc32c(Crc32c(0, f, 64), f + 68, j.length - 68))
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame checksum mismatch");
+  if (ps < 64 || ps % 8 != 0 || hashed > n || (first + n) * ps > j.targetLength)
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
+  uint8_t* batch = j.target + first * ps;
+  if (GetU32(f + 28) != 0) {
+    std::vector<uint64_t> bh(n);
+    for (size_t i = 0; i < n; i++)
+      bh[i] = j.baseHashes ? j.baseHashes[first + i] : Xxh3(j.base + (first + i) * ps, ps);
+    if (Xxh3(reinterpret_cast<const uint8_t*>(bh.data()), n * 8) != GetU64(f + 56))
+      return out->Fail("ERR_BASELINE_MISSING", "the baseline held here differs from the sender's");
+  }
+  const uint8_t* payload = f + kPageHeader + hashed * 8;
+  Out unpacked;
+  const uint8_t* raw = payload;
+  if (f[5] == 1) {
+    if (!Lz4Decompress(payload, payloadLength, rawLength, &unpacked)) return out->Fail(unpacked.code, unpacked.message);
+    raw = unpacked.data;
+  } else if (f[5] == 2) {
+    if (!ZstdDecompress(payload, payloadLength, rawLength, j.dict.get(), &unpacked))
+      return out->Fail(unpacked.code, unpacked.message);
+    raw = unpacked.data;
+  } else if (f[5] != 0) {
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "unknown page codec");
+  } else if (payloadLength != rawLength) {
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame payload has the wrong size");
+  }
+  if ((f[5] != 0 && unpacked.length != rawLength) || rawLength < n + refCount * 4)
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame payload has the wrong size");
+  const uint8_t* kinds = raw;
+  size_t at = n + refCount * 4, ref = 0, h = 0;
+  std::vector<size_t> check;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t* dst = batch + i * ps;
+    const uint8_t* basePage = j.base ? j.base + (first + i) * ps : nullptr;
+    switch (kinds[i]) {
+      case kZero:
+        std::memset(dst, 0, ps);
+        break;
+      case kSame:
+        if (!basePage) return out->Fail("ERR_CORRUPT_PAYLOAD", "SAME page without a baseline");
+        std::memcpy(dst, basePage, ps);
+        break;
+      case kDup: {
+        if (ref >= refCount) return out->Fail("ERR_CORRUPT_PAYLOAD", "more DUP pages than references");
+        size_t src = GetU32(raw + n + 4 * ref++);
+        if (src < first || src >= first + i) return out->Fail("ERR_CORRUPT_PAYLOAD", "DUP of a page not sent before");
+        std::memcpy(dst, j.target + src * ps, ps);
+        break;
+      }
+      case kFull:
+      case kDelta:
+        if (h++ >= hashed) return out->Fail("ERR_CORRUPT_PAYLOAD", "more FULL/DELTA pages than hashes");
+        if (at + ps > rawLength) return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
+        if (kinds[i] == kFull) {
+          std::memcpy(dst, raw + at, ps);
+        } else {
+          if (!basePage) return out->Fail("ERR_CORRUPT_PAYLOAD", "DELTA page without a baseline");
+          XorInto(dst, raw + at, basePage, ps);
+        }
+        at += ps;
+        check.push_back(i);
+        break;
+      case kSparse: {
+        if (h++ >= hashed) return out->Fail("ERR_CORRUPT_PAYLOAD", "more FULL/DELTA pages than hashes");
+        if (!basePage) return out->Fail("ERR_CORRUPT_PAYLOAD", "SPARSE page without a baseline");
+        std::memcpy(dst, basePage, ps);
+        if (at + 2 > rawLength) return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
+        size_t runs = GetU16(raw + at);
+        at += 2;
+        for (size_t r = 0; r < runs; r++) {
+          if (at + 4 > rawLength) return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
+          size_t off = GetU16(raw + at), len = GetU16(raw + at + 2);
+          at += 4;
+          if (off + len > ps || at + len > rawLength)
+            return out->Fail("ERR_CORRUPT_PAYLOAD", "SPARSE run outside its page or the payload");
+          for (size_t k = 0; k < len; k++) dst[off + k] ^= raw[at + k];
+          at += len;
+        }
+        check.push_back(i);
+        break;
+      }
+      default:
+        return out->Fail("ERR_CORRUPT_PAYLOAD", "unknown page kind");
+    }
+  }
+  if (h != hashed || ref != refCount || at != rawLength)
+    return out->Fail("ERR_CORRUPT_PAYLOAD", "page map does not match its counts");
+  for (size_t k = 0; k < check.size(); k++) {
+    if (Xxh3(batch + check[k] * ps, ps) != GetU64(f + kPageHeader + 8 * k))
+      return out->Fail("ERR_CORRUPT_PAYLOAD", "a page does not match its hash after decoding");
+  }
+  return true;
+}
+
+class DecodeWorker : public Napi::AsyncWorker {
+ public:
+  DecodeWorker(Napi::Env env, DecodeJob job, std::vector<Napi::Value> keep)
+      : Napi::AsyncWorker(env, "dwcp-pages-decode"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
+    for (auto& v : keep) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { DecodePages(job_, &out_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (out_.code) {
+      Napi::Error e = Napi::Error::New(env, out_.message);
+      e.Set("code", Napi::String::New(env, out_.code));
+      deferred_.Reject(e.Value());
+      return;
+    }
+    deferred_.Resolve(env.Undefined());
+  }
+
+ private:
+  DecodeJob job_;
+  Out out_;
+  std::vector<Napi::ObjectReference> keep_;
+  Napi::Promise::Deferred deferred_;
+};
+
 class PageWorker : public Napi::AsyncWorker {
  public:
   PageWorker(Napi::Env env, PageJob job, std::vector<Napi::Value> keep)
@@ -568,6 +727,38 @@ Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// decodePagesAsync(frame, target, baseline|null, baselineHashes|null, dict|null) -> Promise<void>
+Napi::Value DecodePagesAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes frame, target;
+  if (!GetBytes(info, 0, &frame) || !GetBytes(info, 1, &target)) return env.Undefined();
+  DecodeJob j;
+  std::vector<Napi::Value> keep{info[0], info[1]};
+  j.frame = frame.data;
+  j.length = frame.length;
+  j.target = const_cast<uint8_t*>(target.data);
+  j.targetLength = target.length;
+  if (info[2].IsTypedArray()) {
+    Bytes base;
+    GetBytes(info, 2, &base);
+    j.base = base.data;
+    keep.push_back(info[2]);
+  }
+  if (info[3].IsTypedArray()) {
+    Napi::TypedArray t = info[3].As<Napi::TypedArray>();
+    j.baseHashes = reinterpret_cast<const uint64_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    keep.push_back(info[3]);
+  }
+  if (info[4].IsObject()) {
+    j.dict = ZstdDictionary::Unwrap(info[4].As<Napi::Object>())->dict_;
+    keep.push_back(info[4]);
+  }
+  auto* w = new DecodeWorker(env, std::move(j), keep);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 // zstdTrain(samples, sizes: Uint32Array, capacity) -> dictionary bytes
 Napi::Value Train(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -621,6 +812,7 @@ void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
   exports.Set("zstdFrameDictId", Napi::Function::New(env, FrameDictId, "zstdFrameDictId"));
   exports.Set("ZstdDictionary", ZstdDictionary::Define(env));
   exports.Set("encodePagesAsync", Napi::Function::New(env, EncodePagesAsync, "encodePagesAsync"));
+  exports.Set("decodePagesAsync", Napi::Function::New(env, DecodePagesAsync, "decodePagesAsync"));
   features.Set("codec", Napi::String::New(env, std::string("lz4 ") + LZ4_versionString() + ", zstd " + ZSTD_versionString()));
 }
 

@@ -14,6 +14,7 @@ import { codecBackend, trainDictionary, ZstdDictionary } from "../src/codec/inde
 import {
   BaselineStore,
   decodePages,
+  decodePagesAsync,
   encodePages,
   encodePagesAsync,
   ImageReceiver,
@@ -243,6 +244,57 @@ describe.skipIf(codecBackend !== "native")(
         ),
         { numRuns: 100 },
       );
+    });
+  },
+);
+
+describe.skipIf(codecBackend !== "native")(
+  `the native page decoder rebuilds what the TypeScript one does, with the same codes${codecBackend !== "native" ? " [skipped: native codecs not in use]" : ""}`,
+  () => {
+    it("every codec, with and without a baseline; corrupt, truncated and baseline-less frames", async () => {
+      const dicts = dict ? new Map([[dict.id, dict]]) : undefined;
+      for (const [, policy] of policies) {
+        const store = new BaselineStore();
+        store.put(7, 1, new Uint8Array(v1));
+        for (const [frames, want] of [
+          [send(v1, 1, policy), v1],
+          [send(v2, 2, policy, { version: 1, image: v1 }), v2],
+        ] as const) {
+          const target = new Uint8Array(want.length);
+          await Promise.all(
+            frames.map((f) =>
+              decodePagesAsync(f, { target, baselines: store, ...(dicts ? { dictionaries: dicts } : {}) }),
+            ),
+          );
+          expect(Buffer.compare(target, want)).toBe(0);
+        }
+      }
+      const [frame] = send(
+        v2.subarray(0, 64 * PAGE),
+        2,
+        { codec: PageCodec.LZ4, level: 1 },
+        { version: 1, image: v1.subarray(0, 64 * PAGE) },
+        64,
+      );
+      const store = new BaselineStore();
+      store.put(7, 1, new Uint8Array(v1.subarray(0, 64 * PAGE)));
+      const codeOf = async (f: Uint8Array, s: BaselineStore | undefined) => {
+        const target = new Uint8Array(64 * PAGE);
+        try {
+          await decodePagesAsync(f, { target, ...(s ? { baselines: s } : {}) });
+          return "ok";
+        } catch (e) {
+          return (e as { code: string }).code;
+        }
+      };
+      expect(await codeOf(frame!, store)).toBe("ok");
+      expect(await codeOf(frame!, undefined)).toBe("ERR_BASELINE_MISSING");
+      for (const at of [5, 60, 100, frame!.length - 1]) {
+        const bad = new Uint8Array(frame!);
+        bad[at] = bad[at]! ^ 0x10;
+        expect(await codeOf(bad, store)).toBe("ERR_CORRUPT_PAYLOAD");
+      }
+      expect(await codeOf(frame!.subarray(0, frame!.length - 3), store)).toBe("ERR_CORRUPT_PAYLOAD");
     });
   },
 );

@@ -491,9 +491,9 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
         "ERR_BASELINE_MISSING",
         `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
       );
-    const digest = baselineDigest(
-      hashPages(base.subarray(first * pageSize, (first + count) * pageSize), pageSize),
-    );
+    // The store keeps each baseline's page hashes: a baseline is hashed once, not per frame.
+    const held = o.baselines!.hashesOf(info.imageId, info.baseVersion, pageSize)!;
+    const digest = baselineDigest(held.subarray(first, first + count));
     if (digest !== v.getBigUint64(56, true))
       throw new DWCPError(
         "ERR_BASELINE_MISSING",
@@ -595,12 +595,48 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
 }
 
 /**
+ * {@link decodePages} on the libuv pool: with the native addon one call rebuilds
+ * and checks the batch off the event loop, with the same checks and error codes;
+ * without it, the TypeScript decoder runs here.
+ */
+export async function decodePagesAsync(frame: Uint8Array, o: DecodeOptions): Promise<PageFrameInfo> {
+  const b = loadNative().binding;
+  if (codecBackend !== "native" || !b?.decodePagesAsync) return decodePages(frame, o);
+  const info = readPageFrame(frame);
+  const { pageSize, pageCount: count, firstPage: first } = info;
+  if (o.target.length % pageSize !== 0 || (first + count) * pageSize > o.target.length)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
+  let base: Uint8Array | undefined;
+  let baseHashes: BigUint64Array | undefined;
+  if (info.baseVersion !== 0) {
+    base = o.baselines?.get(info.imageId, info.baseVersion);
+    if (!base || base.length !== o.target.length)
+      throw new DWCPError(
+        "ERR_BASELINE_MISSING",
+        `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
+      );
+    baseHashes = o.baselines!.hashesOf(info.imageId, info.baseVersion, pageSize);
+  }
+  const dict = info.dictId ? o.dictionaries?.get(info.dictId) : undefined;
+  if (info.codec === PageCodec.ZSTD && info.dictId && !dict)
+    throw new DWCPError("ERR_DICTIONARY", `page frame needs dictionary ${info.dictId}`);
+  try {
+    await b.decodePagesAsync(frame, o.target, base ?? null, baseHashes ?? null, dict ? dict.native(b) : null);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    throw new DWCPError((e.code ?? "ERR_CORRUPT_PAYLOAD") as "ERR_CORRUPT_PAYLOAD", e.message, { cause: e });
+  }
+  return info;
+}
+
+/**
  * The receiver's baselines: whole images by (image id, version), most recently
  * used kept, least recently used evicted above `maxBytes`.
  */
 export class BaselineStore {
   readonly maxBytes: number;
   readonly #images = new Map<string, Uint8Array>();
+  readonly #hashes = new Map<string, { pageSize: number; hashes: BigUint64Array }>();
   #bytes = 0;
   evictions = 0;
 
@@ -616,6 +652,7 @@ export class BaselineStore {
   put(imageId: number, version: number, image: Uint8Array): void {
     const k = `${imageId}:${version}`;
     const old = this.#images.get(k);
+    this.#hashes.delete(k);
     if (old) {
       this.#bytes -= old.length;
       this.#images.delete(k);
@@ -625,9 +662,22 @@ export class BaselineStore {
     for (const [key, img] of this.#images) {
       if (this.#bytes <= this.maxBytes || key === k) break;
       this.#images.delete(key);
+      this.#hashes.delete(key);
       this.#bytes -= img.length;
       this.evictions++;
     }
+  }
+
+  /** The XXH3-64 of every page of a held baseline (computed once, kept with it). */
+  hashesOf(imageId: number, version: number, pageSize: number): BigUint64Array | undefined {
+    const k = `${imageId}:${version}`;
+    const img = this.#images.get(k);
+    if (!img) return undefined;
+    const h = this.#hashes.get(k);
+    if (h && h.pageSize === pageSize) return h.hashes;
+    const hashes = hashPages(img, pageSize);
+    this.#hashes.set(k, { pageSize, hashes });
+    return hashes;
   }
 
   get(imageId: number, version: number): Uint8Array | undefined {
@@ -648,6 +698,7 @@ export class BaselineStore {
   delete(imageId: number, version: number): void {
     const k = `${imageId}:${version}`;
     const img = this.#images.get(k);
+    this.#hashes.delete(k);
     if (img) {
       this.#images.delete(k);
       this.#bytes -= img.length;

@@ -129,6 +129,13 @@ export interface NativeBinding {
       baseVersion: number;
     },
   ): Promise<Uint8Array>;
+  decodePagesAsync?(
+    frame: Uint8Array,
+    target: Uint8Array,
+    baseline: Uint8Array | null,
+    baselineHashes: BigUint64Array | null,
+    dict: NativeZstdDictionary | null,
+  ): Promise<void>;
   RdmaDevice?: new (
     name: string | undefined,
     onCompletions: (c: NativeCompletions) => void,
@@ -160,4 +167,5 @@ export const NATIVE_EXPORTS = [
   "zstdFrameDictId",
   "ZstdDictionary",
   "encodePagesAsync",
+  "decodePagesAsync",
 ] as const satisfies readonly (keyof NativeBinding)[];
