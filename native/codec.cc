@@ -520,14 +520,26 @@ bool DecodePages(const DecodeJob& j, Out* out) {
   return true;
 }
 
-class DecodeWorker : public Napi::AsyncWorker {
+// Runs one job on the libuv pool and settles a promise: with the output buffer
+// (or undefined when the job writes in place), or rejected with the job's code.
+// The inputs stay referenced until then, so the pool may read them.
+class PoolWorker : public Napi::AsyncWorker {
  public:
-  DecodeWorker(Napi::Env env, DecodeJob job, std::vector<Napi::Value> keep)
-      : Napi::AsyncWorker(env, "dwcp-pages-decode"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
-    for (auto& v : keep) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  PoolWorker(Napi::Env env, std::function<void(Out*)> work, const std::vector<Napi::Value>& keep, bool withBuffer)
+      : Napi::AsyncWorker(env, "dwcp-codec"),
+        work_(std::move(work)),
+        withBuffer_(withBuffer),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    for (const auto& v : keep) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { DecodePages(job_, &out_); }
+  static Napi::Promise Run(Napi::Env env, std::function<void(Out*)> work, const std::vector<Napi::Value>& keep,
+                             bool withBuffer) {
+    auto* w = new PoolWorker(env, std::move(work), keep, withBuffer);
+    Napi::Promise p = w->deferred_.Promise();
+    w->Queue();
+    return p;
+  }
+  void Execute() override { work_(&out_); }
   void OnOK() override {
     Napi::Env env = Env();
     if (out_.code) {
@@ -536,37 +548,12 @@ class DecodeWorker : public Napi::AsyncWorker {
       deferred_.Reject(e.Value());
       return;
     }
-    deferred_.Resolve(env.Undefined());
+    deferred_.Resolve(withBuffer_ ? Adopt(env, out_) : env.Undefined());
   }
 
  private:
-  DecodeJob job_;
-  Out out_;
-  std::vector<Napi::ObjectReference> keep_;
-  Napi::Promise::Deferred deferred_;
-};
-
-class PageWorker : public Napi::AsyncWorker {
- public:
-  PageWorker(Napi::Env env, PageJob job, std::vector<Napi::Value> keep)
-      : Napi::AsyncWorker(env, "dwcp-pages"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
-    for (auto& v : keep) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { EncodePages(job_, &out_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (out_.code) {
-      Napi::Error e = Napi::Error::New(env, out_.message);
-      e.Set("code", Napi::String::New(env, out_.code));
-      deferred_.Reject(e.Value());
-      return;
-    }
-    deferred_.Resolve(Adopt(env, out_));
-  }
-
- private:
-  PageJob job_;
+  std::function<void(Out*)> work_;
+  bool withBuffer_;
   Out out_;
   std::vector<Napi::ObjectReference> keep_;
   Napi::Promise::Deferred deferred_;
@@ -631,32 +618,6 @@ struct Job {
   }
 };
 
-class JobWorker : public Napi::AsyncWorker {
- public:
-  JobWorker(Napi::Env env, Job job, Napi::Value keep)
-      : Napi::AsyncWorker(env, "dwcp-codec"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
-    keep_ = Napi::Persistent(keep.As<Napi::Object>());
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { job_.Run(&out_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (out_.code) {
-      Napi::Error e = Napi::Error::New(env, out_.message);
-      e.Set("code", Napi::String::New(env, out_.code));
-      deferred_.Reject(e.Value());
-      return;
-    }
-    deferred_.Resolve(Adopt(env, out_));
-  }
-
- private:
-  Job job_;
-  Out out_;
-  Napi::ObjectReference keep_;  // the input stays alive while the pool reads it
-  Napi::Promise::Deferred deferred_;
-};
-
 Napi::Value RunJob(const Napi::CallbackInfo& info, Job job, bool async) {
   Napi::Env env = info.Env();
   if (!async) {
@@ -664,10 +625,7 @@ Napi::Value RunJob(const Napi::CallbackInfo& info, Job job, bool async) {
     job.Run(&out);
     return Adopt(env, out);
   }
-  auto* w = new JobWorker(env, std::move(job), info[0]);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return PoolWorker::Run(env, [job](Out* out) { job.Run(out); }, {info[0]}, true);
 }
 
 template <Job::Kind K, bool Async>
@@ -721,10 +679,7 @@ Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
     j.dict = ZstdDictionary::Unwrap(d.As<Napi::Object>())->dict_;
     keep.push_back(d);
   }
-  auto* w = new PageWorker(env, std::move(j), keep);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return PoolWorker::Run(env, [j](Out* out) { EncodePages(j, out); }, keep, true);
 }
 
 // decodePagesAsync(frame, target, baseline|null, baselineHashes|null, dict|null) -> Promise<void>
@@ -753,10 +708,7 @@ Napi::Value DecodePagesAsync(const Napi::CallbackInfo& info) {
     j.dict = ZstdDictionary::Unwrap(info[4].As<Napi::Object>())->dict_;
     keep.push_back(info[4]);
   }
-  auto* w = new DecodeWorker(env, std::move(j), keep);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return PoolWorker::Run(env, [j](Out* out) { DecodePages(j, out); }, keep, false);
 }
 
 // zstdTrain(samples, sizes: Uint32Array, capacity) -> dictionary bytes

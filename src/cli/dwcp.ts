@@ -30,6 +30,11 @@ async function main(): Promise<void> {
   const s = nativeStatus();
   console.log("DWCP: two local agents\n");
   line("native addon", s.loaded ? `loaded (hash ${s.features.hash.detail})` : `not loaded: ${s.reason}`);
+  line(
+    "codecs",
+    s.features.codec.native ? s.features.codec.detail : `TypeScript path (${s.features.codec.detail})`,
+  );
+  line("rdma", s.features.rdma.native ? s.features.rdma.detail : `not used: ${s.features.rdma.detail}`);
 
   const psk = randomBytes(32);
   const flags = { enableV3Transport: true, v3RolloutPercentage: 100 };

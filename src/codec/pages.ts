@@ -478,28 +478,14 @@ export interface DecodeOptions {
  *   for this batch's pages
  */
 export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo {
-  const info = readPageFrame(frame);
+  const { info, base, baseHashes } = prepareDecode(frame, o);
   const { pageSize, pageCount: count, firstPage: first } = info;
-  if (o.target.length % pageSize !== 0 || (first + count) * pageSize > o.target.length)
-    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
   const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  let base: Uint8Array | undefined;
-  if (info.baseVersion !== 0) {
-    base = o.baselines?.get(info.imageId, info.baseVersion);
-    if (!base || base.length !== o.target.length)
-      throw new DWCPError(
-        "ERR_BASELINE_MISSING",
-        `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
-      );
-    // The store keeps each baseline's page hashes: a baseline is hashed once, not per frame.
-    const held = o.baselines!.hashesOf(info.imageId, info.baseVersion, pageSize)!;
-    const digest = baselineDigest(held.subarray(first, first + count));
-    if (digest !== v.getBigUint64(56, true))
-      throw new DWCPError(
-        "ERR_BASELINE_MISSING",
-        `image ${info.imageId} version ${info.baseVersion} held here differs from the sender's baseline`,
-      );
-  }
+  if (base && baselineDigest(baseHashes!.subarray(first, first + count)) !== v.getBigUint64(56, true))
+    throw new DWCPError(
+      "ERR_BASELINE_MISSING",
+      `image ${info.imageId} version ${info.baseVersion} held here differs from the sender's baseline`,
+    );
   const refCount = v.getUint32(40, true);
   const hashed = v.getUint32(52, true);
   const rawLength = v.getUint32(48, true);
@@ -595,6 +581,26 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
 }
 
 /**
+ * What both decoders check first: the header and checksum, that the batch fits
+ * the target, and that the baseline it needs is held (with its page hashes,
+ * which the store computes once per baseline).
+ */
+function prepareDecode(frame: Uint8Array, o: DecodeOptions) {
+  const info = readPageFrame(frame);
+  const { pageSize, pageCount: count, firstPage: first } = info;
+  if (o.target.length % pageSize !== 0 || (first + count) * pageSize > o.target.length)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
+  if (info.baseVersion === 0) return { info, base: undefined, baseHashes: undefined };
+  const base = o.baselines?.get(info.imageId, info.baseVersion);
+  if (!base || base.length !== o.target.length)
+    throw new DWCPError(
+      "ERR_BASELINE_MISSING",
+      `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
+    );
+  return { info, base, baseHashes: o.baselines!.hashesOf(info.imageId, info.baseVersion, pageSize)! };
+}
+
+/**
  * {@link decodePages} on the libuv pool: with the native addon one call rebuilds
  * and checks the batch off the event loop, with the same checks and error codes;
  * without it, the TypeScript decoder runs here.
@@ -602,21 +608,7 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
 export async function decodePagesAsync(frame: Uint8Array, o: DecodeOptions): Promise<PageFrameInfo> {
   const b = loadNative().binding;
   if (codecBackend !== "native" || !b?.decodePagesAsync) return decodePages(frame, o);
-  const info = readPageFrame(frame);
-  const { pageSize, pageCount: count, firstPage: first } = info;
-  if (o.target.length % pageSize !== 0 || (first + count) * pageSize > o.target.length)
-    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
-  let base: Uint8Array | undefined;
-  let baseHashes: BigUint64Array | undefined;
-  if (info.baseVersion !== 0) {
-    base = o.baselines?.get(info.imageId, info.baseVersion);
-    if (!base || base.length !== o.target.length)
-      throw new DWCPError(
-        "ERR_BASELINE_MISSING",
-        `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
-      );
-    baseHashes = o.baselines!.hashesOf(info.imageId, info.baseVersion, pageSize);
-  }
+  const { info, base, baseHashes } = prepareDecode(frame, o);
   const dict = info.dictId ? o.dictionaries?.get(info.dictId) : undefined;
   if (info.codec === PageCodec.ZSTD && info.dictId && !dict)
     throw new DWCPError("ERR_DICTIONARY", `page frame needs dictionary ${info.dictId}`);
