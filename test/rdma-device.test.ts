@@ -5,11 +5,10 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { crc32c } from "../src/hash/index.js";
 import type { Conn } from "../src/transport/contract.js";
 import { type RdmaConn, rdma, rdmaAvailability } from "../src/transport/rdma/index.js";
 import { transportCompliance } from "./compliance/transport.js";
-import { patternChunk } from "./fixtures/rdma-pattern.js";
+import { exchange } from "./fixtures/rdma-pattern.js";
 import { ROOT } from "./helpers/child.js";
 
 const avail = rdmaAvailability();
@@ -72,31 +71,14 @@ describe.skipIf(Boolean(skip))(`rdma between two processes${skip ? ` [skipped: $
     const conn = (await accepted) as RdmaConn;
     expect(conn.transport).toBe("rdma");
     expect(conn.rdma.active).toBe(true);
-    const receiving = (async () => {
-      let n = 0;
-      let crc = 0;
-      for await (const c of conn) {
-        n += c.length;
-        crc = crc32c(c, crc);
-      }
-      return { n, crc };
-    })();
-    let crcSent = 0;
-    for (let off = 0, i = 0; off < EACH_WAY; i++) {
-      const c = patternChunk(i, Math.min(1 << 20, EACH_WAY - off), 1);
-      crcSent = crc32c(c, crcSent);
-      off += c.length;
-      if (!conn.send(c)) await conn.onDrain();
-    }
-    await conn.close();
-    const got = await receiving;
+    const got = await exchange(conn, EACH_WAY, 1);
     await new Promise((r) => child.once("exit", r));
     const peer = JSON.parse(out);
     // Both directions complete and bit-exact.
-    expect(got.n).toBe(EACH_WAY);
+    expect(got.received).toBe(EACH_WAY);
     expect(peer.received).toBe(EACH_WAY);
-    expect(got.crc).toBe(peer.crcSent);
-    expect(peer.crcReceived).toBe(crcSent);
+    expect(got.crcReceived).toBe(peer.crcSent);
+    expect(peer.crcReceived).toBe(got.crcSent);
     // Over verbs, not TCP: our counters, the control connection's few bytes, and the device's own packet counters.
     expect(peer.transport).toBe("rdma");
     expect(conn.stats.bytesSent).toBe(EACH_WAY);
