@@ -191,3 +191,38 @@ describe("amst pacing", () => {
     await listener.close();
   });
 });
+
+describe("amst closing", () => {
+  it("every stream lost while closing: the dialler redials, and the close completes with everything delivered", async () => {
+    const t = amst(tcp(), { streams: 2, reconnectInitialMs: 20 });
+    let accept!: (c: import("../src/transport/contract.js").Conn) => void;
+    const accepted = new Promise<import("../src/transport/contract.js").Conn>((r) => {
+      accept = r;
+    });
+    const listener = await t.listen("127.0.0.1:0", accept);
+    const client = (await t.dial(listener.address)) as AmstConn;
+    const server = await accepted;
+    const data = randomFillSync(new Uint8Array(16 << 20));
+    const got = (async () => {
+      let n = 0;
+      let crc = 0;
+      for await (const c of server) {
+        n += c.length;
+        crc = crc32c(c, crc);
+      }
+      return { n, crc };
+    })();
+    client.send(data);
+    const closing = client.close();
+    for (const c of client.streamConns()) c.socket!.destroy();
+    await Promise.race([
+      closing,
+      new Promise((_, reject) => setTimeout(() => reject(new Error("close did not complete")), 10_000)),
+    ]);
+    expect(await got).toEqual({ n: data.length, crc: crc32c(data) });
+    expect(client.stats.streamsLost).toBeGreaterThanOrEqual(2);
+    expect(client.stats.reconnects).toBeGreaterThanOrEqual(1);
+    await server.close();
+    await listener.close();
+  });
+});

@@ -295,7 +295,7 @@ export class AmstConn extends AbstractConn {
 
   /** @internal Adds an established stream (its STREAM_OPEN exchange is done). */
   addStream(conn: Conn, reader: ConnReader, index: number): void {
-    if (this.#done || this.status !== "open") {
+    if (this.#done || !this.#live) {
       conn.abort();
       return;
     }
@@ -326,12 +326,19 @@ export class AmstConn extends AbstractConn {
       this.#pump();
     });
     void this.#readStream(s);
+    // A stream that joins after our end was sent carries it too (the others may be gone).
+    if (this.#finSent) this.#sendSmall(s, FrameType.STREAM_FIN, this.#cutOffset);
     this.#pump();
+  }
+
+  /** Open, or closing but not finished: the bundle still needs streams. */
+  get #live(): boolean {
+    return this.status === "open" || this.status === "closing";
   }
 
   /** @internal The accepting side may take one more stream. */
   get canJoin(): boolean {
-    return !this.#done && this.status === "open" && this.#streams.size < this.#cfg.maxStreams;
+    return !this.#done && this.#live && this.#streams.size < this.#cfg.maxStreams;
   }
 
   // ------------------------------------------------------------------ sending
@@ -720,7 +727,8 @@ export class AmstConn extends AbstractConn {
 
   /** Dials or retires streams until the open count matches the target. */
   #reconcile(): void {
-    if (!this.#dialer || this.#done || this.status !== "open" || this.#finSent) return;
+    // Also while closing: a bundle that lost its streams must get one back to finish.
+    if (!this.#dialer || this.#done || !this.#live) return;
     const open = [...this.#streams.values()].filter((s) => s.state === "open");
     if (open.length > this.#target) {
       // Retire the newest: stop giving them segments, let their in-flight ones be acknowledged.
