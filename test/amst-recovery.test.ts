@@ -9,6 +9,7 @@ import type { Session } from "../src/session/session.js";
 import { type AmstConn, amst } from "../src/transport/amst/index.js";
 import { tcp } from "../src/transport/tcp/index.js";
 import { closeAll, sessionPair } from "./helpers/nodes.js";
+import { readAllCrc } from "./helpers/read.js";
 
 afterEach(closeAll);
 
@@ -203,15 +204,7 @@ describe("amst closing", () => {
     const client = (await t.dial(listener.address)) as AmstConn;
     const server = await accepted;
     const data = randomFillSync(new Uint8Array(16 << 20));
-    const got = (async () => {
-      let n = 0;
-      let crc = 0;
-      for await (const c of server) {
-        n += c.length;
-        crc = crc32c(c, crc);
-      }
-      return { n, crc };
-    })();
+    const got = readAllCrc(server);
     client.send(data);
     const closing = client.close();
     for (const c of client.streamConns()) c.socket!.destroy();

@@ -10,6 +10,7 @@ import { type RdmaConn, rdma, rdmaAvailability } from "../src/transport/rdma/ind
 import { transportCompliance } from "./compliance/transport.js";
 import { ROOT, runTs } from "./helpers/child.js";
 import { native, nativeSkipReason } from "./helpers/native.js";
+import { readAllCrc } from "./helpers/read.js";
 import { buildFakeVerbs } from "./rig/verbs.js";
 
 const fake = native ? buildFakeVerbs() : { path: "", reason: nativeSkipReason };
@@ -49,15 +50,7 @@ describe.skipIf(Boolean(skip))(`rdma on the fake provider${skip ? ` [skipped: ${
     expect(client.transport).toBe("rdma");
     expect(client.rdma).toMatchObject({ active: true, device: "fake0" });
     const data = randomFillSync(new Uint8Array(64 << 20));
-    const got = (async () => {
-      let n = 0;
-      let crc = 0;
-      for await (const c of server) {
-        n += c.length;
-        crc = crc32c(c, crc);
-      }
-      return { n, crc };
-    })();
+    const got = readAllCrc(server);
     for (let off = 0; off < data.length; off += 1 << 20) {
       if (!client.send(data.subarray(off, off + (1 << 20)))) await client.onDrain();
     }
