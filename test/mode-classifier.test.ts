@@ -26,6 +26,14 @@ describe("classify", () => {
     expect(classify({ rttMs: 1, bandwidthBps: 90 * M }, t)).toBe("datacenter");
     expect(classify({ rttMs: 10, bandwidthBps: 20 * M }, t)).toBe("internet");
   });
+
+  it("never calls a path slow on a host-limited (lower-bound) bandwidth; RTT still decides", () => {
+    const atLeast = { bandwidthBps: 800 * M, bandwidthAtLeast: true };
+    expect(classify({ rttMs: 0.1, ...atLeast }, DEFAULT_THRESHOLDS)).toBe("datacenter");
+    expect(classify({ rttMs: 30, ...atLeast }, DEFAULT_THRESHOLDS)).toBe("hybrid");
+    expect(classify({ rttMs: 80, ...atLeast }, DEFAULT_THRESHOLDS)).toBe("internet");
+    expect(classify({ rttMs: 0.1, bandwidthBps: 800 * M }, DEFAULT_THRESHOLDS)).toBe("internet");
+  });
 });
 
 describe("ModeTracker", () => {
@@ -80,6 +88,23 @@ describe("ModeTracker", () => {
     t.addBandwidth(100 * M);
     expect(t.evaluate(1200)).toBeUndefined();
     expect(t.mode).toBe("internet");
+  });
+
+  it("a lower-bound sample raises the bandwidth estimate but never lowers it; a path sample replaces the bound", () => {
+    const t = new ModeTracker({ smoothing: 0.5, minDwellMs: 0 });
+    t.addRtt(0.2);
+    t.addBandwidth(800 * M, true);
+    expect(t.estimate).toEqual({ rttMs: 0.2, bandwidthBps: 800 * M, bandwidthAtLeast: true });
+    expect(t.evaluate(0)?.mode).toBe("datacenter");
+    t.addBandwidth(100 * M, true);
+    expect(t.estimate?.bandwidthBps).toBe(800 * M);
+    t.addBandwidth(1200 * M, true);
+    expect(t.estimate).toMatchObject({ bandwidthBps: 1000 * M, bandwidthAtLeast: true });
+    // A figure the path itself limited ends the lower bound: this path is slow.
+    t.addBandwidth(100 * M);
+    t.addBandwidth(100 * M);
+    expect(t.estimate?.bandwidthAtLeast).toBeUndefined();
+    expect(t.evaluate(1)?.mode).toBe("internet");
   });
 
   it("smooths with an EWMA", () => {

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const e = mode.estimate;
     line(
       "measurements",
-      `RTT ${e.rttMs.toFixed(3)} ms, bandwidth ${(e.bandwidthBps / 1e9).toFixed(2)} Gbit/s ` +
+      `RTT ${e.rttMs.toFixed(3)} ms, bandwidth ${e.bandwidthAtLeast ? "≥ " : ""}${(e.bandwidthBps / 1e9).toFixed(2)} Gbit/s ` +
         `(${[...mode.sources.rtt, ...mode.sources.bandwidth].join(", ")}), decided in ${mode.sinceStartMs.toFixed(0)} ms`,
     );
   }

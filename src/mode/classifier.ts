@@ -36,18 +36,31 @@ export const DEFAULT_THRESHOLDS: Readonly<ModeThresholds> = Object.freeze({
 export interface PathEstimate {
   rttMs: number;
   bandwidthBps: number;
+  /**
+   * True when the bandwidth figure is only a lower bound: a host, not the path,
+   * limited the measurements behind it (an event loop busy the whole time). Such
+   * a path is never called slow; its bandwidth is at least what these hosts can use.
+   */
+  bandwidthAtLeast?: boolean;
+}
+
+/** Bandwidth below `line`, as far as the estimate can tell. */
+function below(e: PathEstimate, line: number): boolean {
+  return !e.bandwidthAtLeast && e.bandwidthBps < line;
 }
 
 /**
  * datacenter: RTT < datacenterRttMs and bandwidth > bandwidthBps;
  * internet: RTT > internetRttMs or bandwidth < bandwidthBps; hybrid otherwise.
+ * A lower-bound bandwidth counts as not below the line.
  */
 export function classify(
   e: PathEstimate,
   t: Pick<ModeThresholds, "datacenterRttMs" | "internetRttMs" | "bandwidthBps">,
 ): Mode {
-  if (e.rttMs > t.internetRttMs || e.bandwidthBps < t.bandwidthBps) return "internet";
-  if (e.rttMs < t.datacenterRttMs && e.bandwidthBps > t.bandwidthBps) return "datacenter";
+  if (e.rttMs > t.internetRttMs || below(e, t.bandwidthBps)) return "internet";
+  if (e.rttMs < t.datacenterRttMs && (e.bandwidthAtLeast || e.bandwidthBps > t.bandwidthBps))
+    return "datacenter";
   return "hybrid";
 }
 
@@ -60,14 +73,14 @@ export function withinBand(mode: Mode, e: PathEstimate, t: ModeThresholds): bool
   const down = 1 - t.hysteresis;
   switch (mode) {
     case "datacenter":
-      return e.rttMs < t.datacenterRttMs * up && e.bandwidthBps > t.bandwidthBps * down;
+      return e.rttMs < t.datacenterRttMs * up && !below(e, t.bandwidthBps * down);
     case "internet":
-      return e.rttMs > t.internetRttMs * down || e.bandwidthBps < t.bandwidthBps * up;
+      return e.rttMs > t.internetRttMs * down || below(e, t.bandwidthBps * up);
     case "hybrid":
       return (
         e.rttMs >= t.datacenterRttMs * down &&
         e.rttMs <= t.internetRttMs * up &&
-        e.bandwidthBps >= t.bandwidthBps * down
+        !below(e, t.bandwidthBps * down)
       );
   }
 }
@@ -89,6 +102,7 @@ export class ModeTracker {
   readonly thresholds: ModeThresholds;
   #rtt: number | undefined;
   #bw: number | undefined;
+  #bwAtLeast = false;
   #mode: Mode | undefined;
   #candidate: { mode: Mode; since: number } | undefined;
 
@@ -103,7 +117,7 @@ export class ModeTracker {
   get estimate(): PathEstimate | undefined {
     return this.#rtt === undefined || this.#bw === undefined
       ? undefined
-      : { rttMs: this.#rtt, bandwidthBps: this.#bw };
+      : { rttMs: this.#rtt, bandwidthBps: this.#bw, ...(this.#bwAtLeast ? { bandwidthAtLeast: true } : {}) };
   }
 
   /** Feeds an RTT sample (ms). */
@@ -111,14 +125,24 @@ export class ModeTracker {
     this.#rtt = this.#rtt === undefined ? rttMs : this.#rtt + this.thresholds.smoothing * (rttMs - this.#rtt);
   }
 
-  /** Feeds a bandwidth sample (bits/s). */
-  addBandwidth(bps: number): void {
-    this.#bw = this.#bw === undefined ? bps : this.#bw + this.thresholds.smoothing * (bps - this.#bw);
+  /**
+   * Feeds a bandwidth sample (bits/s). With `atLeast`, the sample is a lower bound
+   * (host-limited): it can raise the estimate but never lower it.
+   */
+  addBandwidth(bps: number, atLeast = false): void {
+    if (this.#bw === undefined) {
+      this.#bw = bps;
+      this.#bwAtLeast = atLeast;
+    } else if (!atLeast || bps > this.#bw) {
+      this.#bw += this.thresholds.smoothing * (bps - this.#bw);
+      if (!atLeast) this.#bwAtLeast = false;
+    }
   }
 
-  /** Resets the bandwidth estimate (e.g. after a lower bound is superseded by a full probe). */
-  setBandwidth(bps: number): void {
+  /** Replaces the bandwidth estimate (the result of a full probe). */
+  setBandwidth(bps: number, atLeast = false): void {
     this.#bw = bps;
+    this.#bwAtLeast = atLeast;
   }
 
   /**

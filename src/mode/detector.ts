@@ -8,13 +8,22 @@
  * - Bandwidth: a short bounded probe when there is no estimate yet; afterwards
  *   goodput of the session's own traffic while the sender is busy, and the
  *   kernel's delivery rate when it is not application-limited.
+ * - Host limits: a probe round during which either end's event loop was busy
+ *   nearly all the time, or goodput while ours was, measured the hosts rather
+ *   than the path (loopback, a pure-TypeScript node's checksums, a loaded
+ *   machine). Such figures are kept as lower bounds, so a fast path is never
+ *   called slow because its hosts were.
  *
  * Decisions come from the pure {@link ModeTracker} (hysteresis, dwell time).
  */
 import { EventEmitter } from "node:events";
+import type { EventLoopUtilization } from "node:perf_hooks";
 import type { Session } from "../session/session.js";
 import { tcpInfo } from "../transport/tcp/tcpinfo.js";
 import { type Mode, type ModeDecision, type ModeThresholds, ModeTracker } from "./classifier.js";
+
+/** Event-loop busy share above which a rate measured the host, not the path. */
+const HOST_BUSY = 0.9;
 
 /** Options of {@link ModeDetector}. */
 export interface DetectorOptions {
@@ -46,7 +55,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   readonly #opts: DetectorOptions;
   #timer: NodeJS.Timeout | undefined;
   #started = 0;
-  #last: { at: number; acked: number; busy: boolean } | undefined;
+  #last: { at: number; acked: number; busy: boolean; loop: EventLoopUtilization } | undefined;
   readonly #sources = { rtt: new Set<string>(), bandwidth: new Set<string>() };
   #stopped = false;
 
@@ -70,15 +79,18 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       this.tracker.addRtt(kernel.minRttUs / 1000);
       this.#sources.rtt.add("tcp_info min_rtt");
     }
-    const pings: number[] = [];
-    for (let i = 0; i < (this.#opts.initialPings ?? 3); i++) pings.push(await s.ping());
-    pings.sort((a, b) => a - b);
-    this.#addAppRtt(pings[pings.length >> 1]!, kernel?.minRttUs);
+    // The smallest of the first pings: queueing and a busy event loop only ever add
+    // to an RTT, so the minimum is the one closest to the path's.
+    let minPing = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < Math.max(1, this.#opts.initialPings ?? 3); i++)
+      minPing = Math.min(minPing, await s.ping());
+    this.#addAppRtt(minPing, kernel?.minRttUs);
     // An RTT far above the internet line decides the mode whatever the bandwidth:
     // one small probe round for the record instead of filling a long pipe.
     const t = this.tracker.thresholds;
     const rttDecides = (this.tracker.estimate?.rttMs ?? 0) > t.internetRttMs * (1 + t.hysteresis);
-    this.tracker.setBandwidth(await this.#probe(rttDecides ? 1 : Number.POSITIVE_INFINITY));
+    const probed = await this.#probe(rttDecides ? 1 : Number.POSITIVE_INFINITY);
+    this.tracker.setBandwidth(probed.bps, probed.hostLimited);
     const first = this.#decide()!;
     this.#schedule();
     return first;
@@ -100,21 +112,27 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
 
   /**
    * Probe rounds that grow until the measured rate stops growing by 25 % (the
-   * pipe is full, as BBR decides), or the byte/time budget is spent.
+   * pipe is full, as BBR decides), or the byte/time budget is spent. The time
+   * budget bounds the whole probe: a round is cut to what the latest rate moves
+   * in the time left (not the best rate, which a burst may have inflated).
    */
-  async #probe(maxRounds: number): Promise<number> {
+  async #probe(maxRounds: number): Promise<{ bps: number; hostLimited: boolean }> {
     const maxBytes = this.#opts.probe?.maxBytes ?? 64 << 20;
     const deadline = performance.now() + (this.#opts.probe?.maxMs ?? 1500);
-    let size = 256 * 1024;
+    const minRound = 256 * 1024;
+    let size = minRound;
     let best = 0;
-    let latest = 0;
+    let latest = { bps: 0, hostLimited: false };
     let flat = 0;
     let spent = 0;
-    for (let round = 0; round < maxRounds && spent < maxBytes && performance.now() < deadline; round++) {
+    for (let round = 0; round < maxRounds && spent < maxBytes; round++) {
+      const left = deadline - performance.now() - (this.tracker.estimate?.rttMs ?? 0);
+      if (latest.bps > 0) size = Math.min(size, Math.round((latest.bps / 8) * (left / 1000)));
+      if (left <= 0 || size < minRound) break;
       const r = await this.#session.probe(Math.min(size, maxBytes - spent));
       spent += r.bytes;
       const bps = Number.isFinite(r.bps) ? r.bps : best * 2;
-      latest = bps;
+      latest = { bps, hostLimited: Math.max(r.senderBusy, r.receiverBusy) >= HOST_BUSY };
       if (bps > best * 1.25) {
         best = bps;
         flat = 0;
@@ -122,7 +140,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // Aim the next round at ~100 ms of transfer at the best rate so far.
       size = Math.max(size * 2, Math.min(maxBytes, Math.round((best / 8) * 0.1)));
     }
-    this.#sources.bandwidth.add("probe");
+    this.#sources.bandwidth.add(latest.hostLimited ? "probe (host-limited: a lower bound)" : "probe");
     // The last round is the largest, hence the least distorted by bursts and
     // queues in the path; the best round only steers when to stop.
     return latest;
@@ -153,12 +171,18 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       const kernel = s.conn.socket ? tcpInfo(s.conn.socket) : undefined;
       this.#addAppRtt(await s.ping(), kernel?.minRttUs);
       const now = performance.now();
+      const loop = performance.eventLoopUtilization();
       const busy = s.unackedBytes > 0;
       const acked = s.ackedBytes;
-      // Goodput counts only over intervals where the sender never ran dry.
+      // Goodput counts only over intervals where the sender never ran dry; while
+      // our event loop was saturated it is a lower bound (the host limited it).
       if (this.#last?.busy && busy && acked > this.#last.acked) {
-        this.tracker.addBandwidth(((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000));
-        this.#sources.bandwidth.add("goodput");
+        const hostLimited = performance.eventLoopUtilization(loop, this.#last.loop).utilization >= HOST_BUSY;
+        this.tracker.addBandwidth(
+          ((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000),
+          hostLimited,
+        );
+        this.#sources.bandwidth.add(hostLimited ? "goodput (host-limited: a lower bound)" : "goodput");
       } else if (busy && kernel?.bbr && !kernel.bbr.inStartup && kernel.bbr.bandwidthBps > 0) {
         // BBR's windowed-max bottleneck estimate, once it has left STARTUP.
         this.tracker.addBandwidth(kernel.bbr.bandwidthBps);
@@ -167,7 +191,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
         this.tracker.addBandwidth(kernel.deliveryRateBps);
         this.#sources.bandwidth.add("tcp_info delivery_rate");
       }
-      this.#last = { at: now, acked, busy };
+      this.#last = { at: now, acked, busy, loop };
       this.#decide();
     } catch {
       // A lost ping on a closing session ends sampling quietly.

@@ -11,6 +11,7 @@
  *   sender also keeps at most `sendWindowBytes` unacknowledged.
  */
 import { EventEmitter } from "node:events";
+import type { EventLoopUtilization } from "node:perf_hooks";
 import { DWCPError } from "../errors.js";
 import { type Conn, throwIfAborted } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
@@ -19,6 +20,8 @@ import type { Negotiated } from "../wire/negotiate.js";
 import { type Control, decodeControl, errorControl, type Hello } from "../wire/proto.js";
 import { controlFrame, remoteError } from "./handshake.js";
 import type { ConnReader } from "./reader.js";
+
+type ProbeAckBody = Extract<Control, { probeAck: unknown }>["probeAck"];
 
 /** Messages up to this size may be coalesced into one BATCH frame. */
 const BATCH_MESSAGE_MAX = 16 * 1024;
@@ -627,25 +630,30 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   // Receiver side of probes: one round at a time.
-  #probeIn: { round: number; bytes: number; first: number } | undefined;
-  readonly #probeWaiters = new Map<number, (r: { bytes: number; durationUs: number }) => void>();
+  #probeIn: { round: number; bytes: number; first: number; loop: EventLoopUtilization } | undefined;
+  readonly #probeWaiters = new Map<number, (r: ProbeAckBody) => void>();
   #nextProbeRound = 1;
 
   #onProbe(p: { round: number; last: boolean; padding: Uint8Array }): void {
     const now = performance.now();
     if (!this.#probeIn || this.#probeIn.round !== p.round)
-      this.#probeIn = { round: p.round, bytes: 0, first: now };
+      this.#probeIn = { round: p.round, bytes: 0, first: now, loop: performance.eventLoopUtilization() };
     this.#probeIn.bytes += p.padding.length;
     if (p.last) {
       const r = this.#probeIn;
       this.#probeIn = undefined;
       this.#sendControl({
-        probeAck: { round: r.round, bytes: r.bytes, durationUs: Math.round((now - r.first) * 1000) },
+        probeAck: {
+          round: r.round,
+          bytes: r.bytes,
+          durationUs: Math.round((now - r.first) * 1000),
+          busyUs: Math.round(performance.eventLoopUtilization(r.loop).active * 1000),
+        },
       });
     }
   }
 
-  #onProbeAck(a: { round: number; bytes: number; durationUs: number }): void {
+  #onProbeAck(a: ProbeAckBody): void {
     const done = this.#probeWaiters.get(a.round);
     this.#probeWaiters.delete(a.round);
     done?.(a);
@@ -656,13 +664,18 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    * and returns the peer's receive rate. Measured at the receiver, between the
    * first and the last probe frame, so the path's latency does not dilute it.
    *
-   * @returns bits per second, the bytes and the receiver-side duration
+   * `senderBusy` and `receiverBusy` are the shares of the round each end's event
+   * loop spent working (0–1; the receiver's is 0 from a peer that does not report
+   * it). Near 1, a host rather than the path limited the rate, which is then only
+   * a lower bound of what the path carries.
+   *
+   * @returns bits per second, the bytes, the receiver-side duration and the busy shares
    */
   async probe(bytes: number, options: { frameBytes?: number; timeoutMs?: number } = {}) {
     const frame = Math.min(options.frameBytes ?? 256 * 1024, this.negotiated.maxFrameSize - 64);
     const round = this.#nextProbeRound++;
     const padding = new Uint8Array(frame);
-    const acked = new Promise<{ bytes: number; durationUs: number }>((resolve, reject) => {
+    const acked = new Promise<ProbeAckBody>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#probeWaiters.delete(round);
         reject(new DWCPError("ERR_CLOSED", "probe not acknowledged in time"));
@@ -673,16 +686,20 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       });
     });
     acked.catch(() => {});
+    const loop = performance.eventLoopUtilization();
+    // Every full frame but the last is the same bytes: encode it once, so the probe
+    // measures the path rather than this host's encoder and allocator.
+    const full = controlFrame({ probe: { round, last: false, padding } });
     for (let sent = 0; sent < bytes; ) {
       const n = Math.min(frame, bytes - sent);
       sent += n;
       if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
-      const ok = this.conn.send(
-        controlFrame({
-          probe: { round, last: sent >= bytes, padding: n === frame ? padding : padding.subarray(0, n) },
-        }),
-      );
-      if (!ok) await this.conn.onDrain();
+      const last = sent >= bytes;
+      const wire =
+        !last && n === frame
+          ? full
+          : controlFrame({ probe: { round, last, padding: padding.subarray(0, n) } });
+      if (!this.conn.send(wire)) await this.conn.onDrain();
     }
     const r = await acked;
     // The first frame's own transfer is not inside the measured interval.
@@ -691,6 +708,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       bps: r.durationUs > 0 ? (measured * 8) / (r.durationUs / 1e6) : Number.POSITIVE_INFINITY,
       bytes: r.bytes,
       durationUs: r.durationUs,
+      senderBusy: performance.eventLoopUtilization(loop).utilization,
+      receiverBusy: r.durationUs > 0 ? Math.min(1, r.busyUs / r.durationUs) : 0,
     };
   }
 

@@ -58,7 +58,7 @@ export type Control =
   | { close: { reason: string } }
   | { ready: Record<string, never> }
   | { probe: { round: number; last: boolean; padding: Uint8Array } }
-  | { probeAck: { round: number; bytes: number; durationUs: number } }
+  | { probeAck: { round: number; bytes: number; durationUs: number; busyUs: number } }
   | { rdma: RdmaInfo }
   | { rdmaEnd: { bytes: number; abort: boolean } };
 
