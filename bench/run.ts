@@ -6,6 +6,7 @@ import { renderSummary } from "./lib/summary.js";
 
 const BENCHES = [
   "hash",
+  "crc",
   "transport-loopback",
   "transport-small",
   "transport-wan",

@@ -1,0 +1,122 @@
+// `npm run bench -- crc`: CRC-32C, the checksum every DWCP frame carries, over
+// 1 MiB blocks (a bulk DATA frame) and 4 KiB blocks (a small message) of a 64 MiB
+// buffer.
+//
+// Contenders, each in its own child process, interleaved over several rounds:
+//   ours (native)    crc32c() from the addon (SSE4.2, three interleaved chains)
+//   ours (ts)        the same API on the TypeScript path (reported in detail)
+//   @node-rs/crc32   its crc32c() (Rust, SIMD)
+// Every contender checksums the same xorshift32-filled buffer and reports the XOR
+// of all block CRCs; the run fails if any disagrees.
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { median, round, writeResult } from "./lib/result.js";
+
+const MIB = 64;
+const BLOCKS = [1 << 20, 4096];
+const REPS = 5;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+type Sample = Record<string, { gbps: number[]; xor: number }>;
+
+function fill(bytes: number): Buffer {
+  const words = new Uint32Array(bytes / 4);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  return Buffer.from(words.buffer);
+}
+
+async function child(contender: string): Promise<void> {
+  const data = fill(MIB << 20);
+  let crc: (b: Buffer) => number;
+  if (contender === "node-rs") {
+    const m = await import("@node-rs/crc32");
+    crc = (b) => m.crc32c(b);
+  } else {
+    const { crc32c, nativeStatus } = await import("../src/index.js");
+    if (nativeStatus().features.hash.native !== (contender === "ours-native"))
+      throw new Error(`${contender}: wrong backend`);
+    crc = (b) => crc32c(b);
+  }
+  const out: Sample = {};
+  for (const block of BLOCKS) {
+    const views = Array.from({ length: data.length / block }, (_, i) =>
+      data.subarray(i * block, (i + 1) * block),
+    );
+    const gbps: number[] = [];
+    let xor = 0;
+    for (let r = -1; r < REPS; r++) {
+      xor = 0;
+      const t0 = process.hrtime.bigint();
+      for (const v of views) xor ^= crc(v);
+      const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (r >= 0) gbps.push(data.length / dt / 1e9);
+    }
+    out[block] = { gbps, xor: xor >>> 0 };
+  }
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+function runChild(contender: string): Sample {
+  const self = fileURLToPath(import.meta.url);
+  const env = {
+    ...process.env,
+    DWCP_NATIVE: contender === "ours-ts" ? "0" : contender === "ours-native" ? "1" : "",
+  };
+  const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", contender], {
+    encoding: "utf8",
+    env,
+  });
+  if (r.status !== 0) throw new Error(`${contender} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim()) as Sample;
+}
+
+async function main(): Promise<void> {
+  const contenders = ["ours-native", "ours-ts", "node-rs"];
+  const perRound: Record<string, number[]> = {};
+  const xors = new Map<number, Set<number>>(BLOCKS.map((b) => [b, new Set()]));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const c of contenders) {
+      const s = runChild(c);
+      for (const block of BLOCKS) {
+        const key = `${c}/${block}`;
+        xors.get(block)!.add(s[block]!.xor);
+        perRound[key] = [...(perRound[key] ?? []), round(median(s[block]!.gbps))];
+        console.log(`round ${r + 1} ${key.padEnd(20)} ${median(s[block]!.gbps).toFixed(2)} GB/s`);
+      }
+    }
+  }
+  for (const [block, set] of xors) {
+    if (set.size !== 1) throw new Error(`contenders disagree on the ${block}-byte block CRCs`);
+  }
+  const m = (k: string) => round(median(perRound[k]!), 2);
+  const result = writeResult(
+    {
+      name: "crc",
+      unit: "GB/s (CRC-32C, 1 MiB blocks)",
+      ours: m(`ours-native/${1 << 20}`),
+      peers: { "@node-rs/crc32": m(`node-rs/${1 << 20}`) },
+      detail: {
+        what: `CRC-32C of every block of a ${MIB} MiB buffer (GB = 1e9 bytes)`,
+        method: `${ROUNDS} interleaved rounds, each contender in its own process, median of ${REPS} passes after a warm-up`,
+        blocks4KiB: {
+          ours: m("ours-native/4096"),
+          "@node-rs/crc32": m("node-rs/4096"),
+          oursTs: m("ours-ts/4096"),
+        },
+        oursTs: m(`ours-ts/${1 << 20}`),
+        perRound,
+      },
+    },
+    true,
+  );
+  console.log(JSON.stringify({ ours: result.ours, peers: result.peers, ratios: result.ratios }));
+}
+
+if (process.argv[2] === "--child") await child(process.argv[3]!);
+else await main();
