@@ -8,8 +8,8 @@
 //   @node-rs/crc32   its crc32c() (Rust, SIMD)
 // Every contender checksums the same xorshift32-filled buffer and reports the XOR
 // of all block CRCs; the run fails if any disagrees.
-import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { runChild, xorshiftFill } from "./lib/child.js";
 import { median, round, writeResult } from "./lib/result.js";
 
 const MIB = 64;
@@ -19,20 +19,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 type Sample = Record<string, { gbps: number[]; xor: number }>;
 
-function fill(bytes: number): Buffer {
-  const words = new Uint32Array(bytes / 4);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return Buffer.from(words.buffer);
-}
-
 async function child(contender: string): Promise<void> {
-  const data = fill(MIB << 20);
+  const bytes = xorshiftFill(MIB << 20);
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let crc: (b: Buffer) => number;
   if (contender === "node-rs") {
     const m = await import("@node-rs/crc32");
@@ -62,27 +51,13 @@ async function child(contender: string): Promise<void> {
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-function runChild(contender: string): Sample {
-  const self = fileURLToPath(import.meta.url);
-  const env = {
-    ...process.env,
-    DWCP_NATIVE: contender === "ours-ts" ? "0" : contender === "ours-native" ? "1" : "",
-  };
-  const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", contender], {
-    encoding: "utf8",
-    env,
-  });
-  if (r.status !== 0) throw new Error(`${contender} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim()) as Sample;
-}
-
 async function main(): Promise<void> {
   const contenders = ["ours-native", "ours-ts", "node-rs"];
   const perRound: Record<string, number[]> = {};
   const xors = new Map<number, Set<number>>(BLOCKS.map((b) => [b, new Set()]));
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of contenders) {
-      const s = runChild(c);
+      const s = runChild<Sample>(fileURLToPath(import.meta.url), c);
       for (const block of BLOCKS) {
         const key = `${c}/${block}`;
         xors.get(block)!.add(s[block]!.xor);

@@ -8,10 +8,11 @@
 //   c-libxxhash-dispatch  the same through libxxhash's AVX2 runtime dispatcher
 // Every contender hashes the same xorshift32-filled buffer and reports the XOR of
 // all page hashes; the run fails if any disagrees, so a fast wrong answer can't win.
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runChild, xorshiftFill } from "./lib/child.js";
 import { median, round, WORK_DIR, writeResult } from "./lib/result.js";
 
 const MIB = Number(process.env.BENCH_HASH_MIB ?? 256);
@@ -24,20 +25,8 @@ interface Sample {
   xor: string;
 }
 
-function fill(bytes: number): Uint8Array {
-  const words = new Uint32Array(bytes / 4);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return new Uint8Array(words.buffer);
-}
-
 async function child(contender: string): Promise<void> {
-  const data = fill(MIB << 20);
+  const data = xorshiftFill(MIB << 20);
   const pages = data.length / PAGE;
   let hashAll: () => BigUint64Array;
   if (contender === "node-rs") {
@@ -76,26 +65,14 @@ function buildReference(): string {
   return bin;
 }
 
-function runChild(contender: string): Sample {
-  const self = fileURLToPath(import.meta.url);
-  const env = {
-    ...process.env,
-    DWCP_NATIVE: contender === "ours-ts" ? "0" : contender === "ours-native" ? "1" : "",
-  };
-  const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", contender], {
-    encoding: "utf8",
-    env,
-  });
-  if (r.status !== 0) throw new Error(`${contender} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim()) as Sample;
-}
+const runChildHere = (contender: string) => runChild<Sample>(fileURLToPath(import.meta.url), contender);
 
 async function main(): Promise<void> {
   const ref = buildReference();
   const contenders: [string, () => Sample][] = [
-    ["ours-native", () => runChild("ours-native")],
-    ["ours-ts", () => runChild("ours-ts")],
-    ["@node-rs/xxhash", () => runChild("node-rs")],
+    ["ours-native", () => runChildHere("ours-native")],
+    ["ours-ts", () => runChildHere("ours-ts")],
+    ["@node-rs/xxhash", () => runChildHere("node-rs")],
     [
       "c-libxxhash",
       () => JSON.parse(execFileSync(ref, [`${MIB}`, `${PAGE}`, `${REPS}`], { encoding: "utf8" })),
