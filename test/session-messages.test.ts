@@ -4,6 +4,7 @@ import { randomFillSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DWCPError } from "../src/errors.js";
 import type { Message } from "../src/session/session.js";
+import { tcp } from "../src/transport/tcp/index.js";
 import { encodeFrame, FrameFlags, FrameType } from "../src/wire/frame.js";
 import { closeAll, sessionPair } from "./helpers/nodes.js";
 
@@ -40,6 +41,23 @@ describe("session messages", () => {
     for (const [i, m] of got.entries()) expect(Buffer.compare(m.data, payloads[i]!)).toBe(0);
     // Far fewer frames than messages crossed the wire.
     expect(b.frameStats.frames).toBeLessThan(50);
+  });
+
+  it("over TCP, BATCH frames cut across socket reads deliver every small message intact", async () => {
+    const { a, b } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
+    const got: Message[] = [];
+    b.on("message", (m) => got.push(m));
+    // Random sizes 0…300 B: 64 KiB batches whose entries and length fields
+    // straddle the 64 KiB reads at every kind of offset.
+    const payloads = Array.from({ length: 20_000 }, (_, i) =>
+      randomFillSync(new Uint8Array((i * 7919) % 301)),
+    );
+    for (let i = 0; i < payloads.length; i += 2000)
+      await Promise.all(payloads.slice(i, i + 2000).map((p) => a.send(p)));
+    expect(got.map((m) => m.id)).toEqual(payloads.map((_, i) => i + 1));
+    for (const [i, m] of got.entries()) expect(Buffer.compare(m.data, payloads[i]!)).toBe(0);
+    // Some entries really did arrive in more than one view.
+    expect(got.some((m) => m.chunks.length > 1)).toBe(true);
   });
 
   it("a malformed BATCH frame ends the session with ERR_BAD_FRAME", async () => {

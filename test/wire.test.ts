@@ -13,6 +13,7 @@ import {
   HEADER_SIZE,
 } from "../src/wire/frame.js";
 import { decodeGreeting, encodeGreeting, GREETING_SIZE } from "../src/wire/greeting.js";
+import { PartsCursor } from "../src/wire/parts.js";
 import { decodeControl, encodeControl } from "../src/wire/proto.js";
 
 describe("greeting (PROTOCOL §2)", () => {
@@ -159,5 +160,37 @@ describe("PSK proof (PROTOCOL §6)", () => {
     expect(verifyPskProof(psk, "C", own, peer, "nöde", expected)).toBe(true);
     expect(verifyPskProof(psk, "S", own, peer, "nöde", expected)).toBe(false);
     expect(verifyPskProof(psk, "C", peer, own, "nöde", expected)).toBe(false);
+  });
+});
+
+describe("PartsCursor (BATCH payloads that span socket reads)", () => {
+  it("reads the same lengths and entries as the joined payload, wherever the cuts fall", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 30 }),
+        fc.array(fc.nat({ max: 2000 }), { maxLength: 40 }),
+        (entries, cuts) => {
+          const joined = Buffer.concat(
+            entries.flatMap((e) => {
+              const len = Buffer.alloc(4);
+              len.writeUInt32LE(e.length, 0);
+              return [len, e];
+            }),
+          );
+          // Split at the given offsets, empty parts included.
+          const at = [...new Set(cuts.map((c) => c % (joined.length + 1)))].sort((x, y) => x - y);
+          const parts = [0, ...at].map((start, i) => joined.subarray(start, [...at, joined.length][i]));
+          const cur = new PartsCursor(parts);
+          expect(cur.remaining).toBe(joined.length);
+          for (const e of entries) {
+            expect(cur.u32()).toBe(e.length);
+            const views = cur.take(e.length);
+            expect(Buffer.compare(Buffer.concat(views), e)).toBe(0);
+          }
+          expect(cur.remaining).toBe(0);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -17,6 +17,7 @@ import { type Conn, throwIfAborted } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
 import { type DecoderStats, encodeHeader, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
 import type { Negotiated } from "../wire/negotiate.js";
+import { PartsCursor } from "../wire/parts.js";
 import { type Control, decodeControl, errorControl, type Hello } from "../wire/proto.js";
 import { controlFrame, remoteError } from "./handshake.js";
 import type { ConnReader } from "./reader.js";
@@ -255,21 +256,29 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   // Small messages sent in the same turn of the event loop leave as one BATCH
-  // frame: one header, one checksum and one write for all of them.
-  #batch: { firstId: number; parts: Uint8Array[]; bytes: number } | undefined;
+  // frame: one header, one checksum and one write for all of them. The first
+  // message is only referenced (a batch of one is an ordinary frame); from the
+  // second on, entries are copied straight into the frame's payload.
+  #batch: { firstId: number; first: Uint8Array; buf: Buffer | undefined; bytes: number } | undefined;
 
   #appendToBatch(p: PendingSend, data: Uint8Array): void {
     if (this.#batch && this.#batch.bytes + 4 + data.length > BATCH_BYTES_MAX) this.#flushBatch();
-    if (!this.#batch) {
-      this.#batch = { firstId: p.id, parts: [], bytes: 0 };
+    const b = this.#batch;
+    if (!b) {
+      this.#batch = { firstId: p.id, first: data, buf: undefined, bytes: 4 + data.length };
       // setImmediate, not nextTick: a sender paced by acks adds one message per
       // microtask, and only the end of the event-loop turn collects them all.
       setImmediate(() => this.#flushBatch());
+    } else {
+      if (!b.buf) {
+        b.buf = Buffer.allocUnsafe(BATCH_BYTES_MAX);
+        b.buf.writeUInt32LE(b.first.length, 0);
+        b.buf.set(b.first, 4);
+      }
+      b.buf.writeUInt32LE(data.length, b.bytes);
+      b.buf.set(data, b.bytes + 4);
+      b.bytes += 4 + data.length;
     }
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, data.length, true);
-    this.#batch.parts.push(len, data);
-    this.#batch.bytes += 4 + data.length;
     p.bytes = data.length;
     this.#unackedBytes += data.length;
   }
@@ -281,8 +290,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.#batch = undefined;
     if (this.conn.status !== "open") return;
     // A batch of one is an ordinary frame: no length prefixes.
-    if (b.parts.length === 2) this.#writeFrame(b.firstId, 0, b.parts[1]!, true);
-    else this.#writeFrame(b.firstId, 0, Buffer.concat(b.parts, b.bytes), true, FrameFlags.BATCH);
+    if (!b.buf) this.#writeFrame(b.firstId, 0, b.first, true);
+    else this.#writeFrame(b.firstId, 0, b.buf.subarray(0, b.bytes), true, FrameFlags.BATCH);
   }
 
   /** Writes a whole message synchronously (the window has room for all of it). */
@@ -513,17 +522,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         `batch frame out of place (message ${f.messageId}, offset ${f.offset})`,
       );
     }
-    const payload = f.parts ? Buffer.concat(f.parts, f.length) : f.payload;
-    const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-    let at = 0;
-    while (at < payload.length) {
-      if (payload.length - at < 4) throw new DWCPError("ERR_BAD_FRAME", "truncated length in a batch frame");
-      const n = v.getUint32(at, true);
-      at += 4;
-      if (n > payload.length - at)
+    // Entries are delivered as views into the frame's parts, never joined.
+    const cur = new PartsCursor(f.parts ?? [f.payload]);
+    while (cur.remaining > 0) {
+      if (cur.remaining < 4) throw new DWCPError("ERR_BAD_FRAME", "truncated length in a batch frame");
+      const n = cur.u32();
+      if (n > cur.remaining)
         throw new DWCPError("ERR_BAD_FRAME", `batch entry of ${n} bytes overruns its frame`);
-      const msg = new InboundMessage(this.#expectId++, [payload.subarray(at, at + n)], n);
-      at += n;
+      const msg = new InboundMessage(this.#expectId++, cur.take(n), n);
       this.stats.messagesReceived++;
       this.stats.bytesReceived += n;
       this.#deliver(msg);
