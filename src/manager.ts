@@ -66,6 +66,11 @@ export interface RollbackPolicy {
   maxErrorRate: number;
   /** v3 ack latency above this multiple of the baseline trips the breaker. @default 2 */
   maxLatencyFactor: number;
+  /**
+   * ...and only when it is also this much above the baseline, ms: doubling a
+   * sub-millisecond latency is scheduling noise, not a degraded path. @default 1
+   */
+  minLatencyIncreaseMs: number;
   /** Sends observed before the error rate is judged. @default 50 */
   minSamples: number;
   /** Time before v3 is retried after a trip, ms. @default 30000 */
@@ -75,6 +80,7 @@ export interface RollbackPolicy {
 export const DEFAULT_ROLLBACK: Readonly<RollbackPolicy> = Object.freeze({
   maxErrorRate: 0.01,
   maxLatencyFactor: 2,
+  minLatencyIncreaseMs: 1,
   minSamples: 50,
   coolDownMs: 30_000,
 });
@@ -433,7 +439,12 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       let reason = "";
       if (link.stats.v3Failures > 0 && (sent >= p.minSamples || !link.v3) && errorRate > p.maxErrorRate) {
         reason = `v3 error rate ${(errorRate * 100).toFixed(2)}% > ${p.maxErrorRate * 100}%`;
-      } else if (link.v3Baseline > 0 && lat.length >= 32 && recent > p.maxLatencyFactor * link.v3Baseline) {
+      } else if (
+        link.v3Baseline > 0 &&
+        lat.length >= 32 &&
+        recent > p.maxLatencyFactor * link.v3Baseline &&
+        recent - link.v3Baseline > p.minLatencyIncreaseMs
+      ) {
         reason = `v3 latency ${recent.toFixed(2)} ms > ${p.maxLatencyFactor}× baseline ${link.v3Baseline.toFixed(2)} ms`;
       }
       if (reason) {
