@@ -27,6 +27,7 @@ import {
   type FrameTypeValue,
 } from "../../wire/frame.js";
 import { AbstractConn, type Conn } from "../contract.js";
+import { OutboundQueue } from "../outbound.js";
 import { congestionControl } from "../tcp/tcpinfo.js";
 import type { TuneInput } from "./tune.js";
 import { type StreamBounds, streamTarget } from "./tune.js";
@@ -129,15 +130,12 @@ export class AmstConn extends AbstractConn {
   #target: number;
 
   // --- send side ---
-  readonly #out: Uint8Array[] = [];
-  #outBytes = 0;
+  readonly #out: OutboundQueue;
   #cutOffset = 0;
   #unacked: Segment[] = [];
   #unackedHead = 0;
   #inflightBytes = 0;
   #resend: Segment[] = [];
-  #wantDrain = false;
-  #pumpScheduled = false;
   #rr = 0;
   #paceTokens = 0;
   #paceAt = 0;
@@ -173,6 +171,9 @@ export class AmstConn extends AbstractConn {
     super({ readHighWater: cfg.readHighWater });
     this.transport = `amst+${innerName}`;
     this.#cfg = cfg;
+    // Everything written in one tick shares segments: one header and one
+    // checksum for many small frames.
+    this.#out = new OutboundQueue(cfg.writeHighWater, () => this.#pump());
     this.#dialer = dialer;
     this.#target = initialStreams;
     this.#peerWindow = peerWindowBytes;
@@ -202,7 +203,7 @@ export class AmstConn extends AbstractConn {
   }
 
   get bufferedAmount(): number {
-    return this.#outBytes;
+    return this.#out.bytes;
   }
 
   /** Open streams (retiring ones excluded). */
@@ -344,25 +345,11 @@ export class AmstConn extends AbstractConn {
   // ------------------------------------------------------------------ sending
 
   protected sendData(chunk: Uint8Array): boolean {
-    if (chunk.length > 0) {
-      this.#out.push(chunk);
-      this.#outBytes += chunk.length;
-      // Everything written in this tick shares segments: one header and one
-      // checksum for many small frames.
-      if (!this.#pumpScheduled) {
-        this.#pumpScheduled = true;
-        process.nextTick(() => {
-          this.#pumpScheduled = false;
-          this.#pump();
-        });
-      }
-    }
-    if (this.#outBytes >= this.#cfg.writeHighWater) this.#wantDrain = true;
-    return !this.#wantDrain;
+    return this.#out.push(chunk);
   }
 
   protected needsDrain(): boolean {
-    return this.#wantDrain;
+    return this.#out.full;
   }
 
   #pump(): void {
@@ -370,11 +357,11 @@ export class AmstConn extends AbstractConn {
     for (;;) {
       const resend = this.#resend.length > 0;
       if (!resend) {
-        if (this.#outBytes === 0) break;
-        const next = Math.min(this.#outBytes, this.#cfg.chunkBytes);
+        if (this.#out.bytes === 0) break;
+        const next = Math.min(this.#out.bytes, this.#cfg.chunkBytes);
         if (this.#inflightBytes > 0 && this.#inflightBytes + next > this.#cfg.windowBytes) break;
       }
-      const len = resend ? this.#resend[0]!.length : Math.min(this.#outBytes, this.#cfg.chunkBytes);
+      const len = resend ? this.#resend[0]!.length : Math.min(this.#out.bytes, this.#cfg.chunkBytes);
       if (!this.#paceAllows(len)) break;
       const s = this.#pickStream();
       if (!s) break;
@@ -382,10 +369,7 @@ export class AmstConn extends AbstractConn {
       if (resend) this.stats.segmentsResent++;
       this.#transmit(s, seg);
     }
-    if (this.#wantDrain && this.#outBytes < this.#cfg.writeHighWater / 2) {
-      this.#wantDrain = false;
-      this.emit("drain");
-    }
+    if (this.#out.drained()) this.emit("drain");
     this.#maybeSendFin();
   }
 
@@ -433,22 +417,8 @@ export class AmstConn extends AbstractConn {
 
   /** Takes the next segment's bytes off the outbound queue, as views. */
   #cut(): Segment {
-    const want = Math.min(this.#outBytes, this.#cfg.chunkBytes);
-    const parts: Uint8Array[] = [];
-    let n = 0;
-    while (n < want) {
-      const b = this.#out[0]!;
-      const take = Math.min(b.length, want - n);
-      if (take === b.length) {
-        parts.push(b);
-        this.#out.shift();
-      } else {
-        parts.push(b.subarray(0, take));
-        this.#out[0] = b.subarray(take);
-      }
-      n += take;
-    }
-    this.#outBytes -= n;
+    const n = Math.min(this.#out.bytes, this.#cfg.chunkBytes);
+    const parts = this.#out.take(n);
     const seg: Segment = { offset: this.#cutOffset, length: n, parts, stream: undefined };
     this.#cutOffset += n;
     this.#unacked.push(seg);
@@ -528,7 +498,7 @@ export class AmstConn extends AbstractConn {
   }
 
   #maybeSendFin(): void {
-    if (!this.#ending || this.#finSent || this.#outBytes > 0 || this.#inflightBytes > 0) return;
+    if (!this.#ending || this.#finSent || this.#out.bytes > 0 || this.#inflightBytes > 0) return;
     const open = [...this.#streams.values()].filter((s) => s.state === "open" || s.state === "retiring");
     if (open.length === 0) return;
     this.#finSent = true;

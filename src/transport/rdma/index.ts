@@ -28,6 +28,7 @@ import {
   type ListenOptions,
   type Transport,
 } from "../contract.js";
+import { OutboundQueue } from "../outbound.js";
 import { type TcpOptions, tcp } from "../tcp/index.js";
 import { openDevice, rdmaAvailability } from "./verbs.js";
 
@@ -157,10 +158,9 @@ export class RdmaConn extends AbstractConn {
   readonly #cfg: Setup;
 
   // send side
-  readonly #out: Uint8Array[] = [];
-  #outBytes = 0;
-  #wantDrain = false;
-  #pumpScheduled = false;
+  readonly #out: OutboundQueue;
+  /** Without verbs the control connection carries the data; it asked for a drain. */
+  #controlFull = false;
   readonly #freeSend: number[] = [];
   #sendsInFlight = 0;
   #credits = 0;
@@ -191,13 +191,14 @@ export class RdmaConn extends AbstractConn {
     this.#reader = reader;
     this.#ep = ep;
     this.#cfg = cfg;
+    this.#out = new OutboundQueue(cfg.writeHighWater ?? 4 << 20, () => this.#pump());
     this.localAddress = control.localAddress;
     this.remoteAddress = control.remoteAddress;
     this.transport = ep ? "rdma" : "tcp";
     this.rdma = { active: ep !== undefined, reason, device: ep?.device?.name ?? "" };
     control.on("drain", () => {
-      if (!this.#ep && this.#wantDrain) {
-        this.#wantDrain = false;
+      if (!this.#ep && this.#controlFull) {
+        this.#controlFull = false;
         this.emit("drain");
       }
     });
@@ -224,7 +225,7 @@ export class RdmaConn extends AbstractConn {
   }
 
   get bufferedAmount(): number {
-    return this.#ep ? this.#outBytes : this.#control.bufferedAmount;
+    return this.#ep ? this.#out.bytes : this.#control.bufferedAmount;
   }
 
   // ------------------------------------------------------------------ sending
@@ -232,26 +233,14 @@ export class RdmaConn extends AbstractConn {
   protected sendData(chunk: Uint8Array): boolean {
     if (!this.#ep) {
       if (this.#control.send(chunk)) return true;
-      this.#wantDrain = true;
+      this.#controlFull = true;
       return false;
     }
-    if (chunk.length > 0) {
-      this.#out.push(chunk);
-      this.#outBytes += chunk.length;
-      if (!this.#pumpScheduled) {
-        this.#pumpScheduled = true;
-        process.nextTick(() => {
-          this.#pumpScheduled = false;
-          this.#pump();
-        });
-      }
-    }
-    if (this.#outBytes >= (this.#cfg.writeHighWater ?? 4 << 20)) this.#wantDrain = true;
-    return !this.#wantDrain;
+    return this.#out.push(chunk);
   }
 
   protected needsDrain(): boolean {
-    return this.#wantDrain;
+    return this.#ep ? this.#out.full : this.#controlFull;
   }
 
   #pump(): void {
@@ -259,28 +248,20 @@ export class RdmaConn extends AbstractConn {
     if (!ep || this.#done) return;
     const size = Math.min(this.#cfg.bufferBytes, this.#peerBufferBytes);
     // Keep the last credit for returning credits, so neither side can starve the other.
-    while (this.#outBytes > 0 && this.#credits > 1 && this.#freeSend.length > 0) {
+    while (this.#out.bytes > 0 && this.#credits > 1 && this.#freeSend.length > 0) {
       const slot = this.#freeSend.pop()!;
       const base = slot * this.#cfg.bufferBytes;
       let n = 0;
-      while (n < size && this.#out.length > 0) {
-        const b = this.#out[0]!;
-        const take = Math.min(b.length, size - n);
-        ep.sendPool.set(take === b.length ? b : b.subarray(0, take), base + n);
-        if (take === b.length) this.#out.shift();
-        else this.#out[0] = b.subarray(take);
-        n += take;
+      for (const part of this.#out.take(size)) {
+        ep.sendPool.set(part, base + n);
+        n += part.length;
       }
-      this.#outBytes -= n;
       this.#post(KIND_SEND, slot, n);
       this.stats.sends++;
       this.stats.bytesSent += n;
       this.#sentTotal += n;
     }
-    if (this.#wantDrain && this.#outBytes < (this.#cfg.writeHighWater ?? 4 << 20) / 2) {
-      this.#wantDrain = false;
-      this.emit("drain");
-    }
+    if (this.#out.drained()) this.emit("drain");
     this.#returnCredits(false);
     this.#maybeEnd();
   }
@@ -303,7 +284,7 @@ export class RdmaConn extends AbstractConn {
     if (!this.#ep || this.#done || this.#toReturn === 0 || this.#credits < 1) return;
     const due = force || this.#toReturn >= Math.max(1, this.#cfg.recvBuffers >> 2);
     // Data going out soon carries them anyway.
-    const dataWillCarry = this.#outBytes > 0 && this.#credits > 1 && this.#freeSend.length > 0;
+    const dataWillCarry = this.#out.bytes > 0 && this.#credits > 1 && this.#freeSend.length > 0;
     if (!due || dataWillCarry) return;
     this.#post(KIND_CREDIT, 0, 0);
     this.stats.creditMessages++;
@@ -319,7 +300,7 @@ export class RdmaConn extends AbstractConn {
   }
 
   #maybeEnd(): void {
-    if (!this.#ending || this.#endSent || this.#outBytes > 0 || this.#sendsInFlight > 0) return;
+    if (!this.#ending || this.#endSent || this.#out.bytes > 0 || this.#sendsInFlight > 0) return;
     this.#endSent = true;
     this.#sendControl({ rdmaEnd: { bytes: this.#sentTotal, abort: false } });
     this.#maybeFinish();
