@@ -28,6 +28,10 @@ type ProbeAckBody = Extract<Control, { probeAck: unknown }>["probeAck"];
 const BATCH_MESSAGE_MAX = 16 * 1024;
 /** Largest BATCH frame payload the sender builds. */
 const BATCH_BYTES_MAX = 64 * 1024;
+/** Acks while data keeps arriving: at most one per this many ms… */
+const ACK_DELAY_MS = 1;
+/** …unless this many bytes arrived since the last one. */
+const ACK_BYTES = 1 << 20;
 
 /** An inbound message. */
 export interface Message {
@@ -134,7 +138,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #queuedBytes = 0;
   #queueWaiter: (() => void) | undefined;
   #spaceWaiter: (() => void) | undefined;
-  #ackScheduled = false;
+  #ackScheduled: "turn" | "timer" | undefined;
+  #ackTimer: NodeJS.Timeout | undefined;
+  #lastAckAt = Number.NEGATIVE_INFINITY;
+  #bytesSinceAck = 0;
   #lastDelivered = 0;
   #closedPromise: Promise<void>;
   #resolveClosed!: () => void;
@@ -547,14 +554,37 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       w?.();
     }
     this.#lastDelivered = msg.id;
-    if (!this.#ackScheduled) {
-      // One cumulative ack per turn of the event loop, not one per message.
-      this.#ackScheduled = true;
-      setImmediate(() => {
-        this.#ackScheduled = false;
-        if (this.#state !== "closed") this.#sendControl({ ack: { upTo: this.#lastDelivered } });
-      });
+    this.#bytesSinceAck += msg.length;
+    this.#scheduleAck();
+  }
+
+  /**
+   * Cumulative acks, coalesced: at the end of this turn of the event loop when the
+   * last ack is at least ACK_DELAY_MS old or ACK_BYTES have arrived since, else
+   * when ACK_DELAY_MS has passed. A trickle is acked at once; a bulk stream gets
+   * an ack per ACK_BYTES instead of one per socket read, each of which cost the
+   * receiver an encode, a checksum and a write.
+   */
+  #scheduleAck(): void {
+    if (this.#ackScheduled === "turn") return;
+    const now = performance.now();
+    if (now - this.#lastAckAt >= ACK_DELAY_MS || this.#bytesSinceAck >= ACK_BYTES) {
+      clearTimeout(this.#ackTimer);
+      this.#ackScheduled = "turn";
+      setImmediate(() => this.#sendAck());
+    } else if (!this.#ackScheduled) {
+      this.#ackScheduled = "timer";
+      this.#ackTimer = setTimeout(() => this.#sendAck(), ACK_DELAY_MS - (now - this.#lastAckAt));
     }
+  }
+
+  #sendAck(): void {
+    this.#ackScheduled = undefined;
+    this.#ackTimer = undefined;
+    if (this.#state === "closed") return;
+    this.#lastAckAt = performance.now();
+    this.#bytesSinceAck = 0;
+    this.#sendControl({ ack: { upTo: this.#lastDelivered } });
   }
 
   #flushQueueToListeners(): void {
