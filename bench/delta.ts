@@ -45,18 +45,11 @@ async function child(name: string): Promise<Measure> {
   const hashes = hashPages(v1, PAGE);
   const baseline = { version: 1, image: v1, hashes };
   const pages = v2.length / PAGE;
+  const batch = (p: number) => ({ imageId: 1, version: 2, firstPage: p, pageCount: BATCH, policy, baseline });
   const encodeAll = async () => {
     const frames: Uint8Array[] = new Array(pages / BATCH);
     if (engine === "ts") {
-      for (let p = 0; p < pages; p += BATCH)
-        frames[p / BATCH] = encodePages(v2, {
-          imageId: 1,
-          version: 2,
-          firstPage: p,
-          pageCount: BATCH,
-          policy,
-          baseline,
-        }).frame;
+      for (let p = 0; p < pages; p += BATCH) frames[p / BATCH] = encodePages(v2, batch(p)).frame;
       return frames;
     }
     // Native: batches on the libuv pool, a few in flight so both cores work.
@@ -64,14 +57,7 @@ async function child(name: string): Promise<Measure> {
     const worker = async () => {
       for (let p = next; p < pages; p = next) {
         next += BATCH;
-        frames[p / BATCH] = await encodePagesAsync(v2, {
-          imageId: 1,
-          version: 2,
-          firstPage: p,
-          pageCount: BATCH,
-          policy,
-          baseline,
-        });
+        frames[p / BATCH] = await encodePagesAsync(v2, batch(p));
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);

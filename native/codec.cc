@@ -647,6 +647,23 @@ Napi::Value Codec(const Napi::CallbackInfo& info) {
 // encodePagesAsync(image, baseline|null, baselineHashes|null, o: {pageSize, first, count,
 // codec, level, dict?, imageId, version, baseVersion}) -> Promise<frame>. The TS layer
 // has validated every argument (sizes, ranges, versions) before calling.
+// The optional baseline image and its page hashes at info[at] and info[at + 1]
+// (null when absent); both are kept alive for the pool job.
+void TakeBaseline(const Napi::CallbackInfo& info, size_t at, const uint8_t** base, const uint64_t** hashes,
+                  std::vector<Napi::Value>* keep) {
+  if (info[at].IsTypedArray()) {
+    Bytes b;
+    GetBytes(info, at, &b);
+    *base = b.data;
+    keep->push_back(info[at]);
+  }
+  if (info[at + 1].IsTypedArray()) {
+    Napi::TypedArray t = info[at + 1].As<Napi::TypedArray>();
+    *hashes = reinterpret_cast<const uint64_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    keep->push_back(info[at + 1]);
+  }
+}
+
 Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Bytes image;
@@ -654,17 +671,7 @@ Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
   PageJob j;
   std::vector<Napi::Value> keep{info[0]};
   j.image = image.data;
-  if (info[1].IsTypedArray()) {
-    Bytes base;
-    GetBytes(info, 1, &base);
-    j.base = base.data;
-    keep.push_back(info[1]);
-  }
-  if (info[2].IsTypedArray()) {
-    Napi::TypedArray t = info[2].As<Napi::TypedArray>();
-    j.baseHashes = reinterpret_cast<const uint64_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
-    keep.push_back(info[2]);
-  }
+  TakeBaseline(info, 1, &j.base, &j.baseHashes, &keep);
   Napi::Object o = info[3].As<Napi::Object>();
   j.pageSize = o.Get("pageSize").As<Napi::Number>().Uint32Value();
   j.first = static_cast<size_t>(o.Get("first").As<Napi::Number>().DoubleValue());
@@ -693,17 +700,7 @@ Napi::Value DecodePagesAsync(const Napi::CallbackInfo& info) {
   j.length = frame.length;
   j.target = const_cast<uint8_t*>(target.data);
   j.targetLength = target.length;
-  if (info[2].IsTypedArray()) {
-    Bytes base;
-    GetBytes(info, 2, &base);
-    j.base = base.data;
-    keep.push_back(info[2]);
-  }
-  if (info[3].IsTypedArray()) {
-    Napi::TypedArray t = info[3].As<Napi::TypedArray>();
-    j.baseHashes = reinterpret_cast<const uint64_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
-    keep.push_back(info[3]);
-  }
+  TakeBaseline(info, 2, &j.base, &j.baseHashes, &keep);
   if (info[4].IsObject()) {
     j.dict = ZstdDictionary::Unwrap(info[4].As<Napi::Object>())->dict_;
     keep.push_back(info[4]);

@@ -725,14 +725,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const loop = performance.eventLoopUtilization();
     // Every full frame but the last is the same bytes: encode it once, so the probe
     // measures the path rather than this host's encoder and allocator.
-    const full = controlFrame({ probe: { round, last: false, padding } });
+    const full = bytes > frame ? controlFrame({ probe: { round, last: false, padding } }) : undefined;
     for (let sent = 0; sent < bytes; ) {
       const n = Math.min(frame, bytes - sent);
       sent += n;
       if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
       const last = sent >= bytes;
       const wire =
-        !last && n === frame
+        full && !last && n === frame
           ? full
           : controlFrame({ probe: { round, last, padding: padding.subarray(0, n) } });
       if (!this.conn.send(wire)) await this.conn.onDrain();
