@@ -66,6 +66,10 @@ describe("FlagStore", () => {
     const [flags, epoch] = await changed;
     expect(flags.forceV1).toBe(true);
     expect(epoch).toBe(2);
+    // The save is read at its first event and again once the burst settles:
+    // the second read finds nothing new, so the epoch does not move.
+    await new Promise((r) => setTimeout(r, 30));
+    expect(s.epoch).toBe(2);
   });
 
   it("a bad file emits ERR_INVALID_FLAGS and keeps the flags in force", async () => {

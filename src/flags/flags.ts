@@ -138,20 +138,28 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
     // which a watch on the file itself would miss.
     this.#watcher = watch(dirname(path), (_event, name) => {
       if (name !== null && name !== basename(path)) return;
+      // The first event of a burst reads the file at once: a kill switch must not
+      // wait for a timer on a busy event loop. Editors emit several events per
+      // save and the first may see the file half-written, so its errors stay
+      // quiet and a read after the burst settles (5 ms without events) has the
+      // last word; an unchanged file is no change (no new epoch).
+      if (this.#debounce === undefined) this.#load(path, true);
       clearTimeout(this.#debounce);
-      // Editors emit several events per save; a short debounce reads the file once.
-      this.#debounce = setTimeout(() => this.#load(path), 5);
+      this.#debounce = setTimeout(() => {
+        this.#debounce = undefined;
+        this.#load(path);
+      }, 5);
     });
   }
 
-  #load(path: string): void {
+  #load(path: string, quiet = false): void {
     let parsed: unknown;
     try {
       parsed = JSON.parse(readFileSync(path, "utf8"));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       // A file caught half-written or briefly absent during a rename is retried by the next event.
-      if (e.code === "ENOENT") return;
+      if (e.code === "ENOENT" || quiet) return;
       this.emit("error", new DWCPError("ERR_INVALID_FLAGS", `${path}: ${e.message}`, { cause: err }));
       return;
     }
@@ -159,13 +167,14 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
       const full = mergeFlags(DEFAULT_FLAGS, parsed);
       this.update(full);
     } catch (err) {
-      this.emit("error", err as DWCPError);
+      if (!quiet) this.emit("error", err as DWCPError);
     }
   }
 
   /** Stops watching the file. */
   unwatch(): void {
     clearTimeout(this.#debounce);
+    this.#debounce = undefined;
     this.#watcher?.close();
     this.#watcher = undefined;
   }
