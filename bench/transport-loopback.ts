@@ -3,22 +3,20 @@
 // and on AMST bundles of 2 and 4 streams, against, in the same rounds:
 //   iperf3 (single stream, -l = message size), a plain Node `net` socket
 //   (writes of the message size, with backpressure), and zeromq PUSH/PULL.
-// Each side of each contender runs in its own process. Throughput is measured at
-// the receiver, from its first byte to its last; for DWCP the sender also waits
-// for the acknowledgement of the last message.
+// Each side of each contender runs in its own process (bench/lib/loopback-agent.mjs:
+// plain JavaScript on the compiled library, rebuilt first, each process loading
+// only its own contender). Throughput is measured at the receiver, from its first
+// byte to its last; for DWCP the sender also waits for the acknowledgement of the
+// last message.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { createServer, connect as netConnect } from "node:net";
 import { fileURLToPath } from "node:url";
-import { DWCPNode } from "../src/index.js";
-import { median, round, writeResult } from "./lib/result.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SMALL = process.env.BENCH_TRANSPORT === "small";
 const SIZE = SMALL
   ? { label: "4KiB", bytes: 4096, total: 256 << 20 }
   : { label: "1MiB", bytes: 1 << 20, total: 1 << 30 };
-const PSK = "bench-pre-shared-key-000000";
 
 interface Measure {
   bytes: number;
@@ -26,119 +24,12 @@ interface Measure {
   seconds: number;
 }
 
-// ------------------------------------------------------------------ children
-
-/** "dwcp": one TCP stream; "amst-N": an AMST bundle of N TCP streams. */
-async function dwcpTransport(kind: string) {
-  const { amst, tcp } = await import("../src/index.js");
-  const m = /^amst-(\d+)$/.exec(kind);
-  return m ? amst(tcp(), { streams: Number(m[1]), maxStreams: Number(m[1]) }) : tcp();
-}
-
-async function receiver(kind: string, size: number, total: number): Promise<void> {
-  const count = Math.ceil(total / size);
-  let first = 0;
-  let got = 0;
-  let messages = 0;
-  const done = (extra: () => void = () => {}) => {
-    const seconds = (performance.now() - first) / 1000;
-    process.stdout.write(`${JSON.stringify({ bytes: got, messages, seconds })}\n`);
-    extra();
-    // Leave once the sender has had time to see its last acknowledgement.
-    setTimeout(() => process.exit(0), 200);
-  };
-  if (kind === "net") {
-    const server = createServer((sock) => {
-      sock.on("data", (d: Buffer) => {
-        if (first === 0) first = performance.now();
-        got += d.length;
-        if (got >= count * size) {
-          messages = count;
-          done(() => {
-            sock.destroy();
-            server.close();
-          });
-        }
-      });
-    });
-    server.listen(0, "127.0.0.1", () => console.log(`port ${(server.address() as { port: number }).port}`));
-  } else if (kind === "zeromq") {
-    const zmq = await import("zeromq");
-    const pull = new zmq.Pull();
-    await pull.bind("tcp://127.0.0.1:*");
-    console.log(`port ${pull.lastEndpoint!.split(":").pop()}`);
-    for await (const [msg] of pull) {
-      if (first === 0) first = performance.now();
-      got += msg!.length;
-      if (++messages === count) break;
-    }
-    done();
-    pull.close();
-  } else {
-    const node = new DWCPNode({ nodeId: "receiver", transport: await dwcpTransport(kind), psk: PSK });
-    node.on("session", (s) => {
-      s.on("message", (m) => {
-        if (first === 0) first = performance.now();
-        got += m.length;
-        if (++messages === count) done();
-      });
-    });
-    const l = await node.listen("127.0.0.1:0");
-    console.log(`port ${l.address.split(":").pop()}`);
-  }
-}
-
-async function sender(kind: string, size: number, total: number, port: number): Promise<void> {
-  const count = Math.ceil(total / size);
-  const buf = Buffer.alloc(size, 0x5a);
-  if (kind === "net") {
-    const sock = netConnect(port, "127.0.0.1");
-    await once(sock, "connect");
-    sock.setNoDelay(true);
-    for (let i = 0; i < count; i++) if (!sock.write(buf)) await once(sock, "drain");
-    sock.end();
-  } else if (kind === "zeromq") {
-    const zmq = await import("zeromq");
-    // Without linger, close() would drop messages still queued.
-    const push = new zmq.Push({ linger: 10_000 });
-    push.connect(`tcp://127.0.0.1:${port}`);
-    for (let i = 0; i < count; i++) await push.send(buf);
-    // Let the queue flush before closing (linger).
-    push.close();
-  } else {
-    const node = new DWCPNode({ nodeId: "sender", transport: await dwcpTransport(kind), psk: PSK });
-    const s = await node.connect(`127.0.0.1:${port}`);
-    // A counting window: Promise.race over a set of pending sends would cost O(window)
-    // per message and measure the harness instead of DWCP.
-    let last: Promise<number> = Promise.resolve(0);
-    let outstanding = 0;
-    let wake: (() => void) | undefined;
-    const done = () => {
-      outstanding--;
-      const w = wake;
-      wake = undefined;
-      w?.();
-    };
-    for (let i = 0; i < count; i++) {
-      last = s.send(buf);
-      outstanding++;
-      void last.then(done);
-      if (outstanding >= 1024) {
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-      }
-    }
-    await last;
-    await s.close();
-  }
-}
-
 // ------------------------------------------------------------------ parent
 
+const AGENT = fileURLToPath(new URL("./lib/loopback-agent.mjs", import.meta.url));
+
 function start(args: string[]): ChildProcess {
-  const self = fileURLToPath(import.meta.url);
-  return spawn(process.execPath, ["--import", "tsx", self, ...args], {
+  return spawn(process.execPath, [AGENT, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
 }
@@ -229,6 +120,17 @@ async function main(): Promise<void> {
     console.error("iperf3 is required (Debian: apt-get install iperf3)");
     process.exit(1);
   }
+  const { median, nativeInUse, round, writeResult } = await import("./lib/result.js");
+  // The agents run the compiled library: compile the sources being measured.
+  execFileSync(
+    process.execPath,
+    [
+      fileURLToPath(new URL("../node_modules/typescript/bin/tsc", import.meta.url)),
+      "-p",
+      "tsconfig.build.json",
+    ],
+    { stdio: "inherit" },
+  );
   const contenders = ["dwcp", "amst-2", "amst-4", "iperf3", "net", "zeromq"] as const;
   const samples: Record<string, { gbps: number[]; msgps: number[] }> = {};
   for (let r = 0; r < ROUNDS; r++) {
@@ -268,7 +170,7 @@ async function main(): Promise<void> {
         samples,
       },
     },
-    (await import("./lib/result.js")).nativeInUse(),
+    nativeInUse(),
   );
   console.log(
     JSON.stringify(
@@ -279,7 +181,4 @@ async function main(): Promise<void> {
   );
 }
 
-const [mode, kind, size, total, port] = process.argv.slice(2);
-if (mode === "--receiver") await receiver(kind!, Number(size), Number(total));
-else if (mode === "--sender") await sender(kind!, Number(size), Number(total), Number(port));
-else await main();
+await main();

@@ -1,0 +1,131 @@
+// One side of one contender of the loopback transport benchmark
+// (bench/transport-loopback.ts):
+//   node bench/lib/loopback-agent.mjs --receiver <kind> <size> <total>
+//   node bench/lib/loopback-agent.mjs --sender <kind> <size> <total> <port>
+// kind: "net" (a Node socket), "zeromq" (PUSH/PULL), "dwcp" (one TCP stream) or
+// "amst-N" (an AMST bundle of N TCP streams).
+//
+// Plain JavaScript on the compiled library (dist/), as agents run in production:
+// a process started through the TypeScript loader carries the loader's heap, and
+// that alone pushed a receiving process past V8's 8 MB incremental-marking
+// threshold: back-to-back mark-compacts at GB/s (README, "Performance notes").
+// Each process loads only its own contender's code.
+import { once } from "node:events";
+import { createServer, connect as netConnect } from "node:net";
+
+const PSK = "bench-pre-shared-key-000000";
+
+/** A DWCP node for "dwcp" or "amst-N". */
+async function dwcpNode(kind, nodeId) {
+  const { amst, tcp, DWCPNode } = await import("../../dist/index.js");
+  const m = /^amst-(\d+)$/.exec(kind);
+  const transport = m ? amst(tcp(), { streams: Number(m[1]), maxStreams: Number(m[1]) }) : tcp();
+  return new DWCPNode({ nodeId, transport, psk: PSK });
+}
+
+async function receiver(kind, size, total) {
+  const count = Math.ceil(total / size);
+  let first = 0;
+  let got = 0;
+  let messages = 0;
+  const done = (extra = () => {}) => {
+    const seconds = (performance.now() - first) / 1000;
+    process.stdout.write(`${JSON.stringify({ bytes: got, messages, seconds })}\n`);
+    extra();
+    // Leave once the sender has had time to see its last acknowledgement.
+    setTimeout(() => process.exit(0), 200);
+  };
+  if (kind === "net") {
+    const server = createServer((sock) => {
+      sock.on("data", (d) => {
+        if (first === 0) first = performance.now();
+        got += d.length;
+        if (got >= count * size) {
+          messages = count;
+          done(() => {
+            sock.destroy();
+            server.close();
+          });
+        }
+      });
+    });
+    server.listen(0, "127.0.0.1", () => console.log(`port ${server.address().port}`));
+  } else if (kind === "zeromq") {
+    const zmq = await import("zeromq");
+    const pull = new zmq.Pull();
+    await pull.bind("tcp://127.0.0.1:*");
+    console.log(`port ${pull.lastEndpoint.split(":").pop()}`);
+    for await (const [msg] of pull) {
+      if (first === 0) first = performance.now();
+      got += msg.length;
+      if (++messages === count) break;
+    }
+    done();
+    pull.close();
+  } else {
+    const node = await dwcpNode(kind, "receiver");
+    node.on("session", (s) => {
+      s.on("message", (m) => {
+        if (first === 0) first = performance.now();
+        got += m.length;
+        if (++messages === count) done();
+      });
+    });
+    const l = await node.listen("127.0.0.1:0");
+    console.log(`port ${l.address.split(":").pop()}`);
+  }
+}
+
+async function sender(kind, size, total, port) {
+  const count = Math.ceil(total / size);
+  const buf = Buffer.alloc(size, 0x5a);
+  if (kind === "net") {
+    const sock = netConnect(port, "127.0.0.1");
+    await once(sock, "connect");
+    sock.setNoDelay(true);
+    for (let i = 0; i < count; i++) if (!sock.write(buf)) await once(sock, "drain");
+    sock.end();
+  } else if (kind === "zeromq") {
+    const zmq = await import("zeromq");
+    // Without linger, close() would drop messages still queued.
+    const push = new zmq.Push({ linger: 10_000 });
+    push.connect(`tcp://127.0.0.1:${port}`);
+    for (let i = 0; i < count; i++) await push.send(buf);
+    // Let the queue flush before closing (linger).
+    push.close();
+  } else {
+    const node = await dwcpNode(kind, "sender");
+    const s = await node.connect(`127.0.0.1:${port}`);
+    // A counting window: Promise.race over a set of pending sends would cost O(window)
+    // per message and measure the harness instead of DWCP.
+    let last = Promise.resolve(0);
+    let outstanding = 0;
+    let wake;
+    const settled = () => {
+      outstanding--;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    for (let i = 0; i < count; i++) {
+      last = s.send(buf);
+      outstanding++;
+      void last.then(settled);
+      if (outstanding >= 1024) {
+        await new Promise((r) => {
+          wake = r;
+        });
+      }
+    }
+    await last;
+    await s.close();
+  }
+}
+
+const [mode, kind, size, total, port] = process.argv.slice(2);
+if (mode === "--receiver") await receiver(kind, Number(size), Number(total));
+else if (mode === "--sender") await sender(kind, Number(size), Number(total), Number(port));
+else {
+  console.error("usage: loopback-agent.mjs --receiver|--sender <kind> <size> <total> [port]");
+  process.exit(2);
+}
