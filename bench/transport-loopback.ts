@@ -3,9 +3,10 @@
 // and on AMST bundles of 2 and 4 streams, against, in the same rounds:
 //   iperf3 (single stream, -l = message size), a plain Node `net` socket
 //   (writes of the message size, with backpressure), and zeromq PUSH/PULL.
-// Each side of each contender runs in its own process (bench/lib/loopback-agent.mjs:
-// plain JavaScript on the compiled library, rebuilt first, each process loading
-// only its own contender). Throughput is measured at the receiver, from its first
+// Every run moves 4 GiB (1M messages of 4 KiB): runs of a fraction of a second
+// measured mostly JIT warm-up. Each side of each contender runs in its own
+// process (bench/lib/loopback-agent.mjs: plain JavaScript on the compiled
+// library, rebuilt first, each process loading only its own contender). Throughput is measured at the receiver, from its first
 // byte to its last; for DWCP the sender also waits for the acknowledgement of the
 // last message.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -15,8 +16,8 @@ import { fileURLToPath } from "node:url";
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SMALL = process.env.BENCH_TRANSPORT === "small";
 const SIZE = SMALL
-  ? { label: "4KiB", bytes: 4096, total: 256 << 20 }
-  : { label: "1MiB", bytes: 1 << 20, total: 1 << 30 };
+  ? { label: "4KiB", bytes: 4096, total: 4 * 2 ** 30 }
+  : { label: "1MiB", bytes: 1 << 20, total: 4 * 2 ** 30 };
 
 interface Measure {
   bytes: number;
@@ -160,7 +161,7 @@ async function main(): Promise<void> {
         "zeromq-push-pull": value("zeromq"),
       },
       detail: {
-        method: `${ROUNDS} interleaved rounds; each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration`,
+        method: `${ROUNDS} interleaved rounds of 4 GiB per contender (seconds per run, so start-up and JIT warm-up weigh little); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration`,
         dwcp: {
           "tcp-1-stream": value("dwcp"),
           "amst-2-streams": value("amst-2"),

@@ -142,6 +142,30 @@ describe("session messages", () => {
     expect(acked).toBe(64);
   });
 
+  it("small messages queued behind backpressure still leave in BATCH frames, in order, intact", async () => {
+    const { a, b } = await sessionPair(
+      { transport: tcp(), receiveQueueBytes: 1 << 20 },
+      { sendWindowBytes: 8 << 20 },
+      "127.0.0.1:0",
+    );
+    // 40 MB at once at a receiver that is not reading yet: the socket pushes
+    // back and the window fills, so most sends wait in the session's queue.
+    const payloads = Array.from({ length: 40_000 }, (_, i) =>
+      randomFillSync(new Uint8Array(1 + ((i * 7919) % 2000))),
+    );
+    const sends = payloads.map((p) => a.send(p));
+    await new Promise((r) => setTimeout(r, 100));
+    let n = 0;
+    for await (const m of b) {
+      expect(m.id).toBe(++n);
+      expect(Buffer.compare(m.data, payloads[n - 1]!)).toBe(0);
+      if (n === payloads.length) break;
+    }
+    expect(await Promise.all(sends)).toEqual(payloads.map((_, i) => i + 1));
+    // About 40 MB in 64 KiB batches: ~620 frames (plus acks), not one per message.
+    expect(b.frameStats.frames).toBeLessThan(2_000);
+  });
+
   it("refuses a message above the negotiated maximum with ERR_MESSAGE_TOO_LARGE", async () => {
     const { a } = await sessionPair({ maxMessageSize: 1 << 20 }, {});
     await expect(a.send(new Uint8Array((1 << 20) + 1))).rejects.toMatchObject({

@@ -359,6 +359,19 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     data: Uint8Array | AsyncIterable<Uint8Array>,
     o: SendOptions,
   ): Promise<void> {
+    if (data instanceof Uint8Array && data.length <= BATCH_MESSAGE_MAX) {
+      // A small message queued behind backpressure still joins a batch: sent one
+      // frame each, a sender that outruns the socket would pay a header, a
+      // checksum and a write per message just when it can least afford them.
+      if (!this.#writable) {
+        await this.conn.onDrain(o.signal ? { signal: o.signal } : {});
+        this.#writable = true;
+      }
+      await this.#waitWindow(data.length, o.signal);
+      this.#appendToBatch(p, data);
+      this.#countSent(data.length);
+      return;
+    }
     const max = this.negotiated.maxFrameSize;
     let offset = 0;
     this.#flushBatch();

@@ -42,7 +42,13 @@ export class PartsCursor {
           (part[this.#at + 2]! << 16) |
           (part[this.#at + 3]! << 24)) >>>
         0;
-      this.take(4);
+      // Advance without making a view nobody reads (once per batch entry).
+      this.remaining -= 4;
+      this.#at += 4;
+      if (this.#at === part.length) {
+        this.#i++;
+        this.#at = 0;
+      }
       return v;
     }
     // Split across parts: gather the four bytes first.
