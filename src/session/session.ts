@@ -363,10 +363,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       // A small message queued behind backpressure still joins a batch: sent one
       // frame each, a sender that outruns the socket would pay a header, a
       // checksum and a write per message just when it can least afford them.
-      if (!this.#writable) {
-        await this.conn.onDrain(o.signal ? { signal: o.signal } : {});
-        this.#writable = true;
-      }
+      if (!this.#writable) await this.#drained(o.signal);
       await this.#waitWindow(data.length, o.signal);
       this.#appendToBatch(p, data);
       this.#countSent(data.length);
@@ -375,10 +372,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const max = this.negotiated.maxFrameSize;
     let offset = 0;
     this.#flushBatch();
-    if (!this.#writable) {
-      await this.conn.onDrain(o.signal ? { signal: o.signal } : {});
-      this.#writable = true;
-    }
+    if (!this.#writable) await this.#drained(o.signal);
     const emit = async (chunk: Uint8Array, last: boolean) => {
       if (offset + chunk.length > this.negotiated.maxMessageSize) {
         throw new DWCPError(
@@ -395,10 +389,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         this.#unackedBytes += piece.length;
         offset += piece.length;
         at += piece.length;
-        if (!this.#writable) {
-          await this.conn.onDrain(o.signal ? { signal: o.signal } : {});
-          this.#writable = true;
-        }
+        if (!this.#writable) await this.#drained(o.signal);
         if (piece.length === 0) break;
       }
     };
@@ -420,6 +411,12 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   /** False after the connection asked us to wait for `drain`. */
   #writable = true;
+
+  /** Waits for the connection's `drain` (callers test `#writable` first: no await when writable). */
+  async #drained(signal: AbortSignal | undefined): Promise<void> {
+    await this.conn.onDrain(signal ? { signal } : {});
+    this.#writable = true;
+  }
 
   #writeFrame(id: number, offset: number, payload: Uint8Array, end: boolean, extraFlags = 0): void {
     const header = encodeHeader(

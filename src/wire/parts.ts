@@ -23,13 +23,18 @@ export class PartsCursor {
       const k = Math.min(n, part.length - this.#at);
       out.push(part.subarray(this.#at, this.#at + k));
       n -= k;
-      this.#at += k;
-      if (this.#at === part.length) {
-        this.#i++;
-        this.#at = 0;
-      }
+      this.#advance(k);
     }
     return out;
+  }
+
+  /** Moves past `k` bytes of the current part (k ≤ what it has left). */
+  #advance(k: number): void {
+    this.#at += k;
+    if (this.#at === this.#parts[this.#i]!.length) {
+      this.#i++;
+      this.#at = 0;
+    }
   }
 
   /** The next little-endian u32 (4 ≤ remaining). */
@@ -44,11 +49,7 @@ export class PartsCursor {
         0;
       // Advance without making a view nobody reads (once per batch entry).
       this.remaining -= 4;
-      this.#at += 4;
-      if (this.#at === part.length) {
-        this.#i++;
-        this.#at = 0;
-      }
+      this.#advance(4);
       return v;
     }
     // Split across parts: gather the four bytes first.
