@@ -166,6 +166,31 @@ describe("session messages", () => {
     expect(b.frameStats.frames).toBeLessThan(2_000);
   });
 
+  it("a send aborted while it waits for the window fails alone; the session and the ids carry on", async () => {
+    const { a, b } = await sessionPair({ receiveQueueBytes: 1 << 20 }, { sendWindowBytes: 1 << 20 });
+    const big = new Uint8Array(1 << 20);
+    // The receiver, not reading yet, queues (and acks) the first and stops
+    // reading: the second fills the window.
+    const first = [a.send(big), a.send(big)];
+    const ac = new AbortController();
+    const waiting = a.send(new Uint8Array(100).fill(7), { signal: ac.signal });
+    const behind = a.send(new Uint8Array(100).fill(9));
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    await expect(waiting).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    const got: Message[] = [];
+    for await (const m of b) {
+      got.push(m);
+      if (got.length === 3) break;
+    }
+    // The withdrawn message never had an id on the wire: the next one took it.
+    expect(await Promise.all([...first, behind])).toEqual([1, 2, 3]);
+    expect(got.map((m) => m.id)).toEqual([1, 2, 3]);
+    expect(Buffer.compare(got[2]!.data, new Uint8Array(100).fill(9))).toBe(0);
+    expect(a.state).toBe("open");
+    expect(await a.send(new Uint8Array(1))).toBe(4);
+  });
+
   it("refuses a message above the negotiated maximum with ERR_MESSAGE_TOO_LARGE", async () => {
     const { a } = await sessionPair({ maxMessageSize: 1 << 20 }, {});
     await expect(a.send(new Uint8Array((1 << 20) + 1))).rejects.toMatchObject({

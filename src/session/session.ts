@@ -94,6 +94,8 @@ type SessionState = "open" | "closing" | "closed";
 interface PendingSend {
   id: number;
   bytes: number;
+  /** Some of it is in a frame (or an open batch): it can no longer be withdrawn. */
+  started?: boolean;
   resolve: (id: number) => void;
   reject: (err: Error) => void;
 }
@@ -332,6 +334,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       try {
         await this.#writeMessage(pending, data, options);
       } catch (err) {
+        if (!pending.started && !this.#error) {
+          // Nothing of it left (aborted while waiting for the window or drain):
+          // withdraw it. It holds the newest id, as later sends wait for the lock.
+          this.#pending.pop();
+          this.#nextSendId--;
+          this.#maybeFinishClose();
+          throw err;
+        }
         // A half-written message cannot be taken back: the session is unusable.
         acked.catch(() => {}); // rejected by destroy(); the caller gets the error below
         this.destroy(err as Error);
@@ -365,6 +375,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       // checksum and a write per message just when it can least afford them.
       if (!this.#writable) await this.#drained(o.signal);
       await this.#waitWindow(data.length, o.signal);
+      p.started = true;
       this.#appendToBatch(p, data);
       this.#countSent(data.length);
       return;
@@ -384,6 +395,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         const piece = chunk.subarray(at, at + max);
         const end = last && at + piece.length >= chunk.length;
         await this.#waitWindow(piece.length, o.signal);
+        p.started = true;
         this.#writeFrame(p.id, offset, piece, end);
         p.bytes += piece.length;
         this.#unackedBytes += piece.length;
@@ -438,8 +450,17 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     while (this.#unackedBytes > 0 && this.#unackedBytes + bytes > this.#sendWindow) {
       if (this.#error) throw this.#error;
       throwIfAborted(signal, "send");
-      await new Promise<void>((r) => {
-        this.#windowWaiter = r;
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          if (this.#windowWaiter === wake) this.#windowWaiter = undefined;
+          reject(new DWCPError("ERR_ABORTED", "send aborted", { cause: signal?.reason }));
+        };
+        const wake = () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        };
+        this.#windowWaiter = wake;
+        signal?.addEventListener("abort", onAbort, { once: true });
       });
     }
   }
