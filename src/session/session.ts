@@ -450,17 +450,15 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     while (this.#unackedBytes > 0 && this.#unackedBytes + bytes > this.#sendWindow) {
       if (this.#error) throw this.#error;
       throwIfAborted(signal, "send");
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => {
-          if (this.#windowWaiter === wake) this.#windowWaiter = undefined;
-          reject(new DWCPError("ERR_ABORTED", "send aborted", { cause: signal?.reason }));
-        };
+      // An ack or the abort wakes it; the loop's own checks say which.
+      await new Promise<void>((resolve) => {
         const wake = () => {
-          signal?.removeEventListener("abort", onAbort);
+          signal?.removeEventListener("abort", wake);
+          if (this.#windowWaiter === wake) this.#windowWaiter = undefined;
           resolve();
         };
         this.#windowWaiter = wake;
-        signal?.addEventListener("abort", onAbort, { once: true });
+        signal?.addEventListener("abort", wake, { once: true });
       });
     }
   }
