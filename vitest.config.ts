@@ -1,11 +1,11 @@
 import { configDefaults, defineConfig } from "vitest/config";
 
 // Files whose assertions include wall-clock bounds (mode decided within 1 s, v1 takes
-// over within 100 ms) or that drive the WAN rig, whose delay emulator is a userspace
-// program: on a small machine another test file running beside them starves the
-// emulator or the event loop and the figures stop describing the profile. They run
-// after the rest, one file at a time.
-const TIMED = ["test/mode-wan.test.ts", "test/manager.test.ts"];
+// over within 100 ms, a paced rate) or that drive the WAN rig, whose delay emulator
+// is a userspace program: on a small machine another test file running beside them
+// starves the emulator or the event loop and the figures stop describing the
+// profile. They run after the rest, one file at a time.
+const TIMED = ["test/mode-wan.test.ts", "test/manager.test.ts", "test/amst-pacing.test.ts"];
 
 export default defineConfig({
   test: {

@@ -156,43 +156,6 @@ describe("amst recovery", { timeout: 180_000 }, () => {
   });
 });
 
-describe("amst pacing", () => {
-  it("holds the aggregate of 4 streams to paceBps", async () => {
-    const rate = 200e6; // bits/s
-    const t = amst(tcp(), { streams: 4, paceBps: rate, chunkBytes: 64 * 1024 });
-    let accept!: (c: import("../src/transport/contract.js").Conn) => void;
-    const accepted = new Promise<import("../src/transport/contract.js").Conn>((r) => {
-      accept = r;
-    });
-    const listener = await t.listen("127.0.0.1:0", accept);
-    const client = await t.dial(listener.address);
-    const server = await accepted;
-    const total = 25_000_000; // 1 s at the paced rate
-    let first = 0;
-    let n = 0;
-    const got = (async () => {
-      for await (const c of server) {
-        if (first === 0) first = performance.now();
-        n += c.length;
-        if (n >= total) break;
-      }
-      return (performance.now() - first) / 1000;
-    })();
-    const chunk = new Uint8Array(1 << 20);
-    for (let sent = 0; sent < total; sent += chunk.length) {
-      if (!client.send(sent + chunk.length > total ? chunk.subarray(0, total - sent) : chunk))
-        await client.onDrain();
-    }
-    const seconds = await got;
-    const bps = (n * 8) / seconds;
-    expect(bps).toBeGreaterThan(rate * 0.85);
-    expect(bps).toBeLessThan(rate * 1.15);
-    client.abort();
-    server.abort();
-    await listener.close();
-  });
-});
-
 describe("amst closing", () => {
   it("every stream lost while closing: the dialler redials, and the close completes with everything delivered", async () => {
     const t = amst(tcp(), { streams: 2, reconnectInitialMs: 20 });

@@ -7,7 +7,7 @@ import { ModeDetector } from "../src/mode/detector.js";
 import { tcp } from "../src/transport/tcp/index.js";
 import { closeAll, sessionPair } from "./helpers/nodes.js";
 import { type AgentLine, runAgents } from "./rig/run-agents.js";
-import { type WanProfile, WanRig, wanRigAvailability } from "./rig/wan.js";
+import { heldRtt, type RttRecord, type WanProfile, WanRig, wanRigAvailability } from "./rig/wan.js";
 
 const STEADY_MS = Number(process.env.DWCP_STEADY_MS ?? 8000);
 const rig = wanRigAvailability();
@@ -66,25 +66,80 @@ describe("mode detection on loopback", () => {
   );
 });
 
+describe("mode detection: RTT samples", () => {
+  it("a ping held up by a paused event loop is not a longer path; every ping longer is", async () => {
+    const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
+    // Every third ping reports 60 ms more, as when either end's loop stalls through
+    // it; from `shifted` on, every ping carries 30 ms more, as on a longer path.
+    let n = 0;
+    let shifted = false;
+    const ping = a.ping.bind(a);
+    a.ping = async (o) => (await ping(o)) + (shifted ? 30 : ++n % 3 === 0 ? 60 : 0);
+    const d = new ModeDetector(a, { sampleIntervalMs: 50, thresholds: { minDwellMs: 1000 } });
+    const events: string[] = [];
+    d.on("mode", (e) => events.push(e.mode));
+    await d.start();
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(n).toBeGreaterThan(30);
+    expect(events).toEqual(["datacenter"]);
+    shifted = true;
+    await new Promise((r) => setTimeout(r, 2500));
+    d.stop();
+    expect(events).toEqual(["datacenter", "hybrid"]);
+    await closeAll();
+  });
+});
+
 describe(`mode detection under the WAN rig${rigWhy}`, () => {
   for (const p of PROFILES) {
     it.skipIf(!rig.ok)(
       `${p.name} → ${p.expect} within ${p.withinMs} ms, no change for ${STEADY_MS / 1000} s`,
-      async () => {
-        const wan = await WanRig.up(p.profile);
-        try {
-          const lines = await runAgents(wan, {
-            durationMs: STEADY_MS,
-            ...(p.thresholds ? { thresholds: p.thresholds } : {}),
-          });
+      async (ctx) => {
+        // The delay emulator is a program on this machine, so a run is judged only if
+        // the rig held the profile's RTT, measured beside DWCP with ICMP echoes. A run
+        // that fails while the rig held is DWCP's failure; one where the rig drifted
+        // is run again, and after three such runs the test says so and skips.
+        const nominal = 2 * p.profile.delayMs;
+        const limitMs = nominal + Math.max(3, 0.2 * nominal);
+        const drifted: string[] = [];
+        for (let attempt = 1; attempt <= 3; attempt++) {
+          const wan = await WanRig.up(p.profile);
+          let lines: AgentLine[];
+          let rec: RttRecord;
+          try {
+            const watch = wan.watchRtt();
+            try {
+              lines = await runAgents(wan, {
+                durationMs: STEADY_MS,
+                ...(p.thresholds ? { thresholds: p.thresholds } : {}),
+              });
+            } finally {
+              rec = await watch.stop();
+            }
+          } finally {
+            await wan.down();
+          }
           const modes = lines.filter((l) => l.event === "mode");
-          expect(modes.map((m) => m.mode)).toEqual([p.expect]);
-          expect(modes[0]!.sinceStartMs as number).toBeLessThan(p.withinMs);
-        } finally {
-          await wan.down();
+          const ok =
+            modes.length === 1 &&
+            modes[0]!.mode === p.expect &&
+            (modes[0]!.sinceStartMs as number) < p.withinMs;
+          if (ok) return;
+          const rig = heldRtt(rec, limitMs);
+          const icmp = rec.samples.map((x) => Math.round(x.rttMs)).join(",");
+          const dwcp = JSON.stringify(lines.find((l) => l.event === "done")?.trace ?? []);
+          const story = `modes ${JSON.stringify(modes.map((m) => [m.mode, Math.round(m.sinceStartMs as number), m.estimate]))}; ICMP RTT ms every 200 ms (${rec.lost} lost): ${icmp}; DWCP estimate [ms, RTT ms, Mbit/s]: ${dwcp}`;
+          if (rig.held) {
+            expect.fail(
+              `the rig held ${nominal} ms RTT (worst 1 s median ${rig.worstMs} ms ≤ ${limitMs}) but ${story}`,
+            );
+          }
+          drifted.push(`attempt ${attempt}: worst 1 s median ${rig.worstMs} ms > ${limitMs} ms`);
+          console.log(`rig did not hold the profile, run again: ${drifted.at(-1)}; ${story}`);
         }
+        ctx.skip(`the WAN rig could not hold ${nominal} ms RTT on this machine (${drifted.join("; ")})`);
       },
-      STEADY_MS + 30_000,
+      3 * (STEADY_MS + 30_000),
     );
   }
 

@@ -4,7 +4,8 @@
  * - RTT: the kernel's `min_rtt` right after connect (native addon), then
  *   application Ping/Pong on the control channel (every transport, through
  *   proxies; when it is much larger than the kernel's, a proxy sits in the path
- *   and the application figure is the one that matters).
+ *   and the application figure is the one that matters), each sample the
+ *   minimum of the last four pings so a paused event loop is not a longer path.
  * - Bandwidth: a short bounded probe when there is no estimate yet; afterwards
  *   goodput of the session's own traffic while the sender is busy, and the
  *   kernel's delivery rate when it is not application-limited.
@@ -24,6 +25,9 @@ import { type Mode, type ModeDecision, type ModeThresholds, ModeTracker } from "
 
 /** Event-loop busy share above which a rate measured the host, not the path. */
 const HOST_BUSY = 0.9;
+
+/** Pings whose minimum is one RTT sample (a windowed minimum, as TCP keeps min_rtt). */
+const RECENT_PINGS = 4;
 
 /** Options of {@link ModeDetector}. */
 export interface DetectorOptions {
@@ -57,6 +61,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   #started = 0;
   #last: { at: number; acked: number; busy: boolean; loop: EventLoopUtilization } | undefined;
   readonly #sources = { rtt: new Set<string>(), bandwidth: new Set<string>() };
+  readonly #recentPings: number[] = [];
   #stopped = false;
 
   constructor(session: Session, options: DetectorOptions = {}) {
@@ -106,7 +111,13 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     // Ping/Pong includes event-loop turnaround on both ends (tens of µs); when the
     // kernel's RTT exists and the two agree it adds nothing, when they disagree a
     // proxy or relay is in the path and the application RTT is the truth.
-    this.tracker.addRtt(ms);
+    // The tracker gets the smallest of the last few pings: a pause of either end's
+    // event loop (a collection, a long task) adds tens of ms to one ping and says
+    // nothing about the path, while a longer path or a standing queue raises every
+    // ping and shows within RECENT_PINGS samples.
+    this.#recentPings.push(ms);
+    if (this.#recentPings.length > RECENT_PINGS) this.#recentPings.shift();
+    this.tracker.addRtt(Math.min(...this.#recentPings));
     this.#sources.rtt.add(kernelUs !== undefined ? "ping/pong (with tcp_info)" : "ping/pong");
   }
 

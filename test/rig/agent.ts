@@ -37,6 +37,18 @@ if (role === "server") {
     });
   });
   const connectMs = performance.now() - t0;
+  // The smoothed estimate every 250 ms, [ms since start, RTT ms, Mbit/s]: what a
+  // failing test prints beside the rig's own measurement.
+  const trace: number[][] = [];
+  const tracer = setInterval(() => {
+    const e = detector.tracker.estimate;
+    if (e)
+      trace.push([
+        Math.round(performance.now() - t0),
+        +e.rttMs.toFixed(2),
+        +(e.bandwidthBps / 1e6).toFixed(1),
+      ]);
+  }, 250);
   await detector.start();
   let sending = traffic === "traffic";
   const pump = (async () => {
@@ -47,7 +59,8 @@ if (role === "server") {
   sending = false;
   await pump;
   detector.stop();
-  out({ event: "done", events, connectMs, final: detector.mode, estimate: detector.tracker.estimate });
+  clearInterval(tracer);
+  out({ event: "done", events, connectMs, final: detector.mode, estimate: detector.tracker.estimate, trace });
   await session.close();
   process.exit(0);
 }

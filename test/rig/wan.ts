@@ -9,7 +9,7 @@
 // ending only the nfqdelay process it started. Needs root, iproute2, iptables
 // (xt NFQUEUE), a C compiler and libnetfilter-queue-dev.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,6 +19,30 @@ const BUILD = join(ROOT, "build", "rig");
 
 export const ADDR_A = "198.18.1.1";
 export const ADDR_B = "198.18.2.1";
+
+/** ICMP round trips measured across the rig by {@link WanRig.watchRtt}. */
+export interface RttRecord {
+  /** One per answered echo; `atMs` from the first echo. */
+  samples: { atMs: number; rttMs: number }[];
+  lost: number;
+}
+
+/**
+ * Whether the rig held a nominal RTT: no second-long stretch (the median of each
+ * run of `window` consecutive echoes) above `limitMs`. Single late echoes (a probe
+ * filling the bottleneck queue) are not a profile change; a sustained rise is.
+ */
+export function heldRtt(rec: RttRecord, limitMs: number, window = 5): { held: boolean; worstMs: number } {
+  let worst = 0;
+  for (let i = 0; i + window <= rec.samples.length; i++) {
+    const w = rec.samples
+      .slice(i, i + window)
+      .map((s) => s.rttMs)
+      .sort((x, y) => x - y);
+    worst = Math.max(worst, w[window >> 1]!);
+  }
+  return { held: rec.samples.length >= window && worst <= limitMs, worstMs: worst };
+}
 
 /** A link profile. */
 export interface WanProfile {
@@ -45,6 +69,7 @@ export function wanRigAvailability(): { ok: boolean; reason: string } {
     ["tc", "iproute2"],
     ["iptables", "iptables"],
     ["cc", "build-essential"],
+    ["ping", "iputils-ping"],
   ] as const) {
     if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0)
       return { ok: false, reason: `needs ${tool} (Debian: ${pkg})` };
@@ -62,9 +87,10 @@ export function wanRigAvailability(): { ok: boolean; reason: string } {
 /** Builds nfqdelay once (into build/rig). */
 export function buildNfqdelay(): string {
   const bin = join(BUILD, "nfqdelay");
-  if (!existsSync(bin)) {
+  const src = join(HERE, "nfqdelay.c");
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
     mkdirSync(BUILD, { recursive: true });
-    run("cc", ["-O2", "-Wall", join(HERE, "nfqdelay.c"), "-o", bin, "-lnetfilter_queue"]);
+    run("cc", ["-O2", "-Wall", src, "-o", bin, "-lnetfilter_queue"]);
   }
   return bin;
 }
@@ -197,6 +223,33 @@ export class WanRig {
     const exited = new Promise((r) => p.once("exit", r));
     p.kill("SIGTERM");
     await exited;
+  }
+
+  /**
+   * Measures the path's RTT independently of DWCP: an ICMP echo from A to B every
+   * `intervalMs`, through the same bottleneck and delay emulator. Tests use it to
+   * tell a wrong decision of DWCP's from an emulator that did not hold its profile.
+   */
+  watchRtt(intervalMs = 200): { stop(): Promise<RttRecord> } {
+    const [cmd, ...args] = this.exec(this.a, ["ping", "-n", "-i", `${intervalMs / 1000}`, ADDR_B]);
+    const p = spawn(cmd!, args, { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    p.stdout!.on("data", (d) => {
+      out += d;
+    });
+    const exited = new Promise<void>((r) => p.once("exit", () => r()));
+    return {
+      async stop() {
+        if (p.exitCode === null) p.kill("SIGINT");
+        await exited;
+        const samples = [...out.matchAll(/icmp_seq=(\d+) .*time=([\d.]+) ms/g)].map((m) => ({
+          atMs: (Number(m[1]) - 1) * intervalMs,
+          rttMs: Number(m[2]),
+        }));
+        const sent = Number(/(\d+) packets transmitted/.exec(out)?.[1] ?? samples.length);
+        return { samples, lost: Math.max(0, sent - samples.length) };
+      },
+    };
   }
 
   /** Command prefix that runs a program inside namespace `ns`. */
