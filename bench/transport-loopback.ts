@@ -132,7 +132,7 @@ async function main(): Promise<void> {
     ],
     { stdio: "inherit" },
   );
-  const contenders = ["dwcp", "amst-2", "amst-4", "iperf3", "net", "zeromq"] as const;
+  const contenders = ["dwcp", "dwcp-lent", "amst-2", "amst-4", "iperf3", "net", "zeromq"] as const;
   const samples: Record<string, { gbps: number[]; msgps: number[] }> = {};
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of contenders) {
@@ -149,7 +149,7 @@ async function main(): Promise<void> {
   // 1 MiB: bytes per second; 4 KiB: messages per second.
   const value = (k: string) =>
     SMALL ? Math.round(median(samples[k]!.msgps)) : round(median(samples[k]!.gbps), 3);
-  const ours = Math.max(value("dwcp"), value("amst-2"), value("amst-4"));
+  const ours = Math.max(value("dwcp"), value("dwcp-lent"), value("amst-2"), value("amst-4"));
   const result = writeResult(
     {
       name: SMALL ? "transport-small" : "transport-loopback",
@@ -161,9 +161,10 @@ async function main(): Promise<void> {
         "zeromq-push-pull": value("zeromq"),
       },
       detail: {
-        method: `${ROUNDS} interleaved rounds of 4 GiB per contender (seconds per run, so start-up and JIT warm-up weigh little); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration`,
+        method: `${ROUNDS} interleaved rounds of 4 GiB per contender (seconds per run, so start-up and JIT warm-up weigh little); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration; "lent": the receiver sets lendMessages (each message valid during its listener call, the socket read into reused buffers)`,
         dwcp: {
           "tcp-1-stream": value("dwcp"),
+          "tcp-1-stream-lent": value("dwcp-lent"),
           "amst-2-streams": value("amst-2"),
           "amst-4-streams": value("amst-4"),
         },

@@ -2,10 +2,25 @@ import { describe, expect } from "vitest";
 import { tcp } from "../src/transport/tcp/index.js";
 import { congestionControl } from "../src/transport/tcp/tcpinfo.js";
 import { transportCompliance } from "./compliance/transport.js";
+import { lendingTcp } from "./helpers/lending.js";
 import { itNative } from "./helpers/native.js";
 
 transportCompliance("tcp", () => {
   const t = tcp();
+  return {
+    server: t,
+    client: t,
+    listenAddress: "127.0.0.1:0",
+    deadAddress: "127.0.0.1:1",
+    checksAddressSyntax: true,
+  };
+});
+
+// The same contract with reads into lent buffers on both sides (the accepted
+// socket's handle moved to a socket made with onread); nothing here releases, so
+// every chunk stays the reader's.
+transportCompliance("tcp, lent reads", () => {
+  const t = lendingTcp();
   return {
     server: t,
     client: t,

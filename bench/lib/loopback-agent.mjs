@@ -2,8 +2,9 @@
 // (bench/transport-loopback.ts):
 //   node bench/lib/loopback-agent.mjs --receiver <kind> <size> <total>
 //   node bench/lib/loopback-agent.mjs --sender <kind> <size> <total> <port>
-// kind: "net" (a Node socket), "zeromq" (PUSH/PULL), "dwcp" (one TCP stream) or
-// "amst-N" (an AMST bundle of N TCP streams).
+// kind: "net" (a Node socket), "zeromq" (PUSH/PULL), "dwcp" (one TCP stream),
+// "dwcp-lent" (the same, messages lent to the listener: lendMessages) or "amst-N"
+// (an AMST bundle of N TCP streams).
 //
 // Plain JavaScript on the compiled library (dist/), as agents run in production:
 // a process started through the TypeScript loader carries the loader's heap, and
@@ -15,12 +16,12 @@ import { createServer, connect as netConnect } from "node:net";
 
 const PSK = "bench-pre-shared-key-000000";
 
-/** A DWCP node for "dwcp" or "amst-N". */
+/** A DWCP node for "dwcp", "dwcp-lent" or "amst-N". */
 async function dwcpNode(kind, nodeId) {
   const { amst, tcp, DWCPNode } = await import("../../dist/index.js");
   const m = /^amst-(\d+)$/.exec(kind);
   const transport = m ? amst(tcp(), { streams: Number(m[1]), maxStreams: Number(m[1]) }) : tcp();
-  return new DWCPNode({ nodeId, transport, psk: PSK });
+  return new DWCPNode({ nodeId, transport, psk: PSK, lendMessages: kind === "dwcp-lent" });
 }
 
 async function receiver(kind, size, total) {

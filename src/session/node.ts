@@ -166,7 +166,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
           (err: DWCPError) => this.emit("handshakeError", err, conn.remoteAddress),
         );
       },
-      options,
+      { ...options, lend: this.#opts.lendMessages === true },
     );
     this.#listeners.add(listener);
     return listener;
@@ -177,7 +177,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
    * @throws DWCPError `ERR_CONNECT`, `ERR_AUTH_FAILED`, `ERR_VERSION_MISMATCH`, `ERR_HANDSHAKE_TIMEOUT`, …
    */
   async connect(address: string, options: AbortOptions = {}): Promise<Session> {
-    const conn = await this.transport.dial(address, options);
+    const conn = await this.transport.dial(address, { ...options, lend: this.#opts.lendMessages === true });
     return this.#establish(conn, "C");
   }
 

@@ -10,9 +10,11 @@ import { type Frame, FrameDecoder } from "../wire/frame.js";
 export class ConnReader {
   readonly decoder: FrameDecoder;
   readonly #it: AsyncIterator<Uint8Array>;
+  readonly #conn: Conn;
   #pending: Uint8Array | null = null;
 
   constructor(conn: Conn, maxFrame: number, types?: ReadonlySet<number>) {
+    this.#conn = conn;
     this.#it = conn[Symbol.asyncIterator]();
     this.decoder = new FrameDecoder(maxFrame, types);
   }
@@ -62,6 +64,15 @@ export class ConnReader {
     }
     this.decoder.push(chunk);
     return true;
+  }
+
+  /**
+   * On a connection that lends its chunks, gives back every chunk older than
+   * `keep` (the oldest view the caller still holds), or all when it holds none;
+   * a chunk pulled but not yet decoded is kept.
+   */
+  release(keep: Uint8Array | undefined): void {
+    this.#conn.release?.((keep ?? this.decoder.held ?? this.#pending ?? undefined)?.buffer);
   }
 
   /** Reads and throws away everything until the stream ends (so a close can complete). */

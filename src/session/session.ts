@@ -68,6 +68,17 @@ class InboundMessage implements Message {
   }
 }
 
+/** `msg` with its bytes copied out of the connection's buffers. */
+function ownCopy(msg: Message): Message {
+  const bytes = new Uint8Array(msg.length);
+  let at = 0;
+  for (const c of msg.chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  return new InboundMessage(msg.id, [bytes], msg.length);
+}
+
 /** Options of {@link Session.send}. */
 export interface SendOptions {
   signal?: AbortSignal;
@@ -79,6 +90,15 @@ export interface SessionLimits {
   sendWindowBytes?: number;
   /** Delivered-but-unread bytes queued before the connection stops being read. @default 16 MiB */
   receiveQueueBytes?: number;
+  /**
+   * Lend messages to `message` listeners instead of giving them away: a message's
+   * `chunks` and `data` are valid only while the listener runs (copy what you
+   * keep). In exchange the connection reads into buffers it reuses (TCP), which
+   * costs the receiver less CPU per byte than memory allocated for every read.
+   * Messages taken by iteration, or queued while no listener was attached, are
+   * always copies the reader owns. @default false
+   */
+  lendMessages?: boolean;
 }
 
 /** Counters of one session. */
@@ -138,6 +158,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #partBytes = 0;
   #queue: Message[] = [];
   #queuedBytes = 0;
+  readonly #lendMessages: boolean;
   #queueWaiter: (() => void) | undefined;
   #spaceWaiter: (() => void) | undefined;
   #ackScheduled: "turn" | "timer" | undefined;
@@ -171,6 +192,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.version = negotiated.version;
     this.#sendWindow = limits.sendWindowBytes ?? 32 * 1024 * 1024;
     this.#receiveQueueMax = limits.receiveQueueBytes ?? 16 * 1024 * 1024;
+    this.#lendMessages = limits.lendMessages === true;
     this.#closedPromise = new Promise((r) => {
       this.#resolveClosed = r;
     });
@@ -492,6 +514,9 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
             });
           }
         }
+        // Every chunk is decoded and every complete message delivered: a lending
+        // connection may reuse all but what the message in progress still holds.
+        if (this.conn.release) this.#reader.release(this.#parts[0]);
         if (!(await this.#reader.fill())) break;
       }
       if (this.#state !== "closed")
@@ -573,9 +598,13 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   #deliver(msg: Message): void {
+    // On a lending connection the bytes are views into buffers it will reuse:
+    // only a listener that agreed to borrow them gets them as they are.
+    const lent = this.conn.release !== undefined;
     if (this.listenerCount("message") > 0) {
-      this.emit("message", msg);
+      this.emit("message", lent && !this.#lendMessages ? ownCopy(msg) : msg);
     } else {
+      if (lent) msg = ownCopy(msg);
       this.#queue.push(msg);
       this.#queuedBytes += msg.length;
       const w = this.#queueWaiter;

@@ -48,6 +48,15 @@ export interface Conn extends AsyncIterable<Uint8Array> {
   close(options?: AbortOptions): Promise<void>;
   /** Tears the connection down at once; pending reads reject with `err`. */
   abort(err?: Error): void;
+  /**
+   * Present on a connection that lends its inbound chunks (dialled or accepted
+   * with `lend`): the memory of a chunk from iteration is reused for later reads
+   * once released. `release(keep)` gives back every chunk handed out before the
+   * one whose memory is `keep` (all handed out when `keep` is undefined); the
+   * consumer must not touch released chunks. A consumer that never calls it is
+   * still correct: unreleased memory is simply never reused.
+   */
+  release?(keep: ArrayBufferLike | undefined): void;
   on(event: "close", listener: (err?: Error) => void): this;
   on(event: "drain", listener: () => void): this;
   once(event: "close", listener: (err?: Error) => void): this;
@@ -64,12 +73,19 @@ export interface Listener {
 
 /** Options of {@link Transport.listen}. */
 export interface ListenOptions extends AbortOptions {
+  /** As {@link DialOptions.lend}, for accepted connections. */
+  lend?: boolean;
   /** Buffering of accepted connections; overrides the transport's own. */
   limits?: ConnLimits;
 }
 
 /** Options of {@link Transport.dial}. */
 export interface DialOptions extends AbortOptions {
+  /**
+   * The consumer will give inbound chunks back with {@link Conn.release}, so the
+   * transport may read into reused buffers (TCP). Transports that cannot ignore it.
+   */
+  lend?: boolean;
   /**
    * Buffering of this connection; overrides the transport's own. A transport
    * layered on top (AMST) sets a small write high-water mark per stream so that

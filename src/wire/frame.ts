@@ -199,6 +199,11 @@ export class FrameDecoder {
     this.maxLength = maxLength;
   }
 
+  /** The oldest view the decoder still holds into a pushed chunk (a partial payload), if any. */
+  get held(): Uint8Array | undefined {
+    return this.parts?.[0];
+  }
+
   /** Bytes held for a partial frame. */
   get buffered(): number {
     return this.headerFill + this.payloadFill + (this.chunk.length - this.pos);
@@ -266,7 +271,13 @@ export class FrameDecoder {
     let parts: Uint8Array[] | undefined;
     let crc: number;
     if (this.parts === null && c.length - this.pos >= h.length) {
-      payload = c.subarray(this.pos, this.pos + h.length);
+      // Control payloads are copied: they are small, and what is decoded from them
+      // (protobuf bytes fields) may keep views that must not point into a
+      // transport's reused read buffers.
+      payload =
+        h.type === FrameType.CONTROL
+          ? c.slice(this.pos, this.pos + h.length)
+          : c.subarray(this.pos, this.pos + h.length);
       this.pos += h.length;
       crc = crc32c(payload, headerCrc());
     } else {

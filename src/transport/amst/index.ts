@@ -140,7 +140,8 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
     index: number,
     d: DialOptions,
   ) {
-    const conn = await inner.dial(address, { ...d, limits: streamLimits });
+    // Streams keep segment views past their reads: their chunks are not lent.
+    const conn = await inner.dial(address, { ...d, lend: false, limits: streamLimits });
     const reader = new ConnReader(conn, 64, AMST_FRAME_TYPES);
     try {
       const req = new Uint8Array(OPEN_REQUEST);
@@ -235,6 +236,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
       };
       const listener: Listener = await inner.listen(address, (c) => void accept(c), {
         ...listenOptions,
+        lend: false,
         limits: streamLimits,
       });
       return listener;

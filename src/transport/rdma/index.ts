@@ -625,7 +625,8 @@ export function rdma(options: RdmaOptions = {}): Transport {
   return {
     name: "rdma",
     async dial(address: string, d: DialOptions = {}): Promise<Conn> {
-      const c = await control.dial(address, d);
+      // The control connection's chunks are not lent: its reader keeps them.
+      const c = await control.dial(address, { ...d, lend: false });
       return establish(c, true, options, cfg);
     },
     async listen(address: string, onConn: (conn: Conn) => void, l: ListenOptions = {}): Promise<Listener> {
@@ -636,7 +637,7 @@ export function rdma(options: RdmaOptions = {}): Transport {
             // A failed setup has already been refused and closed.
           });
         },
-        l,
+        { ...l, lend: false },
       );
     },
   };

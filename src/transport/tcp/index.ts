@@ -3,11 +3,11 @@
  * kernel congestion control chosen per socket when the native addon is present.
  */
 import { once } from "node:events";
-import { createServer, type Server, Socket } from "node:net";
+import { connect, createServer, type Server, Socket, type SocketConstructorOpts } from "node:net";
 import { DWCPError } from "../../errors.js";
 import type { Conn, ConnLimits, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { formatHostPort, parseHostPort, throwIfAborted } from "../contract.js";
-import { SocketConn, toDWCPError } from "./socket-conn.js";
+import { LentReads, SocketConn, toDWCPError } from "./socket-conn.js";
 import { setCongestionControl } from "./tcpinfo.js";
 
 /** Options of {@link tcp}. */
@@ -70,6 +70,26 @@ export async function bindServer(server: Server, address: string, transport: str
   return formatHostPort(bound.address, bound.port);
 }
 
+/**
+ * An accepted socket reading into `lent`'s buffers. Node 20 offers `onread` only
+ * to sockets it creates for `connect()`, so the accepted (paused, not yet read)
+ * socket's handle moves to a new Socket made with `onread`; the old object is
+ * left without a handle and never used. Where the handle is not there to move,
+ * the accepted socket is kept and reads as usual.
+ */
+function withLentReads(accepted: Socket): { socket: Socket; lent: LentReads | undefined } {
+  const s = accepted as Socket & { _handle?: object | null };
+  const handle = s._handle;
+  if (!handle) {
+    accepted.resume();
+    return { socket: accepted, lent: undefined };
+  }
+  s._handle = null;
+  const lent = new LentReads();
+  const opts = { handle, onread: lent.onread, readable: true, writable: true };
+  return { socket: new Socket(opts as SocketConstructorOpts), lent };
+}
+
 /** Creates the TCP transport. Addresses are `host:port`. */
 export function tcp(options: TcpOptions = {}): Transport {
   return {
@@ -77,16 +97,18 @@ export function tcp(options: TcpOptions = {}): Transport {
     async dial(address: string, dialOptions: DialOptions = {}): Promise<Conn> {
       const { host, port } = parseHostPort(address, "tcp");
       throwIfAborted(dialOptions.signal, "dial");
-      const socket = new Socket();
-      socket.connect({ host, port });
+      const lent = dialOptions.lend ? new LentReads() : undefined;
+      const socket = connect({ host, port, ...(lent ? { onread: lent.onread } : {}) });
       await connectOrFail(socket, "connect", dialOptions, options.connectTimeoutMs ?? 10_000);
       tuneSocket(socket, options);
-      return new SocketConn("tcp", socket, { ...options, ...dialOptions.limits });
+      return new SocketConn("tcp", socket, { ...options, ...dialOptions.limits }, lent);
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
-      const server = createServer((socket) => {
+      const lend = listenOptions.lend === true;
+      const server = createServer({ pauseOnConnect: lend }, (accepted) => {
+        const { socket, lent } = lend ? withLentReads(accepted) : { socket: accepted, lent: undefined };
         tuneSocket(socket, options);
-        onConn(new SocketConn("tcp", socket, { ...options, ...listenOptions.limits }));
+        onConn(new SocketConn("tcp", socket, { ...options, ...listenOptions.limits }, lent));
       });
       return new ServerListener(server, await bindServer(server, address, "tcp", listenOptions.signal));
     },

@@ -6,6 +6,49 @@ import type { Socket } from "node:net";
 import { DWCPError } from "../../errors.js";
 import { AbstractConn, type ConnLimits, formatHostPort } from "../contract.js";
 
+/**
+ * Inbound buffers for a socket created with `onread`: the kernel copies into
+ * a slot that is reused once the consumer released it ({@link Conn.release}),
+ * instead of a fresh allocation per read that lives until the next collection.
+ * On loopback at GB/s that saved the receiver about a third of its CPU per byte
+ * (fewer, larger reads into warm memory; no page faults).
+ */
+export class LentReads {
+  /** Slot size: large enough for few reads per MiB, small enough to stay in cache. */
+  static readonly SLOT_BYTES = 256 * 1024;
+  readonly #free: Buffer[] = [];
+  /** Slots read into, oldest first; the first `#handedOut` of them the consumer has. */
+  readonly #lent: Buffer[] = [];
+  #handedOut = 0;
+  #sink: ((chunk: Uint8Array) => void) | undefined;
+
+  /** For `new Socket({ onread })`: Node asks for the next slot after every read. */
+  readonly onread = {
+    buffer: (): Buffer => this.#free.pop() ?? Buffer.allocUnsafeSlow(LentReads.SLOT_BYTES),
+    callback: (n: number, slot: Uint8Array): boolean => {
+      this.#lent.push(slot as Buffer);
+      this.#sink?.(slot.subarray(0, n));
+      return true; // flow control is the Conn's pause()/resume()
+    },
+  };
+
+  attach(sink: (chunk: Uint8Array) => void): void {
+    this.#sink = sink;
+  }
+
+  /** The consumer took the next chunk. */
+  handedOut(): void {
+    this.#handedOut++;
+  }
+
+  release(keep: ArrayBufferLike | undefined): void {
+    while (this.#handedOut > 0 && this.#lent[0]!.buffer !== keep) {
+      this.#free.push(this.#lent.shift()!);
+      this.#handedOut--;
+    }
+  }
+}
+
 export class SocketConn extends AbstractConn {
   override readonly socket: Socket;
   readonly transport: string;
@@ -15,14 +58,23 @@ export class SocketConn extends AbstractConn {
   #wantDrain = false;
   readonly #writeHighWater: number;
 
-  constructor(transport: string, socket: Socket, limits?: ConnLimits) {
+  readonly #lent: LentReads | undefined;
+  readonly release?: (keep: ArrayBufferLike | undefined) => void;
+
+  /** @param lent the reads `socket` was created with (`onread`), when it lends its chunks */
+  constructor(transport: string, socket: Socket, limits?: ConnLimits, lent?: LentReads) {
     super(limits);
+    this.#lent = lent;
     this.#writeHighWater = limits?.writeHighWater ?? 4 * 1024 * 1024;
     this.transport = transport;
     this.socket = socket;
     this.localAddress = formatHostPort(socket.localAddress ?? "?", socket.localPort ?? 0);
     this.remoteAddress = formatHostPort(socket.remoteAddress ?? "?", socket.remotePort ?? 0);
-    socket.on("data", (chunk: Buffer) => this.pushData(chunk));
+    if (lent) {
+      lent.attach((chunk) => this.pushData(chunk));
+      this.release = (keep) => lent.release(keep);
+    }
+    else socket.on("data", (chunk: Buffer) => this.pushData(chunk));
     socket.on("end", () => this.pushEnd());
     socket.on("drain", () => {
       this.#wantDrain = false;
@@ -34,6 +86,10 @@ export class SocketConn extends AbstractConn {
       this.pushEnd(failure);
     });
     socket.on("close", () => this.closed(failure));
+  }
+
+  protected override inboundConsumed(): void {
+    this.#lent?.handedOut();
   }
 
   get bufferedAmount(): number {
