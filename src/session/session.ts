@@ -26,8 +26,12 @@ type ProbeAckBody = Extract<Control, { probeAck: unknown }>["probeAck"];
 
 /** Messages up to this size may be coalesced into one BATCH frame. */
 const BATCH_MESSAGE_MAX = 16 * 1024;
-/** Largest BATCH frame payload the sender builds. */
-const BATCH_BYTES_MAX = 64 * 1024;
+/**
+ * Largest BATCH frame payload the sender builds (capped by the negotiated frame
+ * size). 4 KiB messages on loopback: 256 KiB moved 6–40 % more than 64 KiB,
+ * whose header, checksum and write per 16 messages cost the sender its time.
+ */
+const BATCH_BYTES_MAX = 256 * 1024;
 /** Acks while data keeps arriving: at most one per this many ms… */
 const ACK_DELAY_MS = 1;
 /** …unless this many bytes arrived since the last one. */
@@ -159,6 +163,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #queue: Message[] = [];
   #queuedBytes = 0;
   readonly #lendMessages: boolean;
+  readonly #batchMax: number;
   #queueWaiter: (() => void) | undefined;
   #spaceWaiter: (() => void) | undefined;
   #ackScheduled: "turn" | "timer" | undefined;
@@ -193,6 +198,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.#sendWindow = limits.sendWindowBytes ?? 32 * 1024 * 1024;
     this.#receiveQueueMax = limits.receiveQueueBytes ?? 16 * 1024 * 1024;
     this.#lendMessages = limits.lendMessages === true;
+    this.#batchMax = Math.min(BATCH_BYTES_MAX, negotiated.maxFrameSize);
     this.#closedPromise = new Promise((r) => {
       this.#resolveClosed = r;
     });
@@ -293,7 +299,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #batch: { firstId: number; first: Uint8Array; buf: Buffer | undefined; bytes: number } | undefined;
 
   #appendToBatch(p: PendingSend, data: Uint8Array): void {
-    if (this.#batch && this.#batch.bytes + 4 + data.length > BATCH_BYTES_MAX) this.#flushBatch();
+    if (this.#batch && this.#batch.bytes + 4 + data.length > this.#batchMax) this.#flushBatch();
     const b = this.#batch;
     if (!b) {
       this.#batch = { firstId: p.id, first: data, buf: undefined, bytes: 4 + data.length };
@@ -302,7 +308,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       setImmediate(() => this.#flushBatch());
     } else {
       if (!b.buf) {
-        b.buf = Buffer.allocUnsafe(BATCH_BYTES_MAX);
+        b.buf = Buffer.allocUnsafe(this.#batchMax);
         b.buf.writeUInt32LE(b.first.length, 0);
         b.buf.set(b.first, 4);
       }
