@@ -73,8 +73,9 @@ export class SocketConn extends AbstractConn {
     if (lent) {
       lent.attach((chunk) => this.pushData(chunk));
       this.release = (keep) => lent.release(keep);
+    } else {
+      socket.on("data", (chunk: Buffer) => this.pushData(chunk));
     }
-    else socket.on("data", (chunk: Buffer) => this.pushData(chunk));
     socket.on("end", () => this.pushEnd());
     socket.on("drain", () => {
       this.#wantDrain = false;
