@@ -3,6 +3,7 @@
 // internet within 2 s, no mode change while conditions hold, exactly one change
 // when the link changes mid-session.
 import { describe, expect, it } from "vitest";
+import { DEFAULT_THRESHOLDS, type ModeThresholds } from "../src/mode/classifier.js";
 import { ModeDetector } from "../src/mode/detector.js";
 import { tcp } from "../src/transport/tcp/index.js";
 import { closeAll, sessionPair } from "./helpers/nodes.js";
@@ -20,7 +21,7 @@ const SCALED = { datacenterRttMs: 2, internetRttMs: 20, bandwidthBps: 50e6 };
 const PROFILES: {
   name: string;
   profile: WanProfile;
-  thresholds?: object;
+  thresholds?: Partial<ModeThresholds>;
   expect: string;
   withinMs: number;
 }[] = [
@@ -95,12 +96,19 @@ describe(`mode detection under the WAN rig${rigWhy}`, () => {
     it.skipIf(!rig.ok)(
       `${p.name} → ${p.expect} within ${p.withinMs} ms, no change for ${STEADY_MS / 1000} s`,
       async (ctx) => {
-        // The delay emulator is a program on this machine, so a run is judged only if
-        // the rig held the profile's RTT, measured beside DWCP with ICMP echoes. A run
-        // that fails while the rig held is DWCP's failure; one where the rig drifted
-        // is run again, and after three such runs the test says so and skips.
+        // The delay emulator is a program on this machine. A run that fails is DWCP's
+        // failure unless the rig's own RTT, measured beside DWCP with ICMP echoes, left
+        // the expected mode's region for a second or more (then the expected answer was
+        // no longer right): such a run is repeated, and after three the test says so
+        // and skips. Added delay never makes an internet path anything else.
         const nominal = 2 * p.profile.delayMs;
-        const limitMs = nominal + Math.max(3, 0.2 * nominal);
+        const t = { ...DEFAULT_THRESHOLDS, ...p.thresholds };
+        const limitMs =
+          p.expect === "datacenter"
+            ? t.datacenterRttMs
+            : p.expect === "hybrid"
+              ? t.internetRttMs
+              : Number.POSITIVE_INFINITY;
         const drifted: string[] = [];
         for (let attempt = 1; attempt <= 3; attempt++) {
           const wan = await WanRig.up(p.profile);
@@ -125,19 +133,22 @@ describe(`mode detection under the WAN rig${rigWhy}`, () => {
             modes[0]!.mode === p.expect &&
             (modes[0]!.sinceStartMs as number) < p.withinMs;
           if (ok) return;
-          const rig = heldRtt(rec, limitMs);
+          // From 4 s on: agents started, the detector's probe (≤ 1.5 s) done.
+          const rig = heldRtt(rec, limitMs, { fromMs: 4000 });
           const icmp = rec.samples.map((x) => Math.round(x.rttMs)).join(",");
           const dwcp = JSON.stringify(lines.find((l) => l.event === "done")?.trace ?? []);
           const story = `modes ${JSON.stringify(modes.map((m) => [m.mode, Math.round(m.sinceStartMs as number), m.estimate]))}; ICMP RTT ms every 200 ms (${rec.lost} lost): ${icmp}; DWCP estimate [ms, RTT ms, Mbit/s]: ${dwcp}`;
           if (rig.held) {
             expect.fail(
-              `the rig held ${nominal} ms RTT (worst 1 s median ${rig.worstMs} ms ≤ ${limitMs}) but ${story}`,
+              `the rig stayed in the ${p.expect} region (${nominal} ms nominal RTT; worst 1 s median ${rig.worstMs} ms ≤ ${limitMs} ms) but ${story}`,
             );
           }
           drifted.push(`attempt ${attempt}: worst 1 s median ${rig.worstMs} ms > ${limitMs} ms`);
           console.log(`rig did not hold the profile, run again: ${drifted.at(-1)}; ${story}`);
         }
-        ctx.skip(`the WAN rig could not hold ${nominal} ms RTT on this machine (${drifted.join("; ")})`);
+        ctx.skip(
+          `the WAN rig could not keep ${nominal} ms RTT below ${limitMs} ms here (${drifted.join("; ")})`,
+        );
       },
       3 * (STEADY_MS + 30_000),
     );

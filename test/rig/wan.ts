@@ -29,19 +29,26 @@ export interface RttRecord {
 
 /**
  * Whether the rig held a nominal RTT: no second-long stretch (the median of each
- * run of `window` consecutive echoes) above `limitMs`. Single late echoes (a probe
- * filling the bottleneck queue) are not a profile change; a sustained rise is.
+ * run of `window` consecutive echoes) above `limitMs`, from `fromMs` on. Single
+ * late echoes are not a profile change; a sustained rise is. Echoes before
+ * `fromMs` are left out: a bandwidth probe fills the bottleneck's queue there,
+ * and counting that would blame the rig for the traffic of the code under test.
  */
-export function heldRtt(rec: RttRecord, limitMs: number, window = 5): { held: boolean; worstMs: number } {
+export function heldRtt(
+  rec: RttRecord,
+  limitMs: number,
+  { window = 5, fromMs = 0 } = {},
+): { held: boolean; worstMs: number } {
+  const samples = rec.samples.filter((s) => s.atMs >= fromMs);
   let worst = 0;
-  for (let i = 0; i + window <= rec.samples.length; i++) {
-    const w = rec.samples
+  for (let i = 0; i + window <= samples.length; i++) {
+    const w = samples
       .slice(i, i + window)
       .map((s) => s.rttMs)
       .sort((x, y) => x - y);
     worst = Math.max(worst, w[window >> 1]!);
   }
-  return { held: rec.samples.length >= window && worst <= limitMs, worstMs: worst };
+  return { held: samples.length >= window && worst <= limitMs, worstMs: worst };
 }
 
 /** A link profile. */

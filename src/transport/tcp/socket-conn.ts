@@ -11,7 +11,7 @@ import { AbstractConn, type ConnLimits, formatHostPort } from "../contract.js";
  * a slot that is reused once the consumer released it ({@link Conn.release}),
  * instead of a fresh allocation per read that lives until the next collection.
  * On loopback at GB/s that saved the receiver about a third of its CPU per byte
- * (fewer, larger reads into warm memory; no page faults).
+ * (fewer, larger reads into warm memory; a fifth of the page faults).
  */
 export class LentReads {
   /** Slot size: large enough for few reads per MiB, small enough to stay in cache. */
