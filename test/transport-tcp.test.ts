@@ -5,30 +5,24 @@ import { transportCompliance } from "./compliance/transport.js";
 import { lendingTcp } from "./helpers/lending.js";
 import { itNative } from "./helpers/native.js";
 
-transportCompliance("tcp", () => {
-  const t = tcp();
-  return {
-    server: t,
-    client: t,
-    listenAddress: "127.0.0.1:0",
-    deadAddress: "127.0.0.1:1",
-    checksAddressSyntax: true,
-  };
-});
-
-// The same contract with reads into lent buffers on both sides (the accepted
-// socket's handle moved to a socket made with onread); nothing here releases, so
-// every chunk stays the reader's.
-transportCompliance("tcp, lent reads", () => {
-  const t = lendingTcp();
-  return {
-    server: t,
-    client: t,
-    listenAddress: "127.0.0.1:0",
-    deadAddress: "127.0.0.1:1",
-    checksAddressSyntax: true,
-  };
-});
+// Plain, and with reads into lent buffers on both sides (the accepted socket's
+// handle moved to a socket made with onread); nothing here releases, so every
+// chunk stays the reader's.
+for (const [name, make] of [
+  ["tcp", () => tcp()],
+  ["tcp, lent reads", lendingTcp],
+] as const) {
+  transportCompliance(name, () => {
+    const t = make();
+    return {
+      server: t,
+      client: t,
+      listenAddress: "127.0.0.1:0",
+      deadAddress: "127.0.0.1:1",
+      checksAddressSyntax: true,
+    };
+  });
+}
 
 describe("tcp transport socket options", () => {
   itNative("applies the requested congestion control per socket (TCP_CONGESTION)", async () => {
