@@ -362,9 +362,10 @@ export class AmstConn extends AbstractConn {
         if (this.#inflightBytes > 0 && this.#inflightBytes + next > this.#cfg.windowBytes) break;
       }
       const len = resend ? this.#resend[0]!.length : Math.min(this.#out.bytes, this.#cfg.chunkBytes);
-      if (!this.#paceAllows(len)) break;
+      // A stream first: pacing debits its tokens, which must buy a transmission.
       const s = this.#pickStream();
       if (!s) break;
+      if (!this.#paceAllows(len)) break;
       const seg = resend ? this.#resend.shift()! : this.#cut();
       if (resend) this.stats.segmentsResent++;
       this.#transmit(s, seg);
