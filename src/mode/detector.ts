@@ -94,8 +94,11 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     // one small probe round for the record instead of filling a long pipe.
     const t = this.tracker.thresholds;
     const rttDecides = (this.tracker.estimate?.rttMs ?? 0) > t.internetRttMs * (1 + t.hysteresis);
-    const probed = await this.#probe(rttDecides ? 1 : Number.POSITIVE_INFINITY);
-    this.tracker.setBandwidth(probed.bps, probed.hostLimited);
+    const probed = await this.#probe(
+      rttDecides ? 1 : Number.POSITIVE_INFINITY,
+      t.bandwidthBps * (1 + t.hysteresis),
+    );
+    this.tracker.setBandwidth(probed.bps, probed.lowerBound);
     const first = this.#decide()!;
     this.#schedule();
     return first;
@@ -123,17 +126,18 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
 
   /**
    * Probe rounds that grow until the measured rate stops growing by 25 % (the
-   * pipe is full, as BBR decides), or the byte/time budget is spent. The time
+   * pipe is full, as BBR decides), two rounds are above `enoughBps` (the mode no
+   * longer depends on how far above), or the byte/time budget is spent. The time
    * budget bounds the whole probe: a round is cut to what the latest rate moves
    * in the time left (not the best rate, which a burst may have inflated).
    */
-  async #probe(maxRounds: number): Promise<{ bps: number; hostLimited: boolean }> {
+  async #probe(maxRounds: number, enoughBps: number): Promise<{ bps: number; lowerBound: boolean }> {
     const maxBytes = this.#opts.probe?.maxBytes ?? 64 << 20;
     const deadline = performance.now() + (this.#opts.probe?.maxMs ?? 1500);
     const minRound = 256 * 1024;
     let size = minRound;
     let best = 0;
-    let latest = { bps: 0, hostLimited: false };
+    let latest = { bps: 0, lowerBound: false };
     let flat = 0;
     let spent = 0;
     for (let round = 0; round < maxRounds && spent < maxBytes; round++) {
@@ -143,7 +147,16 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       const r = await this.#session.probe(Math.min(size, maxBytes - spent));
       spent += r.bytes;
       const bps = Number.isFinite(r.bps) ? r.bps : best * 2;
-      latest = { bps, hostLimited: Math.max(r.senderBusy, r.receiverBusy) >= HOST_BUSY };
+      const above = bps >= enoughBps && latest.bps >= enoughBps;
+      latest = { bps, lowerBound: Math.max(r.senderBusy, r.receiverBusy) >= HOST_BUSY };
+      // Two rounds in a row clearly above the bandwidth line settle the question the
+      // probe is for (the mode); probing on would only raise a figure already kept as
+      // a lower bound, and on a fast path cost up to the whole time budget.
+      if (above) {
+        latest.lowerBound = true;
+        this.#sources.bandwidth.add("probe (stopped above the bandwidth line: a lower bound)");
+        return latest;
+      }
       if (bps > best * 1.25) {
         best = bps;
         flat = 0;
@@ -151,7 +164,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // Aim the next round at ~100 ms of transfer at the best rate so far.
       size = Math.max(size * 2, Math.min(maxBytes, Math.round((best / 8) * 0.1)));
     }
-    this.#sources.bandwidth.add(latest.hostLimited ? "probe (host-limited: a lower bound)" : "probe");
+    this.#sources.bandwidth.add(latest.lowerBound ? "probe (host-limited: a lower bound)" : "probe");
     // The last round is the largest, hence the least distorted by bursts and
     // queues in the path; the best round only steers when to stop.
     return latest;
