@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { crc32c } from "../src/hash/index.js";
 import type { Conn } from "../src/transport/contract.js";
 import { type RdmaConn, rdma, rdmaAvailability } from "../src/transport/rdma/index.js";
-import { transportCompliance } from "./compliance/transport.js";
+import { onLoopback, transportCompliance } from "./compliance/transport.js";
 import { ROOT, runTs } from "./helpers/child.js";
 import { native, nativeSkipReason } from "./helpers/native.js";
 import { readAllCrc } from "./helpers/read.js";
@@ -21,13 +21,7 @@ transportCompliance(
   "rdma (fake verbs provider)",
   () => {
     const t = rdma({ bufferBytes: 64 * 1024, recvBuffers: 16, sendBuffers: 16 });
-    return {
-      server: t,
-      client: t,
-      listenAddress: "127.0.0.1:0",
-      deadAddress: "127.0.0.1:1",
-      checksAddressSyntax: true,
-    };
+    return onLoopback(t);
   },
   skip,
 );

@@ -1,7 +1,7 @@
 import { describe, expect } from "vitest";
 import { tcp } from "../src/transport/tcp/index.js";
 import { congestionControl } from "../src/transport/tcp/tcpinfo.js";
-import { transportCompliance } from "./compliance/transport.js";
+import { onLoopback, transportCompliance } from "./compliance/transport.js";
 import { lendingTcp } from "./helpers/lending.js";
 import { itNative } from "./helpers/native.js";
 
@@ -12,16 +12,7 @@ for (const [name, make] of [
   ["tcp", () => tcp()],
   ["tcp, lent reads", lendingTcp],
 ] as const) {
-  transportCompliance(name, () => {
-    const t = make();
-    return {
-      server: t,
-      client: t,
-      listenAddress: "127.0.0.1:0",
-      deadAddress: "127.0.0.1:1",
-      checksAddressSyntax: true,
-    };
-  });
+  transportCompliance(name, () => onLoopback(make()));
 }
 
 describe("tcp transport socket options", () => {

@@ -1,17 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { tls } from "../src/transport/tls/index.js";
-import { transportCompliance } from "./compliance/transport.js";
+import { onLoopback, transportCompliance } from "./compliance/transport.js";
 import { testPki } from "./helpers/certs.js";
 
 transportCompliance("tls (TLS 1.3, mutual auth)", () => {
   const pki = testPki();
-  return {
-    server: tls({ ...pki.server, ca: pki.ca }),
-    client: tls({ ...pki.client, ca: pki.ca }),
-    listenAddress: "127.0.0.1:0",
-    deadAddress: "127.0.0.1:1",
-    checksAddressSyntax: true,
-  };
+  return onLoopback(tls({ ...pki.server, ca: pki.ca }), tls({ ...pki.client, ca: pki.ca }));
 });
 
 describe("tls transport", () => {

@@ -18,6 +18,17 @@ export interface TransportSetup {
   checksAddressSyntax: boolean;
 }
 
+/** The setup of a transport on loopback sockets: port 0 to listen, port 1 where nothing listens. */
+export function onLoopback(server: Transport, client: Transport = server): TransportSetup {
+  return {
+    server,
+    client,
+    listenAddress: "127.0.0.1:0",
+    deadAddress: "127.0.0.1:1",
+    checksAddressSyntax: true,
+  };
+}
+
 async function drain(conn: Conn): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const c of conn) parts.push(new Uint8Array(c));
