@@ -30,6 +30,40 @@ describeNative("native == TypeScript hashing", () => {
     );
   });
 
+  // Each implementation the CPU offers, not only the chosen one: a machine without
+  // AVX-512 runs the sse4.2 path in production, and this one must have checked it.
+  for (const impl of native?.features.crc32cImpls ?? []) {
+    itNative(`CRC-32C "${impl}": every length 0…1300 at offsets 0…15, then random lengths`, () => {
+      // The folding path has a head of 256 bytes, then 256-, 64- and 16-byte steps and
+      // a byte tail: every length up to 1300 crosses each boundary at every alignment.
+      for (let off = 0; off < 16; off++) {
+        for (let len = 0; len <= 1300; len++) {
+          const view = pool.subarray(off, off + len);
+          const init = (len * 2654435761 + off) >>> 0;
+          const want = tsHashBackend.crc32c(view, init);
+          if (native!.crc32cWith(impl, view, init) !== want)
+            expect.fail(`${impl}: length ${len}, offset ${off}, initial ${init}`);
+        }
+      }
+      fc.assert(
+        fc.property(lengths, fc.nat({ max: MiB + 63 }), fc.nat({ max: 0xffffffff }), (len, off, init) => {
+          const view = pool.subarray(off, off + len);
+          expect(native!.crc32cWith(impl, view, init)).toBe(tsHashBackend.crc32c(view, init));
+        }),
+        { numRuns: 100 },
+      );
+    });
+  }
+
+  itNative("the chosen CRC-32C implementation is the last (fastest) one the CPU offers", () => {
+    const impls = native!.features.crc32cImpls;
+    expect(impls[0]).toBe("table");
+    expect(native!.features.crc32c).toBe(impls.at(-1));
+    expect(() => native!.crc32cWith("no-such" as "table", new Uint8Array(1), 0)).toThrow(
+      /no CRC-32C implementation/,
+    );
+  });
+
   itNative("XXH3-64 over random lengths 0…1 MiB at random offsets", () => {
     fc.assert(
       fc.property(lengths, fc.nat({ max: MiB + 63 }), (len, off) => {

@@ -5,10 +5,18 @@
  * addon against {@link NATIVE_EXPORTS} so the two cannot drift apart.
  */
 
+/** The addon's CRC-32C implementations. */
+export type CrcImpl = "avx512-vpclmulqdq" | "sse4.2" | "table";
+
 /** Which implementation each native unit picked for this CPU and kernel. */
 export interface NativeFeatures {
-  /** CRC-32C: `"sse4.2"` (crc32 instruction) or `"table"` (slicing-by-8). */
-  readonly crc32c: "sse4.2" | "table";
+  /**
+   * CRC-32C: `"avx512-vpclmulqdq"` (carry-less multiplication folding, 64 bytes per
+   * step), `"sse4.2"` (crc32 instruction, three chains) or `"table"` (slicing-by-8).
+   */
+  readonly crc32c: CrcImpl;
+  /** Every CRC-32C implementation this CPU can run, for {@link NativeBinding.crc32cWith}. */
+  readonly crc32cImpls: readonly CrcImpl[];
   /** XXH3-64: `"avx2"`, `"sse2"` or `"scalar"`. */
   readonly xxh3: "avx2" | "sse2" | "scalar";
   /** TCP_INFO / TCP_CONGESTION support (Linux only). */
@@ -95,6 +103,8 @@ export interface NativeBinding {
   readonly abi: number;
   readonly features: NativeFeatures;
   crc32c(data: Uint8Array, initial: number): number;
+  /** The same with a named implementation (tests: each must agree with the TS twin). */
+  crc32cWith(impl: CrcImpl, data: Uint8Array, initial: number): number;
   xxh3_64(data: Uint8Array): bigint;
   /** Hashes ceil(data.length / pageSize) pages into `out`; returns the page count. */
   xxh3Pages(data: Uint8Array, pageSize: number, out: BigUint64Array): number;
@@ -148,6 +158,7 @@ export const NATIVE_ABI = 1;
 /** Names of every function export, for the drift test. */
 export const NATIVE_EXPORTS = [
   "crc32c",
+  "crc32cWith",
   "xxh3_64",
   "xxh3Pages",
   "tcpInfo",
