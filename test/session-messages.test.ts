@@ -211,6 +211,33 @@ describe("session messages", () => {
     await expect(b.send(new Uint8Array(1))).rejects.toMatchObject({ code: "ERR_CLOSED" });
   });
 
+  it("close({signal}) ends in time when a send waits for a peer that stopped reading; every send settles", async () => {
+    // The receiver takes nothing: its queue fills, it stops reading, both socket
+    // buffers fill and a send waits for drain while holding the write lock. A
+    // graceful close cannot finish; the signal must still end it (it used to wait
+    // for the lock before listening to the signal, forever).
+    const { a, b } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
+    const msg = new Uint8Array(1 << 20);
+    const settled: string[] = [];
+    const sends = Array.from({ length: 96 }, () =>
+      a.send(msg).then(
+        () => settled.push("acked"),
+        (e: DWCPError) => settled.push(e.code),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(b.queuedBytes).toBeGreaterThan(0);
+    expect(settled.length).toBeLessThan(96);
+    const t0 = performance.now();
+    await expect(a.close({ signal: AbortSignal.timeout(300) })).rejects.toMatchObject({
+      code: "ERR_ABORTED",
+    });
+    expect(performance.now() - t0).toBeLessThan(2000);
+    await Promise.all(sends);
+    expect(settled).toHaveLength(96);
+    expect(settled.filter((s) => s !== "acked").every((c) => c === "ERR_ABORTED")).toBe(true);
+  });
+
   it("destroy(err) fails pending sends and tells the peer, which sees the code", async () => {
     const { a, b } = await sessionPair();
     const bClosed = new Promise<DWCPError | undefined>((r) => b.once("close", r));

@@ -360,6 +360,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       throwIfAborted(options.signal, "send");
       const pending = this.#newPending();
       acked = pending.promise;
+      // The caller receives `acked` only once the message is written; a session
+      // that fails before then (destroyed while this waits for drain) rejects it
+      // first, and the caller still gets that rejection from the return below.
+      acked.catch(() => {});
       try {
         await this.#writeMessage(pending, data, options);
       } catch (err) {
@@ -372,7 +376,6 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
           throw err;
         }
         // A half-written message cannot be taken back: the session is unusable.
-        acked.catch(() => {}); // rejected by destroy(); the caller gets the error below
         this.destroy(err as Error);
         throw this.#error ?? err;
       }
@@ -836,12 +839,15 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       return;
     }
     if (this.#state === "open") this.#state = "closing";
-    await this.#writeLock;
-    this.#maybeFinishClose();
+    // The signal must bound the wait for the write lock too: a send holding it may
+    // wait for a peer that stopped reading, and that wait ends only by destroying.
     const onAbort = () =>
       this.destroy(new DWCPError("ERR_ABORTED", "close aborted", { cause: options.signal?.reason }));
+    if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
+      await Promise.race([this.#writeLock, this.#closedPromise]);
+      this.#maybeFinishClose();
       await this.#closedPromise;
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
