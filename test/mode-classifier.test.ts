@@ -1,6 +1,7 @@
 // The classifier is pure: synthetic samples, no network.
 import { describe, expect, it } from "vitest";
 import { classify, DEFAULT_THRESHOLDS, ModeTracker } from "../src/index.js";
+import { endsLimited } from "../src/mode/detector.js";
 
 const G = 1e9;
 const M = 1e6;
@@ -113,5 +114,34 @@ describe("ModeTracker", () => {
     t.addRtt(20);
     t.addBandwidth(1);
     expect(t.estimate?.rttMs).toBe(15);
+  });
+});
+
+describe("endsLimited (TCP_INFO busy / rwnd_limited / sndbuf_limited between two samples)", () => {
+  const at = (busyTimeUs: number, rwndLimitedUs: number, sndbufLimitedUs: number) => ({
+    busyTimeUs,
+    rwndLimitedUs,
+    sndbufLimitedUs,
+  });
+  it("a fifth or more of the busy time limited by either is a lower bound", () => {
+    expect(endsLimited(at(1000, 0, 0), at(2000, 200, 0))).toBe(true);
+    expect(endsLimited(at(1000, 0, 0), at(2000, 0, 200))).toBe(true);
+    expect(endsLimited(at(1000, 0, 0), at(2000, 100, 100))).toBe(true);
+  });
+  it("counts only what happened between the samples", () => {
+    // 900 µs limited long ago, 50 of 1000 since: the path, not the ends.
+    expect(endsLimited(at(1000, 900, 0), at(2000, 950, 0))).toBe(false);
+    expect(endsLimited(at(1000, 0, 0), at(2000, 199, 0))).toBe(false);
+  });
+  it("is false without counters (older kernels, no addon) or without sending", () => {
+    expect(endsLimited(undefined, at(2000, 2000, 0))).toBe(false);
+    expect(
+      endsLimited(at(1000, 0, 0), {
+        busyTimeUs: undefined,
+        rwndLimitedUs: undefined,
+        sndbufLimitedUs: undefined,
+      }),
+    ).toBe(false);
+    expect(endsLimited(at(1000, 0, 0), at(1000, 0, 0))).toBe(false);
   });
 });

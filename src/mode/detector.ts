@@ -5,7 +5,9 @@
  *   application Ping/Pong on the control channel (every transport, through
  *   proxies; when it is much larger than the kernel's, a proxy sits in the path
  *   and the application figure is the one that matters), each sample the
- *   minimum of the last four pings so a paused event loop is not a longer path.
+ *   minimum of the last four pings so a paused event loop is not a longer path;
+ *   pings are not counted while the kernel says the peer's window held our data
+ *   back (they queued behind it).
  * - Bandwidth: a short bounded probe when there is no estimate yet; afterwards
  *   goodput of the session's own traffic while the sender is busy, and the
  *   kernel's delivery rate when it is not application-limited.
@@ -13,14 +15,17 @@
  *   nearly all the time, or goodput while ours was, measured the hosts rather
  *   than the path (loopback, a pure-TypeScript node's checksums, a loaded
  *   machine). Such figures are kept as lower bounds, so a fast path is never
- *   called slow because its hosts were.
+ *   called slow because its hosts were. So are rates of intervals the kernel
+ *   reports as limited by the peer's receive window or our send buffer (a
+ *   receiving application that reads slowly, buffers smaller than the path's
+ *   bandwidth-delay product): they measured the ends, not the path.
  *
  * Decisions come from the pure {@link ModeTracker} (hysteresis, dwell time).
  */
 import { EventEmitter } from "node:events";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import type { Session } from "../session/session.js";
-import { tcpInfo } from "../transport/tcp/tcpinfo.js";
+import { type TcpInfo, tcpInfo } from "../transport/tcp/tcpinfo.js";
 import { type Mode, type ModeDecision, type ModeThresholds, ModeTracker } from "./classifier.js";
 
 /** Event-loop busy share above which a rate measured the host, not the path. */
@@ -28,6 +33,30 @@ const HOST_BUSY = 0.9;
 
 /** Pings whose minimum is one RTT sample (a windowed minimum, as TCP keeps min_rtt). */
 const RECENT_PINGS = 4;
+
+/** Share of an interval's busy time limited by rwnd or sndbuf above which its rate is a lower bound. */
+const ENDS_LIMITED = 0.2;
+
+/** The cumulative TCP_INFO counters {@link endsLimited} compares. */
+export type LimitCounters = Pick<TcpInfo, "busyTimeUs" | "rwndLimitedUs" | "sndbufLimitedUs">;
+
+/**
+ * True when, between two TCP_INFO snapshots, the connection spent at least a fifth
+ * of its busy time limited by the peer's receive window or its own send buffer:
+ * a rate measured then says how fast the ends took the data, not how fast the path
+ * could carry it. False when the kernel lacks the counters or nothing was sent.
+ */
+export function endsLimited(before: LimitCounters | undefined, after: LimitCounters | undefined): boolean {
+  if (before?.busyTimeUs === undefined || after?.busyTimeUs === undefined) return false;
+  const busy = after.busyTimeUs - before.busyTimeUs;
+  if (busy <= 0) return false;
+  const limited =
+    (after.rwndLimitedUs ?? 0) -
+    (before.rwndLimitedUs ?? 0) +
+    (after.sndbufLimitedUs ?? 0) -
+    (before.sndbufLimitedUs ?? 0);
+  return limited >= ENDS_LIMITED * busy;
+}
 
 /** Options of {@link ModeDetector}. */
 export interface DetectorOptions {
@@ -59,7 +88,9 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   readonly #opts: DetectorOptions;
   #timer: NodeJS.Timeout | undefined;
   #started = 0;
-  #last: { at: number; acked: number; busy: boolean; loop: EventLoopUtilization } | undefined;
+  #last:
+    | { at: number; acked: number; busy: boolean; loop: EventLoopUtilization; kernel: TcpInfo | undefined }
+    | undefined;
   readonly #sources = { rtt: new Set<string>(), bandwidth: new Set<string>() };
   readonly #recentPings: number[] = [];
   #stopped = false;
@@ -73,6 +104,11 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
 
   get mode(): Mode | undefined {
     return this.tracker.mode;
+  }
+
+  /** Where the figures so far came from (as in the `mode` event). */
+  get sources(): { rtt: string[]; bandwidth: string[] } {
+    return { rtt: [...this.#sources.rtt], bandwidth: [...this.#sources.bandwidth] };
   }
 
   /** Measures until the first decision, then keeps sampling. Resolves with the first decision. */
@@ -192,8 +228,17 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     const s = this.#session;
     if (this.#stopped || s.state !== "open") return;
     try {
+      const ping = await s.ping();
+      if (this.#stopped) return;
+      // Read after the ping, so the interval below covers the time it took.
       const kernel = s.conn.socket ? tcpInfo(s.conn.socket) : undefined;
-      this.#addAppRtt(await s.ping(), kernel?.minRttUs);
+      const ends = endsLimited(this.#last?.kernel, kernel);
+      const endsNote = " (rwnd/sndbuf-limited: a lower bound)";
+      // The ping shares the stream with our data: while the peer was not taking that
+      // data (its window closed) the ping waited behind it and timed the peer's
+      // application, not the path. The RTT estimate keeps its value meanwhile.
+      if (ends) this.#sources.rtt.add("ping/pong (not counted while rwnd/sndbuf-limited)");
+      else this.#addAppRtt(ping, kernel?.minRttUs);
       const now = performance.now();
       const loop = performance.eventLoopUtilization();
       const busy = s.unackedBytes > 0;
@@ -204,18 +249,21 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
         const hostLimited = performance.eventLoopUtilization(loop, this.#last.loop).utilization >= HOST_BUSY;
         this.tracker.addBandwidth(
           ((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000),
-          hostLimited,
+          hostLimited || ends,
         );
-        this.#sources.bandwidth.add(hostLimited ? "goodput (host-limited: a lower bound)" : "goodput");
+        this.#sources.bandwidth.add(
+          hostLimited ? "goodput (host-limited: a lower bound)" : ends ? `goodput${endsNote}` : "goodput",
+        );
       } else if (busy && kernel?.bbr && !kernel.bbr.inStartup && kernel.bbr.bandwidthBps > 0) {
-        // BBR's windowed-max bottleneck estimate, once it has left STARTUP.
-        this.tracker.addBandwidth(kernel.bbr.bandwidthBps);
-        this.#sources.bandwidth.add("TCP_CC_INFO bbr_bw");
+        // BBR's windowed-max bottleneck estimate, once it has left STARTUP: built
+        // from delivery rates, so a window-limited interval holds it down too.
+        this.tracker.addBandwidth(kernel.bbr.bandwidthBps, ends);
+        this.#sources.bandwidth.add(`TCP_CC_INFO bbr_bw${ends ? endsNote : ""}`);
       } else if (kernel?.deliveryRateBps && kernel.deliveryRateAppLimited === false) {
-        this.tracker.addBandwidth(kernel.deliveryRateBps);
-        this.#sources.bandwidth.add("tcp_info delivery_rate");
+        this.tracker.addBandwidth(kernel.deliveryRateBps, ends);
+        this.#sources.bandwidth.add(`tcp_info delivery_rate${ends ? endsNote : ""}`);
       }
-      this.#last = { at: now, acked, busy, loop };
+      this.#last = { at: now, acked, busy, loop, kernel };
       this.#decide();
     } catch {
       // A lost ping on a closing session ends sampling quietly.

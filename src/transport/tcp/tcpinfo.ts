@@ -46,6 +46,12 @@ export interface TcpInfo {
   readonly totalRetrans: number;
   readonly bytesAcked: number | undefined;
   readonly bytesReceived: number | undefined;
+  /** Time the connection has had data to send (cumulative, µs; Linux ≥ 4.10). */
+  readonly busyTimeUs: number | undefined;
+  /** Part of {@link busyTimeUs} limited by the peer's receive window. */
+  readonly rwndLimitedUs: number | undefined;
+  /** Part of {@link busyTimeUs} limited by this socket's send buffer. */
+  readonly sndbufLimitedUs: number | undefined;
   /** Congestion control in use, e.g. `"bbr"` or `"cubic"`. */
   readonly congestion: string;
   readonly bbr: BbrInfo | undefined;
@@ -76,6 +82,9 @@ function convert(raw: NativeTcpInfo): TcpInfo {
     totalRetrans: raw.totalRetrans,
     bytesAcked: raw.bytesAcked,
     bytesReceived: raw.bytesReceived,
+    busyTimeUs: raw.busyTime,
+    rwndLimitedUs: raw.rwndLimited,
+    sndbufLimitedUs: raw.sndbufLimited,
     congestion: raw.congestion,
     bbr: raw.bbr && {
       bandwidthBps: raw.bbr.bandwidth * 8,
