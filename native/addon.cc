@@ -5,6 +5,7 @@
 #include "codec.h"
 #include "hash.h"
 #include "rdma.h"
+#include "sockio.h"
 #include "tcpinfo.h"
 
 namespace {
@@ -15,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   dwcp::InitTcpInfo(env, exports, features);
   dwcp::InitRdma(env, exports, features);
   dwcp::InitCodec(env, exports, features);
+  dwcp::InitSockIo(env, exports, features);
   exports.Set("features", features);
   exports.Set("abi", Napi::Number::New(env, 1));
   return exports;

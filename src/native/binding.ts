@@ -21,6 +21,8 @@ export interface NativeFeatures {
   readonly xxh3: "avx2" | "sse2" | "scalar";
   /** TCP_INFO / TCP_CONGESTION support (Linux only). */
   readonly tcpinfo: boolean;
+  /** Direct socket writes ({@link NativeBinding.writev}; Linux only). */
+  readonly sockio: boolean;
   /** Codecs: e.g. `"lz4 1.9.4, zstd 1.5.4"` when built with liblz4/libzstd headers, else false. */
   readonly codec: string | false;
   /** RDMA verbs: `"verbs (dlopen)"` when built with the libibverbs headers, else false. */
@@ -109,6 +111,8 @@ export interface NativeBinding {
   /** Hashes ceil(data.length / pageSize) pages into `out`; returns the page count. */
   xxh3Pages(data: Uint8Array, pageSize: number, out: BigUint64Array): number;
   tcpInfo?(fd: number): NativeTcpInfo;
+  /** writev on a socket descriptor until done or it would block; returns the bytes written. */
+  writev?(fd: number, chunks: Uint8Array[]): number;
   getCongestion?(fd: number): string;
   setCongestion?(fd: number, name: string): string;
   rdmaProbe?(): NativeRdmaProbe;
@@ -162,6 +166,7 @@ export const NATIVE_EXPORTS = [
   "xxh3_64",
   "xxh3Pages",
   "tcpInfo",
+  "writev",
   "getCongestion",
   "setCongestion",
   "rdmaProbe",

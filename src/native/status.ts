@@ -6,6 +6,7 @@
 import "../hash/index.js";
 import "../codec/index.js";
 import "../transport/tcp/tcpinfo.js";
+import "../transport/tcp/sockio.js";
 import { rdmaAvailability } from "../transport/rdma/verbs.js";
 import type { NativeFeatures } from "./binding.js";
 import { backendChoice, loadNative, type NativeMode } from "./load.js";
@@ -35,6 +36,8 @@ export interface NativeStatus {
     readonly codec: FeatureStatus;
     /** TCP_INFO, TCP_CC_INFO and TCP_CONGESTION. */
     readonly tcpinfo: FeatureStatus;
+    /** Direct writev on plain TCP sockets while Node has nothing queued. */
+    readonly sockio: FeatureStatus;
     /** RDMA verbs: native when a verbs device can be opened; otherwise why not (TCP is used). */
     readonly rdma: FeatureStatus;
   };
@@ -59,6 +62,7 @@ export function nativeStatus(): NativeStatus {
       hash: feature("hash", f ? `crc32c ${f.crc32c}, xxh3 ${f.xxh3}` : ""),
       codec: feature("codec", f?.codec ? `${f.codec} (system libraries)` : ""),
       tcpinfo: feature("tcpinfo", "getsockopt(TCP_INFO, TCP_CC_INFO, TCP_CONGESTION)"),
+      sockio: feature("sockio", "writev(2) on plain TCP sockets"),
       rdma: rdmaStatus(),
     },
   };

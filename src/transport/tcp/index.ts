@@ -101,14 +101,14 @@ export function tcp(options: TcpOptions = {}): Transport {
       const socket = connect({ host, port, ...(lent ? { onread: lent.onread } : {}) });
       await connectOrFail(socket, "connect", dialOptions, options.connectTimeoutMs ?? 10_000);
       tuneSocket(socket, options);
-      return new SocketConn("tcp", socket, { ...options, ...dialOptions.limits }, lent);
+      return new SocketConn("tcp", socket, { ...options, ...dialOptions.limits }, lent, true);
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
       const lend = listenOptions.lend === true;
       const server = createServer({ pauseOnConnect: lend }, (accepted) => {
         const { socket, lent } = lend ? withLentReads(accepted) : { socket: accepted, lent: undefined };
         tuneSocket(socket, options);
-        onConn(new SocketConn("tcp", socket, { ...options, ...listenOptions.limits }, lent));
+        onConn(new SocketConn("tcp", socket, { ...options, ...listenOptions.limits }, lent, true));
       });
       return new ServerListener(server, await bindServer(server, address, "tcp", listenOptions.signal));
     },

@@ -5,6 +5,8 @@
 import type { Socket } from "node:net";
 import { DWCPError } from "../../errors.js";
 import { AbstractConn, type ConnLimits, formatHostPort } from "../contract.js";
+import { nativeWritev } from "./sockio.js";
+import { socketFd } from "./tcpinfo.js";
 
 /**
  * Inbound buffers for a socket created with `onread`: the kernel copies into
@@ -61,10 +63,22 @@ export class SocketConn extends AbstractConn {
   readonly #lent: LentReads | undefined;
   readonly release?: (keep: ArrayBufferLike | undefined) => void;
 
-  /** @param lent the reads `socket` was created with (`onread`), when it lends its chunks */
-  constructor(transport: string, socket: Socket, limits?: ConnLimits, lent?: LentReads) {
+  /** Native writev, for a plain TCP socket only: on TLS it would bypass encryption. */
+  readonly #writev: typeof nativeWritev;
+  /** Bytes written straight to the kernel, and through Node's socket. */
+  readonly writeStats = { direct: 0, queued: 0 };
+  /** Chunks sent this tick, written together at its end (direct writes). */
+  #gathered: Uint8Array[] = [];
+  #gatheredBytes = 0;
+
+  /**
+   * @param lent the reads `socket` was created with (`onread`), when it lends its chunks
+   * @param plainTcp true for an unencrypted TCP socket: its writes may bypass Node's stream
+   */
+  constructor(transport: string, socket: Socket, limits?: ConnLimits, lent?: LentReads, plainTcp = false) {
     super(limits);
     this.#lent = lent;
+    this.#writev = plainTcp ? nativeWritev : undefined;
     this.#writeHighWater = limits?.writeHighWater ?? 4 * 1024 * 1024;
     this.transport = transport;
     this.socket = socket;
@@ -94,10 +108,11 @@ export class SocketConn extends AbstractConn {
   }
 
   get bufferedAmount(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.#gatheredBytes;
   }
 
   protected sendData(chunk: Uint8Array): boolean {
+    if (this.#writev) return this.#gather(chunk);
     // Cork for the rest of this tick so a burst of small frames leaves in one
     // writev instead of one syscall each.
     if (!this.#corked) {
@@ -109,11 +124,59 @@ export class SocketConn extends AbstractConn {
       });
     }
     this.socket.write(chunk);
+    this.writeStats.queued += chunk.length;
     // Node's own high-water mark (16 KiB) would stall a bulk sender after every
     // large message; keep up to writeHighWater queued so the kernel never starves.
     // Node emits 'drain' once its buffer is empty, which is when we resume.
     if (this.socket.writableLength >= this.#writeHighWater) this.#wantDrain = true;
     return !this.#wantDrain;
+  }
+
+  /** Direct writes: the tick's chunks are written at its end, as corking would. */
+  #gather(chunk: Uint8Array): boolean {
+    if (this.#gathered.length === 0) process.nextTick(() => this.#flushGathered());
+    this.#gathered.push(chunk);
+    this.#gatheredBytes += chunk.length;
+    if (this.socket.writableLength + this.#gatheredBytes >= this.#writeHighWater) this.#wantDrain = true;
+    return !this.#wantDrain;
+  }
+
+  #flushGathered(): void {
+    if (this.#gathered.length === 0) return; // flushed early by sendEnd()
+    const chunks = this.#gathered;
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    let written = 0;
+    // Straight to the kernel only while Node has nothing queued (its writable
+    // length counts writes libuv has not finished), so bytes keep their order.
+    const fd = this.socket.writableLength === 0 && !this.socket.destroyed ? socketFd(this.socket) : -1;
+    if (fd >= 0) {
+      try {
+        written = this.#writev!(fd, chunks);
+      } catch {
+        // A failing socket: Node's own write below reports it the usual way.
+      }
+    }
+    this.writeStats.direct += written;
+    this.writeStats.queued += chunks.reduce((n, c) => n + c.length, 0) - written;
+    let i = 0;
+    while (i < chunks.length && written >= chunks[i]!.length) written -= chunks[i++]!.length;
+    if (i < chunks.length) {
+      this.socket.cork();
+      this.socket.write(written > 0 ? chunks[i]!.subarray(written) : chunks[i]!);
+      for (i++; i < chunks.length; i++) this.socket.write(chunks[i]!);
+      this.socket.uncork();
+    }
+    // Node emits 'drain' only after a write of its own hit its buffer limit; when
+    // the kernel took everything, or Node holds less than that, resume here.
+    if (
+      this.#wantDrain &&
+      !this.socket.writableNeedDrain &&
+      this.socket.writableLength < this.#writeHighWater
+    ) {
+      this.#wantDrain = false;
+      this.emit("drain");
+    }
   }
 
   protected needsDrain(): boolean {
@@ -129,6 +192,7 @@ export class SocketConn extends AbstractConn {
   }
 
   protected sendEnd(): void {
+    this.#flushGathered();
     this.socket.end();
   }
 
