@@ -3,6 +3,9 @@
 // and on AMST bundles of 2 and 4 streams, against, in the same rounds:
 //   iperf3 (single stream, -l = message size), a plain Node `net` socket
 //   (writes of the message size, with backpressure), and zeromq PUSH/PULL.
+// With 1 MiB messages also a C reference (bench/c/frames_ref.c, needs cc and
+// libisal-dev): DWCP's frames and CRC-32C both ways with no JavaScript and no
+// session protocol, the ceiling of a native data plane on this machine.
 // Every run moves 4 GiB (1M messages of 4 KiB): runs of a fraction of a second
 // measured mostly JIT warm-up. Each side of each contender runs in its own
 // process (bench/lib/loopback-agent.mjs: plain JavaScript on the compiled
@@ -11,6 +14,8 @@
 // last message.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -107,6 +112,39 @@ function iperf3(size: number, total: number): Measure {
   }
 }
 
+/** Builds the C reference; undefined (with the reason printed) when it cannot be built. */
+function buildFramesRef(workDir: string): string | undefined {
+  mkdirSync(workDir, { recursive: true });
+  const bin = join(workDir, "frames_ref");
+  const src = fileURLToPath(new URL("./c/frames_ref.c", import.meta.url));
+  try {
+    execFileSync("cc", ["-O3", "-march=native", src, "-o", bin, "-lisal"], { stdio: "pipe" });
+    return bin;
+  } catch (err) {
+    console.error(
+      `c-frames reference skipped: cannot build it (cc and libisal-dev needed): ${(err as Error).message.split("\n")[0]}`,
+    );
+    return undefined;
+  }
+}
+
+async function framesRef(bin: string, size: number, total: number): Promise<Measure> {
+  const rx = spawn(bin, ["rx", `${size}`, `${total}`], { stdio: ["ignore", "pipe", "inherit"] });
+  const next = lineReader(rx);
+  let tx: ChildProcess | undefined;
+  try {
+    const port = Number(/port (\d+)/.exec(await next(10_000))![1]);
+    tx = spawn(bin, ["tx", `${size}`, `${total}`, `${port}`], { stdio: "inherit" });
+    const result = await next(120_000);
+    if (tx.exitCode === null) await once(tx, "exit");
+    if (tx.exitCode !== 0) throw new Error(`frames_ref tx exited with ${tx.exitCode}`);
+    return JSON.parse(result) as Measure;
+  } finally {
+    tx?.kill();
+    rx.kill();
+  }
+}
+
 function haveIperf3(): boolean {
   try {
     execFileSync("iperf3", ["--version"], { stdio: "ignore" });
@@ -121,7 +159,7 @@ async function main(): Promise<void> {
     console.error("iperf3 is required (Debian: apt-get install iperf3)");
     process.exit(1);
   }
-  const { median, nativeInUse, round, writeResult } = await import("./lib/result.js");
+  const { median, nativeInUse, round, WORK_DIR, writeResult } = await import("./lib/result.js");
   // The agents run the compiled library: compile the sources being measured.
   execFileSync(
     process.execPath,
@@ -132,12 +170,27 @@ async function main(): Promise<void> {
     ],
     { stdio: "inherit" },
   );
-  const contenders = ["dwcp", "dwcp-lent", "amst-2", "amst-4", "iperf3", "net", "zeromq"] as const;
+  const ref = SMALL ? undefined : buildFramesRef(WORK_DIR);
+  const contenders = [
+    "dwcp",
+    "dwcp-lent",
+    "amst-2",
+    "amst-4",
+    "iperf3",
+    "net",
+    "zeromq",
+    ...(ref ? ["c-frames"] : []),
+  ];
   const samples: Record<string, { gbps: number[]; msgps: number[] }> = {};
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of contenders) {
       const s = SIZE;
-      const m = c === "iperf3" ? iperf3(s.bytes, s.total) : await runPair(c, s.bytes, s.total);
+      const m =
+        c === "iperf3"
+          ? iperf3(s.bytes, s.total)
+          : c === "c-frames"
+            ? await framesRef(ref!, s.bytes, s.total)
+            : await runPair(c, s.bytes, s.total);
       samples[c] ??= { gbps: [], msgps: [] };
       samples[c]!.gbps.push(m.bytes / m.seconds / 1e9);
       samples[c]!.msgps.push(m.messages / m.seconds);
@@ -159,6 +212,7 @@ async function main(): Promise<void> {
         "iperf3-1-stream": value("iperf3"),
         "node-net": value("net"),
         "zeromq-push-pull": value("zeromq"),
+        ...(ref ? { "c-frames-crc32c-reference": value("c-frames") } : {}),
       },
       detail: {
         method: `${ROUNDS} interleaved rounds of 4 GiB per contender (seconds per run, so start-up and JIT warm-up weigh little); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration; "lent": the receiver sets lendMessages (each message valid during its listener call, the socket read into reused buffers)`,
