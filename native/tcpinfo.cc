@@ -71,13 +71,17 @@ Napi::Value JsTcpInfo(const Napi::CallbackInfo& info) {
   o.Set("sndMss", num(ti.tcpi_snd_mss));
   o.Set("totalRetrans", num(ti.tcpi_total_retrans));
   o.Set("lost", num(ti.tcpi_lost));
+  o.Set("unacked", num(ti.tcpi_unacked));
   if (has(offsetof(struct tcp_info, tcpi_max_pacing_rate) + sizeof ti.tcpi_max_pacing_rate))
     o.Set("pacingRate", num(static_cast<double>(ti.tcpi_pacing_rate)));
   if (has(offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)) {
     o.Set("bytesAcked", num(static_cast<double>(ti.tcpi_bytes_acked)));
     o.Set("bytesReceived", num(static_cast<double>(ti.tcpi_bytes_received)));
   }
-  if (has(offsetof(struct tcp_info, tcpi_min_rtt) + sizeof ti.tcpi_min_rtt)) o.Set("minRtt", num(ti.tcpi_min_rtt));
+  if (has(offsetof(struct tcp_info, tcpi_min_rtt) + sizeof ti.tcpi_min_rtt)) {
+    o.Set("minRtt", num(ti.tcpi_min_rtt));
+    o.Set("notsentBytes", num(ti.tcpi_notsent_bytes));
+  }
   if (has(offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof ti.tcpi_delivery_rate)) {
     o.Set("deliveryRate", num(static_cast<double>(ti.tcpi_delivery_rate)));
     o.Set("deliveryRateAppLimited", Napi::Boolean::New(env, ti.tcpi_delivery_rate_app_limited != 0));

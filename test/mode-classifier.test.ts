@@ -1,7 +1,7 @@
 // The classifier is pure: synthetic samples, no network.
 import { describe, expect, it } from "vitest";
 import { classify, DEFAULT_THRESHOLDS, ModeTracker } from "../src/index.js";
-import { endsLimited } from "../src/mode/detector.js";
+import { endsLimited, peerHolding } from "../src/mode/detector.js";
 
 const G = 1e9;
 const M = 1e6;
@@ -143,5 +143,30 @@ describe("endsLimited (TCP_INFO busy / rwnd_limited / sndbuf_limited between two
       }),
     ).toBe(false);
     expect(endsLimited(at(1000, 0, 0), at(1000, 0, 0))).toBe(false);
+  });
+});
+
+describe("peerHolding (the peer's TCP acknowledged everything, its session has not)", () => {
+  const idle = { unackedSegments: 0, notsentBytes: 0 };
+  const session = (unackedBytes: number, lastDataWriteAt: number, bufferedAmount = 0) => ({
+    unackedBytes,
+    lastDataWriteAt,
+    conn: { bufferedAmount },
+  });
+  it("holding: nothing in flight, unsent or queued, DWCP bytes unacknowledged for the hold time", () => {
+    expect(peerHolding(idle, session(1 << 20, 100), 110, 10)).toBe(true);
+  });
+  it("not holding while anything is in flight, unsent or queued, or within the hold time", () => {
+    expect(peerHolding({ ...idle, unackedSegments: 3 }, session(1 << 20, 100), 200, 10)).toBe(false);
+    expect(peerHolding({ ...idle, notsentBytes: 1 }, session(1 << 20, 100), 200, 10)).toBe(false);
+    expect(peerHolding(idle, session(1 << 20, 100, 1), 200, 10)).toBe(false);
+    expect(peerHolding(idle, session(1 << 20, 100), 109, 10)).toBe(false);
+    expect(peerHolding(idle, session(0, 100), 200, 10)).toBe(false);
+  });
+  it("not without the kernel's view (no addon, not TCP, or a kernel without notsent bytes)", () => {
+    expect(peerHolding(undefined, session(1 << 20, 100), 200, 10)).toBe(false);
+    expect(peerHolding({ unackedSegments: 0, notsentBytes: undefined }, session(1 << 20, 100), 200, 10)).toBe(
+      false,
+    );
   });
 });

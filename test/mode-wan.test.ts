@@ -93,68 +93,69 @@ describe("mode detection: RTT samples", () => {
 });
 
 describeNative("mode detection: a slowly reading receiver", () => {
-  it("a rate the peer's receive window held down is a lower bound, not a slow path", async () => {
-    // Loopback carries GB/s, but the receiving application takes 1 MiB every 25 ms
-    // (~335 Mbit/s, a third of the bandwidth line): its session stops reading at its
-    // queue limit, the receive window closes and the sender's goodput is the
-    // application's pace; pings wait behind the unread data. Counted as the path's
-    // bandwidth and RTT, that turned loopback into "internet" after the dwell
-    // time; the kernel's rwnd_limited says the ends, not the path, held it back.
-    const { a, b } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
-    const d = new ModeDetector(a, { sampleIntervalMs: 100, thresholds: { minDwellMs: 1000 } });
-    const events: ModeEvent[] = [];
-    d.on("mode", (e) => events.push(e));
-    await d.start();
-    let stop = false;
-    let consumed = 0;
-    const reader = (async () => {
-      for await (const m of b) {
-        consumed += m.length;
-        if (stop) break;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    })();
-    // Up to 64 sends outstanding, so the sender always has data ready: the window,
-    // not the sending application, limits it.
-    const chunk = new Uint8Array(1 << 20);
-    const writer = (async () => {
-      const pending: Promise<unknown>[] = [];
-      while (!stop) {
-        pending.push(a.send(chunk).catch(() => undefined));
-        if (pending.length >= 64) await pending.shift();
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 4000));
-    d.stop();
-    stop = true;
-    const estimate = d.tracker.estimate!;
-    const sources = d.sources;
-    await closeAll();
-    await Promise.allSettled([reader, writer]);
-    // The receiver really was the limit: about 40 MB/s over 4 s, not GB/s.
-    expect(consumed).toBeGreaterThan(64 << 20);
-    expect(consumed).toBeLessThan(400 << 20);
-    const seen = JSON.stringify({ modes: events.map((e) => e.mode), estimate, sources });
-    expect(
-      events.map((e) => e.mode),
-      seen,
-    ).toEqual(["datacenter"]);
-    // Never called slow: either still a lower bound or a figure above the line (BBR's
-    // estimate from intervals when the window was open).
-    expect(
-      estimate.bandwidthAtLeast === true || estimate.bandwidthBps > DEFAULT_THRESHOLDS.bandwidthBps,
-      seen,
-    ).toBe(true);
-    expect(estimate.rttMs, seen).toBeLessThan(DEFAULT_THRESHOLDS.datacenterRttMs);
-    expect(
-      sources.bandwidth.some((src) => src.includes("rwnd/sndbuf-limited")),
-      seen,
-    ).toBe(true);
-    expect(
-      sources.rtt.some((src) => src.includes("not counted")),
-      seen,
-    ).toBe(true);
-  });
+  // Loopback carries GB/s, but the receiving application takes 1 MiB every 25 ms
+  // (~335 Mbit/s, a third of the bandwidth line): its session stops reading at its
+  // queue limit and the sender's goodput is the application's pace; pings wait
+  // behind the unread data. Counted as the path's bandwidth and RTT, that turned
+  // loopback into "internet" within the dwell time.
+  for (const [name, outstanding, why] of [
+    // The window closes: the kernel's rwnd_limited says the ends held the data back.
+    ["64 sends outstanding", 64, "rwnd/sndbuf-limited"],
+    // One message in flight, each send awaited: no window fills, but the peer's TCP
+    // has acknowledged everything and its session has not.
+    ["one send at a time", 1, "the peer holding delivered data"],
+  ] as const) {
+    it(`${name}: not a slow path (${why})`, async () => {
+      const { a, b } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
+      const d = new ModeDetector(a, { sampleIntervalMs: 100, thresholds: { minDwellMs: 1000 } });
+      const events: ModeEvent[] = [];
+      d.on("mode", (e) => events.push(e));
+      await d.start();
+      let stop = false;
+      let consumed = 0;
+      const reader = (async () => {
+        for await (const m of b) {
+          consumed += m.length;
+          if (stop) break;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      })();
+      const chunk = new Uint8Array(1 << 20);
+      const writer = (async () => {
+        const pending: Promise<unknown>[] = [];
+        while (!stop) {
+          pending.push(a.send(chunk).catch(() => undefined));
+          if (pending.length >= outstanding) await pending.shift();
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 4000));
+      d.stop();
+      stop = true;
+      const estimate = d.tracker.estimate!;
+      const sources = d.sources;
+      await closeAll();
+      await Promise.allSettled([reader, writer]);
+      const seen = JSON.stringify({ modes: events.map((e) => e.mode), estimate, sources });
+      // The receiver really was the limit: about 40 MB/s over 4 s, not GB/s.
+      expect(consumed).toBeGreaterThan(64 << 20);
+      expect(consumed).toBeLessThan(400 << 20);
+      expect(
+        events.map((e) => e.mode),
+        seen,
+      ).toEqual(["datacenter"]);
+      // Never called slow: either still a lower bound or a figure above the line (BBR's
+      // estimate from intervals when the window was open).
+      expect(
+        estimate.bandwidthAtLeast === true || estimate.bandwidthBps > DEFAULT_THRESHOLDS.bandwidthBps,
+        seen,
+      ).toBe(true);
+      expect(estimate.rttMs, seen).toBeLessThan(DEFAULT_THRESHOLDS.datacenterRttMs);
+      expect(
+        sources.rtt.some((src) => src.includes(`not counted while ${why}`)),
+        seen,
+      ).toBe(true);
+    });
+  }
 });
 
 describe(`mode detection under the WAN rig${rigWhy}`, () => {

@@ -37,6 +37,36 @@ const RECENT_PINGS = 4;
 /** Share of an interval's busy time limited by rwnd or sndbuf above which its rate is a lower bound. */
 const ENDS_LIMITED = 0.2;
 
+/**
+ * How long the peer may sit on delivered data before it counts as holding it, ms
+ * (at least; else four RTTs): its acks are coalesced for up to 1 ms (§7).
+ */
+const PEER_HOLD_MIN_MS = 3;
+
+/**
+ * True when the peer's TCP has acknowledged everything we handed to ours (nothing
+ * in flight, nothing unsent, nothing queued above the kernel), yet DWCP messages
+ * written at least `holdMs` ago are still unacknowledged: the peer's session is not
+ * reading (its application's queue is full). Nothing crosses the path then, so
+ * a ping measures the peer's application and goodput its pace. A window never
+ * fills, so `rwnd_limited` does not show it (a sender with one message in flight).
+ */
+export function peerHolding(
+  kernel: Pick<TcpInfo, "unackedSegments" | "notsentBytes"> | undefined,
+  session: { unackedBytes: number; lastDataWriteAt: number; conn: { bufferedAmount: number } },
+  now: number,
+  holdMs: number,
+): boolean {
+  return (
+    kernel !== undefined &&
+    kernel.unackedSegments === 0 &&
+    kernel.notsentBytes === 0 &&
+    session.conn.bufferedAmount === 0 &&
+    session.unackedBytes > 0 &&
+    now - session.lastDataWriteAt >= holdMs
+  );
+}
+
 /** The cumulative TCP_INFO counters {@link endsLimited} compares. */
 export type LimitCounters = Pick<TcpInfo, "busyTimeUs" | "rwndLimitedUs" | "sndbufLimitedUs">;
 
@@ -228,18 +258,26 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     const s = this.#session;
     if (this.#stopped || s.state !== "open") return;
     try {
+      const holdMs = Math.max(PEER_HOLD_MIN_MS, 4 * (this.tracker.estimate?.rttMs ?? 0));
+      const socket = s.conn.socket;
+      // Holding when the ping left means it waited; holding when it is back means
+      // the peer was still not reading when it answered.
+      const holdingBefore = peerHolding(socket ? tcpInfo(socket) : undefined, s, performance.now(), holdMs);
       const ping = await s.ping();
       if (this.#stopped) return;
       // Read after the ping, so the interval below covers the time it took.
-      const kernel = s.conn.socket ? tcpInfo(s.conn.socket) : undefined;
-      const ends = endsLimited(this.#last?.kernel, kernel);
-      const endsNote = " (rwnd/sndbuf-limited: a lower bound)";
-      // The ping shares the stream with our data: while the peer was not taking that
-      // data (its window closed) the ping waited behind it and timed the peer's
-      // application, not the path. The RTT estimate keeps its value meanwhile.
-      if (ends) this.#sources.rtt.add("ping/pong (not counted while rwnd/sndbuf-limited)");
-      else this.#addAppRtt(ping, kernel?.minRttUs);
+      const kernel = socket ? tcpInfo(socket) : undefined;
       const now = performance.now();
+      const holding = holdingBefore || peerHolding(kernel, s, now, holdMs);
+      const ends = holding || endsLimited(this.#last?.kernel, kernel);
+      const why = holding ? "the peer holding delivered data" : "rwnd/sndbuf-limited";
+      const endsNote = ` (${why}: a lower bound)`;
+      // The ping shares the stream with our data: while the peer was not taking that
+      // data (its window closed, or its session stopped reading) the ping waited
+      // behind it and timed the peer's application, not the path. The RTT estimate
+      // keeps its value meanwhile.
+      if (ends) this.#sources.rtt.add(`ping/pong (not counted while ${why})`);
+      else this.#addAppRtt(ping, kernel?.minRttUs);
       const loop = performance.eventLoopUtilization();
       const busy = s.unackedBytes > 0;
       const acked = s.ackedBytes;

@@ -41,10 +41,14 @@ export interface NativeTcpInfo {
   sndMss: number;
   totalRetrans: number;
   lost: number;
+  /** Segments sent and not yet acknowledged by the peer's TCP. */
+  unacked: number;
   pacingRate?: number;
   bytesAcked?: number;
   bytesReceived?: number;
   minRtt?: number;
+  /** Bytes in the send buffer not yet sent. */
+  notsentBytes?: number;
   deliveryRate?: number;
   deliveryRateAppLimited?: boolean;
   busyTime?: number;

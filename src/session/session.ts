@@ -476,6 +476,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     );
     this.conn.send(header);
     this.#writable = this.conn.send(payload);
+    this.#lastDataWriteAt = performance.now();
   }
 
   async #waitWindow(bytes: number, signal: AbortSignal | undefined): Promise<void> {
@@ -825,6 +826,12 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   get unackedBytes(): number {
     return this.#unackedBytes;
   }
+
+  /** When the last DATA frame was handed to the connection (`performance.now()`, ms; 0 before any). */
+  get lastDataWriteAt(): number {
+    return this.#lastDataWriteAt;
+  }
+  #lastDataWriteAt = 0;
 
   // ---------------------------------------------------------------- closing
 

@@ -44,6 +44,10 @@ export interface TcpInfo {
   readonly retransmits: number;
   /** Retransmitted segments over the connection's life. */
   readonly totalRetrans: number;
+  /** Segments in flight: sent, not yet acknowledged by the peer's TCP. */
+  readonly unackedSegments: number;
+  /** Bytes in the send buffer not sent yet (Linux ≥ 4.6). */
+  readonly notsentBytes: number | undefined;
   readonly bytesAcked: number | undefined;
   readonly bytesReceived: number | undefined;
   /** Time the connection has had data to send (cumulative, µs; Linux ≥ 4.10). */
@@ -80,6 +84,8 @@ function convert(raw: NativeTcpInfo): TcpInfo {
     mss: raw.sndMss,
     retransmits: raw.retransmits,
     totalRetrans: raw.totalRetrans,
+    unackedSegments: raw.unacked,
+    notsentBytes: raw.notsentBytes,
     bytesAcked: raw.bytesAcked,
     bytesReceived: raw.bytesReceived,
     busyTimeUs: raw.busyTime,
