@@ -72,6 +72,28 @@ describeNative("tcpInfo on a loopback connection", () => {
     expect(info.bytesAcked).toBeGreaterThan(0);
   });
 
+  it("counts segments in flight and bytes not sent: nonzero while a reader is stalled, zero once it read all", async () => {
+    const { client, server } = await loopbackPair();
+    server.pause();
+    const chunk = Buffer.alloc(1 << 20);
+    // More than the peer's receive buffer can take: some stays unsent here.
+    for (let i = 0; i < 64 && client.write(chunk); i++);
+    await new Promise((r) => setTimeout(r, 50));
+    const stalled = tcpInfo(client)!;
+    expect(stalled.notsentBytes! + stalled.unackedSegments).toBeGreaterThan(0);
+    expect(stalled.busyTimeUs).toBeGreaterThan(0);
+    expect(stalled.rwndLimitedUs).toBeGreaterThan(0);
+    server.resume();
+    await new Promise<void>((resolve) => {
+      const check = () => (client.writableLength === 0 ? resolve() : setTimeout(check, 10));
+      check();
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const idle = tcpInfo(client)!;
+    expect(idle.notsentBytes).toBe(0);
+    expect(idle.unackedSegments).toBe(0);
+  });
+
   it("refuses an unknown algorithm with ERR_SYSCALL (ENOENT) and keeps the old one", async () => {
     const { client } = await loopbackPair();
     const before = congestionControl(client);
