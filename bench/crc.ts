@@ -64,8 +64,9 @@ async function child(contender: string): Promise<void> {
 
 async function main(): Promise<void> {
   const { loadNative } = await import("../src/native/load.js");
-  const impls = loadNative().binding?.features.crc32cImpls ?? [];
-  const chosen = loadNative().binding?.features.crc32c;
+  const features = loadNative().binding?.features;
+  const impls = features?.crc32cImpls ?? [];
+  const chosen = features?.crc32c;
   const contenders = [
     "ours-native",
     ...(chosen !== "sse4.2" && impls.includes("sse4.2") ? ["ours-sse4.2"] : []),

@@ -178,7 +178,6 @@ template <int kLane>
 DWCP_VPCLMUL_TARGET inline __m128i LaneOf(__m512i x) {
   return _mm512_maskz_extracti32x4_epi32(0xF, x, kLane);
 }
-#define Lane(x, i) LaneOf<i>(x)
 
 constexpr size_t kFoldMin = 256;
 
@@ -206,9 +205,9 @@ DWCP_VPCLMUL_TARGET uint32_t Crc32cVpclmul(uint32_t crc, const uint8_t* p, size_
   x3 = Fold512(x2, k512, x3);
   for (; n >= 64; p += 64, n -= 64) x3 = Fold512(x3, k512, _mm512_loadu_si512(p));
   const __m128i k128 = _mm_set_epi64x(static_cast<long long>(g_fold128.forLow), static_cast<long long>(g_fold128.forHigh));
-  __m128i a = Fold128(Lane(x3, 0), k128, Lane(x3, 1));
-  a = Fold128(a, k128, Lane(x3, 2));
-  a = Fold128(a, k128, Lane(x3, 3));
+  __m128i a = Fold128(LaneOf<0>(x3), k128, LaneOf<1>(x3));
+  a = Fold128(a, k128, LaneOf<2>(x3));
+  a = Fold128(a, k128, LaneOf<3>(x3));
   for (; n >= 16; p += 16, n -= 16) a = Fold128(a, k128, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   uint64_t c = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(a)));
   c = _mm_crc32_u64(c, static_cast<uint64_t>(_mm_extract_epi64(a, 1)));

@@ -19,8 +19,9 @@ constexpr uint32_t kIovBatch = 64;
 
 // writev(fd: number, chunks: Uint8Array[]) -> bytes written, from the first chunk
 // on, until all are written or the socket would block (then fewer, possibly 0).
-// Other errors throw ERR_SYSCALL; the caller then hands everything to Node's
-// socket, whose own write reports the error the usual way.
+// An error before any byte went out throws ERR_SYSCALL; after some did, the count
+// so far is returned (the caller hands the rest to Node's socket, whose own write
+// then reports the error): a throw must never hide bytes already sent.
 Napi::Value JsWritev(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber() || !info[1].IsArray()) {
@@ -30,18 +31,20 @@ Napi::Value JsWritev(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   Napi::Array chunks = info[1].As<Napi::Array>();
   const uint32_t count = chunks.Length();
+  // Checked before anything is written, for the same reason.
+  for (uint32_t i = 0; i < count; i++) {
+    if (!chunks.Get(i).IsTypedArray()) {
+      ThrowCode(env, "ERR_INVALID_ARG", "writev: every chunk must be a Uint8Array");
+      return Napi::Value();
+    }
+  }
   struct iovec iov[kIovBatch];
   double total = 0;
   for (uint32_t first = 0; first < count;) {
     uint32_t n = 0;
     size_t want = 0;
     for (; n < kIovBatch && first + n < count; n++) {
-      Napi::Value v = chunks[first + n];
-      if (!v.IsTypedArray()) {
-        ThrowCode(env, "ERR_INVALID_ARG", "writev: every chunk must be a Uint8Array");
-        return Napi::Value();
-      }
-      Napi::TypedArray ta = v.As<Napi::TypedArray>();
+      Napi::TypedArray ta = chunks.Get(first + n).As<Napi::TypedArray>();
       iov[n].iov_base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
       iov[n].iov_len = ta.ByteLength();
       want += iov[n].iov_len;
@@ -51,7 +54,7 @@ Napi::Value JsWritev(const Napi::CallbackInfo& info) {
       r = writev(fd, iov, static_cast<int>(n));
     } while (r < 0 && errno == EINTR);
     if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || total > 0) break;
       ThrowErrno(env, errno, "writev");
       return Napi::Value();
     }

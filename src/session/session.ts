@@ -152,6 +152,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #slowSends = 0;
   #unackedBytes = 0;
   #ackedBytesTotal = 0;
+  #lastDataWriteAt = 0;
   readonly #pending: PendingSend[] = [];
   #windowWaiter: (() => void) | undefined;
   #remoteClosing = false;
@@ -831,7 +832,6 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   get lastDataWriteAt(): number {
     return this.#lastDataWriteAt;
   }
-  #lastDataWriteAt = 0;
 
   // ---------------------------------------------------------------- closing
 

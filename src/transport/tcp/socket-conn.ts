@@ -144,6 +144,7 @@ export class SocketConn extends AbstractConn {
   #flushGathered(): void {
     if (this.#gathered.length === 0) return; // flushed early by sendEnd()
     const chunks = this.#gathered;
+    const total = this.#gatheredBytes;
     this.#gathered = [];
     this.#gatheredBytes = 0;
     let written = 0;
@@ -158,7 +159,7 @@ export class SocketConn extends AbstractConn {
       }
     }
     this.writeStats.direct += written;
-    this.writeStats.queued += chunks.reduce((n, c) => n + c.length, 0) - written;
+    this.writeStats.queued += total - written;
     let i = 0;
     while (i < chunks.length && written >= chunks[i]!.length) written -= chunks[i++]!.length;
     if (i < chunks.length) {
