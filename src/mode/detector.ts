@@ -10,7 +10,8 @@
  *   back (they queued behind it).
  * - Bandwidth: a short bounded probe when there is no estimate yet; afterwards
  *   goodput of the session's own traffic while the sender is busy, and the
- *   kernel's delivery rate when it is not application-limited.
+ *   kernel's delivery rate when it is not application-limited (also only while
+ *   our data flows: with pings alone there is nothing to measure).
  * - Host limits: a probe round during which either end's event loop was busy
  *   nearly all the time, or goodput while ours was, measured the hosts rather
  *   than the path (loopback, a pure-TypeScript node's checksums, a loaded
@@ -262,10 +263,13 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       const socket = s.conn.socket;
       // Holding when the ping left means it waited; holding when it is back means
       // the peer was still not reading when it answered.
-      const holdingBefore = peerHolding(socket ? tcpInfo(socket) : undefined, s, performance.now(), holdMs);
+      // The kernel's rates are read before the ping: afterwards its last delivery
+      // sample is the ping itself, a few bytes that say nothing about the path.
+      const before = socket ? tcpInfo(socket) : undefined;
+      const holdingBefore = peerHolding(before, s, performance.now(), holdMs);
       const ping = await s.ping();
       if (this.#stopped) return;
-      // Read after the ping, so the interval below covers the time it took.
+      // The limit counters are read after it, so the interval covers the ping too.
       const kernel = socket ? tcpInfo(socket) : undefined;
       const now = performance.now();
       const holding = holdingBefore || peerHolding(kernel, s, now, holdMs);
@@ -292,13 +296,15 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
         this.#sources.bandwidth.add(
           hostLimited ? "goodput (host-limited: a lower bound)" : ends ? `goodput${endsNote}` : "goodput",
         );
-      } else if (busy && kernel?.bbr && !kernel.bbr.inStartup && kernel.bbr.bandwidthBps > 0) {
+      } else if (busy && before?.bbr && !before.bbr.inStartup && before.bbr.bandwidthBps > 0) {
         // BBR's windowed-max bottleneck estimate, once it has left STARTUP: built
         // from delivery rates, so a window-limited interval holds it down too.
-        this.tracker.addBandwidth(kernel.bbr.bandwidthBps, ends);
+        this.tracker.addBandwidth(before.bbr.bandwidthBps, ends);
         this.#sources.bandwidth.add(`TCP_CC_INFO bbr_bw${ends ? endsNote : ""}`);
-      } else if (kernel?.deliveryRateBps && kernel.deliveryRateAppLimited === false) {
-        this.tracker.addBandwidth(kernel.deliveryRateBps, ends);
+      } else if (busy && before?.deliveryRateBps && before.deliveryRateAppLimited === false) {
+        // Only while our data flows: with pings alone the kernel's "not app-limited"
+        // sample may be a lone small segment.
+        this.tracker.addBandwidth(before.deliveryRateBps, ends);
         this.#sources.bandwidth.add(`tcp_info delivery_rate${ends ? endsNote : ""}`);
       }
       this.#last = { at: now, acked, busy, loop, kernel };
