@@ -15,6 +15,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -28,6 +29,17 @@ interface Measure {
   bytes: number;
   messages: number;
   seconds: number;
+  /** CPU seconds (user + system, all threads) of the sending and receiving process during the transfer. */
+  txCpu: number;
+  rxCpu: number;
+}
+
+/** An agent's result line: the receiver's measure, the sender's CPU. */
+interface AgentLine {
+  bytes: number;
+  messages: number;
+  seconds: number;
+  cpuSeconds: number;
 }
 
 // ------------------------------------------------------------------ parent
@@ -81,10 +93,18 @@ async function runPair(kind: string, size: number, total: number): Promise<Measu
   try {
     const port = Number(/port (\d+)/.exec(await next(30_000))![1]);
     tx = start(["--sender", kind, `${size}`, `${total}`, `${port}`]);
+    const nextTx = lineReader(tx);
     // A contender that stalls must not hang the whole run.
-    const result = await next(120_000);
+    const r = JSON.parse(await next(120_000)) as AgentLine;
+    const t = JSON.parse(await nextTx(30_000)) as Pick<AgentLine, "cpuSeconds">;
     if (tx.exitCode === null) await once(tx, "exit");
-    return JSON.parse(result) as Measure;
+    return {
+      bytes: r.bytes,
+      messages: r.messages,
+      seconds: r.seconds,
+      txCpu: t.cpuSeconds,
+      rxCpu: r.cpuSeconds,
+    };
   } finally {
     tx?.kill();
     rx.kill();
@@ -101,11 +121,21 @@ function iperf3(size: number, total: number): Measure {
       ["-c", "127.0.0.1", "-p", `${port}`, "-n", `${total}`, "-l", `${size}`, "-J"],
       { encoding: "utf8" },
     );
-    const j = JSON.parse(out) as { end: { sum_received: { bytes: number; seconds: number } } };
+    const j = JSON.parse(out) as {
+      end: {
+        sum_received: { bytes: number; seconds: number };
+        sum_sent: { seconds: number };
+        // Percent of one core over the test: host = the client (sender), remote = the server.
+        cpu_utilization_percent: { host_total: number; remote_total: number };
+      };
+    };
+    const cpu = j.end.cpu_utilization_percent;
     return {
       bytes: j.end.sum_received.bytes,
       messages: Math.ceil(total / size),
       seconds: j.end.sum_received.seconds,
+      txCpu: (cpu.host_total / 100) * j.end.sum_sent.seconds,
+      rxCpu: (cpu.remote_total / 100) * j.end.sum_received.seconds,
     };
   } finally {
     server.kill();
@@ -134,11 +164,19 @@ async function framesRef(bin: string, size: number, total: number): Promise<Meas
   let tx: ChildProcess | undefined;
   try {
     const port = Number(/port (\d+)/.exec(await next(10_000))![1]);
-    tx = spawn(bin, ["tx", `${size}`, `${total}`, `${port}`], { stdio: "inherit" });
-    const result = await next(120_000);
+    tx = spawn(bin, ["tx", `${size}`, `${total}`, `${port}`], { stdio: ["ignore", "pipe", "inherit"] });
+    const nextTx = lineReader(tx);
+    const r = JSON.parse(await next(120_000)) as AgentLine;
+    const t = JSON.parse(await nextTx(30_000)) as Pick<AgentLine, "cpuSeconds">;
     if (tx.exitCode === null) await once(tx, "exit");
     if (tx.exitCode !== 0) throw new Error(`frames_ref tx exited with ${tx.exitCode}`);
-    return JSON.parse(result) as Measure;
+    return {
+      bytes: r.bytes,
+      messages: r.messages,
+      seconds: r.seconds,
+      txCpu: t.cpuSeconds,
+      rxCpu: r.cpuSeconds,
+    };
   } finally {
     tx?.kill();
     rx.kill();
@@ -181,7 +219,13 @@ async function main(): Promise<void> {
     "zeromq",
     ...(ref ? ["c-frames"] : []),
   ];
-  const samples: Record<string, { gbps: number[]; msgps: number[] }> = {};
+  // CPU per GB moved, each side: what a transfer costs whatever the speed. On a
+  // host whose cores are all busy, cores ÷ (sender + receiver) is the rate no
+  // scheduling can beat.
+  const samples: Record<
+    string,
+    { gbps: number[]; msgps: number[]; txCpuPerGB: number[]; rxCpuPerGB: number[] }
+  > = {};
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of contenders) {
       const s = SIZE;
@@ -191,11 +235,15 @@ async function main(): Promise<void> {
           : c === "c-frames"
             ? await framesRef(ref!, s.bytes, s.total)
             : await runPair(c, s.bytes, s.total);
-      samples[c] ??= { gbps: [], msgps: [] };
-      samples[c]!.gbps.push(m.bytes / m.seconds / 1e9);
-      samples[c]!.msgps.push(m.messages / m.seconds);
+      samples[c] ??= { gbps: [], msgps: [], txCpuPerGB: [], rxCpuPerGB: [] };
+      const x = samples[c]!;
+      x.gbps.push(m.bytes / m.seconds / 1e9);
+      x.msgps.push(m.messages / m.seconds);
+      x.txCpuPerGB.push(m.txCpu / (m.bytes / 1e9));
+      x.rxCpuPerGB.push(m.rxCpu / (m.bytes / 1e9));
       console.log(
-        `round ${r + 1} ${`${c}@${s.label}`.padEnd(16)} ${(m.bytes / m.seconds / 1e9).toFixed(3)} GB/s ${Math.round(m.messages / m.seconds)} msg/s`,
+        `round ${r + 1} ${`${c}@${s.label}`.padEnd(16)} ${(m.bytes / m.seconds / 1e9).toFixed(3)} GB/s ${Math.round(m.messages / m.seconds)} msg/s` +
+          `  CPU s/GB sender ${x.txCpuPerGB.at(-1)!.toFixed(3)} receiver ${x.rxCpuPerGB.at(-1)!.toFixed(3)}`,
       );
     }
   }
@@ -203,6 +251,21 @@ async function main(): Promise<void> {
   const value = (k: string) =>
     SMALL ? Math.round(median(samples[k]!.msgps)) : round(median(samples[k]!.gbps), 3);
   const ours = Math.max(value("dwcp"), value("dwcp-lent"), value("amst-2"), value("amst-4"));
+  const cores = availableParallelism();
+  const cpu = Object.fromEntries(
+    contenders.map((c) => {
+      const tx = median(samples[c]!.txCpuPerGB);
+      const rx = median(samples[c]!.rxCpuPerGB);
+      return [
+        c,
+        {
+          senderCpuSecondsPerGB: round(tx, 3),
+          receiverCpuSecondsPerGB: round(rx, 3),
+          [`boundGBps${cores}Cores`]: round(cores / (tx + rx), 2),
+        },
+      ];
+    }),
+  );
   const result = writeResult(
     {
       name: SMALL ? "transport-small" : "transport-loopback",
@@ -223,6 +286,7 @@ async function main(): Promise<void> {
           "amst-4-streams": value("amst-4"),
         },
         goals: SMALL ? { "zeromq-push-pull": 2 } : { "iperf3-1-stream": 0.95, "zeromq-push-pull": 1.1 },
+        cpu,
         samples,
       },
     },
@@ -230,7 +294,7 @@ async function main(): Promise<void> {
   );
   console.log(
     JSON.stringify(
-      { ours: result.ours, peers: result.peers, ratios: result.ratios, dwcp: result.detail?.dwcp },
+      { ours: result.ours, peers: result.peers, ratios: result.ratios, dwcp: result.detail?.dwcp, cpu },
       null,
       2,
     ),

@@ -2,8 +2,9 @@
  * JavaScript, to show what a native data plane could reach on this machine.
  *
  *   frames_ref rx <size> <total>          listens on 127.0.0.1, prints "port N",
- *                                         then one JSON line {bytes, messages, seconds}
- *   frames_ref tx <size> <total> <port>   sends ceil(total / size) messages
+ *                                         then one JSON line {bytes, messages, seconds, cpuSeconds}
+ *   frames_ref tx <size> <total> <port>   sends ceil(total / size) messages, then
+ *                                         prints one JSON line {cpuSeconds}
  *
  * Each message of <size> bytes goes out as DATA frames of at most 256 KiB (the
  * session's default frame size) with the 32-byte header of docs/PROTOCOL.md §3 and
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -42,6 +44,13 @@ static uint32_t crc_begin(void) { return 0xFFFFFFFFu; }
 static uint32_t crc_more(uint32_t reg, const uint8_t* p, size_t n) { return crc32_iscsi((unsigned char*)p, (int)n, reg); }
 static uint32_t crc_end(uint32_t reg) { return ~reg; }
 
+/* CPU seconds (user + system) this process has used so far. */
+static double cpu(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 static void put32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
 
@@ -61,11 +70,11 @@ static int rx(size_t size, unsigned long long total) {
   uint32_t reg = 0, want = 0;
   int end = 0;
   unsigned long long payload = 0, messages = 0, count = (total + size - 1) / size;
-  double first = 0, last = 0;
+  double first = 0, last = 0, cpu0 = 0;
   while (messages < count) {
     ssize_t n = read(s, buf, FRAME_MAX);
     if (n <= 0) return 4;
-    if (first == 0) first = now();
+    if (first == 0) first = now(), cpu0 = cpu();
     for (size_t i = 0; i < (size_t)n;) {
       if (left == 0 && have < HEADER) {
         size_t k = HEADER - have < (size_t)n - i ? HEADER - have : (size_t)n - i;
@@ -97,7 +106,8 @@ static int rx(size_t size, unsigned long long total) {
     }
     last = now();
   }
-  printf("{\"bytes\":%llu,\"messages\":%llu,\"seconds\":%.6f}\n", payload, messages, last - first);
+  printf("{\"bytes\":%llu,\"messages\":%llu,\"seconds\":%.6f,\"cpuSeconds\":%.6f}\n", payload, messages,
+         last - first, cpu() - cpu0);
   return 0;
 }
 
@@ -107,6 +117,7 @@ static int tx(size_t size, unsigned long long total, int port) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (s < 0 || connect(s, (struct sockaddr*)&a, sizeof a)) return 3;
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  double cpu0 = cpu();
   uint8_t* msg = malloc(size);
   memset(msg, 0x5a, size);
   size_t frames = (size + FRAME_MAX - 1) / FRAME_MAX;
@@ -139,6 +150,7 @@ static int tx(size_t size, unsigned long long total, int port) {
   char b;
   while (read(s, &b, 1) > 0) {
   }
+  printf("{\"cpuSeconds\":%.6f}\n", cpu() - cpu0);
   return 0;
 }
 

@@ -27,11 +27,17 @@ async function dwcpNode(kind, nodeId) {
 async function receiver(kind, size, total) {
   const count = Math.ceil(total / size);
   let first = 0;
+  let cpu0;
   let got = 0;
   let messages = 0;
+  const begin = () => {
+    first = performance.now();
+    cpu0 = process.cpuUsage();
+  };
   const done = (extra = () => {}) => {
     const seconds = (performance.now() - first) / 1000;
-    process.stdout.write(`${JSON.stringify({ bytes: got, messages, seconds })}\n`);
+    const cpuSeconds = cpuSince(cpu0);
+    process.stdout.write(`${JSON.stringify({ bytes: got, messages, seconds, cpuSeconds })}\n`);
     extra();
     // Leave once the sender has had time to see its last acknowledgement.
     setTimeout(() => process.exit(0), 200);
@@ -39,7 +45,7 @@ async function receiver(kind, size, total) {
   if (kind === "net") {
     const server = createServer((sock) => {
       sock.on("data", (d) => {
-        if (first === 0) first = performance.now();
+        if (first === 0) begin();
         got += d.length;
         if (got >= count * size) {
           messages = count;
@@ -57,7 +63,7 @@ async function receiver(kind, size, total) {
     await pull.bind("tcp://127.0.0.1:*");
     console.log(`port ${pull.lastEndpoint.split(":").pop()}`);
     for await (const [msg] of pull) {
-      if (first === 0) first = performance.now();
+      if (first === 0) begin();
       got += msg.length;
       if (++messages === count) break;
     }
@@ -67,7 +73,7 @@ async function receiver(kind, size, total) {
     const node = await dwcpNode(kind, "receiver");
     node.on("session", (s) => {
       s.on("message", (m) => {
-        if (first === 0) first = performance.now();
+        if (first === 0) begin();
         got += m.length;
         if (++messages === count) done();
       });
@@ -77,12 +83,28 @@ async function receiver(kind, size, total) {
   }
 }
 
+/** CPU seconds (user + system, every thread of the process) since `start`. */
+function cpuSince(start) {
+  const u = process.cpuUsage(start);
+  return (u.user + u.system) / 1e6;
+}
+
+/**
+ * The sender's CPU from its connection on to the end of the process (when a
+ * contender's own threads, zeromq's I/O thread, have finished sending too).
+ */
+function reportSenderCpu() {
+  const cpu0 = process.cpuUsage();
+  process.on("exit", () => process.stdout.write(`${JSON.stringify({ cpuSeconds: cpuSince(cpu0) })}\n`));
+}
+
 async function sender(kind, size, total, port) {
   const count = Math.ceil(total / size);
   const buf = Buffer.alloc(size, 0x5a);
   if (kind === "net") {
     const sock = netConnect(port, "127.0.0.1");
     await once(sock, "connect");
+    reportSenderCpu();
     sock.setNoDelay(true);
     for (let i = 0; i < count; i++) if (!sock.write(buf)) await once(sock, "drain");
     sock.end();
@@ -91,12 +113,14 @@ async function sender(kind, size, total, port) {
     // Without linger, close() would drop messages still queued.
     const push = new zmq.Push({ linger: 10_000 });
     push.connect(`tcp://127.0.0.1:${port}`);
+    reportSenderCpu();
     for (let i = 0; i < count; i++) await push.send(buf);
     // Let the queue flush before closing (linger).
     push.close();
   } else {
     const node = await dwcpNode(kind, "sender");
     const s = await node.connect(`127.0.0.1:${port}`);
+    reportSenderCpu();
     // A counting window: Promise.race over a set of pending sends would cost O(window)
     // per message and measure the harness instead of DWCP.
     let last = Promise.resolve(0);
