@@ -80,6 +80,7 @@ export { HELLO_MAX } from "./session/handshake.js";
 export { DWCPNode, type DWCPNodeEvents, type NodeMetrics, type NodeOptions } from "./session/node.js";
 export {
   type Message,
+  type RttSample,
   type SendOptions,
   Session,
   type SessionLimits,

@@ -142,6 +142,24 @@ describe("session messages", () => {
     expect(acked).toBe(64);
   });
 
+  it("a Pong says when the peer's session stopped reading for its application (Pong.held)", async () => {
+    const { a, b } = await sessionPair({ receiveQueueBytes: 4 << 20 }, { sendWindowBytes: 32 << 20 });
+    // Nobody reads b: its queue fills and its session stops reading.
+    expect((await a.rttSample()).peerHeld).toBe(false);
+    const msg = new Uint8Array(1 << 20);
+    const sends = Array.from({ length: 16 }, () => a.send(msg));
+    await new Promise((r) => setTimeout(r, 200));
+    // This Ping waits behind the unread messages; b answers it once read again.
+    const behind = a.rttSample();
+    await new Promise((r) => setTimeout(r, 100));
+    let n = 0;
+    for await (const _ of b) if (++n === 16) break;
+    expect((await behind).peerHeld).toBe(true);
+    await Promise.all(sends);
+    // Reading freely since that answer: the next one is not held.
+    expect((await a.rttSample()).peerHeld).toBe(false);
+  });
+
   it("small messages queued behind backpressure still leave in BATCH frames, in order, intact", async () => {
     const { a, b } = await sessionPair(
       { transport: tcp(), receiveQueueBytes: 1 << 20 },

@@ -6,8 +6,10 @@
  *   proxies; when it is much larger than the kernel's, a proxy sits in the path
  *   and the application figure is the one that matters), each sample the
  *   minimum of the last four pings so a paused event loop is not a longer path;
- *   pings are not counted while the kernel says the peer's window held our data
- *   back (they queued behind it).
+ *   pings are not counted while the peer's application held our data back
+ *   (they queued behind it): its Pong says its session stopped reading (every
+ *   transport), or the kernel says the peer's window was closed or the peer has
+ *   everything and its session does not acknowledge (native addon, TCP).
  * - Bandwidth: a short bounded probe when there is no estimate yet; afterwards
  *   goodput of the session's own traffic while the sender is busy, and the
  *   kernel's delivery rate when it is not application-limited (also only while
@@ -267,14 +269,18 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // sample is the ping itself, a few bytes that say nothing about the path.
       const before = socket ? tcpInfo(socket) : undefined;
       const holdingBefore = peerHolding(before, s, performance.now(), holdMs);
-      const ping = await s.ping();
+      const { rttMs: ping, peerHeld } = await s.rttSample();
       if (this.#stopped) return;
       // The limit counters are read after it, so the interval covers the ping too.
       const kernel = socket ? tcpInfo(socket) : undefined;
       const now = performance.now();
-      const holding = holdingBefore || peerHolding(kernel, s, now, holdMs);
-      const ends = holding || endsLimited(this.#last?.kernel, kernel);
-      const why = holding ? "the peer holding delivered data" : "rwnd/sndbuf-limited";
+      const reasons: string[] = [];
+      if (peerHeld) reasons.push("the peer's session not reading");
+      if (holdingBefore || peerHolding(kernel, s, now, holdMs))
+        reasons.push("the peer holding delivered data");
+      if (endsLimited(this.#last?.kernel, kernel)) reasons.push("rwnd/sndbuf-limited");
+      const ends = reasons.length > 0;
+      const why = reasons.join(", ");
       const endsNote = ` (${why}: a lower bound)`;
       // The ping shares the stream with our data: while the peer was not taking that
       // data (its window closed, or its session stopped reading) the ping waited

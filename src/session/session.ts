@@ -85,6 +85,13 @@ function ownCopy(msg: Message): Message {
 }
 
 /** Options of {@link Session.send}. */
+/** One Ping/Pong round trip ({@link Session.rttSample}). */
+export interface RttSample {
+  rttMs: number;
+  /** The peer's session had stopped reading for its application since its previous Pong. */
+  peerHeld: boolean;
+}
+
 export interface SendOptions {
   signal?: AbortSignal;
 }
@@ -521,6 +528,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
           else this.#onData(f);
           if (this.#state === "closed") return;
           while (this.#queuedBytes >= this.#receiveQueueMax && (this.#state as SessionState) !== "closed") {
+            this.#heldSincePong = true;
             await new Promise<void>((r) => {
               this.#spaceWaiter = r;
             });
@@ -670,8 +678,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   #onControl(msg: Control): void {
     if ("ack" in msg) this.#onAck(msg.ack.upTo);
-    else if ("ping" in msg) this.#sendControl({ pong: msg.ping });
-    else if ("pong" in msg) this.#onPong(msg.pong);
+    else if ("ping" in msg) {
+      this.#sendControl({ pong: { ...msg.ping, held: this.#heldSincePong } });
+      this.#heldSincePong = false;
+    } else if ("pong" in msg) this.#onPong(msg.pong);
     else if ("probe" in msg) this.#onProbe(msg.probe);
     else if ("probeAck" in msg) this.#onProbeAck(msg.probeAck);
     else if ("error" in msg) throw remoteError(msg.error);
@@ -704,35 +714,46 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   // ---------------------------------------------------------------- measuring
 
   #nextPingId = 1;
-  readonly #pings = new Map<number, (rttMs: number) => void>();
+  readonly #pings = new Map<number, (sample: RttSample) => void>();
+  /** This side stopped reading (its receive queue full) since it last answered a Ping. */
+  #heldSincePong = false;
 
   /**
    * Round-trip time through the session's control channel, in ms (Ping/Pong).
    * Works on every transport and through proxies, unlike the kernel's TCP RTT.
    */
-  ping(options: { timeoutMs?: number } = {}): Promise<number> {
+  async ping(options: { timeoutMs?: number } = {}): Promise<number> {
+    return (await this.rttSample(options)).rttMs;
+  }
+
+  /**
+   * A {@link ping} with what the peer said about it: `peerHeld` when the peer's
+   * session had stopped reading for its application since its previous answer,
+   * so the round trip may include time the Ping waited behind unread data.
+   */
+  rttSample(options: { timeoutMs?: number } = {}): Promise<RttSample> {
     if (this.#state === "closed")
       return Promise.reject(this.#error ?? new DWCPError("ERR_CLOSED", "session closed"));
     const id = this.#nextPingId++;
     const sentAt = performance.now();
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<RttSample>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pings.delete(id);
         reject(new DWCPError("ERR_CLOSED", `no pong within ${options.timeoutMs ?? 5000} ms`));
       }, options.timeoutMs ?? 5000);
-      this.#pings.set(id, (ms) => {
+      this.#pings.set(id, (sample) => {
         clearTimeout(timer);
-        resolve(ms);
+        resolve(sample);
       });
       this.#sendControl({ ping: { id, sentAtUs: Math.round(sentAt * 1000) } });
     });
   }
 
-  #onPong(p: { id: number; sentAtUs: number }): void {
+  #onPong(p: { id: number; sentAtUs: number; held?: boolean }): void {
     const done = this.#pings.get(p.id);
     if (!done) return;
     this.#pings.delete(p.id);
-    done(performance.now() - p.sentAtUs / 1000);
+    done({ rttMs: performance.now() - p.sentAtUs / 1000, peerHeld: p.held === true });
   }
 
   // Receiver side of probes: one round at a time.

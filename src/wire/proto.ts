@@ -50,7 +50,7 @@ export interface Hello {
 export type Control =
   | { hello: Hello }
   | { ping: { id: number; sentAtUs: number } }
-  | { pong: { id: number; sentAtUs: number } }
+  | { pong: { id: number; sentAtUs: number; held?: boolean } }
   | { error: { code: string; message: string } }
   | { modeChange: { mode: string; rttMs: number; bandwidthBps: number } }
   | { flagEpoch: { epoch: number; flagsJson: string } }
