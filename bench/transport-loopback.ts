@@ -86,6 +86,22 @@ function lineReader(child: ChildProcess): (timeoutMs: number) => Promise<string>
     });
 }
 
+/** The receiver's result line and the sender's CPU line (read from `tx`, just started) as one measure. */
+async function measure(next: (timeoutMs: number) => Promise<string>, tx: ChildProcess): Promise<Measure> {
+  const nextTx = lineReader(tx);
+  // A contender that stalls must not hang the whole run.
+  const r = JSON.parse(await next(120_000)) as AgentLine;
+  const t = JSON.parse(await nextTx(30_000)) as Pick<AgentLine, "cpuSeconds">;
+  if (tx.exitCode === null) await once(tx, "exit");
+  return {
+    bytes: r.bytes,
+    messages: r.messages,
+    seconds: r.seconds,
+    txCpu: t.cpuSeconds,
+    rxCpu: r.cpuSeconds,
+  };
+}
+
 async function runPair(kind: string, size: number, total: number): Promise<Measure> {
   const rx = start(["--receiver", kind, `${size}`, `${total}`]);
   const next = lineReader(rx);
@@ -93,18 +109,7 @@ async function runPair(kind: string, size: number, total: number): Promise<Measu
   try {
     const port = Number(/port (\d+)/.exec(await next(30_000))![1]);
     tx = start(["--sender", kind, `${size}`, `${total}`, `${port}`]);
-    const nextTx = lineReader(tx);
-    // A contender that stalls must not hang the whole run.
-    const r = JSON.parse(await next(120_000)) as AgentLine;
-    const t = JSON.parse(await nextTx(30_000)) as Pick<AgentLine, "cpuSeconds">;
-    if (tx.exitCode === null) await once(tx, "exit");
-    return {
-      bytes: r.bytes,
-      messages: r.messages,
-      seconds: r.seconds,
-      txCpu: t.cpuSeconds,
-      rxCpu: r.cpuSeconds,
-    };
+    return await measure(next, tx);
   } finally {
     tx?.kill();
     rx.kill();
@@ -165,18 +170,9 @@ async function framesRef(bin: string, size: number, total: number): Promise<Meas
   try {
     const port = Number(/port (\d+)/.exec(await next(10_000))![1]);
     tx = spawn(bin, ["tx", `${size}`, `${total}`, `${port}`], { stdio: ["ignore", "pipe", "inherit"] });
-    const nextTx = lineReader(tx);
-    const r = JSON.parse(await next(120_000)) as AgentLine;
-    const t = JSON.parse(await nextTx(30_000)) as Pick<AgentLine, "cpuSeconds">;
-    if (tx.exitCode === null) await once(tx, "exit");
+    const m = await measure(next, tx);
     if (tx.exitCode !== 0) throw new Error(`frames_ref tx exited with ${tx.exitCode}`);
-    return {
-      bytes: r.bytes,
-      messages: r.messages,
-      seconds: r.seconds,
-      txCpu: t.cpuSeconds,
-      rxCpu: r.cpuSeconds,
-    };
+    return m;
   } finally {
     tx?.kill();
     rx.kill();
