@@ -84,7 +84,6 @@ function ownCopy(msg: Message): Message {
   return new InboundMessage(msg.id, [bytes], msg.length);
 }
 
-/** Options of {@link Session.send}. */
 /** One Ping/Pong round trip ({@link Session.rttSample}). */
 export interface RttSample {
   rttMs: number;
@@ -92,6 +91,7 @@ export interface RttSample {
   peerHeld: boolean;
 }
 
+/** Options of {@link Session.send}. */
 export interface SendOptions {
   signal?: AbortSignal;
 }
