@@ -160,6 +160,40 @@ describe("session messages", () => {
     expect((await a.rttSample()).peerHeld).toBe(false);
   });
 
+  it("a probe round stops sending when its sendMs is up, and the peer's figures cover what was sent", async () => {
+    const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
+    // 64 GiB would take tens of seconds on any path here: the round must end at
+    // the time bound, with its last frame marked so the peer answers.
+    const t0 = performance.now();
+    const r = await a.probe(64 * 2 ** 30, { sendMs: 150 });
+    const took = performance.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(150);
+    expect(took).toBeLessThan(3_000);
+    expect(r.bytes).toBeGreaterThan(256 * 1024);
+    expect(r.bytes).toBeLessThan(64 * 2 ** 30);
+    expect(r.durationUs).toBeGreaterThan(0);
+    expect(r.bps).toBeGreaterThan(0);
+  });
+
+  it("pings and probe rounds waiting for an answer fail as soon as the session ends", async () => {
+    const { a, b } = await sessionPair({ receiveQueueBytes: 1 << 20 }, { sendWindowBytes: 32 << 20 });
+    // b's application does not read: its queue fills, its session stops reading,
+    // and nothing sent after that is answered.
+    const sends = Promise.allSettled(Array.from({ length: 8 }, () => a.send(new Uint8Array(1 << 20))));
+    await new Promise((r) => setTimeout(r, 100));
+    const ping = a.rttSample({ timeoutMs: 60_000 });
+    const probe = a.probe(1 << 20, { timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    a.destroy();
+    await expect(ping).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    await expect(probe).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    await sends;
+    await expect(a.rttSample()).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    void b;
+  });
+
   it("small messages queued behind backpressure still leave in BATCH frames, in order, intact", async () => {
     const { a, b } = await sessionPair(
       { transport: tcp(), receiveQueueBytes: 1 << 20 },

@@ -213,7 +213,9 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       const left = deadline - performance.now() - (this.tracker.estimate?.rttMs ?? 0);
       if (latest.bps > 0) size = Math.min(size, Math.round((latest.bps / 8) * (left / 1000)));
       if (left <= 0 || size < minRound) break;
-      const r = await this.#session.probe(Math.min(size, maxBytes - spent));
+      // The round's sending stops when the budget is up whatever its size: a rate
+      // inflated by one bunched sample cannot make a round outlast the budget.
+      const r = await this.#session.probe(Math.min(size, maxBytes - spent), { sendMs: left });
       spent += r.bytes;
       const bps = Number.isFinite(r.bps) ? r.bps : best * 2;
       const above = bps >= enoughBps && latest.bps >= enoughBps;
@@ -230,8 +232,9 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
         best = bps;
         flat = 0;
       } else if (++flat >= 2) break;
-      // Aim the next round at ~100 ms of transfer at the best rate so far.
-      size = Math.max(size * 2, Math.min(maxBytes, Math.round((best / 8) * 0.1)));
+      // Aim the next round at ~100 ms of transfer at the best rate so far, growing at
+      // most eightfold: an early round of two frames says little about the path.
+      size = Math.max(size * 2, Math.min(maxBytes, size * 8, Math.round((best / 8) * 0.1)));
     }
     this.#sources.bandwidth.add(latest.lowerBound ? "probe (host-limited: a lower bound)" : "probe");
     // The last round is the largest, hence the least distorted by bursts and

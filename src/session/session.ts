@@ -123,6 +123,14 @@ export interface SessionStats {
 
 type SessionState = "open" | "closing" | "closed";
 
+/** An answer the session waits for from its peer (a Pong, a ProbeAck). */
+interface Waiter<T> {
+  done(answer: T): void;
+  fail(err: Error): void;
+  /** Starts the answer's timeout (a probe's, once its last frame is queued). */
+  arm?(): void;
+}
+
 interface PendingSend {
   id: number;
   bytes: number;
@@ -513,7 +521,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    * FlagEpoch); the peer's session emits it as `control`.
    */
   sendControl(msg: Extract<Control, { modeChange: unknown } | { flagEpoch: unknown }>): void {
-    if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
+    this.#throwIfClosed();
     this.#sendControl(msg);
   }
 
@@ -714,7 +722,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   // ---------------------------------------------------------------- measuring
 
   #nextPingId = 1;
-  readonly #pings = new Map<number, (sample: RttSample) => void>();
+  /** Pings and probe rounds awaiting their answer: settled with it, or failed when the session ends. */
+  readonly #pings = new Map<number, Waiter<RttSample>>();
   /** This side stopped reading (its receive queue full) since it last answered a Ping. */
   #heldSincePong = false;
 
@@ -741,24 +750,30 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         this.#pings.delete(id);
         reject(new DWCPError("ERR_CLOSED", `no pong within ${options.timeoutMs ?? 5000} ms`));
       }, options.timeoutMs ?? 5000);
-      this.#pings.set(id, (sample) => {
-        clearTimeout(timer);
-        resolve(sample);
+      this.#pings.set(id, {
+        done: (sample) => {
+          clearTimeout(timer);
+          resolve(sample);
+        },
+        fail: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       });
       this.#sendControl({ ping: { id, sentAtUs: Math.round(sentAt * 1000) } });
     });
   }
 
   #onPong(p: { id: number; sentAtUs: number; held?: boolean }): void {
-    const done = this.#pings.get(p.id);
-    if (!done) return;
+    const w = this.#pings.get(p.id);
+    if (!w) return;
     this.#pings.delete(p.id);
-    done({ rttMs: performance.now() - p.sentAtUs / 1000, peerHeld: p.held === true });
+    w.done({ rttMs: performance.now() - p.sentAtUs / 1000, peerHeld: p.held === true });
   }
 
   // Receiver side of probes: one round at a time.
   #probeIn: { round: number; bytes: number; first: number; loop: EventLoopUtilization } | undefined;
-  readonly #probeWaiters = new Map<number, (r: ProbeAckBody) => void>();
+  readonly #probeWaiters = new Map<number, Waiter<ProbeAckBody>>();
   #nextProbeRound = 1;
 
   #onProbe(p: { round: number; last: boolean; padding: Uint8Array }): void {
@@ -781,9 +796,9 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   #onProbeAck(a: ProbeAckBody): void {
-    const done = this.#probeWaiters.get(a.round);
+    const w = this.#probeWaiters.get(a.round);
     this.#probeWaiters.delete(a.round);
-    done?.(a);
+    w?.done(a);
   }
 
   /**
@@ -796,39 +811,65 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    * it). Near 1, a host rather than the path limited the rate, which is then only
    * a lower bound of what the path carries.
    *
+   * `sendMs` bounds the time spent sending: the frame going out when it is up is
+   * the round's last, so a round sized from an optimistic rate (a burst, a peer
+   * that read late and saw frames bunched) cannot outlast the caller's budget by
+   * more than the bytes already in the socket buffers. `timeoutMs` counts from
+   * the last frame.
+   *
    * @returns bits per second, the bytes, the receiver-side duration and the busy shares
    */
-  async probe(bytes: number, options: { frameBytes?: number; timeoutMs?: number } = {}) {
+  async probe(bytes: number, options: { frameBytes?: number; timeoutMs?: number; sendMs?: number } = {}) {
+    this.#throwIfClosed();
     const frame = Math.min(options.frameBytes ?? 256 * 1024, this.negotiated.maxFrameSize - 64);
     const round = this.#nextProbeRound++;
     const padding = new Uint8Array(frame);
+    let timer: NodeJS.Timeout | undefined;
     const acked = new Promise<ProbeAckBody>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#probeWaiters.delete(round);
-        reject(new DWCPError("ERR_CLOSED", "probe not acknowledged in time"));
-      }, options.timeoutMs ?? 10_000);
-      this.#probeWaiters.set(round, (r) => {
-        clearTimeout(timer);
-        resolve(r);
+      this.#probeWaiters.set(round, {
+        done: resolve,
+        fail: reject,
+        arm: () => {
+          timer = setTimeout(() => {
+            this.#probeWaiters.delete(round);
+            reject(
+              new DWCPError("ERR_CLOSED", `probe not acknowledged within ${options.timeoutMs ?? 10_000} ms`),
+            );
+          }, options.timeoutMs ?? 10_000);
+        },
       });
     });
     acked.catch(() => {});
     const loop = performance.eventLoopUtilization();
+    const until = performance.now() + (options.sendMs ?? Number.POSITIVE_INFINITY);
     // Every full frame but the last is the same bytes: encode it once, so the probe
     // measures the path rather than this host's encoder and allocator.
     const full = bytes > frame ? controlFrame({ probe: { round, last: false, padding } }) : undefined;
-    for (let sent = 0; sent < bytes; ) {
-      const n = Math.min(frame, bytes - sent);
-      sent += n;
-      if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
-      const last = sent >= bytes;
-      const wire =
-        full && !last && n === frame
-          ? full
-          : controlFrame({ probe: { round, last, padding: padding.subarray(0, n) } });
-      if (!this.conn.send(wire)) await this.conn.onDrain();
+    try {
+      for (let sent = 0; sent < bytes; ) {
+        const n = Math.min(frame, bytes - sent);
+        sent += n;
+        this.#throwIfClosed();
+        const last = sent >= bytes || performance.now() >= until;
+        const wire =
+          full && !last && n === frame
+            ? full
+            : controlFrame({ probe: { round, last, padding: padding.subarray(0, n) } });
+        if (last) this.#probeWaiters.get(round)?.arm?.();
+        if (!this.conn.send(wire)) await this.conn.onDrain();
+        if (last) break;
+      }
+    } catch (err) {
+      this.#probeWaiters.delete(round);
+      // A connection failing under the round fails the session: report why it did.
+      throw this.#error ?? err;
     }
-    const r = await acked;
+    let r: ProbeAckBody;
+    try {
+      r = await acked;
+    } finally {
+      clearTimeout(timer);
+    }
     // The first frame's own transfer is not inside the measured interval.
     const measured = Math.max(0, r.bytes - frame);
     return {
@@ -892,6 +933,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (this.#remoteClosing) {
       this.#state = "closed";
       this.#wakeReaders();
+      this.#failWaiters(new DWCPError("ERR_CLOSED", "session closed"));
       void this.#reader.discard();
       void this.conn.close({ signal: AbortSignal.timeout(2000) }).catch(() => this.conn.abort());
       this.#resolveClosed();
@@ -922,11 +964,23 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.#windowWaiter = undefined;
     w?.();
     this.#wakeReaders();
+    this.#failWaiters(err);
     // Let an Error frame already queued go out before the connection is torn down.
     void this.conn.close({ signal: AbortSignal.timeout(200) }).catch(() => this.conn.abort(err));
     void this.#reader.discard();
     this.#resolveClosed();
     this.emit("close", err);
+  }
+
+  #throwIfClosed(): void {
+    if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
+  }
+
+  /** A closed session answers no Ping or probe: their callers learn it now, not at their timeout. */
+  #failWaiters(err: Error): void {
+    for (const w of [...this.#pings.values(), ...this.#probeWaiters.values()]) w.fail(err);
+    this.#pings.clear();
+    this.#probeWaiters.clear();
   }
 
   #wakeReaders(): void {
