@@ -210,6 +210,8 @@ async function main(): Promise<void> {
     "dwcp-lent",
     "amst-2",
     "amst-4",
+    "amst-2-lent",
+    "amst-4-lent",
     "iperf3",
     "net",
     "zeromq",
@@ -246,7 +248,9 @@ async function main(): Promise<void> {
   // 1 MiB: bytes per second; 4 KiB: messages per second.
   const value = (k: string) =>
     SMALL ? Math.round(median(samples[k]!.msgps)) : round(median(samples[k]!.gbps), 3);
-  const ours = Math.max(value("dwcp"), value("dwcp-lent"), value("amst-2"), value("amst-4"));
+  const ours = Math.max(
+    ...["dwcp", "dwcp-lent", "amst-2", "amst-4", "amst-2-lent", "amst-4-lent"].map(value),
+  );
   const cores = availableParallelism();
   const cpu = Object.fromEntries(
     contenders.map((c) => {
@@ -280,6 +284,8 @@ async function main(): Promise<void> {
           "tcp-1-stream-lent": value("dwcp-lent"),
           "amst-2-streams": value("amst-2"),
           "amst-4-streams": value("amst-4"),
+          "amst-2-streams-lent": value("amst-2-lent"),
+          "amst-4-streams-lent": value("amst-4-lent"),
         },
         goals: SMALL ? { "zeromq-push-pull": 2 } : { "iperf3-1-stream": 0.95, "zeromq-push-pull": 1.1 },
         cpu,

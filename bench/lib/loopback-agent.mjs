@@ -3,8 +3,8 @@
 //   node bench/lib/loopback-agent.mjs --receiver <kind> <size> <total>
 //   node bench/lib/loopback-agent.mjs --sender <kind> <size> <total> <port>
 // kind: "net" (a Node socket), "zeromq" (PUSH/PULL), "dwcp" (one TCP stream),
-// "dwcp-lent" (the same, messages lent to the listener: lendMessages) or "amst-N"
-// (an AMST bundle of N TCP streams).
+// "dwcp-lent" (the same, messages lent to the listener: lendMessages), "amst-N"
+// (an AMST bundle of N TCP streams) or "amst-N-lent" (the same, lending).
 //
 // Plain JavaScript on the compiled library (dist/), as agents run in production:
 // a process started through the TypeScript loader carries the loader's heap, and
@@ -16,12 +16,12 @@ import { createServer, connect as netConnect } from "node:net";
 
 const PSK = "bench-pre-shared-key-000000";
 
-/** A DWCP node for "dwcp", "dwcp-lent" or "amst-N". */
+/** A DWCP node for "dwcp", "dwcp-lent", "amst-N" or "amst-N-lent". */
 async function dwcpNode(kind, nodeId) {
   const { amst, tcp, DWCPNode } = await import("../../dist/index.js");
-  const m = /^amst-(\d+)$/.exec(kind);
+  const m = /^amst-(\d+)/.exec(kind);
   const transport = m ? amst(tcp(), { streams: Number(m[1]), maxStreams: Number(m[1]) }) : tcp();
-  return new DWCPNode({ nodeId, transport, psk: PSK, lendMessages: kind === "dwcp-lent" });
+  return new DWCPNode({ nodeId, transport, psk: PSK, lendMessages: kind.endsWith("-lent") });
 }
 
 async function receiver(kind, size, total) {

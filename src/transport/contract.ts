@@ -83,7 +83,8 @@ export interface ListenOptions extends AbortOptions {
 export interface DialOptions extends AbortOptions {
   /**
    * The consumer will give inbound chunks back with {@link Conn.release}, so the
-   * transport may read into reused buffers (TCP). Transports that cannot ignore it.
+   * transport may read into reused buffers (TCP; AMST over TCP, each stream's reads
+   * given back once every segment in them was). Transports that cannot ignore it.
    */
   lend?: boolean;
   /**

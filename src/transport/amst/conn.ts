@@ -98,10 +98,24 @@ interface Segment {
   stream: Stream | undefined;
 }
 
+/**
+ * A received segment whose bytes are views of one stream's lent reads: they are
+ * given back to that stream once the bundle's consumer released every part.
+ */
+interface LentSegment {
+  stream: Stream;
+  /** The view of the segment's first part: the oldest read memory it holds. */
+  first: Uint8Array;
+  /** Parts not yet released by the bundle's consumer. */
+  parts: number;
+}
+
 interface Stream {
   index: number;
   conn: Conn;
   reader: ConnReader;
+  /** Segments read from this stream whose memory is still in use, in the order read. */
+  held: LentSegment[];
   state: "open" | "retiring" | "closing" | "gone";
   blocked: boolean;
   inflightBytes: number;
@@ -145,12 +159,23 @@ export class AmstConn extends AbstractConn {
 
   // --- receive side ---
   #delivered = 0;
-  readonly #reorder = new Map<number, { parts: Uint8Array[]; length: number }>();
+  readonly #reorder = new Map<
+    number,
+    { parts: Uint8Array[]; length: number; lent: LentSegment | undefined }
+  >();
   #reorderBytes = 0;
   #finAt = -1;
   #readPaused = false;
   readonly #resumeWaiters: (() => void)[] = [];
   #ackScheduled = false;
+  /**
+   * Lending (the bundle was dialled or accepted with `lend`): parts delivered to
+   * the consumer, oldest first, with the segment each belongs to; the first
+   * `#handedOut` of them the consumer has taken.
+   */
+  readonly #lentOut: { part: Uint8Array; seg: LentSegment }[] | undefined;
+  #handedOut = 0;
+  readonly release?: (keep: ArrayBufferLike | undefined) => void;
 
   // --- lifecycle ---
   #failures = 0;
@@ -167,8 +192,13 @@ export class AmstConn extends AbstractConn {
     initialStreams: number,
     peerWindowBytes: number,
     dialer: StreamDialer | undefined,
+    lend = false,
   ) {
     super({ readHighWater: cfg.readHighWater });
+    if (lend) {
+      this.#lentOut = [];
+      this.release = (keep) => this.#release(keep);
+    }
     this.transport = `amst+${innerName}`;
     this.#cfg = cfg;
     // Everything written in one tick shares segments: one header and one
@@ -304,6 +334,7 @@ export class AmstConn extends AbstractConn {
       index,
       conn,
       reader,
+      held: [],
       state: "open",
       blocked: false,
       inflightBytes: 0,
@@ -556,7 +587,7 @@ export class AmstConn extends AbstractConn {
     switch (f.type) {
       case FrameType.SEGMENT:
         s.segmentsReceived++;
-        this.#onSegment(f);
+        this.#onSegment(s, f);
         return;
       case FrameType.SEGMENT_ACK:
         this.#onAck(f.offset);
@@ -582,7 +613,7 @@ export class AmstConn extends AbstractConn {
     }
   }
 
-  #onSegment(f: Frame): void {
+  #onSegment(s: Stream, f: Frame): void {
     const end = f.offset + f.length;
     if (end <= this.#delivered || this.#reorder.has(f.offset)) {
       this.stats.duplicateSegments++;
@@ -599,26 +630,67 @@ export class AmstConn extends AbstractConn {
     if (this.#finAt >= 0 && end > this.#finAt)
       throw new DWCPError("ERR_PROTOCOL", "segment after the end of the stream");
     const parts = f.parts ?? [f.payload];
+    let lent: LentSegment | undefined;
+    if (this.#lentOut && f.length > 0) {
+      lent = { stream: s, first: parts[0]!, parts: parts.filter((p) => p.length > 0).length };
+      s.held.push(lent);
+    }
     if (f.offset === this.#delivered) {
-      this.#deliver(parts, f.length);
+      this.#deliver(parts, f.length, lent);
       for (let next = this.#reorder.get(this.#delivered); next; next = this.#reorder.get(this.#delivered)) {
         this.#reorder.delete(this.#delivered);
         this.#reorderBytes -= next.length;
-        this.#deliver(next.parts, next.length);
+        this.#deliver(next.parts, next.length, next.lent);
       }
       this.#scheduleAck();
       this.#checkEnd();
     } else {
-      this.#reorder.set(f.offset, { parts, length: f.length });
+      this.#reorder.set(f.offset, { parts, length: f.length, lent });
       this.#reorderBytes += f.length;
       if (this.#reorderBytes > this.stats.reorderBytesMax) this.stats.reorderBytesMax = this.#reorderBytes;
     }
   }
 
-  #deliver(parts: Uint8Array[], length: number): void {
-    for (const p of parts) this.pushData(p);
+  #deliver(parts: Uint8Array[], length: number, lent: LentSegment | undefined): void {
+    for (const p of parts) {
+      if (p.length === 0) continue;
+      this.pushData(p);
+      if (lent) this.#lentOut!.push({ part: p, seg: lent });
+    }
     this.#delivered += length;
     this.stats.bytesDelivered += length;
+  }
+
+  protected override inboundConsumed(): void {
+    if (this.#lentOut) this.#handedOut++;
+  }
+
+  /**
+   * The consumer gave back every part handed out before `keep`'s memory (all of
+   * them when undefined): each stream then gives back its reads older than the
+   * oldest segment it still holds for the bundle (delivered and unreleased, or
+   * waiting in the reorder buffer), so the streams' lent reads are reused as they
+   * are on a single TCP connection.
+   */
+  #release(keep: ArrayBufferLike | undefined): void {
+    const out = this.#lentOut!;
+    let n = 0;
+    const touched = new Set<Stream>();
+    while (n < this.#handedOut && out[n]!.part.buffer !== keep) {
+      const seg = out[n++]!.seg;
+      if (--seg.parts === 0) touched.add(seg.stream);
+    }
+    if (n === 0) return;
+    out.splice(0, n);
+    this.#handedOut -= n;
+    for (const s of touched) {
+      // Segments are released out of order across a stream's reads (a resend
+      // is read after later bytes): give back only up to the oldest one in use.
+      let head = 0;
+      while (head < s.held.length && s.held[head]!.parts === 0) head++;
+      s.held.splice(0, head);
+      s.reader.release(s.held[0]?.first);
+    }
   }
 
   #scheduleAck(): void {

@@ -140,8 +140,9 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
     index: number,
     d: DialOptions,
   ) {
-    // Streams keep segment views past their reads: their chunks are not lent.
-    const conn = await inner.dial(address, { ...d, lend: false, limits: streamLimits });
+    // A lending bundle's streams lend their reads too: the bundle gives each
+    // stream's memory back once its consumer released every segment in it.
+    const conn = await inner.dial(address, { ...d, lend: d.lend === true, limits: streamLimits });
     const reader = new ConnReader(conn, 64, AMST_FRAME_TYPES);
     try {
       const req = new Uint8Array(OPEN_REQUEST);
@@ -180,7 +181,8 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
         { conn: first.conn, reader: first.reader, index: 0 },
         1,
         first.peerWindow,
-        (index) => openStream(address, bundle, KIND_JOIN, index, {}),
+        (index) => openStream(address, bundle, KIND_JOIN, index, { lend: dialOptions.lend === true }),
+        dialOptions.lend === true,
       );
       conn.setStreams(initial);
       // Start with the whole bundle when it can be had quickly; a stream that
@@ -214,6 +216,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
               1,
               peerWindow,
               undefined,
+              listenOptions.lend === true,
             );
             bundles.set(id, conn);
             conn.once("close", () => bundles.delete(id));
@@ -236,7 +239,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
       };
       const listener: Listener = await inner.listen(address, (c) => void accept(c), {
         ...listenOptions,
-        lend: false,
+        lend: listenOptions.lend === true,
         limits: streamLimits,
       });
       return listener;
