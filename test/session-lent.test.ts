@@ -7,7 +7,7 @@ import { randomFillSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Message } from "../src/session/session.js";
 import { type AmstConn, amst } from "../src/transport/amst/index.js";
-import type { Conn } from "../src/transport/contract.js";
+import type { Conn, Transport } from "../src/transport/contract.js";
 import { tcp } from "../src/transport/tcp/index.js";
 import { lendingTcp } from "./helpers/lending.js";
 import { closeAll, sessionPair } from "./helpers/nodes.js";
@@ -45,16 +45,28 @@ async function sendAll(s: { send(d: Uint8Array): Promise<number> }, count: numbe
   await Promise.all(inFlight);
 }
 
+/** Bytes [at, at + n) of a stream that repeats POOL. */
+function poolStream(at: number, n: number): Uint8Array {
+  const i = at % POOL.length;
+  return i + n <= POOL.length
+    ? POOL.subarray(i, i + n)
+    : Buffer.concat([POOL.subarray(i), POOL.subarray(0, n - (POOL.length - i))]);
+}
+
+/** A connection dialled on loopback to a listener that lends its accepted connections. */
+async function lendingServer(t: Transport) {
+  let accept!: (c: Conn) => void;
+  const accepted = new Promise<Conn>((r) => {
+    accept = r;
+  });
+  const listener = await t.listen("127.0.0.1:0", accept, { lend: true });
+  const client = await t.dial(listener.address);
+  return { listener, client, server: await accepted };
+}
+
 describe("tcp connections that lend their chunks", () => {
   it("carry every byte in order, and released memory is read into again", async () => {
-    const t = tcp();
-    let accept!: (c: Conn) => void;
-    const accepted = new Promise<Conn>((r) => {
-      accept = r;
-    });
-    const listener = await t.listen("127.0.0.1:0", accept, { lend: true });
-    const client = await t.dial(listener.address);
-    const server = await accepted;
+    const { listener, client, server } = await lendingServer(tcp());
     expect(server.release).toBeTypeOf("function");
     expect(client.release).toBeUndefined();
     const total = 256 << 20;
@@ -62,12 +74,7 @@ describe("tcp connections that lend their chunks", () => {
       let n = 0;
       const buffers = new Set<ArrayBufferLike>();
       for await (const c of server) {
-        // Byte i of the stream is POOL[i % POOL.length].
-        const at = n % POOL.length;
-        const want =
-          at + c.length <= POOL.length
-            ? POOL.subarray(at, at + c.length)
-            : Buffer.concat([POOL.subarray(at), POOL.subarray(0, c.length - (POOL.length - at))]);
+        const want = poolStream(n, c.length);
         if (Buffer.compare(c, want) !== 0) throw new Error(`bytes differ at offset ${n}`);
         n += c.length;
         buffers.add(c.buffer);
@@ -87,14 +94,10 @@ describe("tcp connections that lend their chunks", () => {
 
 describe("amst bundles that lend their chunks", () => {
   it("carry every byte in order over 4 streams, a stream killed mid-way; held chunks stay intact, released memory is reused", async () => {
-    const t = amst(tcp(), { streams: 4, maxStreams: 4, reconnectInitialMs: 20 });
-    let accept!: (c: Conn) => void;
-    const accepted = new Promise<Conn>((r) => {
-      accept = r;
-    });
-    const listener = await t.listen("127.0.0.1:0", accept, { lend: true });
-    const client = (await t.dial(listener.address)) as AmstConn;
-    const server = (await accepted) as AmstConn;
+    const p = await lendingServer(amst(tcp(), { streams: 4, maxStreams: 4, reconnectInitialMs: 20 }));
+    const { listener } = p;
+    const client = p.client as AmstConn;
+    const server = p.server as AmstConn;
     expect(server.release).toBeTypeOf("function");
     expect(client.release).toBeUndefined();
     const total = 256 << 20;
@@ -108,12 +111,7 @@ describe("amst bundles that lend their chunks", () => {
       // the release calls meanwhile name it as the oldest chunk still in use.
       let held: { chunk: Uint8Array; want: Buffer; until: number } | undefined;
       for await (const c of server) {
-        // Byte i of the stream is POOL[i % POOL.length].
-        const at = n % POOL.length;
-        const want =
-          at + c.length <= POOL.length
-            ? POOL.subarray(at, at + c.length)
-            : Buffer.concat([POOL.subarray(at), POOL.subarray(0, c.length - (POOL.length - at))]);
+        const want = poolStream(n, c.length);
         if (Buffer.compare(c, want) !== 0) throw new Error(`bytes differ at offset ${n}`);
         n += c.length;
         chunks++;
