@@ -248,9 +248,7 @@ async function main(): Promise<void> {
   // 1 MiB: bytes per second; 4 KiB: messages per second.
   const value = (k: string) =>
     SMALL ? Math.round(median(samples[k]!.msgps)) : round(median(samples[k]!.gbps), 3);
-  const ours = Math.max(
-    ...["dwcp", "dwcp-lent", "amst-2", "amst-4", "amst-2-lent", "amst-4-lent"].map(value),
-  );
+  const ours = Math.max(...contenders.filter((c) => /^(dwcp|amst)/.test(c)).map(value));
   const cores = availableParallelism();
   const cpu = Object.fromEntries(
     contenders.map((c) => {
