@@ -6,15 +6,17 @@
 // With 1 MiB messages also a C reference (bench/c/frames_ref.c, needs cc and
 // libisal-dev): DWCP's frames and CRC-32C both ways with no JavaScript and no
 // session protocol, the ceiling of a native data plane on this machine.
-// Every run moves 4 GiB (1M messages of 4 KiB): runs of a fraction of a second
-// measured mostly JIT warm-up. Each side of each contender runs in its own
+// Every run times 4 GiB (1M messages of 4 KiB) after a warm-up of 1 GiB that is
+// not timed (iperf3: its first second, -O 1): the JavaScript contenders ran their
+// first GiB at ~2/3 of their later rate (JIT tiers; in runs of a fraction of a
+// second that was most of what was measured), and agents are long-lived. Each side of each contender runs in its own
 // process (bench/lib/loopback-agent.mjs: plain JavaScript on the compiled
 // library, rebuilt first, each process loading only its own contender). Throughput is measured at the receiver, from its first
 // byte to its last; for DWCP the sender also waits for the acknowledgement of the
 // last message.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,8 +24,8 @@ import { fileURLToPath } from "node:url";
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SMALL = process.env.BENCH_TRANSPORT === "small";
 const SIZE = SMALL
-  ? { label: "4KiB", bytes: 4096, total: 4 * 2 ** 30 }
-  : { label: "1MiB", bytes: 1 << 20, total: 4 * 2 ** 30 };
+  ? { label: "4KiB", bytes: 4096, total: 4 * 2 ** 30, warm: 2 ** 30 }
+  : { label: "1MiB", bytes: 1 << 20, total: 4 * 2 ** 30, warm: 2 ** 30 };
 
 interface Measure {
   bytes: number;
@@ -86,10 +88,27 @@ function lineReader(child: ChildProcess): (timeoutMs: number) => Promise<string>
     });
 }
 
-/** The receiver's result line and the sender's CPU line (read from `tx`, just started) as one measure. */
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+
+/** CPU seconds (user + system, every thread) a running process has used so far. */
+function processCpu(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime (fields 14 and 15)
+}
+
+/**
+ * The receiver's result line and the sender's CPU line (read from `tx`, just
+ * started) as one measure: the sender's CPU from the receiver's "measuring"
+ * (the end of the warm-up) to its exit.
+ */
 async function measure(next: (timeoutMs: number) => Promise<string>, tx: ChildProcess): Promise<Measure> {
   const nextTx = lineReader(tx);
   // A contender that stalls must not hang the whole run.
+  const mark = await next(120_000);
+  if (mark !== "measuring") throw new Error(`receiver said ${JSON.stringify(mark)}, not "measuring"`);
+  const txCpu0 = processCpu(tx.pid!);
   const r = JSON.parse(await next(120_000)) as AgentLine;
   const t = JSON.parse(await nextTx(30_000)) as Pick<AgentLine, "cpuSeconds">;
   if (tx.exitCode === null) await once(tx, "exit");
@@ -97,18 +116,18 @@ async function measure(next: (timeoutMs: number) => Promise<string>, tx: ChildPr
     bytes: r.bytes,
     messages: r.messages,
     seconds: r.seconds,
-    txCpu: t.cpuSeconds,
+    txCpu: t.cpuSeconds - txCpu0,
     rxCpu: r.cpuSeconds,
   };
 }
 
-async function runPair(kind: string, size: number, total: number): Promise<Measure> {
-  const rx = start(["--receiver", kind, `${size}`, `${total}`]);
+async function runPair(kind: string, size: number, total: number, warm: number): Promise<Measure> {
+  const rx = start(["--receiver", kind, `${size}`, `${total}`, `${warm}`]);
   const next = lineReader(rx);
   let tx: ChildProcess | undefined;
   try {
     const port = Number(/port (\d+)/.exec(await next(30_000))![1]);
-    tx = start(["--sender", kind, `${size}`, `${total}`, `${port}`]);
+    tx = start(["--sender", kind, `${size}`, `${total}`, `${port}`, `${warm}`]);
     return await measure(next, tx);
   } finally {
     tx?.kill();
@@ -116,6 +135,7 @@ async function runPair(kind: string, size: number, total: number): Promise<Measu
   }
 }
 
+/** iperf3 has no warm-up by bytes: it omits its first second (`-O 1`; `-n` counts after it). */
 function iperf3(size: number, total: number): Measure {
   const port = 5299 + Math.floor(Math.random() * 500);
   const server = spawn("iperf3", ["-s", "-1", "-B", "127.0.0.1", "-p", `${port}`], { stdio: "ignore" });
@@ -123,7 +143,7 @@ function iperf3(size: number, total: number): Measure {
     execFileSync("sleep", ["0.3"]);
     const out = execFileSync(
       "iperf3",
-      ["-c", "127.0.0.1", "-p", `${port}`, "-n", `${total}`, "-l", `${size}`, "-J"],
+      ["-c", "127.0.0.1", "-p", `${port}`, "-n", `${total}`, "-l", `${size}`, "-O", "1", "-J"],
       { encoding: "utf8" },
     );
     const j = JSON.parse(out) as {
@@ -163,13 +183,15 @@ function buildFramesRef(workDir: string): string | undefined {
   }
 }
 
-async function framesRef(bin: string, size: number, total: number): Promise<Measure> {
-  const rx = spawn(bin, ["rx", `${size}`, `${total}`], { stdio: ["ignore", "pipe", "inherit"] });
+async function framesRef(bin: string, size: number, total: number, warm: number): Promise<Measure> {
+  const rx = spawn(bin, ["rx", `${size}`, `${total}`, `${warm}`], { stdio: ["ignore", "pipe", "inherit"] });
   const next = lineReader(rx);
   let tx: ChildProcess | undefined;
   try {
     const port = Number(/port (\d+)/.exec(await next(10_000))![1]);
-    tx = spawn(bin, ["tx", `${size}`, `${total}`, `${port}`], { stdio: ["ignore", "pipe", "inherit"] });
+    tx = spawn(bin, ["tx", `${size}`, `${total}`, `${port}`, `${warm}`], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     const m = await measure(next, tx);
     if (tx.exitCode !== 0) throw new Error(`frames_ref tx exited with ${tx.exitCode}`);
     return m;
@@ -231,8 +253,8 @@ async function main(): Promise<void> {
         c === "iperf3"
           ? iperf3(s.bytes, s.total)
           : c === "c-frames"
-            ? await framesRef(ref!, s.bytes, s.total)
-            : await runPair(c, s.bytes, s.total);
+            ? await framesRef(ref!, s.bytes, s.total, s.warm)
+            : await runPair(c, s.bytes, s.total, s.warm);
       samples[c] ??= { gbps: [], msgps: [], txCpuPerGB: [], rxCpuPerGB: [] };
       const x = samples[c]!;
       x.gbps.push(m.bytes / m.seconds / 1e9);
@@ -276,7 +298,7 @@ async function main(): Promise<void> {
         ...(ref ? { "c-frames-crc32c-reference": value("c-frames") } : {}),
       },
       detail: {
-        method: `${ROUNDS} interleaved rounds of 4 GiB per contender (seconds per run, so start-up and JIT warm-up weigh little); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration; "lent": the receiver sets lendMessages (each message valid during its listener call, the socket read into reused buffers)`,
+        method: `${ROUNDS} interleaved rounds per contender, each timing 4 GiB after an untimed warm-up of 1 GiB (iperf3: its first second, -O 1); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration; "lent": the receiver sets lendMessages (each message valid during its listener call, the socket read into reused buffers)`,
         dwcp: {
           "tcp-1-stream": value("dwcp"),
           "tcp-1-stream-lent": value("dwcp-lent"),

@@ -1,10 +1,15 @@
 /* C reference for `npm run bench -- transport-loopback`: DWCP's data path with no
  * JavaScript, to show what a native data plane could reach on this machine.
  *
- *   frames_ref rx <size> <total>          listens on 127.0.0.1, prints "port N",
- *                                         then one JSON line {bytes, messages, seconds, cpuSeconds}
- *   frames_ref tx <size> <total> <port>   sends ceil(total / size) messages, then
- *                                         prints one JSON line {cpuSeconds}
+ *   frames_ref rx <size> <total> [warm]          listens on 127.0.0.1, prints "port N", "measuring"
+ *                                                when its clock starts, then one JSON line
+ *                                                {bytes, messages, seconds, cpuSeconds}
+ *   frames_ref tx <size> <total> <port> [warm]   sends ceil(warm / size) + ceil(total / size)
+ *                                                messages, then prints one JSON line {cpuSeconds}
+ *                                                (the process's CPU in all)
+ *
+ * As with the agents (bench/lib/loopback-agent.mjs), only what follows the first
+ * <warm> bytes (default 0) is measured.
  *
  * Each message of <size> bytes goes out as DATA frames of at most 256 KiB (the
  * session's default frame size) with the 32-byte header of docs/PROTOCOL.md §3 and
@@ -54,7 +59,7 @@ static double cpu(void) {
 static void put32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
 
-static int rx(size_t size, unsigned long long total) {
+static int rx(size_t size, unsigned long long total, unsigned long long warm) {
   int l = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -69,12 +74,17 @@ static int rx(size_t size, unsigned long long total) {
   size_t have = 0, left = 0; /* header bytes gathered; payload bytes still due */
   uint32_t reg = 0, want = 0;
   int end = 0;
-  unsigned long long payload = 0, messages = 0, count = (total + size - 1) / size;
+  unsigned long long warmCount = (warm + size - 1) / size, count = warmCount + (total + size - 1) / size;
+  unsigned long long payload = 0, messages = 0, payload0 = 0, messages0 = 0;
   double first = 0, last = 0, cpu0 = 0;
   while (messages < count) {
     ssize_t n = read(s, buf, FRAME_MAX);
     if (n <= 0) return 4;
-    if (first == 0) first = now(), cpu0 = cpu();
+    if (first == 0 && messages >= warmCount) {
+      printf("measuring\n");
+      fflush(stdout);
+      first = now(), cpu0 = cpu(), payload0 = payload, messages0 = messages;
+    }
     for (size_t i = 0; i < (size_t)n;) {
       if (left == 0 && have < HEADER) {
         size_t k = HEADER - have < (size_t)n - i ? HEADER - have : (size_t)n - i;
@@ -106,24 +116,23 @@ static int rx(size_t size, unsigned long long total) {
     }
     last = now();
   }
-  printf("{\"bytes\":%llu,\"messages\":%llu,\"seconds\":%.6f,\"cpuSeconds\":%.6f}\n", payload, messages,
-         last - first, cpu() - cpu0);
+  printf("{\"bytes\":%llu,\"messages\":%llu,\"seconds\":%.6f,\"cpuSeconds\":%.6f}\n", payload - payload0,
+         messages - messages0, last - first, cpu() - cpu0);
   return 0;
 }
 
-static int tx(size_t size, unsigned long long total, int port) {
+static int tx(size_t size, unsigned long long total, int port, unsigned long long warm) {
   int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (s < 0 || connect(s, (struct sockaddr*)&a, sizeof a)) return 3;
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  double cpu0 = cpu();
   uint8_t* msg = malloc(size);
   memset(msg, 0x5a, size);
   size_t frames = (size + FRAME_MAX - 1) / FRAME_MAX;
   uint8_t* hdrs = calloc(frames, HEADER);
   struct iovec* iov = calloc(2 * frames, sizeof *iov);
-  unsigned long long count = (total + size - 1) / size;
+  unsigned long long count = (warm + size - 1) / size + (total + size - 1) / size;
   for (unsigned long long id = 1; id <= count; id++) {
     for (size_t f = 0; f < frames; f++) {
       size_t off = f * FRAME_MAX, len = size - off < FRAME_MAX ? size - off : FRAME_MAX;
@@ -150,7 +159,7 @@ static int tx(size_t size, unsigned long long total, int port) {
   char b;
   while (read(s, &b, 1) > 0) {
   }
-  printf("{\"cpuSeconds\":%.6f}\n", cpu() - cpu0);
+  printf("{\"cpuSeconds\":%.6f}\n", cpu());
   return 0;
 }
 
@@ -162,7 +171,8 @@ int main(int argc, char** argv) {
   }
   size_t size = strtoull(argv[2], NULL, 10);
   unsigned long long total = strtoull(argv[3], NULL, 10);
-  if (strcmp(argv[1], "rx") == 0) return rx(size, total);
-  if (strcmp(argv[1], "tx") == 0 && argc > 4) return tx(size, total, atoi(argv[4]));
+  if (strcmp(argv[1], "rx") == 0) return rx(size, total, argc > 4 ? strtoull(argv[4], NULL, 10) : 0);
+  if (strcmp(argv[1], "tx") == 0 && argc > 4)
+    return tx(size, total, atoi(argv[4]), argc > 5 ? strtoull(argv[5], NULL, 10) : 0);
   return 2;
 }

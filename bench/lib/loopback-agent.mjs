@@ -1,7 +1,13 @@
 // One side of one contender of the loopback transport benchmark
 // (bench/transport-loopback.ts):
-//   node bench/lib/loopback-agent.mjs --receiver <kind> <size> <total>
-//   node bench/lib/loopback-agent.mjs --sender <kind> <size> <total> <port>
+//   node bench/lib/loopback-agent.mjs --receiver <kind> <size> <total> [warm]
+//   node bench/lib/loopback-agent.mjs --sender <kind> <size> <total> <port> [warm]
+// The sender moves <warm> bytes (default 0) and then <total>, and only the <total>
+// is measured: JIT tiers, socket buffer autotuning and the heap settle during the
+// first (a long-lived agent has long passed them). The receiver prints "measuring"
+// when its clock starts; the sender prints the CPU its process used in all, and
+// the parent takes off what the sender had used when "measuring" came (a sender
+// runs ahead of the receiver by its queues, so it cannot tell that moment itself).
 // kind: "net" (a Node socket), "zeromq" (PUSH/PULL), "dwcp" (one TCP stream),
 // "dwcp-lent" (the same, messages lent to the listener: lendMessages), "amst-N"
 // (an AMST bundle of N TCP streams) or "amst-N-lent" (the same, lending).
@@ -24,20 +30,28 @@ async function dwcpNode(kind, nodeId) {
   return new DWCPNode({ nodeId, transport, psk: PSK, lendMessages: kind.endsWith("-lent") });
 }
 
-async function receiver(kind, size, total) {
-  const count = Math.ceil(total / size);
+async function receiver(kind, size, total, warm) {
+  const warmCount = Math.ceil(warm / size);
+  const count = warmCount + Math.ceil(total / size);
   let first = 0;
   let cpu0;
   let got = 0;
   let messages = 0;
+  /** Bytes and messages received before timing began (the warm-up). */
+  let got0 = 0;
+  let messages0 = 0;
   const begin = () => {
+    process.stdout.write("measuring\n");
     first = performance.now();
     cpu0 = process.cpuUsage();
+    got0 = got;
+    messages0 = messages;
   };
   const done = (extra = () => {}) => {
     const seconds = (performance.now() - first) / 1000;
     const cpuSeconds = cpuSince(cpu0);
-    process.stdout.write(`${JSON.stringify({ bytes: got, messages, seconds, cpuSeconds })}\n`);
+    const line = { bytes: got - got0, messages: messages - messages0, seconds, cpuSeconds };
+    process.stdout.write(`${JSON.stringify(line)}\n`);
     extra();
     // Leave once the sender has had time to see its last acknowledgement.
     setTimeout(() => process.exit(0), 200);
@@ -45,10 +59,11 @@ async function receiver(kind, size, total) {
   if (kind === "net") {
     const server = createServer((sock) => {
       sock.on("data", (d) => {
-        if (first === 0) begin();
+        if (first === 0 && got >= warmCount * size) begin();
         got += d.length;
         if (got >= count * size) {
-          messages = count;
+          // A stream has no message boundaries: the measured ones, by size.
+          messages = messages0 + count - warmCount;
           done(() => {
             sock.destroy();
             server.close();
@@ -63,7 +78,7 @@ async function receiver(kind, size, total) {
     await pull.bind("tcp://127.0.0.1:*");
     console.log(`port ${pull.lastEndpoint.split(":").pop()}`);
     for await (const [msg] of pull) {
-      if (first === 0) begin();
+      if (first === 0 && messages === warmCount) begin();
       got += msg.length;
       if (++messages === count) break;
     }
@@ -73,7 +88,7 @@ async function receiver(kind, size, total) {
     const node = await dwcpNode(kind, "receiver");
     node.on("session", (s) => {
       s.on("message", (m) => {
-        if (first === 0) begin();
+        if (first === 0 && messages === warmCount) begin();
         got += m.length;
         if (++messages === count) done();
       });
@@ -90,16 +105,16 @@ function cpuSince(start) {
 }
 
 /**
- * The sender's CPU from its connection on to the end of the process (when a
- * contender's own threads, zeromq's I/O thread, have finished sending too).
+ * The sender's CPU, all of it, at the end of the process (when a contender's own
+ * threads, zeromq's I/O thread, have finished sending too).
  */
 function reportSenderCpu() {
-  const cpu0 = process.cpuUsage();
-  process.on("exit", () => process.stdout.write(`${JSON.stringify({ cpuSeconds: cpuSince(cpu0) })}\n`));
+  process.on("exit", () => process.stdout.write(`${JSON.stringify({ cpuSeconds: cpuSince(undefined) })}\n`));
 }
 
-async function sender(kind, size, total, port) {
-  const count = Math.ceil(total / size);
+async function sender(kind, size, total, port, warm) {
+  const warmCount = Math.ceil(warm / size);
+  const count = warmCount + Math.ceil(total / size);
   const buf = Buffer.alloc(size, 0x5a);
   if (kind === "net") {
     const sock = netConnect(port, "127.0.0.1");
@@ -147,10 +162,11 @@ async function sender(kind, size, total, port) {
   }
 }
 
-const [mode, kind, size, total, port] = process.argv.slice(2);
-if (mode === "--receiver") await receiver(kind, Number(size), Number(total));
-else if (mode === "--sender") await sender(kind, Number(size), Number(total), Number(port));
+const [mode, kind, size, total, ...rest] = process.argv.slice(2);
+if (mode === "--receiver") await receiver(kind, Number(size), Number(total), Number(rest[0] ?? 0));
+else if (mode === "--sender")
+  await sender(kind, Number(size), Number(total), Number(rest[0]), Number(rest[1] ?? 0));
 else {
-  console.error("usage: loopback-agent.mjs --receiver|--sender <kind> <size> <total> [port]");
+  console.error("usage: loopback-agent.mjs --receiver|--sender <kind> <size> <total> [port] [warm]");
   process.exit(2);
 }
