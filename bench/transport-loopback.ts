@@ -7,13 +7,13 @@
 // libisal-dev): DWCP's frames and CRC-32C both ways with no JavaScript and no
 // session protocol, the ceiling of a native data plane on this machine.
 // Every run times 4 GiB (1M messages of 4 KiB) after a warm-up of 1 GiB that is
-// not timed (iperf3: its first second, -O 1): the JavaScript contenders ran their
-// first GiB at ~2/3 of their later rate (JIT tiers; in runs of a fraction of a
-// second that was most of what was measured), and agents are long-lived. Each side of each contender runs in its own
-// process (bench/lib/loopback-agent.mjs: plain JavaScript on the compiled
-// library, rebuilt first, each process loading only its own contender). Throughput is measured at the receiver, from its first
-// byte to its last; for DWCP the sender also waits for the acknowledgement of the
-// last message.
+// not timed (iperf3: its first second, -O 1): a JavaScript agent ran its first
+// half GiB at ~2/3 of its later rate (JIT tiers), and agents are long-lived. Each
+// side of each contender runs in its own process (bench/lib/loopback-agent.mjs:
+// plain JavaScript on the compiled library, rebuilt first, each process loading
+// only its own contender). Throughput is measured at the receiver, from the end
+// of the warm-up to its last byte; for DWCP the sender also waits for the
+// acknowledgement of the last message.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync, readFileSync } from "node:fs";

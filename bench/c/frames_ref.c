@@ -11,14 +11,15 @@
  * As with the agents (bench/lib/loopback-agent.mjs), only what follows the first
  * <warm> bytes (default 0) is measured.
  *
- * Each message of <size> bytes goes out as DATA frames of at most 256 KiB (the
- * session's default frame size) with the 32-byte header of docs/PROTOCOL.md §3 and
- * its CRC-32C over header bytes 0-27 continued over the payload, written with one
- * writev per message from one reused buffer (as the agents send one buffer again
- * and again). The receiver reads into one reused 256 KiB buffer, parses every
- * header, checks every CRC and counts messages by their END flag; any mismatch
- * exits non-zero. No session protocol (handshake, acks, windows): this is the cost
- * of framing and checksums alone. CRC-32C comes from ISA-L (Debian libisal-dev). */
+ * Each message of <size> bytes goes out as DATA frames of at most 256 KiB (a
+ * session's frames may be up to its negotiated maximum, 1 MiB by default) with
+ * the 32-byte header of docs/PROTOCOL.md §3 and its CRC-32C over header bytes
+ * 0-27 continued over the payload, written with one writev per message from one
+ * reused buffer (as the agents send one buffer again and again). The receiver
+ * reads into one reused 256 KiB buffer, parses every header, checks every CRC and
+ * counts messages by their END flag; any mismatch exits non-zero. No session
+ * protocol (handshake, acks, windows): this is the cost of framing and checksums
+ * alone. CRC-32C comes from ISA-L (Debian libisal-dev). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <isa-l/crc.h>
