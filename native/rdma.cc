@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "rdma_peer.h"
 #include "util.h"
 
 namespace dwcp {
@@ -390,32 +391,54 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
     return it->second.qp;
   }
 
-  // connectQp(id, {qpn, psn, lid, gid, mtu}): INIT -> RTR -> RTS.
+  // connectQp(id, {qpn, psn, lid, gid, mtu}): INIT -> RTR -> RTS. The description
+  // is the peer's (its RdmaInfo): checked field by field before any of it is used
+  // (ERR_PROTOCOL), the GID only at exactly 16 bytes.
   Napi::Value ConnectQp(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();
     ibv_qp* qp = QpArg(info, 0);
     if (!qp) return env.Undefined();
     uint32_t localPsn = qps_[info[0].As<Napi::Number>().Int32Value()].psn;
+    if (!info[1].IsObject()) {
+      ThrowCode(env, "ERR_INVALID_ARG", "connectQp: expected the peer's queue pair description");
+      return env.Undefined();
+    }
     Napi::Object r = info[1].As<Napi::Object>();
+    auto number = [&r](const char* key) {
+      Napi::Value v = r.Get(key);
+      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+    };
+    PeerQpInput in;
+    in.qpn = number("qpn");
+    in.psn = number("psn");
+    in.lid = number("lid");
+    in.mtu = number("mtu");
+    Napi::Value g = r.Get("gid");
+    if (g.IsTypedArray() && g.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+      Napi::TypedArray t = g.As<Napi::TypedArray>();
+      in.gid = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+      in.gidLength = t.ByteLength();
+    }
+    PeerQp peer;
+    if (const char* why = PeerQpCheck(in, &peer)) {
+      ThrowCode(env, "ERR_PROTOCOL", std::string("rdma setup: ") + why);
+      return env.Undefined();
+    }
     ibv_qp_attr a;
     std::memset(&a, 0, sizeof a);
     a.qp_state = IBV_QPS_RTR;
-    int remoteMtu = r.Get("mtu").As<Napi::Number>().Int32Value();
-    a.path_mtu = static_cast<ibv_mtu>(remoteMtu < static_cast<int>(mtu_) ? remoteMtu : static_cast<int>(mtu_));
-    a.dest_qp_num = r.Get("qpn").As<Napi::Number>().Uint32Value();
-    a.rq_psn = r.Get("psn").As<Napi::Number>().Uint32Value();
+    a.path_mtu = static_cast<ibv_mtu>(peer.mtu < static_cast<int>(mtu_) ? peer.mtu : static_cast<int>(mtu_));
+    a.dest_qp_num = peer.qpn;
+    a.rq_psn = peer.psn;
     a.max_dest_rd_atomic = 1;
     a.min_rnr_timer = 12;
     a.ah_attr.port_num = port_;
-    a.ah_attr.dlid = static_cast<uint16_t>(r.Get("lid").As<Napi::Number>().Uint32Value());
-    Napi::Buffer<uint8_t> gid = r.Get("gid").As<Napi::Buffer<uint8_t>>();
-    bool global = false;
-    for (size_t k = 0; k < 16 && k < gid.Length(); k++) global = global || gid.Data()[k] != 0;
-    if (global) {
+    a.ah_attr.dlid = peer.lid;
+    if (peer.global) {
       // RoCE: addressed by GID, not LID.
       a.ah_attr.is_global = 1;
-      std::memcpy(a.ah_attr.grh.dgid.raw, gid.Data(), 16);
+      std::memcpy(a.ah_attr.grh.dgid.raw, peer.gid, sizeof peer.gid);
       a.ah_attr.grh.sgid_index = static_cast<uint8_t>(gidIndex_);
       a.ah_attr.grh.hop_limit = 64;
     }
