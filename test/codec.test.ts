@@ -234,3 +234,38 @@ describe.skipIf(Boolean(cliSkip))(`payloads decode with the stock CLIs${cliSkip}
     }
   });
 });
+
+describe.skipIf(Boolean(cliSkip))(`frames the stock lz4 CLI writes decode here${cliSkip}`, () => {
+  it("linked and independent blocks, 64 KiB to 4 MiB, block and content checksums; a flipped checksum is ERR_CORRUPT_PAYLOAD", () => {
+    const input = image.subarray(0, (3 << 20) + 12345);
+    for (const flags of [
+      ["-BD", "-B4"],
+      ["-BD", "-B7", "--content-size"],
+      ["-B5", "-BX"],
+      ["-B6", "--no-frame-crc"],
+    ]) {
+      const r = spawnSync("lz4", [...flags, "-c", "-"], { input, maxBuffer: 64 << 20 });
+      expect(r.status, String(r.stderr)).toBe(0);
+      const frame = new Uint8Array(r.stdout);
+      expect(Buffer.compare(lz4Decompress(frame), input), flags.join(" ")).toBe(0);
+      // The last 4 bytes: the content checksum, or the end mark without one.
+      if (!flags.includes("--no-frame-crc")) {
+        const bad = new Uint8Array(frame);
+        bad[bad.length - 1] = bad[bad.length - 1]! ^ 1;
+        expect(() => lz4Decompress(bad), flags.join(" ")).toThrow(
+          expect.objectContaining({ code: "ERR_CORRUPT_PAYLOAD" }),
+        );
+      }
+      if (flags.includes("-BX")) {
+        // The last block's checksum: before the end mark and the content checksum.
+        const bad = new Uint8Array(frame);
+        bad[bad.length - 9] = bad[bad.length - 9]! ^ 1;
+        expect(() => lz4Decompress(bad)).toThrow(expect.objectContaining({ code: "ERR_CORRUPT_PAYLOAD" }));
+      }
+      // Too small a limit for a frame that declares no size: refused, not decoded past it.
+      expect(() => lz4Decompress(frame, { maxBytes: 1 << 20 }), flags.join(" ")).toThrow(
+        expect.objectContaining({ code: "ERR_MESSAGE_TOO_LARGE" }),
+      );
+    }
+  });
+});

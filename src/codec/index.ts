@@ -17,9 +17,16 @@ import { createXXHash32, type IHasher } from "hash-wasm";
 import { DWCPError } from "../errors.js";
 import type { NativeBinding, NativeZstdDictionary } from "../native/binding.js";
 import { chooseBackend, loadNative } from "../native/load.js";
-import { lz4ContentSize, zstdContentSize, zstdDictionaryId, zstdFrameDictId } from "./frames.js";
+import { lz4FrameHeader, zstdContentSize, zstdDictionaryId, zstdFrameDictId } from "./frames.js";
 
-export { lz4ContentSize, zstdContentSize, zstdDictionaryId, zstdFrameDictId } from "./frames.js";
+export {
+  type Lz4FrameHeader,
+  lz4ContentSize,
+  lz4FrameHeader,
+  zstdContentSize,
+  zstdDictionaryId,
+  zstdFrameDictId,
+} from "./frames.js";
 
 /** Largest output any decompression may produce unless told otherwise. */
 export const DEFAULT_MAX_DECODED = 256 * 1024 * 1024;
@@ -60,7 +67,11 @@ export interface ZstdCompressOptions extends CompressOptions {
 
 /** Options of the decompressors. */
 export interface DecompressOptions {
-  /** Refuse payloads that decode to more than this. @default 256 MiB */
+  /**
+   * A hard cap on the decoded size: a frame that declares more is refused before
+   * anything is allocated, and decoding stops (and fails) before producing more.
+   * A non-negative integer. @default 256 MiB ({@link DEFAULT_MAX_DECODED})
+   */
   maxBytes?: number;
 }
 
@@ -102,10 +113,22 @@ function nativeBackend(b: NativeBinding): CodecBackend | undefined {
   return {
     name: "native",
     lz4Compress: wrap((d, level) => nb.lz4Compress(d, level)),
-    lz4Decompress: wrap((d, max) => nb.lz4Decompress(d, max)),
+    // The declared size is checked here before the addon sees the frame (the
+    // addon allocates what the frame declares, up to `max`, and grows its output
+    // no further than `max` for a frame that declares nothing).
+    lz4Decompress: wrap((d, max) => {
+      const declared = lz4FrameHeader(d).contentSize;
+      if (declared !== undefined) checkSize(declared, max, "LZ4");
+      return nb.lz4Decompress(d, max);
+    }),
     lz4CompressAsync: (d, level) => nb.lz4CompressAsync(d, level).catch(rethrow),
     zstdCompress: wrap((d, level, dict) => nb.zstdCompress(d, level, dict?.native(b))),
-    zstdDecompress: wrap((d, max, dict) => nb.zstdDecompress(d, max, dict?.native(b))),
+    // Only frames that declare their size, at most `max`: the addon decodes in
+    // one shot into a buffer of that size, which then bounds the output.
+    zstdDecompress: wrap((d, max, dict) => {
+      checkSize(zstdContentSize(d), max, "zstd");
+      return nb.zstdDecompress(d, max, dict?.native(b));
+    }),
     zstdCompressAsync: (d, level, dict) => nb.zstdCompressAsync(d, level, dict?.native(b)).catch(rethrow),
   };
 }
@@ -114,8 +137,9 @@ function nativeBackend(b: NativeBinding): CodecBackend | undefined {
 
 interface Lz4Napi {
   compressFrameSync(d: Buffer, o?: { contentChecksum?: boolean }): Buffer;
-  decompressFrameSync(d: Buffer): Buffer;
   compressFrame(d: Uint8Array, o?: { contentChecksum?: boolean }): Promise<Buffer>;
+  /** One LZ4 block after a u32 LE output capacity; fails rather than write past it. */
+  uncompressSync(d: Uint8Array, dict?: Uint8Array): Buffer;
 }
 interface ZstdWasm {
   init(): Promise<void>;
@@ -171,6 +195,130 @@ function checkSize(size: number | undefined, max: number, what: string): number 
   return size;
 }
 
+/** XXH32 (seed 0) of `d`, as the LZ4 frame format uses it. */
+function xxh32Of(d: Uint8Array): number {
+  xxh32!.init();
+  xxh32!.update(d);
+  const b = xxh32!.digest("binary"); // big-endian
+  return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+}
+
+/** The largest zstd output the wasm heap is asked for (its malloc takes a signed 32-bit size). */
+const WASM_MAX_DECODED = 0x7fff_ffff;
+
+/**
+ * Decodes one LZ4 frame with `max` as a hard cap. lz4-napi's frame decoder
+ * produces the whole frame before its size can be compared, and LZ4 expands up
+ * to 255:1, so a frame that declares 4 KiB could produce a thousand times more.
+ * Its block decoder, though, takes an output capacity (the u32 prefix of
+ * `uncompressSync`) and fails rather than write past it. So the frame container
+ * (LZ4 frame format §4: a u32 per block, high bit set when stored, 0 at the end)
+ * is walked here before any allocation, which also bounds the output, and each
+ * block is decoded with a capacity of what may still come. The descriptor,
+ * block and content checksums are checked as the format defines them.
+ */
+function lz4DecodeCapped(lz4: Lz4Napi, d: Uint8Array, max: number): Buffer {
+  const h = lz4FrameHeader(d);
+  // The header checksum is the second byte of the descriptor's XXH32.
+  if (((xxh32Of(d.subarray(4, h.headerLength - 1)) >>> 8) & 0xff) !== d[h.headerLength - 1])
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "LZ4 frame header checksum mismatch");
+  if (h.dictId !== undefined)
+    throw new DWCPError("ERR_DICTIONARY", `LZ4 frame needs dictionary ${h.dictId} (DWCP uses none)`);
+  const declared = h.contentSize;
+  if (declared !== undefined) checkSize(declared, max, "LZ4");
+  // The walk: the frame's structure and what its blocks can produce at most.
+  const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
+  let at = h.headerLength;
+  let bound = 0;
+  let largest = 0;
+  for (;;) {
+    if (at + 4 > d.length) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "truncated LZ4 frame");
+    const word = v.getUint32(at, true);
+    at += 4;
+    if (word === 0) break;
+    const len = word & 0x7fff_ffff;
+    if (len > h.blockMaxSize)
+      throw new DWCPError("ERR_CORRUPT_PAYLOAD", "LZ4 block larger than the frame's block size");
+    at += len + (h.blockChecksum ? 4 : 0);
+    bound += word >>> 31 ? len : h.blockMaxSize;
+    largest = Math.max(largest, len);
+  }
+  const end = at + (h.contentChecksum ? 4 : 0);
+  if (end !== d.length)
+    throw new DWCPError(
+      "ERR_CORRUPT_PAYLOAD",
+      end > d.length ? "truncated LZ4 frame" : "bytes after the end of the LZ4 frame",
+    );
+  if (declared !== undefined && declared > bound)
+    throw new DWCPError(
+      "ERR_CORRUPT_PAYLOAD",
+      `LZ4 frame declares ${declared} bytes; its blocks can hold at most ${bound}`,
+    );
+  // What may come: the declared size exactly, else the smaller of the bound and `max`.
+  const limit = declared ?? Math.min(bound, max);
+  // As liblz4 reports it: data past the declared size is corrupt; past `max` without one, too large.
+  const over = (what: string) =>
+    declared !== undefined
+      ? new DWCPError("ERR_CORRUPT_PAYLOAD", `LZ4 frame content size does not match its data (${what})`)
+      : new DWCPError(
+          "ERR_MESSAGE_TOO_LARGE",
+          `LZ4 frame decodes beyond the limit of ${max} bytes (${what})`,
+        );
+  // Without a declared size the output grows as blocks come, never past `limit`.
+  let out = Buffer.allocUnsafe(declared ?? Math.min(limit, Math.max(64 << 10, d.length * 4)));
+  const scratch = Buffer.allocUnsafe(4 + largest);
+  let produced = 0;
+  at = h.headerLength;
+  for (;;) {
+    const word = v.getUint32(at, true);
+    at += 4;
+    if (word === 0) break;
+    const len = word & 0x7fff_ffff;
+    const block = d.subarray(at, at + len);
+    at += len;
+    if (h.blockChecksum) {
+      if (xxh32Of(block) !== v.getUint32(at, true))
+        throw new DWCPError("ERR_CORRUPT_PAYLOAD", "LZ4 block checksum mismatch");
+      at += 4;
+    }
+    const room = limit - produced;
+    let bytes: Uint8Array;
+    if (word >>> 31) {
+      if (len > room) throw over("a stored block");
+      bytes = block;
+    } else {
+      // One byte past the room: a block that fills it is told from one that overruns it.
+      const cap = Math.min(h.blockMaxSize, room + 1);
+      scratch.writeUInt32LE(cap, 0);
+      scratch.set(block, 4);
+      const input = scratch.subarray(0, 4 + len);
+      try {
+        bytes = h.independentBlocks
+          ? lz4.uncompressSync(input)
+          : lz4.uncompressSync(input, out.subarray(Math.max(0, produced - 65536), produced));
+      } catch (err) {
+        // The capacity was cut by the limit: the block overruns it, or is corrupt
+        // (its error does not say which). Uncut, or cut by the blocks' own bound, corrupt.
+        if (cap < h.blockMaxSize && (declared !== undefined || limit === max))
+          throw over("a block overruns it, or is corrupt");
+        rethrow(err);
+      }
+      if (bytes.length > room) throw over("a block overruns it");
+    }
+    if (produced + bytes.length > out.length) {
+      const grown = Buffer.allocUnsafe(Math.min(limit, Math.max(2 * out.length, produced + bytes.length)));
+      grown.set(out.subarray(0, produced));
+      out = grown;
+    }
+    out.set(bytes, produced);
+    produced += bytes.length;
+  }
+  if (declared !== undefined && produced !== declared) throw over(`${produced} bytes`);
+  if (h.contentChecksum && xxh32Of(out.subarray(0, produced)) !== v.getUint32(at, true))
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "LZ4 content checksum mismatch");
+  return produced === out.length ? out : Buffer.from(out.subarray(0, produced));
+}
+
 function tsBackend(): CodecBackend {
   // Loaded on first use: a native process never loads these packages.
   let lz4Module: Lz4Napi | undefined;
@@ -190,31 +338,15 @@ function tsBackend(): CodecBackend {
   return {
     name: "typescript",
     lz4Compress: (d) => withContentSize(lz4.compressFrameSync(buf(d), { contentChecksum: false }), d.length),
-    lz4Decompress: (d, max) => {
-      const declared = lz4ContentSize(d);
-      // Without a declared size (an empty input, or another encoder), LZ4's
-      // largest expansion (255:1) still bounds the output before decoding.
-      if (declared === undefined && d.length * 255 > max)
-        throw new DWCPError(
-          "ERR_MESSAGE_TOO_LARGE",
-          "LZ4 frame without a content size could decode beyond the limit",
-        );
-      if (declared !== undefined) checkSize(declared, max, "LZ4");
-      let out: Buffer;
-      try {
-        out = lz4.decompressFrameSync(buf(d));
-      } catch (err) {
-        rethrow(err);
-      }
-      if (declared !== undefined ? out.length !== declared : out.length > max)
-        throw new DWCPError("ERR_CORRUPT_PAYLOAD", "LZ4 frame content size does not match its data");
-      return out;
-    },
+    lz4Decompress: (d, max) => lz4DecodeCapped(lz4, d, max),
     lz4CompressAsync: async (d) =>
       withContentSize(await lz4.compressFrame(d, { contentChecksum: false }), d.length),
     zstdCompress: (d, level, dict) => zc(d, level, dict),
     zstdDecompress: (d, max, dict) => {
-      const size = checkSize(zstdContentSize(d), max, "zstd");
+      // The wasm decoder decodes in one shot into a heap buffer of the declared
+      // size (so that bounds the output; the window needs no memory of its own),
+      // and the wasm heap never shrinks: the declared size is checked first.
+      const size = checkSize(zstdContentSize(d), Math.min(max, WASM_MAX_DECODED), "zstd");
       checkDict(d, dict);
       const z = wasm();
       let out: Uint8Array;
@@ -267,6 +399,14 @@ function level(o: CompressOptions, dflt: number, min: number, max: number): numb
   return l;
 }
 
+function maxBytes(o: DecompressOptions): number {
+  const m = o.maxBytes ?? DEFAULT_MAX_DECODED;
+  // NaN or a fraction would make every size comparison false: no cap at all.
+  if (!Number.isSafeInteger(m) || m < 0)
+    throw new DWCPError("ERR_INVALID_ARG", `maxBytes must be a non-negative integer, got ${m}`);
+  return m;
+}
+
 function bytes(d: unknown): Uint8Array {
   if (!(d instanceof Uint8Array)) throw new DWCPError("ERR_INVALID_ARG", "expected a Uint8Array");
   return d;
@@ -288,7 +428,7 @@ export function lz4CompressAsync(data: Uint8Array, o: CompressOptions = {}): Pro
  *   `ERR_MESSAGE_TOO_LARGE` (above `maxBytes`)
  */
 export function lz4Decompress(data: Uint8Array, o: DecompressOptions = {}): Uint8Array {
-  return backend.lz4Decompress(bytes(data), o.maxBytes ?? DEFAULT_MAX_DECODED);
+  return backend.lz4Decompress(bytes(data), maxBytes(o));
 }
 
 /** Compresses `data` into one zstd frame (content size and, with a dictionary, its id recorded). */
@@ -308,8 +448,9 @@ export function zstdCompressAsync(data: Uint8Array, o: ZstdCompressOptions = {})
  */
 export function zstdDecompress(data: Uint8Array, o: ZstdDecompressOptions = {}): Uint8Array {
   const d = bytes(data);
+  const max = maxBytes(o);
   if (backend.name !== "native") checkDict(d, o.dictionary);
-  return backend.zstdDecompress(d, o.maxBytes ?? DEFAULT_MAX_DECODED, o.dictionary);
+  return backend.zstdDecompress(d, max, o.dictionary);
 }
 
 /**
