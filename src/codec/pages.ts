@@ -22,6 +22,7 @@ import type { Mode } from "../mode/classifier.js";
 import { loadNative } from "../native/load.js";
 import {
   codecBackend,
+  DEFAULT_MAX_DECODED,
   lz4Compress,
   lz4Decompress,
   type ZstdDictionary,
@@ -33,6 +34,16 @@ import {
 const MAGIC = 0x47505744; // "DWPG"
 const VERSION = 1;
 export const PAGE_FRAME_HEADER = 72;
+
+/**
+ * The largest page size encoders write and decoders accept unless told
+ * otherwise: 1 MiB (a page is the unit of deltas, not the VM's page; larger
+ * pages only make deltas coarser, and each costs page-sized scratch buffers).
+ */
+export const MAX_PAGE_SIZE = 1 << 20;
+
+/** Page indices are u32 on the wire (references); the u64 first-page field must stay below this. */
+const MAX_PAGES = 0x1_0000_0000;
 
 /** Codec ids inside a page frame. */
 export const PageCodec = { NONE: 0, LZ4: 1, ZSTD: 2 } as const;
@@ -213,8 +224,11 @@ interface Validated {
 
 function validate(image: Uint8Array, o: EncodeOptions): Validated {
   const pageSize = o.pageSize ?? 4096;
-  if (!Number.isInteger(pageSize) || pageSize < 64 || pageSize % 8 !== 0)
-    throw new DWCPError("ERR_INVALID_ARG", `page size must be a multiple of 8, at least 64, got ${pageSize}`);
+  if (!Number.isInteger(pageSize) || pageSize < 64 || pageSize % 8 !== 0 || pageSize > MAX_PAGE_SIZE)
+    throw new DWCPError(
+      "ERR_INVALID_ARG",
+      `page size must be a multiple of 8 from 64 to ${MAX_PAGE_SIZE}, got ${pageSize}`,
+    );
   if (image.length % pageSize !== 0)
     throw new DWCPError("ERR_INVALID_ARG", `image length ${image.length} is not a multiple of the page size`);
   if (!Number.isInteger(o.version) || o.version < 1)
@@ -222,7 +236,7 @@ function validate(image: Uint8Array, o: EncodeOptions): Validated {
   const total = image.length / pageSize;
   const first = o.firstPage ?? 0;
   const count = o.pageCount ?? total - first;
-  if (first < 0 || count < 0 || first + count > total)
+  if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 0 || first + count > total)
     throw new DWCPError("ERR_INVALID_ARG", `pages ${first}…${first + count} are outside the image`);
   const base = o.baseline;
   if (base && (base.image.length !== image.length || base.version >= o.version))
@@ -429,36 +443,86 @@ export interface PageFrameInfo {
   version: number;
   baseVersion: number;
   firstPage: number;
+  /** What the payload decodes to, within what the header's counts allow. */
+  rawLength: number;
 }
 
-/** Reads and checks a page frame's header and checksum. */
-export function readPageFrame(frame: Uint8Array): PageFrameInfo {
+/** Local limits of {@link readPageFrame}. */
+export interface ReadPageFrameOptions {
+  /** Largest page size accepted. @default 1 MiB ({@link MAX_PAGE_SIZE}) */
+  maxPageSize?: number;
+}
+
+/**
+ * Reads and checks a page frame's header and checksum: page size, first page,
+ * counts and claimed decoded length against each other, all before the
+ * checksum pass and before anything is allocated.
+ * @throws DWCPError `ERR_CORRUPT_PAYLOAD`
+ */
+export function readPageFrame(frame: Uint8Array, o: ReadPageFrameOptions = {}): PageFrameInfo {
   if (frame.length < PAGE_FRAME_HEADER)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame truncated in its header");
   const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   if (v.getUint32(0, true) !== MAGIC) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "not a page frame");
   if (v.getUint8(4) !== VERSION)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", `page frame version ${v.getUint8(4)}`);
+  // Every field a peer controls is checked before anything is sized from it.
+  const codec = v.getUint8(5);
+  if (codec > PageCodec.ZSTD) throw new DWCPError("ERR_CORRUPT_PAYLOAD", `unknown page codec ${codec}`);
+  const pageSize = v.getUint32(8, true);
+  const maxPageSize = o.maxPageSize ?? MAX_PAGE_SIZE;
+  if (pageSize < 64 || pageSize % 8 !== 0 || pageSize > maxPageSize)
+    throw new DWCPError(
+      "ERR_CORRUPT_PAYLOAD",
+      `page size ${pageSize} is not a multiple of 8 from 64 to ${maxPageSize}`,
+    );
   const count = v.getUint32(12, true);
+  // The first page is a u64: its high word must be zero (page indices are u32).
+  const first = v.getUint32(32, true);
+  if (v.getUint32(36, true) !== 0 || first + count > MAX_PAGES)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame's first page is beyond 2^32 pages");
+  const refs = v.getUint32(40, true);
   const payload = v.getUint32(44, true);
+  const rawLength = v.getUint32(48, true);
   const hashed = v.getUint32(52, true);
+  // Hashed pages (FULL, DELTA, SPARSE) and references (DUP) are distinct pages of the batch.
+  if (hashed + refs > count)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more hashed and repeated pages than pages");
+  // Each hashed page brings at least 2 bytes (an empty SPARSE page), at most a page.
+  const least = count + refs * 4 + hashed * 2;
+  if (rawLength < least || rawLength > pageFrameRawBound(pageSize, count, refs, hashed))
+    throw new DWCPError(
+      "ERR_CORRUPT_PAYLOAD",
+      `page frame claims ${rawLength} decoded bytes; ${count} pages (${hashed} with bytes, ${refs} references) ` +
+        `make ${least}–${pageFrameRawBound(pageSize, count, refs, hashed)}`,
+    );
+  if (codec === PageCodec.NONE && payload !== rawLength)
+    throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame payload has the wrong size");
   if (PAGE_FRAME_HEADER + hashed * 8 + payload !== frame.length)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame length does not match its header (truncated?)");
   if (v.getUint32(64, true) !== frameCrc(frame))
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame checksum mismatch");
-  if (hashed > count) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "more page hashes than pages");
-  const codec = v.getUint8(5);
-  if (codec > PageCodec.ZSTD) throw new DWCPError("ERR_CORRUPT_PAYLOAD", `unknown page codec ${codec}`);
   return {
     codec: codec as PageCodecId,
-    pageSize: v.getUint32(8, true),
+    pageSize,
     pageCount: count,
     dictId: v.getUint32(16, true),
     imageId: v.getUint32(20, true),
     version: v.getUint32(24, true),
     baseVersion: v.getUint32(28, true),
-    firstPage: v.getUint32(32, true),
+    firstPage: first,
+    rawLength,
   };
+}
+
+/**
+ * The most a page frame's payload can legitimately decode to: its map (a byte
+ * per page), its references (4 bytes each) and a page of bytes per hashed page
+ * (FULL and DELTA pages are a page, SPARSE pages less). Anything claiming more
+ * is refused before a byte is decoded.
+ */
+export function pageFrameRawBound(pageSize: number, count: number, refs: number, hashed: number): number {
+  return count + refs * 4 + hashed * pageSize;
 }
 
 /** Options of {@link decodePages}. */
@@ -469,6 +533,14 @@ export interface DecodeOptions {
   baselines?: BaselineStore;
   /** Dictionaries by id. */
   dictionaries?: ReadonlyMap<number, ZstdDictionary>;
+  /** Largest page size accepted. @default 1 MiB ({@link MAX_PAGE_SIZE}) */
+  maxPageSize?: number;
+  /**
+   * Largest decoded payload of one frame (its map, references and page bytes),
+   * on top of what the frame's counts and the target allow; above it a frame is
+   * `ERR_MESSAGE_TOO_LARGE` before decoding. @default 256 MiB ({@link DEFAULT_MAX_DECODED})
+   */
+  maxDecodedBytes?: number;
 }
 
 /**
@@ -478,8 +550,15 @@ export interface DecodeOptions {
  *   for this batch's pages
  */
 export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo {
-  const { info, base, baseHashes } = prepareDecode(frame, o);
-  const { pageSize, pageCount: count, firstPage: first } = info;
+  return decodePrepared(frame, o, prepareDecode(frame, o));
+}
+
+function decodePrepared(
+  frame: Uint8Array,
+  o: DecodeOptions,
+  { info, base, baseHashes }: ReturnType<typeof prepareDecode>,
+): PageFrameInfo {
+  const { pageSize, pageCount: count, firstPage: first, rawLength } = info;
   const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   if (base && baselineDigest(baseHashes!.subarray(first, first + count)) !== v.getBigUint64(56, true))
     throw new DWCPError(
@@ -488,7 +567,6 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
     );
   const refCount = v.getUint32(40, true);
   const hashed = v.getUint32(52, true);
-  const rawLength = v.getUint32(48, true);
   const hashesAt = PAGE_FRAME_HEADER;
   const payload = frame.subarray(PAGE_FRAME_HEADER + hashed * 8);
   let raw: Uint8Array;
@@ -585,11 +663,20 @@ export function decodePages(frame: Uint8Array, o: DecodeOptions): PageFrameInfo 
  * the target, and that the baseline it needs is held (with its page hashes,
  * which the store computes once per baseline).
  */
-function prepareDecode(frame: Uint8Array, o: DecodeOptions) {
-  const info = readPageFrame(frame);
+function prepareDecode(frame: Uint8Array, o: DecodeOptions, read?: PageFrameInfo) {
+  const info =
+    read ?? readPageFrame(frame, o.maxPageSize === undefined ? {} : { maxPageSize: o.maxPageSize });
   const { pageSize, pageCount: count, firstPage: first } = info;
-  if (o.target.length % pageSize !== 0 || (first + count) * pageSize > o.target.length)
+  // In whole pages, so nothing multiplies a peer's numbers past 2^53.
+  const pages = o.target.length / pageSize;
+  if (!Number.isInteger(pages) || count > pages || first > pages - count)
     throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
+  const maxDecoded = o.maxDecodedBytes ?? DEFAULT_MAX_DECODED;
+  if (info.rawLength > maxDecoded)
+    throw new DWCPError(
+      "ERR_MESSAGE_TOO_LARGE",
+      `page frame decodes to ${info.rawLength} bytes, above the limit of ${maxDecoded}`,
+    );
   if (info.baseVersion === 0) return { info, base: undefined, baseHashes: undefined };
   const base = o.baselines?.get(info.imageId, info.baseVersion);
   if (!base || base.length !== o.target.length)
@@ -597,7 +684,19 @@ function prepareDecode(frame: Uint8Array, o: DecodeOptions) {
       "ERR_BASELINE_MISSING",
       `image ${info.imageId} version ${info.baseVersion} is not held here (evicted or never received)`,
     );
-  return { info, base, baseHashes: o.baselines!.hashesOf(info.imageId, info.baseVersion, pageSize)! };
+  // A baseline has one page size: a frame with another is refused before its
+  // pages are hashed again (a few bytes must not buy a pass over the whole image).
+  const held = o.baselines!.pageSizeOf(info.imageId, info.baseVersion);
+  const baseHashes =
+    held === undefined || held === pageSize
+      ? o.baselines!.hashesOf(info.imageId, info.baseVersion, pageSize)
+      : undefined;
+  if (!baseHashes)
+    throw new DWCPError(
+      "ERR_BASELINE_MISSING",
+      `image ${info.imageId} version ${info.baseVersion} is held here in pages of ${held} bytes, not ${pageSize}`,
+    );
+  return { info, base, baseHashes };
 }
 
 /**
@@ -628,7 +727,9 @@ export async function decodePagesAsync(frame: Uint8Array, o: DecodeOptions): Pro
 export class BaselineStore {
   readonly maxBytes: number;
   readonly #images = new Map<string, Uint8Array>();
-  readonly #hashes = new Map<string, { pageSize: number; hashes: BigUint64Array }>();
+  readonly #hashes = new Map<string, BigUint64Array>();
+  /** Each baseline's one page size, once known (stored with it, or its first hashing). */
+  readonly #pageSizes = new Map<string, number>();
   #bytes = 0;
   evictions = 0;
 
@@ -640,11 +741,22 @@ export class BaselineStore {
     return this.#bytes;
   }
 
-  /** Stores `image` (kept by reference: do not modify it afterwards). */
-  put(imageId: number, version: number, image: Uint8Array): void {
+  /**
+   * Stores `image` (kept by reference: do not modify it afterwards). With
+   * `pageSize`, that is the baseline's page size from now on; without it, the
+   * page size of the first frame that deltas against it.
+   */
+  put(imageId: number, version: number, image: Uint8Array, pageSize?: number): void {
+    if (
+      pageSize !== undefined &&
+      (!Number.isInteger(pageSize) || pageSize < 1 || image.length % pageSize !== 0)
+    )
+      throw new DWCPError("ERR_INVALID_ARG", `page size ${pageSize} does not divide the image`);
     const k = `${imageId}:${version}`;
     const old = this.#images.get(k);
     this.#hashes.delete(k);
+    this.#pageSizes.delete(k);
+    if (pageSize !== undefined) this.#pageSizes.set(k, pageSize);
     if (old) {
       this.#bytes -= old.length;
       this.#images.delete(k);
@@ -655,20 +767,34 @@ export class BaselineStore {
       if (this.#bytes <= this.maxBytes || key === k) break;
       this.#images.delete(key);
       this.#hashes.delete(key);
+      this.#pageSizes.delete(key);
       this.#bytes -= img.length;
       this.evictions++;
     }
   }
 
-  /** The XXH3-64 of every page of a held baseline (computed once, kept with it). */
+  /** The page size of a held baseline, once fixed (by {@link put} or the first {@link hashesOf}). */
+  pageSizeOf(imageId: number, version: number): number | undefined {
+    return this.#pageSizes.get(`${imageId}:${version}`);
+  }
+
+  /**
+   * The XXH3-64 of every page of a held baseline (computed once, kept with it).
+   * The first call fixes the baseline's page size; for another page size, or a
+   * baseline not held, undefined (nothing is hashed).
+   */
   hashesOf(imageId: number, version: number, pageSize: number): BigUint64Array | undefined {
     const k = `${imageId}:${version}`;
     const img = this.#images.get(k);
     if (!img) return undefined;
+    const fixed = this.#pageSizes.get(k);
+    if (fixed !== undefined && fixed !== pageSize) return undefined;
     const h = this.#hashes.get(k);
-    if (h && h.pageSize === pageSize) return h.hashes;
+    if (h) return h;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || img.length % pageSize !== 0) return undefined;
     const hashes = hashPages(img, pageSize);
-    this.#hashes.set(k, { pageSize, hashes });
+    this.#hashes.set(k, hashes);
+    this.#pageSizes.set(k, pageSize);
     return hashes;
   }
 
@@ -691,6 +817,7 @@ export class BaselineStore {
     const k = `${imageId}:${version}`;
     const img = this.#images.get(k);
     this.#hashes.delete(k);
+    this.#pageSizes.delete(k);
     if (img) {
       this.#images.delete(k);
       this.#bytes -= img.length;
@@ -793,36 +920,57 @@ export class ImageReceiver {
   }
 
   /**
-   * Rebuilds one version from all its frames and keeps it as a baseline.
+   * Rebuilds one version from all its frames and keeps it as a baseline. The
+   * frames must cover every page exactly once, in one page size: which pages
+   * came is tracked page by page, so an overlap or a gap cannot pass for a
+   * whole image. Each frame's header is checked against that before it is
+   * decoded.
    * @returns the image id, version (to acknowledge) and the image
-   * @throws DWCPError `ERR_BASELINE_MISSING` (ask for the version whole), others as {@link decodePages}
+   * @throws DWCPError `ERR_BASELINE_MISSING` (ask for the version whole),
+   *   `ERR_CORRUPT_PAYLOAD` (frames overlap, leave pages out, or mix page sizes,
+   *   images or versions), others as {@link decodePages}
    */
   receive(
     frames: readonly Uint8Array[],
     imageBytes: number,
   ): { imageId: number; version: number; image: Uint8Array } {
     if (frames.length === 0) throw new DWCPError("ERR_INVALID_ARG", "no frames");
+    if (!Number.isSafeInteger(imageBytes) || imageBytes < 0)
+      throw new DWCPError("ERR_INVALID_ARG", `image size must be a non-negative integer, got ${imageBytes}`);
+    const first = readPageFrame(frames[0]!);
+    const { imageId: id, version, pageSize } = first;
+    if (imageBytes % pageSize !== 0)
+      throw new DWCPError("ERR_CORRUPT_PAYLOAD", `page size ${pageSize} does not divide ${imageBytes} bytes`);
+    const pages = imageBytes / pageSize;
     const target = new Uint8Array(imageBytes);
-    let id = -1;
-    let version = -1;
+    // One bit per page: set when a frame has brought it.
+    const came = new Uint8Array(Math.ceil(pages / 8));
     let covered = 0;
-    let pageSize = 0;
-    const starts = new Set<number>();
-    for (const f of frames) {
-      const info = decodePages(f, { target, baselines: this.store, dictionaries: this.#dicts });
-      if ((id !== -1 && info.imageId !== id) || (version !== -1 && info.version !== version))
+    const o: DecodeOptions = { target, baselines: this.store, dictionaries: this.#dicts };
+    for (const [k, f] of frames.entries()) {
+      const info = k === 0 ? first : readPageFrame(f);
+      if (info.imageId !== id || info.version !== version)
         throw new DWCPError("ERR_CORRUPT_PAYLOAD", "frames of different images or versions mixed");
-      if (starts.has(info.firstPage)) throw new DWCPError("ERR_CORRUPT_PAYLOAD", "the same batch twice");
-      starts.add(info.firstPage);
-      id = info.imageId;
-      version = info.version;
-      covered += info.pageCount;
-      pageSize = info.pageSize;
+      if (info.pageSize !== pageSize)
+        throw new DWCPError(
+          "ERR_CORRUPT_PAYLOAD",
+          `frames of one image in pages of ${pageSize} and ${info.pageSize} bytes`,
+        );
+      const { firstPage: from, pageCount: count } = info;
+      if (count > pages || from > pages - count)
+        throw new DWCPError("ERR_CORRUPT_PAYLOAD", "page frame does not fit the target image");
+      for (let p = from; p < from + count; p++) {
+        if (came[p >>> 3]! & (1 << (p & 7)))
+          throw new DWCPError("ERR_CORRUPT_PAYLOAD", `page ${p} comes in two frames`);
+        came[p >>> 3]! |= 1 << (p & 7);
+      }
+      covered += count;
+      decodePrepared(f, o, prepareDecode(f, o, info));
     }
     // Every page must have come: a lost frame must not leave zeros behind.
-    if (covered * pageSize !== imageBytes)
-      throw new DWCPError("ERR_CORRUPT_PAYLOAD", `frames cover ${covered * pageSize} of ${imageBytes} bytes`);
-    this.store.put(id, version, target);
+    if (covered !== pages)
+      throw new DWCPError("ERR_CORRUPT_PAYLOAD", `frames cover ${covered} of ${pages} pages`);
+    this.store.put(id, version, target, pageSize);
     return { imageId: id, version, image: target };
   }
 }
