@@ -154,6 +154,9 @@ export interface MemoryCost {
 }
 
 export async function memoryCost(fn: () => unknown): Promise<MemoryCost> {
+  // Finalizers of external buffers run after the collection, in a later task.
+  gc();
+  await new Promise((r) => setImmediate(r));
   gc();
   const before = process.memoryUsage();
   const canPeak = resetPeak();
