@@ -5,9 +5,19 @@
  * an epoch that peers learn through the control channel.
  */
 import { EventEmitter } from "node:events";
-import { type FSWatcher, readFileSync, watch } from "node:fs";
-import { basename, dirname } from "node:path";
-import { DWCPError } from "../errors.js";
+import {
+  type BigIntStats,
+  closeSync,
+  constants,
+  type FSWatcher,
+  fstatSync,
+  openSync,
+  readSync,
+  statSync,
+  watch,
+} from "node:fs";
+import { dirname, resolve } from "node:path";
+import { DWCPError, invalidArg } from "../errors.js";
 
 /** The flags. Every component flag defaults to false (v1) and the rollout to 0 %. */
 export interface FeatureFlags {
@@ -80,16 +90,61 @@ export function mergeFlags(base: Readonly<FeatureFlags>, update: unknown): Featu
 export interface FlagStoreEvents {
   /** An update was accepted. */
   change: [flags: Readonly<FeatureFlags>, epoch: number, previous: Readonly<FeatureFlags>];
-  /** An update (API or file) was rejected; the flags did not change. */
+  /**
+   * The watched file was rejected (bad JSON, invalid flags, not a regular file,
+   * over the size cap, unreadable, or missing past the grace); the flags did not
+   * change. Emitted only while the store has an `error` listener: see
+   * {@link FlagStore.lastError}. API updates throw instead.
+   */
   error: [DWCPError];
 }
+
+/**
+ * Options of {@link FlagStore.watchFile}. The file is reloaded on any change in
+ * its directory and, as a backstop, whenever a periodic status poll sees that
+ * the file's resolved target changed.
+ */
+export interface FlagFileOptions {
+  /**
+   * Period of the status poll, in ms. The poll stats the file through its
+   * symlinks and reloads when the target's identity (device, inode, size, mtime,
+   * ctime) changed, so a swap or an edit that raises no event in the directory
+   * (a symlink target elsewhere, a lost event, a recreated directory) still takes
+   * effect within one period. It also re-establishes the directory watch.
+   * 10 to 3 600 000. @default 1000
+   */
+  pollIntervalMs?: number;
+  /**
+   * Largest file accepted, in bytes. A larger file is refused from its status,
+   * before it is opened, with `ERR_INVALID_FLAGS`; the flags stay as they were.
+   * 1 to 16 MiB. @default 65536
+   */
+  maxBytes?: number;
+  /**
+   * How long the file may be absent, in ms, before that is reported as an
+   * error. Delete-and-create replaces leave it absent for a moment; that is not
+   * an error, and the file is read as soon as it is back. 0 to 3 600 000.
+   * @default 1000
+   */
+  missingGraceMs?: number;
+}
+
+/** Defaults of {@link FlagFileOptions}. */
+export const FLAG_FILE_DEFAULTS: Readonly<Required<FlagFileOptions>> = Object.freeze({
+  pollIntervalMs: 1000,
+  maxBytes: 64 * 1024,
+  missingGraceMs: 1000,
+});
+
+const MAX_FLAG_FILE_BYTES = 16 * 1024 * 1024;
+const MAX_INTERVAL_MS = 3_600_000;
 
 /** Holds the live flags of a node. */
 export class FlagStore extends EventEmitter<FlagStoreEvents> {
   #flags: Readonly<FeatureFlags>;
   #epoch = 0;
-  #watcher: FSWatcher | undefined;
-  #debounce: NodeJS.Timeout | undefined;
+  #watch: FlagFileWatch | undefined;
+  #lastError: DWCPError | undefined;
 
   constructor(initial: Partial<FeatureFlags> = {}) {
     super();
@@ -103,6 +158,20 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
   /** Incremented on every accepted change; 0 for the initial flags. */
   get epoch(): number {
     return this.#epoch;
+  }
+
+  /**
+   * Why the watched file is not in force: its latest rejection, or undefined
+   * once the file loads cleanly (and before any rejection).
+   *
+   * A rejection never throws and never depends on who listens, so a typo in the
+   * flags file cannot crash a process: it is always recorded here, emitted as
+   * `error` when the store has an `error` listener, and otherwise written once
+   * as a process warning (type `DWCPWarning`, its code as the warning code).
+   * A file that stays bad is reported once, not on every reload.
+   */
+  get lastError(): DWCPError | undefined {
+    return this.#lastError;
   }
 
   /**
@@ -128,54 +197,355 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
   /**
    * Loads `path` (a JSON object of flags) now and again whenever it changes.
    * The file replaces the whole flag set (missing keys fall back to defaults),
-   * so deleting a line really turns that flag off. Bad content emits `error`
-   * and keeps the previous flags.
+   * so deleting a line really turns that flag off.
+   *
+   * Changes are seen through a watch on the file's directory (any entry: a
+   * Kubernetes ConfigMap swaps a `..data` symlink, not the file) and a status
+   * poll of the file's resolved target every `pollIntervalMs`; a directory that
+   * is removed and recreated is watched again. Only a regular file (after
+   * symlinks) of at most `maxBytes` is read, and it is opened non-blocking, so a
+   * FIFO or device in its place cannot stall the event loop. A rejected file
+   * keeps the previous flags and is reported through {@link lastError} and
+   * `error`; problems with the file at the time of this call are emitted on the
+   * next tick, so a listener added right after this call receives them.
+   *
+   * The directory watch keeps the process alive until {@link unwatch}; the poll
+   * and its timers do not.
+   *
+   * @throws DWCPError `ERR_INVALID_ARG` for an empty path or an option out of range
    */
-  watchFile(path: string): void {
+  watchFile(path: string, options: FlagFileOptions = {}): void {
+    if (typeof path !== "string" || path.length === 0) throw invalidArg("path", "a non-empty string", path);
+    const opts = checkFileOptions(options);
     this.unwatch();
-    this.#load(path);
-    // Watch the directory: editors and config tools replace files by rename,
-    // which a watch on the file itself would miss.
-    this.#watcher = watch(dirname(path), (_event, name) => {
-      if (name !== null && name !== basename(path)) return;
-      // The first event of a burst reads the file at once: a kill switch must not
-      // wait for a timer on a busy event loop. Editors emit several events per
-      // save and the first may see the file half-written, so its errors stay
-      // quiet and a read after the burst settles (5 ms without events) has the
-      // last word; an unchanged file is no change (no new epoch).
-      if (this.#debounce === undefined) this.#load(path, true);
-      clearTimeout(this.#debounce);
-      this.#debounce = setTimeout(() => {
-        this.#debounce = undefined;
-        this.#load(path);
-      }, 5);
+    this.#lastError = undefined;
+    const w: FlagFileWatch = new FlagFileWatch(resolve(path), opts, {
+      apply: (flags) => {
+        this.#lastError = undefined;
+        this.update(flags);
+      },
+      report: (err, later) => {
+        this.#lastError = err;
+        const deliver = () => {
+          if (this.#watch !== w) return;
+          if (this.listenerCount("error") > 0) this.emit("error", err);
+          else
+            process.emitWarning(`flags file rejected: ${err.message}`, {
+              type: "DWCPWarning",
+              code: err.code,
+            });
+        };
+        if (later) process.nextTick(deliver);
+        else deliver();
+      },
     });
-  }
-
-  #load(path: string, quiet = false): void {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(readFileSync(path, "utf8"));
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      // A file caught half-written or briefly absent during a rename is retried by the next event.
-      if (e.code === "ENOENT" || quiet) return;
-      this.emit("error", new DWCPError("ERR_INVALID_FLAGS", `${path}: ${e.message}`, { cause: err }));
-      return;
-    }
-    try {
-      const full = mergeFlags(DEFAULT_FLAGS, parsed);
-      this.update(full);
-    } catch (err) {
-      if (!quiet) this.emit("error", err as DWCPError);
-    }
+    this.#watch = w;
+    w.start();
   }
 
   /** Stops watching the file. */
   unwatch(): void {
-    clearTimeout(this.#debounce);
-    this.#debounce = undefined;
+    this.#watch?.close();
+    this.#watch = undefined;
+  }
+}
+
+function checkFileOptions(o: FlagFileOptions): Required<FlagFileOptions> {
+  const out = { ...FLAG_FILE_DEFAULTS };
+  const int = (name: keyof FlagFileOptions, min: number, max: number) => {
+    const v = o[name];
+    if (v === undefined) return;
+    if (!Number.isSafeInteger(v) || v < min || v > max) {
+      throw invalidArg(name, `an integer from ${min} to ${max}`, v);
+    }
+    out[name] = v;
+  };
+  int("pollIntervalMs", 10, MAX_INTERVAL_MS);
+  int("maxBytes", 1, MAX_FLAG_FILE_BYTES);
+  int("missingGraceMs", 0, MAX_INTERVAL_MS);
+  return out;
+}
+
+// Editors emit several events per save and the first may see the file
+// half-written: a burst's first event reads at once (a kill switch must not wait
+// for a timer on a busy event loop) with its errors kept quiet, and a read once
+// the burst settles (5 ms without events) has the last word. Any entry in the
+// directory now triggers a reload, so a directory that never goes quiet (a log
+// written beside the flags) must not postpone that read forever: it happens at
+// most 50 ms after the burst began.
+const SETTLE_MS = 5;
+const MAX_BURST_MS = 50;
+// A file changed twice within one timestamp tick keeps its identity. Until its
+// timestamps are this old, the poll rereads it even when nothing seems to have
+// changed (2 s covers the coarsest common granularity, FAT's).
+const RACY_MS = 2000;
+// Never block in open(2) on a FIFO; never make a terminal our controlling one.
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOCTTY ?? 0);
+
+type Fetched = { kind: "ok"; flags: FeatureFlags } | { kind: "missing" } | { kind: "bad"; error: DWCPError };
+
+interface WatchHooks {
+  apply(flags: FeatureFlags): void;
+  /** `later`: deliver on the next tick (the first read, inside watchFile). */
+  report(err: DWCPError, later: boolean): void;
+}
+
+function identity(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  // ENOTDIR: a path component is no longer a directory (mid-swap).
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+function describeKind(st: BigIntStats): string {
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isDirectory()) return "a directory";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  if (st.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
+/** One watched flags file: directory watch, status poll, bounded reads. */
+class FlagFileWatch {
+  readonly #path: string;
+  readonly #dir: string;
+  readonly #opts: Required<FlagFileOptions>;
+  readonly #hooks: WatchHooks;
+  #watcher: FSWatcher | undefined;
+  /** dev:ino of the directory the watcher is on. */
+  #dirId: string | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #settle: NodeJS.Timeout | undefined;
+  #burstStart = 0;
+  #grace: NodeJS.Timeout | undefined;
+  #missingSince: number | undefined;
+  #graceOver = false;
+  /** Identity of the file at the last read, "missing", or "error:CODE". */
+  #seen: string | undefined;
+  #racy = false;
+  /** The problem last reported, so a file that stays bad is reported once. */
+  #reported: string | undefined;
+  #closed = false;
+
+  constructor(path: string, opts: Required<FlagFileOptions>, hooks: WatchHooks) {
+    this.#path = path;
+    this.#dir = dirname(path);
+    this.#opts = opts;
+    this.#hooks = hooks;
+  }
+
+  start(): void {
+    this.#read(true, true);
+    this.#poll = setInterval(() => this.#tick(), this.#opts.pollIntervalMs);
+    this.#poll.unref();
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#poll);
+    clearTimeout(this.#settle);
+    clearTimeout(this.#grace);
+    this.#settle = this.#grace = undefined;
+    this.#closeWatcher();
+  }
+
+  #closeWatcher(): void {
     this.#watcher?.close();
     this.#watcher = undefined;
+    this.#dirId = undefined;
+  }
+
+  /**
+   * Keeps the watch on the directory that is there now: drops it when the
+   * directory is gone, (re)creates it when the directory is new.
+   * @returns true when a new watch was set up
+   */
+  #syncWatcher(): boolean {
+    let id: string;
+    try {
+      const st = statSync(this.#dir, { bigint: true });
+      id = `${st.dev}:${st.ino}`;
+    } catch {
+      this.#closeWatcher();
+      return false;
+    }
+    if (this.#watcher !== undefined && id === this.#dirId) return false;
+    this.#closeWatcher();
+    try {
+      const w = watch(this.#dir, () => this.#onEvent());
+      // Without a listener a watcher error (the directory vanished on some
+      // platforms) would be thrown; drop the watch and let the poll set it up again.
+      w.on("error", () => {
+        if (this.#watcher === w) this.#closeWatcher();
+      });
+      this.#watcher = w;
+      this.#dirId = id;
+      return true;
+    } catch {
+      // Out of inotify watches, no permission: the poll still works and retries.
+      return false;
+    }
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    const renewed = this.#syncWatcher();
+    let now: string;
+    try {
+      now = identity(statSync(this.#path, { bigint: true }));
+    } catch (err) {
+      now = isMissing(err) ? "missing" : `error:${(err as NodeJS.ErrnoException).code}`;
+    }
+    if (renewed || this.#racy || now !== this.#seen) this.#onEvent();
+  }
+
+  #onEvent(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    if (this.#settle === undefined) {
+      this.#burstStart = now;
+      this.#read(false);
+    } else {
+      clearTimeout(this.#settle);
+    }
+    const delay = Math.max(0, Math.min(SETTLE_MS, this.#burstStart + MAX_BURST_MS - now));
+    this.#settle = setTimeout(() => {
+      this.#settle = undefined;
+      this.#read(true);
+    }, delay);
+    this.#settle.unref();
+  }
+
+  /** Reads the file; `loud` reports a rejection (a quiet read may see a half-written file). */
+  #read(loud: boolean, first = false): void {
+    if (this.#closed) return;
+    this.#syncWatcher();
+    const got = this.#fetch();
+    if (got.kind === "missing") {
+      if (this.#missingSince === undefined) {
+        this.#missingSince = Date.now();
+        this.#graceOver = this.#opts.missingGraceMs === 0;
+        if (!this.#graceOver) {
+          this.#grace = setTimeout(() => {
+            this.#grace = undefined;
+            this.#graceOver = true;
+            this.#read(true);
+          }, this.#opts.missingGraceMs);
+          this.#grace.unref();
+        }
+      }
+      if (this.#graceOver) {
+        this.#report(
+          "missing",
+          new DWCPError(
+            "ERR_INVALID_FLAGS",
+            `${this.#path}: missing for ${this.#opts.missingGraceMs} ms or more; the previous flags stay in force`,
+          ),
+          first,
+        );
+      }
+      return;
+    }
+    clearTimeout(this.#grace);
+    this.#grace = this.#missingSince = undefined;
+    this.#graceOver = false;
+    if (got.kind === "ok") {
+      this.#reported = undefined;
+      this.#hooks.apply(got.flags);
+    } else if (loud) {
+      this.#report(`${this.#seen} ${got.error.message}`, got.error, first);
+    }
+  }
+
+  #report(key: string, err: DWCPError, first: boolean): void {
+    if (key === this.#reported) return;
+    this.#reported = key;
+    this.#hooks.report(err, first);
+  }
+
+  /** Reads and validates the file, recording its identity in #seen. Never blocks on a FIFO. */
+  #fetch(): Fetched {
+    const path = this.#path;
+    const max = this.#opts.maxBytes;
+    const failed = (err: unknown): Fetched => {
+      if (isMissing(err)) {
+        this.#seen = "missing";
+        return { kind: "missing" };
+      }
+      this.#seen = `error:${(err as NodeJS.ErrnoException).code}`;
+      const msg = `${path}: ${(err as Error).message}`;
+      return { kind: "bad", error: new DWCPError("ERR_INVALID_FLAGS", msg, { cause: err }) };
+    };
+    const bad = (why: string): Fetched => ({ kind: "bad", error: new DWCPError("ERR_INVALID_FLAGS", why) });
+    this.#racy = false;
+    // Judge the target by its status before opening it: opening a device can have
+    // side effects, and a FIFO is never read.
+    let st: BigIntStats;
+    try {
+      st = statSync(path, { bigint: true });
+    } catch (err) {
+      return failed(err);
+    }
+    this.#seen = identity(st);
+    if (!st.isFile()) return bad(`${path} is ${describeKind(st)}, not a regular file`);
+    if (st.size > BigInt(max)) return bad(`${path} is ${st.size} bytes, over the limit of ${max} (maxBytes)`);
+    let fd: number;
+    try {
+      fd = openSync(path, OPEN_FLAGS);
+    } catch (err) {
+      return failed(err);
+    }
+    let text: string;
+    try {
+      // The path may have been swapped since the stat: judge what was opened.
+      const fst = fstatSync(fd, { bigint: true });
+      this.#seen = identity(fst);
+      if (!fst.isFile()) return bad(`${path} is ${describeKind(fst)}, not a regular file`);
+      if (fst.size > BigInt(max)) {
+        return bad(`${path} is ${fst.size} bytes, over the limit of ${max} (maxBytes)`);
+      }
+      this.#racy = Date.now() - Math.max(Number(fst.mtimeMs), Number(fst.ctimeMs)) < RACY_MS;
+      // Read to EOF but never more than max + 1 bytes: the file may grow after fstat.
+      let buf = Buffer.allocUnsafe(Number(fst.size) + 1);
+      let n = 0;
+      for (;;) {
+        if (n === buf.length) {
+          if (n > max) break;
+          const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, max + 1));
+          buf.copy(bigger, 0, 0, n);
+          buf = bigger;
+        }
+        const got = readSync(fd, buf, n, buf.length - n, null);
+        if (got === 0) break;
+        n += got;
+      }
+      if (n > max) return bad(`${path} grew over the limit of ${max} bytes (maxBytes) while being read`);
+      text = buf.toString("utf8", 0, n);
+    } catch (err) {
+      return failed(err);
+    } finally {
+      closeSync(fd);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      return {
+        kind: "bad",
+        error: new DWCPError("ERR_INVALID_FLAGS", `${path}: ${(err as Error).message}`, { cause: err }),
+      };
+    }
+    try {
+      return { kind: "ok", flags: mergeFlags(DEFAULT_FLAGS, parsed) };
+    } catch (err) {
+      return {
+        kind: "bad",
+        error: new DWCPError("ERR_INVALID_FLAGS", `${path}: ${(err as Error).message}`, { cause: err }),
+      };
+    }
   }
 }
