@@ -212,10 +212,14 @@ bool ZstdCompress(const uint8_t* src, size_t n, int level, const Dict* dict, Out
   return true;
 }
 
+// zstd.h spells these as wrapping expressions (0ULL - 1, 0ULL - 2); folded here
+// at compile time, so the fuzz build's unsigned-overflow check sees no wrap.
+constexpr unsigned long long kZstdUnknown = ZSTD_CONTENTSIZE_UNKNOWN, kZstdError = ZSTD_CONTENTSIZE_ERROR;
+
 bool ZstdDecompress(const uint8_t* src, size_t n, size_t maxOut, const Dict* dict, Out* out) {
   unsigned long long size = ZSTD_getFrameContentSize(src, n);
-  if (size == ZSTD_CONTENTSIZE_ERROR) return out->Fail("ERR_CORRUPT_PAYLOAD", "not a zstd frame");
-  if (size == ZSTD_CONTENTSIZE_UNKNOWN) return out->Fail("ERR_CORRUPT_PAYLOAD", "zstd frame without a content size");
+  if (size == kZstdError) return out->Fail("ERR_CORRUPT_PAYLOAD", "not a zstd frame");
+  if (size == kZstdUnknown) return out->Fail("ERR_CORRUPT_PAYLOAD", "zstd frame without a content size");
   if (size > maxOut)
     return out->Fail("ERR_MESSAGE_TOO_LARGE",
                      "zstd frame declares " + std::to_string(size) + " bytes, above the limit of " + std::to_string(maxOut));
@@ -492,15 +496,16 @@ bool DecodePages(const DecodeJob& j, Out* out) {
     if (j.baseHashes && j.baseHashCount >= end) baseHashes = j.baseHashes;
   }
   // What the frame can legitimately decode to: its map (n bytes), a reference per
-  // DUP page (pages without a hash) and at most a page per hashed page. Checked
-  // against the header before decompressing: the codec is never asked for more.
+  // DUP page (pages without a hash), and per hashed page at least 2 bytes (an
+  // empty SPARSE page) and at most a page. Checked against the header before
+  // decompressing: the codec is never asked for more.
   if (refCount > n - hashed)
     return out->Fail("ERR_CORRUPT_PAYLOAD", "more page references than pages without a hash");
-  const uint64_t most = n + refCount * 4 + hashed * ps;
-  if (rawLength > most || rawLength < n + refCount * 4)
+  const uint64_t least = n + refCount * 4 + hashed * 2, most = n + refCount * 4 + hashed * ps;
+  if (rawLength > most || rawLength < least)
     return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame payload length " + std::to_string(rawLength) +
-                                                " is outside what its pages can hold (" + std::to_string(n + refCount * 4) +
-                                                "…" + std::to_string(most) + ")");
+                                                " is outside what its pages can hold (" + std::to_string(least) + "…" +
+                                                std::to_string(most) + ")");
   uint8_t* batch = j.target + first * ps;
   if (base) {
     std::vector<uint64_t> bh(n);
