@@ -57,6 +57,17 @@ export interface Conn extends AsyncIterable<Uint8Array> {
    * still correct: unreleased memory is simply never reused.
    */
   release?(keep: ArrayBufferLike | undefined): void;
+  /**
+   * Called by the session layer once the DWCP handshake has authenticated the
+   * peer; transports that hold peer-controlled memory before that raise their
+   * limits now. Until it is called, such a transport keeps what an
+   * unauthenticated peer can make it hold small (AMST: a small receive window
+   * and few streams; rdma: a capped number of connections holding a device and
+   * registered buffers), and an accepting side may end a connection that is not
+   * authenticated in time. Idempotent; transports without such limits omit it.
+   * A user of a transport without DWCPNode calls it once it trusts the peer.
+   */
+  authenticated?(): void;
   on(event: "close", listener: (err?: Error) => void): this;
   on(event: "drain", listener: () => void): this;
   once(event: "close", listener: (err?: Error) => void): this;
