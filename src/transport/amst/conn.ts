@@ -8,12 +8,16 @@
  * chunk, so a stream is idle as soon as its kernel buffer has taken what it had.
  * A segment stays in memory (as views, never copied) until the peer's cumulative
  * acknowledgement covers it, so a stream that dies loses nothing: its
- * unacknowledged segments go out again on the others. At most `windowBytes` are
- * unacknowledged, which also bounds the receiver's reorder buffer.
+ * unacknowledged segments go out again on the others. What is unacknowledged
+ * stays within the receive window the peer advertises in its acknowledgements.
  *
  * Receiving: each stream is read on its own; a segment at the next expected
  * offset is delivered, later ones wait in the reorder buffer, earlier ones
- * (duplicates after a resend) are dropped.
+ * (duplicates after a resend) are dropped. Every peer is hostile until the
+ * session above says otherwise ({@link AmstConn.authenticated}): until then the
+ * receive window, the frame size and the stream count are small, so a peer that
+ * never completes a handshake holds little; a segment outside the window or
+ * overlapping others ends the bundle (`ERR_PROTOCOL`).
  */
 import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
@@ -29,11 +33,21 @@ import {
 import { AbstractConn, type Conn } from "../contract.js";
 import { OutboundQueue } from "../outbound.js";
 import { congestionControl } from "../tcp/tcpinfo.js";
+import type { ReorderBudget } from "./budget.js";
 import type { TuneInput } from "./tune.js";
 import { type StreamBounds, streamTarget } from "./tune.js";
 
 /** Largest segment payload a receiver accepts. */
 export const SEGMENT_MAX = 4 * 1024 * 1024;
+/**
+ * What a segment counts against a receive window beyond its payload: the
+ * receiver's bookkeeping of a held segment. Both sides count it, so a sender
+ * never has more in flight than the receiver lets it hold, and a peer sending
+ * tiny segments cannot hold more segments than window / 4 KiB.
+ */
+export const SEGMENT_OVERHEAD = 4096;
+/** SEGMENT_ACK flag: the message id field carries the receiver's window (bytes past the acknowledged offset). */
+export const ACK_WINDOW_FLAG = 4;
 /** Frame types on an AMST stream. */
 export const AMST_FRAME_TYPES: ReadonlySet<number> = new Set([
   FrameType.SEGMENT,
@@ -57,6 +71,21 @@ export interface BundleConfig {
   paceBps: number;
   writeHighWater: number;
   readHighWater: number;
+  preAuthWindowBytes: number;
+  preAuthStreams: number;
+  preAuthTimeoutMs: number;
+  maxReorderBytes: number;
+  maxPendingBundles: number;
+}
+
+/** What a bundle shares with its transport instance and listener. */
+export interface BundleContext {
+  /** Receive windows come out of it. */
+  budget: ReorderBudget;
+  /** Streams the peer lets join before authentication (its open answer). */
+  peerStreams?: number;
+  /** Called once, when the bundle is authenticated (the listener stops counting it as pending). */
+  onAuthenticated?: () => void;
 }
 
 /** Health and counters of one stream. */
@@ -87,12 +116,25 @@ export interface AmstStats {
   duplicateSegments: number;
   bytesSent: number;
   bytesDelivered: number;
+  /**
+   * Bytes the reorder buffer holds now and at most: held payload plus
+   * {@link SEGMENT_OVERHEAD} per held segment; never above `receiveWindow`.
+   */
+  reorderBytes: number;
   reorderBytesMax: number;
+  /** Segments held in the reorder buffer now. */
+  reorderSegments: number;
+  /** The receive window in force (small until authenticated). */
+  receiveWindow: number;
+  /** Held bytes copied out of read buffers they would have pinned (see {@link AmstConn}). */
+  reorderBytesCopied: number;
 }
 
 interface Segment {
   offset: number;
   length: number;
+  /** What it counts against the peer's window (length + SEGMENT_OVERHEAD). */
+  charge: number;
   parts: Uint8Array[];
   /** The stream carrying it now; undefined while it waits to be (re)sent. */
   stream: Stream | undefined;
@@ -135,8 +177,20 @@ export class AmstConn extends AbstractConn {
   readonly remoteAddress: string;
   readonly stats: AmstStats;
   readonly #cfg: BundleConfig;
-  /** The peer's send window: how far ahead of the delivered bytes a segment may be. */
-  readonly #peerWindow: number;
+  readonly #budget: ReorderBudget;
+  /**
+   * The receive window once authenticated: the smaller of the peer's declared
+   * send window and ours. Before, at most `preAuthWindowBytes`.
+   */
+  readonly #fullWindow: number;
+  /** The receive window in force; it only grows. Reserved in the budget. */
+  #window: number;
+  #authenticated = false;
+  readonly #onAuthenticated: (() => void) | undefined;
+  /** Streams the peer lets join before it has authenticated us (dialling side). */
+  readonly #peerStreams: number;
+  #preAuthTimer: NodeJS.Timeout | undefined;
+  readonly #grow = () => this.#growWindow();
   readonly #dialer: StreamDialer | undefined;
   readonly #streams = new Map<number, Stream>();
   #nextIndex = 0;
@@ -149,6 +203,12 @@ export class AmstConn extends AbstractConn {
   #unacked: Segment[] = [];
   #unackedHead = 0;
   #inflightBytes = 0;
+  /** Unacknowledged bytes as the peer's window counts them (SEGMENT_OVERHEAD each). */
+  #inflightCharge = 0;
+  /** The highest offset the peer's acknowledgements let us send up to. */
+  #sendEdge = 0;
+  /** The largest receive window the peer advertised. */
+  #sendWindow = 0;
   #resend: Segment[] = [];
   #rr = 0;
   #paceTokens = 0;
@@ -161,8 +221,20 @@ export class AmstConn extends AbstractConn {
   #delivered = 0;
   readonly #reorder = new Map<
     number,
-    { parts: Uint8Array[]; length: number; lent: LentSegment | undefined }
+    {
+      parts: Uint8Array[];
+      length: number;
+      /** Lending: the lent segment each part is a view of; undefined for a copied part. */
+      owners: (LentSegment | undefined)[] | undefined;
+      /** Bytes of the read buffers its views keep alive (each counted whole). */
+      pinned: number;
+    }
   >();
+  /** Read-buffer bytes the held segments keep alive (an upper bound: shared buffers count once per view). */
+  #pinned = 0;
+  /** Offsets of the held segments, ascending, from `#startsHead` (for the overlap check). */
+  #starts: number[] = [];
+  #startsHead = 0;
   #reorderBytes = 0;
   #finAt = -1;
   #readPaused = false;
@@ -173,7 +245,7 @@ export class AmstConn extends AbstractConn {
    * the consumer, oldest first, with the segment each belongs to; the first
    * `#handedOut` of them the consumer has taken.
    */
-  readonly #lentOut: { part: Uint8Array; seg: LentSegment }[] | undefined;
+  readonly #lentOut: { part: Uint8Array; seg: LentSegment | undefined }[] | undefined;
   #handedOut = 0;
   readonly release?: (keep: ArrayBufferLike | undefined) => void;
 
@@ -192,7 +264,8 @@ export class AmstConn extends AbstractConn {
     initialStreams: number,
     peerWindowBytes: number,
     dialer: StreamDialer | undefined,
-    lend = false,
+    lend: boolean,
+    context: BundleContext,
   ) {
     super({ readHighWater: cfg.readHighWater });
     if (lend) {
@@ -206,7 +279,14 @@ export class AmstConn extends AbstractConn {
     this.#out = new OutboundQueue(cfg.writeHighWater, () => this.#pump());
     this.#dialer = dialer;
     this.#target = initialStreams;
-    this.#peerWindow = peerWindowBytes;
+    this.#budget = context.budget;
+    this.#onAuthenticated = context.onAuthenticated;
+    this.#peerStreams = Math.max(1, context.peerStreams ?? cfg.preAuthStreams);
+    this.#fullWindow = Math.min(peerWindowBytes, cfg.windowBytes);
+    this.#window = Math.min(cfg.preAuthWindowBytes, this.#fullWindow);
+    // The transport checked that this fits (canAdmit) before answering the open.
+    if (!this.#budget.admit(this.#window))
+      throw new DWCPError("ERR_CONNECT", "the AMST reorder budget (maxReorderBytes) is exhausted");
     this.localAddress = first.conn.localAddress;
     this.remoteAddress = first.conn.remoteAddress;
     this.stats = {
@@ -221,9 +301,88 @@ export class AmstConn extends AbstractConn {
       duplicateSegments: 0,
       bytesSent: 0,
       bytesDelivered: 0,
+      reorderBytes: 0,
       reorderBytesMax: 0,
+      reorderSegments: 0,
+      receiveWindow: this.#window,
+      reorderBytesCopied: 0,
     };
+    // An accepted bundle that no session authenticates in time is a peer that
+    // holds our memory and sockets for nothing.
+    if (!dialer && cfg.preAuthTimeoutMs > 0) {
+      this.#preAuthTimer = setTimeout(() => {
+        this.#preAuthTimer = undefined;
+        this.#teardown(
+          new DWCPError(
+            "ERR_HANDSHAKE_TIMEOUT",
+            `the peer was not authenticated within ${cfg.preAuthTimeoutMs} ms`,
+          ),
+          true,
+        );
+      }, cfg.preAuthTimeoutMs);
+      this.#preAuthTimer.unref?.();
+    }
     this.addStream(first.conn, first.reader, first.index);
+    // The peer sends nothing until it knows our window.
+    this.#sendAck(this.#streams.get(first.index));
+  }
+
+  /**
+   * The session above has authenticated the peer: the receive window grows to
+   * the smaller of both sides' windows (as far as the transport's reorder
+   * budget allows; topped up later otherwise), segments up to 4 MiB are read,
+   * and the dialling side opens the rest of its streams. Idempotent.
+   */
+  authenticated(): void {
+    if (this.#authenticated || this.#done) return;
+    this.#authenticated = true;
+    if (this.#preAuthTimer) clearTimeout(this.#preAuthTimer);
+    this.#preAuthTimer = undefined;
+    this.#onAuthenticated?.();
+    for (const s of this.#streams.values()) s.conn.authenticated?.();
+    this.#growWindow();
+    this.#reconcile();
+  }
+
+  /** True once {@link authenticated} was called. */
+  get isAuthenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  /** Takes what the budget has towards the full window, and advertises it. */
+  #growWindow(): void {
+    if (this.#done || !this.#authenticated) return;
+    const got = this.#budget.grant(this.#fullWindow - this.#window);
+    if (got > 0) {
+      this.#window += got;
+      this.stats.receiveWindow = this.#window;
+      for (const s of this.#streams.values()) s.reader.decoder.maxLength = this.#frameLimit;
+      this.#scheduleAck();
+    }
+    if (this.#window < this.#fullWindow) this.#budget.wait(this.#grow);
+    else this.#budget.unwait(this.#grow);
+  }
+
+  /** The largest segment the window allows (a frame larger than that is refused unread). */
+  get #frameLimit(): number {
+    return Math.min(SEGMENT_MAX, this.#window);
+  }
+
+  /** Streams this side may have now: the peer's pre-authentication limit applies until then. */
+  get #streamLimit(): number {
+    return this.#authenticated
+      ? this.#cfg.maxStreams
+      : Math.min(this.#cfg.preAuthStreams, this.#cfg.maxStreams);
+  }
+
+  /** @internal Streams the peer lets join the bundle now (its open answer). */
+  get peerStreamLimit(): number {
+    return this.#peerStreams;
+  }
+
+  /** @internal The stream limit an open answer announces. */
+  get joinLimit(): number {
+    return this.#streamLimit;
   }
 
   /** The kernel socket of the lowest-numbered open stream (for TCP_INFO). */
@@ -345,6 +504,8 @@ export class AmstConn extends AbstractConn {
       openedAt: Date.now(),
     };
     if (index >= this.#nextIndex) this.#nextIndex = index + 1;
+    reader.decoder.maxLength = this.#frameLimit;
+    if (this.#authenticated) conn.authenticated?.();
     this.#streams.set(index, s);
     this.stats.streamsOpened++;
     this.#countStreams();
@@ -370,7 +531,7 @@ export class AmstConn extends AbstractConn {
 
   /** @internal The accepting side may take one more stream. */
   get canJoin(): boolean {
-    return !this.#done && this.#live && this.#streams.size < this.#cfg.maxStreams;
+    return !this.#done && this.#live && this.#streams.size < this.#streamLimit;
   }
 
   // ------------------------------------------------------------------ sending
@@ -387,17 +548,18 @@ export class AmstConn extends AbstractConn {
     if (this.#done) return;
     for (;;) {
       const resend = this.#resend.length > 0;
-      if (!resend) {
+      let len: number;
+      if (resend) len = this.#resend[0]!.length;
+      else {
         if (this.#out.bytes === 0) break;
-        const next = Math.min(this.#out.bytes, this.#cfg.chunkBytes);
-        if (this.#inflightBytes > 0 && this.#inflightBytes + next > this.#cfg.windowBytes) break;
+        len = this.#room(Math.min(this.#out.bytes, this.#cfg.chunkBytes));
+        if (len === 0) break;
       }
-      const len = resend ? this.#resend[0]!.length : Math.min(this.#out.bytes, this.#cfg.chunkBytes);
       // A stream first: pacing debits its tokens, which must buy a transmission.
       const s = this.#pickStream();
       if (!s) break;
       if (!this.#paceAllows(len)) break;
-      const seg = resend ? this.#resend.shift()! : this.#cut();
+      const seg = resend ? this.#resend.shift()! : this.#cut(len);
       if (resend) this.stats.segmentsResent++;
       this.#transmit(s, seg);
     }
@@ -447,14 +609,31 @@ export class AmstConn extends AbstractConn {
     return best;
   }
 
-  /** Takes the next segment's bytes off the outbound queue, as views. */
-  #cut(): Segment {
-    const n = Math.min(this.#out.bytes, this.#cfg.chunkBytes);
+  /**
+   * How much of a `next`-byte segment the peer's receive window takes now: all
+   * of it, or (with nothing in flight) what fits, or 0 to wait for an ack.
+   */
+  #room(next: number): number {
+    const window = Math.min(this.#sendWindow, this.#cfg.windowBytes);
+    const room = Math.min(this.#sendEdge - this.#cutOffset, window - this.#inflightCharge - SEGMENT_OVERHEAD);
+    if (room >= next) return next;
+    return this.#inflightBytes === 0 && room > 0 ? room : 0;
+  }
+
+  /** Takes the next `n` bytes off the outbound queue as a segment, as views. */
+  #cut(n: number): Segment {
     const parts = this.#out.take(n);
-    const seg: Segment = { offset: this.#cutOffset, length: n, parts, stream: undefined };
+    const seg: Segment = {
+      offset: this.#cutOffset,
+      length: n,
+      charge: n + SEGMENT_OVERHEAD,
+      parts,
+      stream: undefined,
+    };
     this.#cutOffset += n;
     this.#unacked.push(seg);
     this.#inflightBytes += n;
+    this.#inflightCharge += seg.charge;
     return seg;
   }
 
@@ -481,13 +660,11 @@ export class AmstConn extends AbstractConn {
     }
   }
 
-  #sendSmall(s: Stream, type: FrameTypeValue, offset: number): void {
+  #sendSmall(s: Stream, type: FrameTypeValue, offset: number, flags = 0, messageId = 0): void {
     if (s.conn.status !== "open") return;
     const empty = new Uint8Array(0);
     try {
-      s.conn.send(
-        encodeHeader({ type, flags: 0, streamId: s.index, messageId: 0, offset, codecId: 0 }, empty),
-      );
+      s.conn.send(encodeHeader({ type, flags, streamId: s.index, messageId, offset, codecId: 0 }, empty));
     } catch {
       // Gone; handled by its read loop.
     }
@@ -503,15 +680,22 @@ export class AmstConn extends AbstractConn {
     return best;
   }
 
-  #onAck(upTo: number): void {
+  #onAck(upTo: number, flags: number, window: number): void {
     if (upTo > this.#cutOffset)
       throw new DWCPError("ERR_PROTOCOL", `acknowledgement of byte ${upTo}, only ${this.#cutOffset} sent`);
+    if (flags & ACK_WINDOW_FLAG) {
+      // Windows only grow and acks may overtake each other across streams: the
+      // furthest edge any of them allowed stands.
+      if (window > this.#sendWindow) this.#sendWindow = window;
+      if (upTo + window > this.#sendEdge) this.#sendEdge = upTo + window;
+    }
     const u = this.#unacked;
     while (this.#unackedHead < u.length) {
       const seg = u[this.#unackedHead]!;
       if (seg.offset + seg.length > upTo) break;
       this.#unackedHead++;
       this.#inflightBytes -= seg.length;
+      this.#inflightCharge -= seg.charge;
       if (seg.stream) seg.stream.inflightBytes -= seg.length;
       else {
         // Acknowledged while waiting to be resent (the ack had been lost with a stream).
@@ -561,7 +745,6 @@ export class AmstConn extends AbstractConn {
 
   async #readStream(s: Stream): Promise<void> {
     const decoder = s.reader.decoder;
-    decoder.maxLength = SEGMENT_MAX;
     let err: Error | undefined;
     try {
       for (;;) {
@@ -569,13 +752,18 @@ export class AmstConn extends AbstractConn {
           this.#onFrame(s, f);
           if (this.#done || s.state === "gone") return;
         }
+        // Lent reads that hold nothing the bundle still uses (acknowledgements,
+        // dropped resends, copied segments) go back now: the consumer's releases
+        // only reach reads that carried segments it was given.
+        if (this.#lentOut && s.held.length === 0) s.reader.release(undefined);
         while (this.#readPaused && !this.#done) await new Promise<void>((r) => this.#resumeWaiters.push(r));
         if (!(await s.reader.fill())) break;
       }
     } catch (e) {
       err = e as Error;
-      if (e instanceof DWCPError && e.code === "ERR_PROTOCOL") {
-        // A peer that breaks the stream protocol cannot be trusted with the rest.
+      if (e instanceof DWCPError && (e.code === "ERR_PROTOCOL" || e.code === "ERR_FRAME_TOO_LARGE")) {
+        // A peer that breaks the stream protocol (a frame larger than the window
+        // is a segment beyond it) cannot be trusted with the rest.
         this.#teardown(e, true);
         return;
       }
@@ -590,9 +778,11 @@ export class AmstConn extends AbstractConn {
         this.#onSegment(s, f);
         return;
       case FrameType.SEGMENT_ACK:
-        this.#onAck(f.offset);
+        this.#onAck(f.offset, f.flags, f.messageId);
         return;
       case FrameType.STREAM_FIN:
+        if (f.offset < this.#delivered || f.offset < this.#heldEnd())
+          throw new DWCPError("ERR_PROTOCOL", `stream end at ${f.offset} before bytes already received`);
         if (this.#finAt < 0) this.#finAt = f.offset;
         else if (this.#finAt !== f.offset) throw new DWCPError("ERR_PROTOCOL", "two different stream ends");
         this.#checkEnd();
@@ -615,7 +805,9 @@ export class AmstConn extends AbstractConn {
 
   #onSegment(s: Stream, f: Frame): void {
     const end = f.offset + f.length;
-    if (end <= this.#delivered || this.#reorder.has(f.offset)) {
+    if (f.length === 0) throw new DWCPError("ERR_PROTOCOL", `empty segment at ${f.offset}`);
+    if (end <= this.#delivered) {
+      // A resend of bytes already delivered (its stream was lost after they arrived).
       this.stats.duplicateSegments++;
       this.#scheduleAck();
       return;
@@ -625,37 +817,135 @@ export class AmstConn extends AbstractConn {
         "ERR_PROTOCOL",
         `segment at ${f.offset} overlaps delivered bytes (${this.#delivered})`,
       );
-    if (end > this.#delivered + this.#peerWindow + SEGMENT_MAX)
-      throw new DWCPError("ERR_PROTOCOL", `segment at ${f.offset} is beyond the window`);
+    if (end > this.#delivered + this.#window)
+      throw new DWCPError(
+        "ERR_PROTOCOL",
+        `segment ${f.offset}…${end} is beyond the receive window (${this.#delivered} + ${this.#window})`,
+      );
     if (this.#finAt >= 0 && end > this.#finAt)
       throw new DWCPError("ERR_PROTOCOL", "segment after the end of the stream");
     const parts = f.parts ?? [f.payload];
-    let lent: LentSegment | undefined;
-    if (this.#lentOut && f.length > 0) {
-      lent = { stream: s, first: parts[0]!, parts: parts.filter((p) => p.length > 0).length };
-      s.held.push(lent);
-    }
     if (f.offset === this.#delivered) {
-      this.#deliver(parts, f.length, lent);
+      let owners: LentSegment[] | undefined;
+      if (this.#lentOut) {
+        const lent = { stream: s, first: parts[0]!, parts: parts.filter((p) => p.length > 0).length };
+        s.held.push(lent);
+        owners = parts.map(() => lent);
+      }
+      this.#deliver(parts, f.length, owners);
       for (let next = this.#reorder.get(this.#delivered); next; next = this.#reorder.get(this.#delivered)) {
         this.#reorder.delete(this.#delivered);
-        this.#reorderBytes -= next.length;
-        this.#deliver(next.parts, next.length, next.lent);
+        this.#startsHead++;
+        this.#reorderBytes -= next.length + SEGMENT_OVERHEAD;
+        this.#pinned -= next.pinned;
+        this.#deliver(next.parts, next.length, next.owners);
       }
+      this.#compactStarts();
+      this.stats.reorderBytes = this.#reorderBytes;
+      this.stats.reorderSegments = this.#reorder.size;
       this.#scheduleAck();
       this.#checkEnd();
-    } else {
-      this.#reorder.set(f.offset, { parts, length: f.length, lent });
-      this.#reorderBytes += f.length;
-      if (this.#reorderBytes > this.stats.reorderBytesMax) this.stats.reorderBytesMax = this.#reorderBytes;
+      return;
+    }
+    this.#hold(s, f.offset, f.length, parts);
+  }
+
+  /** Keeps a segment that arrived ahead of a gap, after checking it against those already held. */
+  #hold(s: Stream, offset: number, length: number, parts: Uint8Array[]): void {
+    const same = this.#reorder.get(offset);
+    if (same) {
+      if (same.length !== length)
+        throw new DWCPError("ERR_PROTOCOL", `segment at ${offset} overlaps a segment already received`);
+      // An exact resend of a segment waiting here.
+      this.stats.duplicateSegments++;
+      this.#scheduleAck();
+      return;
+    }
+    const starts = this.#starts;
+    // The first held segment starting after `offset`; its predecessor starts before.
+    let lo = this.#startsHead;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (starts[mid]! < offset) lo = mid + 1;
+      else hi = mid;
+    }
+    const prev = lo > this.#startsHead ? starts[lo - 1]! : -1;
+    if (
+      (prev >= 0 && prev + this.#reorder.get(prev)!.length > offset) ||
+      (lo < starts.length && starts[lo]! < offset + length)
+    )
+      throw new DWCPError("ERR_PROTOCOL", `segment at ${offset} overlaps a segment already received`);
+    const charge = length + SEGMENT_OVERHEAD;
+    if (this.#reorderBytes + charge > this.#window)
+      throw new DWCPError(
+        "ERR_PROTOCOL",
+        `the reorder buffer would hold ${this.#reorderBytes + charge} bytes, over the receive window of ${this.#window}`,
+      );
+    // Held bytes are views that keep their whole read buffer alive: a peer could
+    // make each held byte pin a 64 KiB read (or a 256 KiB lent one). Before
+    // authentication everything held is copied (the window is small), so the
+    // memory behind the buffer is what it counts. After, views are kept while the
+    // buffers they pin stay within twice the window (honest traffic: about the
+    // held bytes, plus the reads' edges); beyond, a part that pins more than four
+    // times its size is copied. So the memory behind the reorder buffer stays
+    // within 2 × window + 4 × held bytes <= 6 × window.
+    let viewed = 0;
+    for (const p of parts) viewed += p.buffer.byteLength;
+    const squeeze = !this.#authenticated || this.#pinned + viewed > 2 * this.#window;
+    const kept: Uint8Array[] = [];
+    const owners: (LentSegment | undefined)[] | undefined = this.#lentOut ? [] : undefined;
+    let lent: LentSegment | undefined;
+    let pinned = 0;
+    for (const p of parts) {
+      if (p.length === 0) continue;
+      if (squeeze && (!this.#authenticated || p.byteLength * 4 < p.buffer.byteLength)) {
+        kept.push(new Uint8Array(p));
+        owners?.push(undefined);
+        this.stats.reorderBytesCopied += p.length;
+      } else {
+        kept.push(p);
+        pinned += p.buffer.byteLength;
+        if (owners) {
+          lent ??= { stream: s, first: p, parts: 0 };
+          lent.parts++;
+          owners.push(lent);
+        }
+      }
+    }
+    if (lent) s.held.push(lent);
+    this.#reorder.set(offset, { parts: kept, length, owners, pinned });
+    this.#pinned += pinned;
+    starts.splice(lo, 0, offset);
+    this.#reorderBytes += charge;
+    this.stats.reorderBytes = this.#reorderBytes;
+    this.stats.reorderSegments = this.#reorder.size;
+    if (this.#reorderBytes > this.stats.reorderBytesMax) this.stats.reorderBytesMax = this.#reorderBytes;
+  }
+
+  /** Where the last held segment ends (0 when none is held). */
+  #heldEnd(): number {
+    if (this.#startsHead >= this.#starts.length) return 0;
+    const last = this.#starts[this.#starts.length - 1]!;
+    return last + this.#reorder.get(last)!.length;
+  }
+
+  #compactStarts(): void {
+    if (this.#startsHead === this.#starts.length) {
+      this.#starts = [];
+      this.#startsHead = 0;
+    } else if (this.#startsHead > 1024 && this.#startsHead * 2 > this.#starts.length) {
+      this.#starts = this.#starts.slice(this.#startsHead);
+      this.#startsHead = 0;
     }
   }
 
-  #deliver(parts: Uint8Array[], length: number, lent: LentSegment | undefined): void {
-    for (const p of parts) {
+  #deliver(parts: Uint8Array[], length: number, owners: (LentSegment | undefined)[] | undefined): void {
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
       if (p.length === 0) continue;
       this.pushData(p);
-      if (lent) this.#lentOut!.push({ part: p, seg: lent });
+      if (owners) this.#lentOut!.push({ part: p, seg: owners[i] });
     }
     this.#delivered += length;
     this.stats.bytesDelivered += length;
@@ -678,7 +968,8 @@ export class AmstConn extends AbstractConn {
     const touched = new Set<Stream>();
     while (n < this.#handedOut && out[n]!.part.buffer !== keep) {
       const seg = out[n++]!.seg;
-      if (--seg.parts === 0) touched.add(seg.stream);
+      // A copied part (held before authentication, or small) lends nothing.
+      if (seg && --seg.parts === 0) touched.add(seg.stream);
     }
     if (n === 0) return;
     out.splice(0, n);
@@ -698,9 +989,13 @@ export class AmstConn extends AbstractConn {
     this.#ackScheduled = true;
     setImmediate(() => {
       this.#ackScheduled = false;
-      const s = this.#controlStream();
-      if (s && !this.#done) this.#sendSmall(s, FrameType.SEGMENT_ACK, this.#delivered);
+      if (!this.#done) this.#sendAck(this.#controlStream());
     });
+  }
+
+  /** A cumulative acknowledgement, with the receive window it leaves the peer. */
+  #sendAck(s: Stream | undefined): void {
+    if (s) this.#sendSmall(s, FrameType.SEGMENT_ACK, this.#delivered, ACK_WINDOW_FLAG, this.#window);
   }
 
   #checkEnd(): void {
@@ -737,6 +1032,16 @@ export class AmstConn extends AbstractConn {
     this.#countStreams();
     if (this.#finSent && this.#finAt >= 0 && this.#delivered === this.#finAt) {
       this.#maybeFinish();
+      return;
+    }
+    if (this.#streams.size === 0 && !this.#dialer && !this.#authenticated) {
+      // Nothing worth waiting for: no session was ever established on it.
+      this.#teardown(
+        new DWCPError("ERR_CLOSED", "every stream closed before the peer was authenticated", {
+          cause: err,
+        }),
+        false,
+      );
       return;
     }
     if (this.#streams.size === 0) this.#lostAll();
@@ -781,7 +1086,10 @@ export class AmstConn extends AbstractConn {
       this.#finishRetiring();
       return;
     }
-    const missing = this.#target - open.length - this.#dialing;
+    // The peer takes only a few streams until it has authenticated us; the rest
+    // are dialled once our session has (the peer's will have, or be about to).
+    const target = this.#authenticated ? this.#target : Math.min(this.#target, this.#peerStreams);
+    const missing = target - open.length - this.#dialing;
     for (let i = 0; i < missing; i++) this.#dialOne();
   }
 
@@ -876,11 +1184,22 @@ export class AmstConn extends AbstractConn {
     this.closed(err);
   }
 
+  /** Done: timers stop, and the receive window goes back to the budget (the reorder buffer with it). */
   #clearTimers(): void {
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
     if (this.#paceTimer) clearTimeout(this.#paceTimer);
-    this.#reconnectTimer = this.#graceTimer = this.#paceTimer = undefined;
+    if (this.#preAuthTimer) clearTimeout(this.#preAuthTimer);
+    this.#reconnectTimer = this.#graceTimer = this.#paceTimer = this.#preAuthTimer = undefined;
+    this.#reorder.clear();
+    this.#pinned = 0;
+    this.#starts = [];
+    this.#startsHead = 0;
+    this.#reorderBytes = this.stats.reorderBytes = this.stats.reorderSegments = 0;
+    this.#budget.unwait(this.#grow);
+    const w = this.#window;
+    this.#window = 0;
+    if (w > 0) this.#budget.give(w);
   }
 }
 

@@ -16,10 +16,12 @@ import { ConnReader } from "../../session/reader.js";
 import { encodeFrame, FrameType } from "../../wire/frame.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { throwIfAborted } from "../contract.js";
-import { AMST_FRAME_TYPES, AmstConn, type BundleConfig, SEGMENT_MAX } from "./conn.js";
+import { ReorderBudget } from "./budget.js";
+import { AMST_FRAME_TYPES, AmstConn, type BundleConfig, SEGMENT_MAX, type SEGMENT_OVERHEAD } from "./conn.js";
 import { DEFAULT_STREAM_BOUNDS, type StreamBounds } from "./tune.js";
 
-export { AmstConn, type AmstStats, type StreamInfo } from "./conn.js";
+export { ReorderBudget } from "./budget.js";
+export { AmstConn, type AmstStats, SEGMENT_OVERHEAD, type StreamInfo } from "./conn.js";
 export {
   DEFAULT_STREAM_BOUNDS,
   perStreamBps,
@@ -34,12 +36,49 @@ export interface AmstOptions {
   streams?: number;
   /** @default 1 */
   minStreams?: number;
-  /** Also the most streams an accepting side lets join one bundle. @default 64 */
+  /** Also the most streams an accepting side lets join one authenticated bundle. @default 64 */
   maxStreams?: number;
   /** Largest segment, bytes (see {@link chunkBytesFor}). @default 256 KiB */
   chunkBytes?: number;
-  /** Unacknowledged bytes in flight; also bounds the peer's reorder buffer. @default 32 MiB */
+  /**
+   * This side's window, bytes: what it keeps unacknowledged in flight at most,
+   * and the receive window it grants once the peer is authenticated. A bundle
+   * uses the smaller of both sides' windows. The receive window bounds the
+   * reorder buffer (held payload plus 4 KiB per held segment). @default 32 MiB
+   */
   windowBytes?: number;
+  /**
+   * Receive window until the session above has authenticated the peer
+   * (`conn.authenticated()`, called by DWCPNode after its handshake): all a peer
+   * that never completes a handshake can make a bundle hold in its reorder
+   * buffer; also the largest segment read before then. @default 256 KiB
+   */
+  preAuthWindowBytes?: number;
+  /**
+   * Streams a bundle takes until it is authenticated; a dialler opens the rest
+   * once its own session has authenticated the peer. @default 4
+   */
+  preAuthStreams?: number;
+  /**
+   * An accepted bundle not authenticated within this time is torn down
+   * (`ERR_HANDSHAKE_TIMEOUT`); 0 never. A listener used without DWCPNode calls
+   * `conn.authenticated()` itself once it trusts the peer. @default 30000
+   */
+  preAuthTimeoutMs?: number;
+  /**
+   * Cap on the receive windows of all bundles of this transport instance
+   * together (dialled and accepted), so on everything their reorder buffers
+   * hold. Bundles are granted their full window as far as it allows, and topped
+   * up as others close; the pre-authentication windows of `maxPendingBundles`
+   * bundles are kept free for new connections. A bundle that cannot get even
+   * its pre-authentication window is refused (`ERR_CONNECT`). @default 256 MiB
+   */
+  maxReorderBytes?: number;
+  /**
+   * Bundles a listener keeps that are not authenticated yet; an open beyond it
+   * is refused ("bundle is full", `ERR_CONNECT` at the dialler). @default 64
+   */
+  maxPendingBundles?: number;
   /** Stream-count bounds per mode for {@link AmstConn.tune}. */
   bounds?: StreamBounds;
   /** First redial delay after a stream is lost, doubled per failure. @default 50 */
@@ -58,11 +97,35 @@ export interface AmstOptions {
   openTimeoutMs?: number;
 }
 
+/** Counters of an AMST listener (see {@link AmstListener}). */
+export interface AmstListenerStats {
+  /** Bundles accepted and open now. */
+  bundles: number;
+  /** Of those, bundles no session has authenticated yet. */
+  pending: number;
+  /** Bundle opens refused: too many pending bundles, reorder budget exhausted, malformed. */
+  refusedBundles: number;
+  /** Stream joins refused: unknown bundle, or the bundle has all the streams it may have. */
+  refusedStreams: number;
+}
+
+/** The listener of an AMST transport, with its counters. */
+export interface AmstListener extends Listener {
+  readonly stats: AmstListenerStats;
+}
+
 /** Segment size for a mode: large in the datacenter, smaller where loss costs a resend. */
 export function chunkBytesFor(mode: Mode): number {
   return mode === "internet" ? 128 * 1024 : 256 * 1024;
 }
 
+/**
+ * The smallest window a side may declare or use: it must take a segment beside
+ * the {@link SEGMENT_OVERHEAD} each one counts, or nothing could ever be sent.
+ */
+const MIN_WINDOW = 16 * 1024;
+/** Inbound bytes one stream queues before its socket stops being read. */
+const STREAM_READ_HIGH_WATER = 1024 * 1024;
 const OPEN_REQUEST = 24;
 const OPEN_ANSWER = 8;
 const KIND_OPEN = 1;
@@ -78,9 +141,33 @@ function config(o: AmstOptions): BundleConfig {
   };
   const maxStreams = int("maxStreams", o.maxStreams ?? 64, 1, 1024);
   const chunkBytes = int("chunkBytes", o.chunkBytes ?? 256 * 1024, 1024, SEGMENT_MAX);
+  const windowBytes = int(
+    "windowBytes",
+    o.windowBytes ?? 32 * 1024 * 1024,
+    Math.max(chunkBytes, MIN_WINDOW),
+    2 ** 31,
+  );
+  // A window must take at least one small segment beside its per-segment charge.
+  const preAuthWindowBytes = int(
+    "preAuthWindowBytes",
+    o.preAuthWindowBytes ?? Math.min(256 * 1024, windowBytes),
+    MIN_WINDOW,
+    windowBytes,
+  );
+  const maxPendingBundles = int("maxPendingBundles", o.maxPendingBundles ?? 64, 1, 1 << 20);
   return {
     chunkBytes,
-    windowBytes: int("windowBytes", o.windowBytes ?? 32 * 1024 * 1024, chunkBytes, 2 ** 31),
+    windowBytes,
+    preAuthWindowBytes,
+    preAuthStreams: int("preAuthStreams", o.preAuthStreams ?? Math.min(4, maxStreams), 1, maxStreams),
+    preAuthTimeoutMs: int("preAuthTimeoutMs", o.preAuthTimeoutMs ?? 30_000, 0, 2 ** 31 - 1),
+    maxReorderBytes: int(
+      "maxReorderBytes",
+      o.maxReorderBytes ?? 256 * 1024 * 1024,
+      preAuthWindowBytes,
+      2 ** 48,
+    ),
+    maxPendingBundles,
     minStreams: int("minStreams", o.minStreams ?? 1, 1, maxStreams),
     maxStreams,
     bounds: o.bounds ?? DEFAULT_STREAM_BOUNDS,
@@ -127,11 +214,20 @@ async function readOpen(reader: ConnReader, conn: Conn, timeoutMs: number, size:
  */
 export function amst(inner: Transport, options: AmstOptions = {}): Transport {
   const cfg = config(options);
+  // New connections keep their small windows even when authenticated bundles want everything.
+  const reserve = Math.min(
+    cfg.maxPendingBundles * cfg.preAuthWindowBytes,
+    Math.floor(cfg.maxReorderBytes / 2),
+  );
+  const budget = new ReorderBudget(cfg.maxReorderBytes, reserve);
   const initial = Math.max(cfg.minStreams, Math.min(cfg.maxStreams, options.streams ?? 4));
   const openTimeoutMs = options.openTimeoutMs ?? 10_000;
-  // One chunk queued per stream above the kernel's buffer: an idle stream is one
-  // whose socket has taken what it had, and it pulls the next segment.
-  const streamLimits = { writeHighWater: cfg.chunkBytes };
+  // Writes: one chunk queued per stream above the kernel's buffer: an idle stream
+  // is one whose socket has taken what it had, and it pulls the next segment.
+  // Reads: the bundle takes every chunk a stream queues before the next read
+  // completes, so a stream's queue grows only while the bundle is not reading it
+  // (its consumer is behind, or it was torn down and is closing): keep that small.
+  const streamLimits = { writeHighWater: cfg.chunkBytes, readHighWater: STREAM_READ_HIGH_WATER };
 
   async function openStream(
     address: string,
@@ -161,7 +257,12 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
           { remote: true },
         );
       }
-      return { conn, reader, peerWindow: a.view.getUint32(4, true) };
+      return {
+        conn,
+        reader,
+        peerStreams: a.view.getUint16(2, true),
+        peerWindow: a.view.getUint32(4, true),
+      };
     } catch (err) {
       conn.abort();
       throw err;
@@ -175,41 +276,73 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
       throwIfAborted(dialOptions.signal, "dial");
       const bundle = randomBytes(16);
       const first = await openStream(address, bundle, KIND_OPEN, 0, dialOptions);
-      const conn = new AmstConn(
-        inner.name,
-        cfg,
-        { conn: first.conn, reader: first.reader, index: 0 },
-        1,
-        first.peerWindow,
-        (index) => openStream(address, bundle, KIND_JOIN, index, { lend: dialOptions.lend === true }),
-        dialOptions.lend === true,
-      );
+      let conn: AmstConn;
+      try {
+        if (first.peerWindow < MIN_WINDOW)
+          throw new DWCPError("ERR_PROTOCOL", `the peer's window of ${first.peerWindow} bytes is too small`);
+        conn = new AmstConn(
+          inner.name,
+          cfg,
+          { conn: first.conn, reader: first.reader, index: 0 },
+          1,
+          first.peerWindow,
+          (index) => openStream(address, bundle, KIND_JOIN, index, { lend: dialOptions.lend === true }),
+          dialOptions.lend === true,
+          { budget, peerStreams: first.peerStreams },
+        );
+      } catch (err) {
+        first.conn.abort();
+        throw err;
+      }
       conn.setStreams(initial);
-      // Start with the whole bundle when it can be had quickly; a stream that
-      // cannot join now is redialled in the background.
-      await conn.whenStreams(initial, { timeoutMs: openTimeoutMs, stopOnFailure: true });
+      // Start with the whole bundle (as much of it as the peer takes before
+      // authentication) when it can be had quickly; a stream that cannot join
+      // now is dialled in the background.
+      await conn.whenStreams(Math.min(initial, conn.peerStreamLimit), {
+        timeoutMs: openTimeoutMs,
+        stopOnFailure: true,
+      });
       return conn;
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
       const bundles = new Map<string, AmstConn>();
+      /** Bundles no session has authenticated yet. */
+      const pending = new Set<AmstConn>();
+      const stats: AmstListenerStats = { bundles: 0, pending: 0, refusedBundles: 0, refusedStreams: 0 };
+      const count = () => {
+        stats.bundles = bundles.size;
+        stats.pending = pending.size;
+      };
       const accept = async (c: Conn) => {
         const reader = new ConnReader(c, 64, AMST_FRAME_TYPES);
-        const answer = (index: number, status: number) => {
+        const answer = (index: number, status: number, streams: number) => {
           const p = new Uint8Array(OPEN_ANSWER);
           const v = new DataView(p.buffer);
           v.setUint8(0, status);
-          v.setUint16(2, cfg.maxStreams, true);
+          v.setUint16(2, streams, true);
           v.setUint32(4, cfg.windowBytes, true);
           c.send(openFrame(index, p));
+        };
+        const refuse = (index: number, status: number) => {
+          answer(index, status, 0);
+          void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
         };
         try {
           const r = await readOpen(reader, c, openTimeoutMs, OPEN_REQUEST);
           const id = Buffer.from(r.bytes.subarray(0, 16)).toString("hex");
           const kind = r.view.getUint8(16);
           const peerWindow = r.view.getUint32(20, true);
-          if (kind === KIND_OPEN && !bundles.has(id) && peerWindow >= 1024) {
-            answer(r.index, STATUS.OK);
-            const conn = new AmstConn(
+          if (kind === KIND_OPEN && !bundles.has(id) && peerWindow >= MIN_WINDOW) {
+            // A bundle nobody has authenticated is memory for anyone who can
+            // connect: their number and windows are capped.
+            const window = Math.min(cfg.preAuthWindowBytes, peerWindow);
+            if (pending.size >= cfg.maxPendingBundles || !budget.canAdmit(window)) {
+              stats.refusedBundles++;
+              refuse(r.index, STATUS.FULL);
+              return;
+            }
+            answer(r.index, STATUS.OK, cfg.preAuthStreams);
+            const conn: AmstConn = new AmstConn(
               inner.name,
               cfg,
               { conn: c, reader, index: r.index },
@@ -217,20 +350,34 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
               peerWindow,
               undefined,
               listenOptions.lend === true,
+              {
+                budget,
+                onAuthenticated: () => {
+                  pending.delete(conn);
+                  count();
+                },
+              },
             );
             bundles.set(id, conn);
-            conn.once("close", () => bundles.delete(id));
+            pending.add(conn);
+            count();
+            conn.once("close", () => {
+              bundles.delete(id);
+              pending.delete(conn);
+              count();
+            });
             onConn(conn);
           } else if (kind === KIND_JOIN) {
             const conn = bundles.get(id);
             const status = !conn ? STATUS.UNKNOWN_BUNDLE : conn.canJoin ? STATUS.OK : STATUS.FULL;
-            answer(r.index, status);
+            if (status !== STATUS.OK) stats.refusedStreams++;
+            answer(r.index, status, conn?.joinLimit ?? 0);
             if (status !== STATUS.OK)
               void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
             else conn!.addStream(c, reader, r.index);
           } else {
-            answer(r.index, STATUS.MALFORMED);
-            void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
+            stats.refusedBundles++;
+            refuse(r.index, STATUS.MALFORMED);
           }
         } catch {
           // Not an AMST stream, or it stalled: drop it; nothing was shared yet.
@@ -242,7 +389,14 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
         lend: listenOptions.lend === true,
         limits: streamLimits,
       });
-      return listener;
+      const amstListener: AmstListener = {
+        get address() {
+          return listener.address;
+        },
+        close: () => listener.close(),
+        stats,
+      };
+      return amstListener;
     },
   };
 }
