@@ -3,15 +3,26 @@
 // fallbacks to TCP with their reasons. Real-device tests: test/rdma-device.test.ts.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomFillSync } from "node:crypto";
+import { connect, type Socket } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
+import { DWCPError } from "../src/errors.js";
 import { crc32c } from "../src/hash/index.js";
+import { loadNative } from "../src/native/load.js";
 import type { Conn } from "../src/transport/contract.js";
-import { type RdmaConn, rdma, rdmaAvailability } from "../src/transport/rdma/index.js";
+import { type RdmaConn, type RdmaListener, rdma, rdmaAvailability } from "../src/transport/rdma/index.js";
+import { FrameDecoder, FrameType } from "../src/wire/frame.js";
+import { decodeControl } from "../src/wire/proto.js";
 import { onLoopback, transportCompliance } from "./compliance/transport.js";
+import { until } from "./helpers/amst-raw.js";
 import { ROOT, runTs } from "./helpers/child.js";
 import { native, nativeSkipReason } from "./helpers/native.js";
 import { readAllCrc } from "./helpers/read.js";
 import { buildFakeVerbs } from "./rig/verbs.js";
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
 
 const fake = native ? buildFakeVerbs() : { path: "", reason: nativeSkipReason };
 if (fake.path) process.env.DWCP_VERBS_LIB = fake.path;
@@ -20,7 +31,8 @@ const skip = fake.reason;
 transportCompliance(
   "rdma (fake verbs provider)",
   () => {
-    const t = rdma({ bufferBytes: 64 * 1024, recvBuffers: 16, sendBuffers: 16 });
+    // No session authenticates these connections, and the suite holds 16 at once.
+    const t = rdma({ bufferBytes: 64 * 1024, recvBuffers: 16, sendBuffers: 16, maxPendingSetups: 32 });
     return onLoopback(t);
   },
   skip,
@@ -95,6 +107,110 @@ describe.skipIf(Boolean(skip))(`rdma on the fake provider${skip ? ` [skipped: ${
     await listener.close();
   });
 });
+
+/** What a raw TCP peer of an rdma listener got first: its RdmaInfo, or an Error frame's code. */
+function firstControl(sock: Socket): { got: string | undefined } {
+  const r: { got: string | undefined } = { got: undefined };
+  const decoder = new FrameDecoder(1 << 16);
+  sock.on("data", (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let f = decoder.next(); f; f = decoder.next()) {
+      if (f.type !== FrameType.CONTROL || r.got) continue;
+      const m = decodeControl(f.payload);
+      r.got = "error" in m ? m.error.code : Object.keys(m)[0];
+    }
+  });
+  sock.on("error", () => {});
+  return r;
+}
+
+describe.skipIf(Boolean(skip))(
+  `rdma setups before authentication${skip ? ` [skipped: ${skip}]` : ""}`,
+  () => {
+    const opts = { bufferBytes: 64 * 1024, recvBuffers: 8, sendBuffers: 8 };
+
+    it("20 TCP peers that never authenticate: at most maxPendingSetups (2) hold a device and registered pools (<= 4 registrations, arrayBuffers +< 4 MiB), 18 refused with ERR_CONNECT; the slots free on close and on authenticated(); then an honest dialler moves 8 MiB", async () => {
+      // Counted at the addon's door: every device opened through it counts its registrations.
+      const binding = loadNative().binding!;
+      const Device = binding.RdmaDevice!;
+      let registrations = 0;
+      binding.RdmaDevice = class extends Device {
+        override register(bytes: Uint8Array): number {
+          registrations++;
+          return super.register(bytes);
+        }
+      } as typeof Device;
+      try {
+        const accepted: RdmaConn[] = [];
+        const listener = (await rdma({ ...opts, maxPendingSetups: 2 }).listen("127.0.0.1:0", (c) =>
+          accepted.push(c as RdmaConn),
+        )) as RdmaListener;
+        const [host, port] = listener.address.split(":") as [string, string];
+        gc();
+        const before = process.memoryUsage().arrayBuffers;
+        const socks = Array.from({ length: 20 }, () => connect(Number(port), host));
+        const replies = socks.map(firstControl);
+        await until(() => replies.every((r) => r.got), 10_000, "an answer on every connection");
+        const grown = process.memoryUsage().arrayBuffers - before;
+        console.log(
+          `20 unauthenticated rdma peers: ${registrations} registrations, arrayBuffers +${(grown / 2 ** 20).toFixed(2)} MiB`,
+        );
+        expect(registrations).toBeLessThanOrEqual(4);
+        expect(grown).toBeLessThan(4 * 2 ** 20);
+        const codes = replies.map((r) => r.got).sort();
+        expect(codes).toEqual([...Array(18).fill("ERR_CONNECT"), "rdma", "rdma"]);
+        expect(listener.stats).toEqual({ pendingSetups: 2, refusedSetups: 18 });
+        // A real dialler is refused with the code as well.
+        const refused = await rdma(opts)
+          .dial(listener.address)
+          .catch((e: DWCPError) => e);
+        expect(refused).toBeInstanceOf(DWCPError);
+        expect((refused as DWCPError).code).toBe("ERR_CONNECT");
+        // The peers hang up: their setups fail and free the slots (and the devices).
+        for (const s of socks) s.destroy();
+        await until(() => listener.stats.pendingSetups === 0, 5000, "the setups to be released");
+        const client = (await rdma(opts).dial(listener.address)) as RdmaConn;
+        const server = await until(() => accepted[0]);
+        expect(server.rdma.active).toBe(true);
+        expect(listener.stats.pendingSetups).toBe(1);
+        server.authenticated();
+        expect(listener.stats.pendingSetups).toBe(0);
+        const data = randomFillSync(new Uint8Array(8 << 20));
+        const got = readAllCrc(server);
+        client.send(data);
+        await client.close();
+        expect(await got).toEqual({ n: data.length, crc: crc32c(data) });
+        await server.close();
+        await listener.close();
+      } finally {
+        binding.RdmaDevice = Device;
+      }
+    });
+
+    it("an accepted rdma connection not authenticated within preAuthTimeoutMs (300 ms) is aborted with ERR_HANDSHAKE_TIMEOUT; an authenticated one is not", async () => {
+      const accepted: RdmaConn[] = [];
+      const listener = (await rdma({ ...opts, preAuthTimeoutMs: 300 }).listen("127.0.0.1:0", (c) =>
+        accepted.push(c as RdmaConn),
+      )) as RdmaListener;
+      const idle = (await rdma(opts).dial(listener.address)) as RdmaConn;
+      const kept = (await rdma(opts).dial(listener.address)) as RdmaConn;
+      await until(() => accepted.length === 2);
+      accepted[1]!.authenticated();
+      const err = await new Promise<Error | undefined>((r) => accepted[0]!.once("close", r));
+      expect((err as DWCPError).code).toBe("ERR_HANDSHAKE_TIMEOUT");
+      await until(() => idle.status !== "open", 5000, "the dialler to see the abort");
+      expect(listener.stats.pendingSetups).toBe(0);
+      await new Promise((r) => setTimeout(r, 400));
+      expect(accepted[1]!.status).toBe("open");
+      const got = readAllCrc(accepted[1]!);
+      kept.send(new Uint8Array(1 << 20).fill(7));
+      await kept.close();
+      expect((await got).n).toBe(1 << 20);
+      await accepted[1]!.close();
+      await listener.close();
+    });
+  },
+);
 
 /** Runs a probe of the rdma situation in a child with `env`; returns what it reports. */
 function probeChild(env: Record<string, string>): string {

@@ -13,12 +13,19 @@
  * receives) bound what is in flight, so a SEND never meets "receiver not ready";
  * a reader that stops reading stops the reposting, which stops the sender.
  * Completions come from the addon's poller thread, never blocking the event loop.
+ *
+ * A listener opens the device and registers both pools for a connection before
+ * the session above has authenticated the peer (the queue pair must exist for the
+ * setup exchange that precedes the handshake), so it caps how many accepted
+ * connections hold them unauthenticated (`maxPendingSetups`) and refuses the rest
+ * with `ERR_CONNECT`; a slot frees on `conn.authenticated()` or when the
+ * connection closes.
  */
-import { DWCPError } from "../../errors.js";
+import { DWCPError, isErrorCode } from "../../errors.js";
 import type { NativeRdmaDevice } from "../../native/binding.js";
 import { ConnReader } from "../../session/reader.js";
 import { encodeFrame, FrameType } from "../../wire/frame.js";
-import { type Control, decodeControl, encodeControl, type RdmaInfo } from "../../wire/proto.js";
+import { type Control, decodeControl, encodeControl, errorControl, type RdmaInfo } from "../../wire/proto.js";
 import {
   AbstractConn,
   type Conn,
@@ -48,6 +55,32 @@ export interface RdmaOptions extends ConnLimits {
   tcp?: TcpOptions;
   /** Time for the control exchange. @default 10000 */
   setupTimeoutMs?: number;
+  /**
+   * Accepted connections a listener lets hold a verbs device, a queue pair and
+   * registered buffer pools (`(sendBuffers + recvBuffers) × bufferBytes`, 16 MiB
+   * by default) before the session above has authenticated the peer. Beyond it,
+   * a connection is refused: the dialler gets `ERR_CONNECT`. @default 8
+   */
+  maxPendingSetups?: number;
+  /**
+   * An accepted connection on verbs not authenticated within this time
+   * (`conn.authenticated()`, which DWCPNode calls after its handshake) is
+   * aborted with `ERR_HANDSHAKE_TIMEOUT`; 0 never. @default 30000
+   */
+  preAuthTimeoutMs?: number;
+}
+
+/** Counters of an rdma listener (see {@link RdmaListener}). */
+export interface RdmaListenerStats {
+  /** Accepted connections holding (or setting up) verbs resources, not yet authenticated. */
+  pendingSetups: number;
+  /** Connections refused because `maxPendingSetups` were pending. */
+  refusedSetups: number;
+}
+
+/** The listener of the rdma transport, with its counters. */
+export interface RdmaListener extends Listener {
+  readonly stats: RdmaListenerStats;
 }
 
 /** Counters of an rdma connection. */
@@ -93,6 +126,8 @@ interface Setup {
   sendBuffers: number;
   writeHighWater: number;
   readHighWater: number;
+  maxPendingSetups: number;
+  preAuthTimeoutMs: number;
 }
 
 /** A local verbs endpoint ready to connect: device, queue pair, registered pools. */
@@ -218,6 +253,42 @@ export class RdmaConn extends AbstractConn {
   /** @internal Starts reading the control connection, once setup is over. */
   start(): void {
     void this.#readControl();
+  }
+
+  #preAuthRelease: (() => void) | undefined;
+  #preAuthTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * @internal An accepted connection on verbs holds a listener's setup slot
+   * until it is authenticated or closed, and is aborted if not authenticated
+   * within `timeoutMs` (0: no limit).
+   */
+  holdUntilAuthenticated(release: () => void, timeoutMs: number): void {
+    this.#preAuthRelease = release;
+    this.once("close", () => this.#endPreAuth());
+    if (timeoutMs > 0) {
+      this.#preAuthTimer = setTimeout(
+        () =>
+          this.abort(
+            new DWCPError("ERR_HANDSHAKE_TIMEOUT", `the peer was not authenticated within ${timeoutMs} ms`),
+          ),
+        timeoutMs,
+      );
+      this.#preAuthTimer.unref?.();
+    }
+  }
+
+  /** The session above has authenticated the peer: the setup slot it held is free again. Idempotent. */
+  authenticated(): void {
+    this.#endPreAuth();
+  }
+
+  #endPreAuth(): void {
+    if (this.#preAuthTimer) clearTimeout(this.#preAuthTimer);
+    this.#preAuthTimer = undefined;
+    const release = this.#preAuthRelease;
+    this.#preAuthRelease = undefined;
+    release?.();
   }
 
   get socket() {
@@ -532,12 +603,19 @@ function setup(o: RdmaOptions): Setup {
       throw new DWCPError("ERR_INVALID_ARG", `rdma ${name} must be an integer in 2…4096, got ${v}`);
     return v;
   };
+  const int = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min || v > 2 ** 31 - 1)
+      throw new DWCPError("ERR_INVALID_ARG", `rdma ${name} must be an integer >= ${min}, got ${v}`);
+    return v;
+  };
   return {
     bufferBytes,
     recvBuffers: count("recvBuffers", o.recvBuffers ?? 32),
     sendBuffers: count("sendBuffers", o.sendBuffers ?? 32),
     writeHighWater: o.writeHighWater ?? 4 << 20,
     readHighWater: o.readHighWater ?? 4 << 20,
+    maxPendingSetups: int("maxPendingSetups", o.maxPendingSetups ?? 8, 1),
+    preAuthTimeoutMs: int("preAuthTimeoutMs", o.preAuthTimeoutMs ?? 30_000, 0),
   };
 }
 
@@ -568,7 +646,15 @@ async function establish(control: Conn, dialler: boolean, o: RdmaOptions, cfg: S
       const f = await reader.nextFrame();
       if (!f || f.type !== FrameType.CONTROL)
         throw new DWCPError("ERR_PROTOCOL", "rdma setup: expected a control frame");
-      return decodeControl(f.payload);
+      const m = decodeControl(f.payload);
+      // A listener that refuses the setup says why.
+      if ("error" in m)
+        throw new DWCPError(
+          isErrorCode(m.error.code) ? m.error.code : "ERR_REMOTE",
+          `peer: ${m.error.message || m.error.code}`,
+          { remote: true },
+        );
+      return m;
     };
     send({ rdma: ep ? ep.info() : { capable: false, reason } });
     const m = await recv();
@@ -630,15 +716,57 @@ export function rdma(options: RdmaOptions = {}): Transport {
       return establish(c, true, options, cfg);
     },
     async listen(address: string, onConn: (conn: Conn) => void, l: ListenOptions = {}): Promise<Listener> {
-      return control.listen(
+      const stats: RdmaListenerStats = { pendingSetups: 0, refusedSetups: 0 };
+      const listener = await control.listen(
         address,
         (c) => {
-          establish(c, false, options, cfg).then(onConn, () => {
-            // A failed setup has already been refused and closed.
-          });
+          // Every accepted connection opens the device and registers its pools
+          // before anyone knows who is there: only so many at once.
+          if (stats.pendingSetups >= cfg.maxPendingSetups) {
+            stats.refusedSetups++;
+            try {
+              c.send(
+                controlFrame(
+                  errorControl(
+                    "ERR_CONNECT",
+                    `${stats.pendingSetups} rdma connections are waiting for authentication (maxPendingSetups); try again`,
+                  ),
+                ),
+              );
+            } catch {
+              // Already gone.
+            }
+            void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
+            return;
+          }
+          stats.pendingSetups++;
+          let held = true;
+          const release = () => {
+            if (!held) return;
+            held = false;
+            stats.pendingSetups--;
+          };
+          establish(c, false, options, cfg).then(
+            (conn) => {
+              // On the TCP path nothing was registered: nothing to hold.
+              if (conn.rdma.active) conn.holdUntilAuthenticated(release, cfg.preAuthTimeoutMs);
+              else release();
+              onConn(conn);
+            },
+            // A failed setup has already been refused and closed, its device released.
+            release,
+          );
         },
         { ...l, lend: false },
       );
+      const rdmaListener: RdmaListener = {
+        get address() {
+          return listener.address;
+        },
+        close: () => listener.close(),
+        stats,
+      };
+      return rdmaListener;
     },
   };
 }
