@@ -5,15 +5,15 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DWCPError, type DWCPErrorCode, ERROR_CODES } from "../src/errors.js";
-import { controlFrame, HELLO_MAX } from "../src/session/handshake.js";
+import { CONTROL_HEADER, controlFrame, HELLO_MAX } from "../src/session/handshake.js";
 import { DWCPNode } from "../src/session/node.js";
 import type { Session } from "../src/session/session.js";
 import type { Conn, Listener, Transport } from "../src/transport/contract.js";
 import { MemoryNetwork, memory } from "../src/transport/memory/index.js";
-import { pskProof } from "../src/wire/auth.js";
+import { deriveKeys, readyProof, transcriptHash } from "../src/wire/auth.js";
 import { encodeFrame, FrameFlags, FrameType, HEADER_SIZE } from "../src/wire/frame.js";
 import { decodeGreeting, encodeGreeting, GREETING_SIZE, newNonce } from "../src/wire/greeting.js";
-import { AuthMethod } from "../src/wire/proto.js";
+import { AuthMethod, encodeControl } from "../src/wire/proto.js";
 import { PSK } from "./helpers/nodes.js";
 
 const SCALE = Number(process.env.DWCP_FUZZ_SCALE ?? 1);
@@ -65,20 +65,36 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ op: "none" as const }) },
 );
 
-function transcript(serverNonce: Uint8Array): { bytes: Uint8Array; frameStarts: number[] } {
+/**
+ * A valid client side of a handshake and one DATA frame. The Ready proof covers
+ * the server's greeting and Hello (PROTOCOL.md §6); the server's Hello does not
+ * depend on the client, so it is captured once and reused.
+ */
+function transcript(
+  serverGreeting: Uint8Array,
+  serverHello: Uint8Array,
+): { bytes: Uint8Array; frameStarts: number[] } {
   const nonce = newNonce();
   const greeting = encodeGreeting({ maxVersion: 3, flags: 1, nonce });
   const psk = new TextEncoder().encode(PSK);
-  const hello = controlFrame({
+  const helloBytes = encodeControl({
     hello: {
       nodeId: "fuzzer",
       versions: [1, 3],
       maxFrameSize: 1 << 20,
       maxMessageSize: 1 << 24,
-      auth: { method: AuthMethod.PSK_HMAC_SHA256, proof: pskProof(psk, "C", nonce, serverNonce, "fuzzer") },
+      auth: { method: AuthMethod.PSK_HMAC_SHA256 },
     },
   });
-  const ready = controlFrame({ ready: {} });
+  const hello = encodeFrame(CONTROL_HEADER, helloBytes);
+  const t = transcriptHash({
+    greetingC: greeting,
+    greetingS: serverGreeting,
+    helloC: helloBytes,
+    helloS: serverHello,
+  });
+  const keys = deriveKeys(psk, nonce, decodeGreeting(serverGreeting).nonce, t);
+  const ready = controlFrame({ ready: { proof: readyProof(keys, "C", t) } });
   const data = encodeFrame(
     { type: FrameType.DATA, flags: FrameFlags.END, streamId: 0, messageId: 1, offset: 0, codecId: 0 },
     new Uint8Array(100).fill(7),
@@ -127,10 +143,20 @@ describe("listener under random and mutated input", () => {
   let listener: Listener;
   const outcomes: Outcome[] = [];
   const sessionEnds: Promise<Error | undefined>[] = [];
+  let serverHello: Uint8Array;
 
   beforeAll(async () => {
     transport = memory({}, new MemoryNetwork());
-    server = new DWCPNode({ nodeId: "server", transport, psk: PSK, handshakeTimeoutMs: 5000 });
+    // 256 handshakes at a time from one address: above the default connection limits,
+    // which test/adversary covers; here every input must reach the handshake.
+    server = new DWCPNode({
+      nodeId: "server",
+      transport,
+      psk: PSK,
+      handshakeTimeoutMs: 5000,
+      maxPendingHandshakes: 4 * PARALLEL,
+      maxPendingPerAddress: 4 * PARALLEL,
+    });
     server.on("handshakeError", (err) => {
       expect(err).toBeInstanceOf(DWCPError);
       outcomes.push({ kind: "refused", code: err.code });
@@ -140,6 +166,19 @@ describe("listener under random and mutated input", () => {
       sessionEnds.push(session.closed);
     });
     listener = await server.listen("fuzz:0");
+    // The server's Hello, as it sends it to every client (captured once, handshake abandoned).
+    const conn = await transport.dial(listener.address);
+    conn.send(encodeGreeting({ maxVersion: 3, flags: 1, nonce: newNonce() }));
+    let got = new Uint8Array(0);
+    for await (const c of conn) {
+      got = Buffer.concat([got, c]);
+      if (got.length < GREETING_SIZE + HEADER_SIZE) continue;
+      const len = new DataView(got.buffer, got.byteOffset).getUint32(GREETING_SIZE + 4, true);
+      if (got.length < GREETING_SIZE + HEADER_SIZE + len) continue;
+      serverHello = got.slice(GREETING_SIZE + HEADER_SIZE, GREETING_SIZE + HEADER_SIZE + len);
+      break;
+    }
+    conn.abort();
   });
 
   afterAll(async () => {
@@ -164,9 +203,9 @@ describe("listener under random and mutated input", () => {
 
   async function feedMutated(m: Mutation): Promise<void> {
     const conn = await transport.dial(listener.address);
-    // The listener greets first; its nonce is needed for a valid PSK proof.
+    // The listener greets first; its greeting is part of what the PSK proof covers.
     const greeting = await readAll(conn, GREETING_SIZE);
-    const t = transcript(decodeGreeting(greeting.subarray(0, GREETING_SIZE)).nonce);
+    const t = transcript(greeting.subarray(0, GREETING_SIZE), serverHello);
     const bytes = mutate(t, m);
     if (bytes.length > 0) conn.send(bytes);
     const drained = (async () => {
@@ -252,7 +291,8 @@ describe("listener under random and mutated input", () => {
       throw e;
     });
     const m = server.metrics();
-    expect(m.handshakes.ok + m.handshakes.failed).toBe(RANDOM_INPUTS + MUTATED_INPUTS);
+    // (+1: the handshake abandoned to capture the server's Hello)
+    expect(m.handshakes.ok + m.handshakes.failed).toBe(RANDOM_INPUTS + MUTATED_INPUTS + 1);
     expect(m.maxHandshakeBufferBytes).toBeLessThanOrEqual(HELLO_MAX);
   });
 });

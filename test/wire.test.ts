@@ -1,9 +1,9 @@
 // The byte layouts of docs/PROTOCOL.md, checked field by field.
-import { createHmac } from "node:crypto";
+import { createHash, createHmac, hkdfSync } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { crc32c } from "../src/hash/index.js";
-import { pskProof, verifyPskProof } from "../src/wire/auth.js";
+import { deriveKeys, readyProof, transcriptHash, verifyReadyProof } from "../src/wire/auth.js";
 import {
   decodeHeader,
   encodeFrame,
@@ -149,17 +149,55 @@ describe("control messages (PROTOCOL §5, §8)", () => {
 });
 
 describe("PSK proof (PROTOCOL §6)", () => {
-  it("is HMAC-SHA256(psk, 'DWCP-PSK-1' ‖ role ‖ own nonce ‖ peer nonce ‖ node id)", () => {
-    const psk = new TextEncoder().encode("0123456789abcdef");
-    const own = new Uint8Array(32).fill(1);
-    const peer = new Uint8Array(32).fill(2);
-    const expected = createHmac("sha256", psk)
-      .update(Buffer.concat([Buffer.from("DWCP-PSK-1C"), own, peer, Buffer.from("nöde", "utf8")]))
+  const psk = new TextEncoder().encode("0123456789abcdef");
+  const parts = {
+    greetingC: new Uint8Array(40).fill(1),
+    greetingS: new Uint8Array(40).fill(2),
+    helloC: new Uint8Array(30).fill(3),
+    helloS: new Uint8Array(31).fill(4),
+  };
+  const nonceC = new Uint8Array(32).fill(5);
+  const nonceS = new Uint8Array(32).fill(6);
+
+  it("hashes the length-prefixed transcript and derives keys with HKDF-SHA256, as the document says", () => {
+    const lp = (b: Uint8Array) => {
+      const n = Buffer.alloc(4);
+      n.writeUInt32LE(b.length);
+      return Buffer.concat([n, b]);
+    };
+    const t = createHash("sha256")
+      .update("DWCP-PSK-2")
+      .update(Buffer.concat([parts.greetingC, parts.greetingS, parts.helloC, parts.helloS].map(lp)))
       .digest();
-    expect(Buffer.from(pskProof(psk, "C", own, peer, "nöde")).equals(expected)).toBe(true);
-    expect(verifyPskProof(psk, "C", own, peer, "nöde", expected)).toBe(true);
-    expect(verifyPskProof(psk, "S", own, peer, "nöde", expected)).toBe(false);
-    expect(verifyPskProof(psk, "C", peer, own, "nöde", expected)).toBe(false);
+    expect(Buffer.from(transcriptHash(parts)).equals(t)).toBe(true);
+    const okm = Buffer.from(
+      hkdfSync(
+        "sha256",
+        psk,
+        Buffer.concat([nonceC, nonceS]),
+        Buffer.concat([Buffer.from("DWCP-PSK-2 keys"), t]),
+        128,
+      ),
+    );
+    const keys = deriveKeys(psk, nonceC, nonceS, t);
+    expect(Buffer.from(keys.proof.C).equals(okm.subarray(0, 32))).toBe(true);
+    expect(Buffer.from(keys.mac.S).equals(okm.subarray(96, 128))).toBe(true);
+    const proof = createHmac("sha256", okm.subarray(0, 32)).update("C").update(t).digest();
+    expect(Buffer.from(readyProof(keys, "C", t)).equals(proof)).toBe(true);
+  });
+
+  it("a proof verifies only for its role, its transcript and its key", () => {
+    const t = transcriptHash(parts);
+    const keys = deriveKeys(psk, nonceC, nonceS, t);
+    const proof = readyProof(keys, "C", t);
+    expect(verifyReadyProof(keys, "C", t, proof)).toBe(true);
+    expect(verifyReadyProof(keys, "S", t, proof)).toBe(false);
+    // One byte of a Hello rewritten on the way: another transcript, other keys.
+    const altered = transcriptHash({ ...parts, helloS: Uint8Array.of(...parts.helloS.subarray(1), 9) });
+    expect(verifyReadyProof(deriveKeys(psk, nonceC, nonceS, altered), "C", altered, proof)).toBe(false);
+    const otherKey = deriveKeys(new TextEncoder().encode("another key 1234"), nonceC, nonceS, t);
+    expect(verifyReadyProof(otherKey, "C", t, proof)).toBe(false);
+    expect(verifyReadyProof(keys, "C", t, undefined)).toBe(false);
   });
 });
 

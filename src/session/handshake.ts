@@ -7,18 +7,28 @@
  * frame with its code (best effort) and closes; nothing waits longer than the
  * handshake timeout.
  */
+import { X509Certificate } from "node:crypto";
+import type { TLSSocket } from "node:tls";
 import { DWCPError, isErrorCode } from "../errors.js";
 import type { Conn } from "../transport/contract.js";
-import { pskProof, type Role, verifyPskProof } from "../wire/auth.js";
-import { encodeFrame, FrameFlags, FrameType } from "../wire/frame.js";
+import {
+  deriveKeys,
+  keyId,
+  type Role,
+  readyProof,
+  type SessionKeys,
+  transcriptHash,
+  verifyReadyProof,
+} from "../wire/auth.js";
+import { encodeFrame, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
 import {
   decodeGreeting,
   encodeGreeting,
   GREETING_SIZE,
-  type Greeting,
   GreetingFlags,
   newNonce,
 } from "../wire/greeting.js";
+import { FrameMac } from "../wire/integrity.js";
 import { type Negotiated, negotiate } from "../wire/negotiate.js";
 import {
   AuthMethod,
@@ -27,6 +37,7 @@ import {
   encodeControl,
   errorControl,
   type Hello,
+  Integrity,
 } from "../wire/proto.js";
 import { ConnReader } from "./reader.js";
 
@@ -36,11 +47,26 @@ export const HELLO_MAX = 64 * 1024;
 /** How this node authenticates peers. */
 export type AuthMode = "psk" | "tls" | "none";
 
+/**
+ * Which node ids a peer may claim. `"bound"`: only an id its credential names
+ * (TLS: a `urn:dwcp:node:<id>` URI in the certificate's subjectAltName; PSK: a
+ * keyring entry for that id, or any id with the one shared key). `"declared"`:
+ * whatever its Hello says (tests, closed networks).
+ */
+export type IdentityMode = "bound" | "declared";
+
 /** What the handshake needs to know about the local node. */
 export interface LocalHello {
-  hello: Omit<Hello, "auth">;
+  hello: Omit<Hello, "auth" | "integrity">;
   auth: AuthMode;
-  psk: Uint8Array | undefined;
+  /**
+   * The pre-shared key for a peer claiming `nodeId` (its keyring entry, else the
+   * shared key), or undefined when no key admits that id.
+   */
+  pskFor?: (nodeId: string) => Uint8Array | undefined;
+  identity: IdentityMode;
+  /** Per-frame protection this side requires after the handshake. @default "crc" */
+  integrity?: "crc" | "mac";
   timeoutMs: number;
 }
 
@@ -48,14 +74,47 @@ export interface HandshakeResult {
   reader: ConnReader;
   remote: Hello;
   negotiated: Negotiated;
+  /**
+   * What authenticated the peer: `tls:<SHA-256 fingerprint of its certificate>`,
+   * `psk:<key id>` or `none`. Two sessions with the same credential are the same
+   * principal; a different one is somebody else.
+   */
+  credential: string;
+  /** The frame MACs of both directions, when the session authenticates every frame. */
+  macs?: { send: FrameMac; receive: FrameMac };
 }
 
-/** Encodes a control message as a CONTROL frame. */
+/** The prefix of a node id in a certificate's subjectAltName URI. */
+export const NODE_URI_PREFIX = "urn:dwcp:node:";
+
+/** The node ids a certificate binds: its subjectAltName URIs of the form `urn:dwcp:node:<id>`. */
+export function certificateNodeIds(cert: X509Certificate): string[] {
+  const ids: string[] = [];
+  // Node's format: "DNS:a, URI:urn:dwcp:node:x, ..."; a comma inside a URI is escaped.
+  for (const entry of (cert.subjectAltName ?? "").split(/,\s*/)) {
+    if (!entry.startsWith(`URI:${NODE_URI_PREFIX}`)) continue;
+    try {
+      ids.push(decodeURIComponent(entry.slice(4 + NODE_URI_PREFIX.length)));
+    } catch {
+      // Not a valid percent-encoding: binds nothing.
+    }
+  }
+  return ids;
+}
+
+/** The header fields of every CONTROL frame. */
+export const CONTROL_HEADER = {
+  type: FrameType.CONTROL,
+  flags: FrameFlags.END,
+  streamId: 0,
+  messageId: 0,
+  offset: 0,
+  codecId: 0,
+} as const;
+
+/** Encodes a control message as a CONTROL frame (without a MAC: the handshake's and tests'). */
 export function controlFrame(msg: Control): Uint8Array {
-  return encodeFrame(
-    { type: FrameType.CONTROL, flags: FrameFlags.END, streamId: 0, messageId: 0, offset: 0, codecId: 0 },
-    encodeControl(msg),
-  );
+  return encodeFrame(CONTROL_HEADER, encodeControl(msg));
 }
 
 /** Turns a received Error control message into a DWCPError marked remote. */
@@ -92,7 +151,7 @@ export async function refuse(conn: Conn, reader: ConnReader, err: DWCPError, gra
 async function readControl<K extends "hello" | "ready">(
   reader: ConnReader,
   want: K,
-): Promise<Extract<Control, Record<K, unknown>>> {
+): Promise<{ msg: Extract<Control, Record<K, unknown>>; frame: Frame }> {
   const frame = await reader.nextFrame();
   if (!frame) throw new DWCPError("ERR_CLOSED", `peer closed before sending its ${want}`);
   if (frame.type !== FrameType.CONTROL)
@@ -100,18 +159,19 @@ async function readControl<K extends "hello" | "ready">(
   const msg = decodeControl(frame.payload);
   if ("error" in msg) throw remoteError(msg.error);
   if (!(want in msg)) throw new DWCPError("ERR_PROTOCOL", `expected ${want}, got ${Object.keys(msg)[0]}`);
-  return msg as Extract<Control, Record<K, unknown>>;
+  return { msg: msg as Extract<Control, Record<K, unknown>>, frame };
 }
 
-async function readHello(reader: ConnReader): Promise<Hello> {
-  const h = (await readControl(reader, "hello")).hello;
+async function readHello(reader: ConnReader): Promise<{ hello: Hello; bytes: Uint8Array }> {
+  const { msg, frame } = await readControl(reader, "hello");
+  const h = msg.hello;
   if (typeof h.nodeId !== "string" || h.nodeId.length === 0 || h.nodeId.length > 256) {
     throw new DWCPError("ERR_PROTOCOL", "Hello has no valid node id");
   }
   if (!Array.isArray(h.versions) || h.versions.length === 0) {
     throw new DWCPError("ERR_PROTOCOL", "Hello lists no protocol versions");
   }
-  return h;
+  return { hello: h, bytes: frame.payload };
 }
 
 async function readGreeting(conn: Conn, reader: ConnReader): Promise<Uint8Array> {
@@ -139,19 +199,24 @@ async function readGreeting(conn: Conn, reader: ConnReader): Promise<Uint8Array>
   }
 }
 
-function checkAuth(local: LocalHello, role: Role, own: Uint8Array, peer: Greeting, remote: Hello): void {
-  if (local.auth !== "psk") return;
-  const peerRole: Role = role === "C" ? "S" : "C";
-  const method = remote.auth?.method ?? AuthMethod.NONE;
-  if (
-    method !== AuthMethod.PSK_HMAC_SHA256 ||
-    !verifyPskProof(local.psk!, peerRole, peer.nonce, own, remote.nodeId, remote.auth?.proof)
-  ) {
+/**
+ * The credential of a TLS peer, checking that its certificate binds the node id
+ * it claims (unless ids are taken as declared).
+ */
+function tlsCredential(conn: Conn, local: LocalHello, remote: Hello): string {
+  const raw = (conn.socket as TLSSocket | undefined)?.getPeerX509Certificate?.();
+  if (!raw) {
+    if (local.identity === "declared") return "tls:unknown";
+    throw new DWCPError("ERR_AUTH_FAILED", "no peer certificate to bind the node id to");
+  }
+  const cert = raw instanceof X509Certificate ? raw : new X509Certificate(raw as never);
+  if (local.identity === "bound" && !certificateNodeIds(cert).includes(remote.nodeId)) {
     throw new DWCPError(
       "ERR_AUTH_FAILED",
-      `pre-shared-key proof from ${JSON.stringify(remote.nodeId)} is missing or wrong`,
+      `the peer's certificate does not bind node id ${JSON.stringify(remote.nodeId)} (no subjectAltName URI ${NODE_URI_PREFIX}${encodeURIComponent(remote.nodeId)})`,
     );
   }
+  return `tls:${cert.fingerprint256}`;
 }
 
 /**
@@ -184,25 +249,77 @@ export async function handshake(
   const flags =
     (local.auth === "psk" ? GreetingFlags.PSK : 0) | (local.auth === "tls" ? GreetingFlags.TLS : 0);
   try {
-    conn.send(encodeGreeting({ maxVersion: Math.max(...local.hello.versions), flags, nonce }));
-    const peer = decodeGreeting(await race(readGreeting(conn, reader)));
-    const auth =
+    const greeting = encodeGreeting({ maxVersion: Math.max(...local.hello.versions), flags, nonce });
+    conn.send(greeting);
+    const peerGreeting = await race(readGreeting(conn, reader));
+    const peer = decodeGreeting(peerGreeting);
+    const method =
       local.auth === "psk"
-        ? {
-            method: AuthMethod.PSK_HMAC_SHA256,
-            proof: pskProof(local.psk!, role, nonce, peer.nonce, local.hello.nodeId),
-          }
-        : { method: local.auth === "tls" ? AuthMethod.TLS : AuthMethod.NONE };
-    const hello: Hello = { ...local.hello, auth };
-    conn.send(controlFrame({ hello }));
-    const remote = await race(readHello(reader));
-    checkAuth(local, role, nonce, peer, remote);
+        ? AuthMethod.PSK_HMAC_SHA256
+        : local.auth === "tls"
+          ? AuthMethod.TLS
+          : AuthMethod.NONE;
+    const hello: Hello = {
+      ...local.hello,
+      auth: { method },
+      integrity: local.integrity === "mac" ? Integrity.MAC : Integrity.CRC,
+    };
+    const helloBytes = encodeControl({ hello });
+    conn.send(encodeFrame(CONTROL_HEADER, helloBytes));
+    const { hello: remote, bytes: remoteHelloBytes } = await race(readHello(reader));
+    // Which key (or certificate) this peer must prove, before anything it offered is used.
+    let credential = "none";
+    let keys: SessionKeys | undefined;
+    let transcript: Uint8Array | undefined;
+    if (local.auth === "psk") {
+      const psk = local.pskFor?.(remote.nodeId);
+      if ((remote.auth?.method ?? AuthMethod.NONE) !== AuthMethod.PSK_HMAC_SHA256 || !psk) {
+        throw new DWCPError(
+          "ERR_AUTH_FAILED",
+          psk
+            ? `${JSON.stringify(remote.nodeId)} does not authenticate with a pre-shared key`
+            : `no pre-shared key admits node id ${JSON.stringify(remote.nodeId)}`,
+        );
+      }
+      const mine = { greeting, hello: helloBytes };
+      const theirs = { greeting: peerGreeting, hello: remoteHelloBytes };
+      const [c, s] = role === "C" ? [mine, theirs] : [theirs, mine];
+      transcript = transcriptHash({
+        greetingC: c.greeting,
+        greetingS: s.greeting,
+        helloC: c.hello,
+        helloS: s.hello,
+      });
+      const [nonceC, nonceS] = role === "C" ? [nonce, peer.nonce] : [peer.nonce, nonce];
+      keys = deriveKeys(psk, nonceC, nonceS, transcript);
+      credential = `psk:${keyId(psk)}`;
+    } else if (local.auth === "tls") {
+      credential = tlsCredential(conn, local, remote);
+    }
     const negotiated = negotiate(hello, remote);
-    conn.send(controlFrame({ ready: {} }));
-    await race(readControl(reader, "ready"));
+    if (negotiated.integrity === "mac" && !keys) {
+      throw new DWCPError("ERR_AUTH_FAILED", "the peer requires frame MACs, which need a pre-shared key");
+    }
+    conn.send(controlFrame({ ready: keys ? { proof: readyProof(keys, role, transcript!) } : {} }));
+    const { msg: ready } = await race(readControl(reader, "ready"));
+    if (keys && !verifyReadyProof(keys, role === "C" ? "S" : "C", transcript!, ready.ready.proof)) {
+      throw new DWCPError(
+        "ERR_AUTH_FAILED",
+        `pre-shared-key proof from ${JSON.stringify(remote.nodeId)} is missing or wrong (wrong key, or the handshake was altered on the way)`,
+      );
+    }
     observe?.(reader.decoder.stats.largestAllocation);
     reader.decoder.maxLength = negotiated.maxFrameSize;
-    return { reader, remote, negotiated };
+    let macs: HandshakeResult["macs"];
+    if (negotiated.integrity === "mac") {
+      macs = {
+        send: new FrameMac(keys!.mac[role]),
+        receive: new FrameMac(keys!.mac[role === "C" ? "S" : "C"]),
+      };
+      // Frames after the peer's Ready are the session's: every one carries a tag.
+      reader.decoder.mac = macs.receive;
+    }
+    return { reader, remote, negotiated, credential, ...(macs ? { macs } : {}) };
   } catch (err) {
     const e =
       err instanceof DWCPError

@@ -15,11 +15,19 @@ import type { EventLoopUtilization } from "node:perf_hooks";
 import { DWCPError } from "../errors.js";
 import { type Conn, throwIfAborted } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
-import { type DecoderStats, encodeHeader, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
+import {
+  type DecoderStats,
+  encodeHeader,
+  encodeSealed,
+  type Frame,
+  FrameFlags,
+  FrameType,
+} from "../wire/frame.js";
+import { type FrameMac, TAG_SIZE } from "../wire/integrity.js";
 import type { Negotiated } from "../wire/negotiate.js";
 import { PartsCursor } from "../wire/parts.js";
-import { type Control, decodeControl, errorControl, type Hello } from "../wire/proto.js";
-import { controlFrame, remoteError } from "./handshake.js";
+import { type Control, decodeControl, encodeControl, errorControl, type Hello } from "../wire/proto.js";
+import { CONTROL_HEADER, controlFrame, remoteError } from "./handshake.js";
 import type { ConnReader } from "./reader.js";
 
 type ProbeAckBody = Extract<Control, { probeAck: unknown }>["probeAck"];
@@ -32,6 +40,11 @@ const BATCH_MESSAGE_MAX = 16 * 1024;
  * (three A/B pairs), one header, checksum and write per 64 messages instead of 16.
  */
 const BATCH_BYTES_MAX = 256 * 1024;
+/**
+ * What a queued inbound message costs beyond its bytes (its record, its views),
+ * charged against `receiveQueueBytes` so that empty messages are not free.
+ */
+export const MESSAGE_OVERHEAD = 64;
 /** Acks while data keeps arriving: at most one per this many ms… */
 const ACK_DELAY_MS = 1;
 /** …unless this many bytes arrived since the last one. */
@@ -100,8 +113,13 @@ export interface SendOptions {
 export interface SessionLimits {
   /** Unacknowledged bytes a sender may have in flight. @default 32 MiB */
   sendWindowBytes?: number;
-  /** Delivered-but-unread bytes queued before the connection stops being read. @default 16 MiB */
+  /**
+   * Delivered-but-unread bytes queued before the connection stops being read,
+   * each message charged {@link MESSAGE_OVERHEAD} bytes on top of its length. @default 16 MiB
+   */
   receiveQueueBytes?: number;
+  /** Delivered-but-unread messages queued before the connection stops being read. @default 16384 */
+  receiveQueueMessages?: number;
   /**
    * Lend messages to `message` listeners instead of giving them away: a message's
    * `chunks` and `data` are valid only while the listener runs (copy what you
@@ -111,6 +129,14 @@ export interface SessionLimits {
    * always copies the reader owns. @default false
    */
   lendMessages?: boolean;
+}
+
+/** @internal What the handshake hands a session besides its limits. */
+export interface SessionSetup extends SessionLimits {
+  /** What authenticated the peer (see {@link Session.peerCredential}). */
+  credential?: string;
+  /** Frame MACs of both directions, when every frame is authenticated. */
+  macs?: { send: FrameMac; receive: FrameMac };
 }
 
 /** Counters of one session. */
@@ -152,6 +178,12 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   /** "C" when this side dialled, "S" when it accepted. */
   readonly role: Role;
   readonly conn: Conn;
+  /**
+   * What authenticated the peer: `tls:<SHA-256 fingerprint of its certificate>`,
+   * `psk:<key id>` (a public digest of the key) or `none`. Sessions with the same
+   * credential come from the same principal.
+   */
+  readonly peerCredential: string;
   readonly stats: SessionStats = { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 };
 
   #state: SessionState = "open";
@@ -159,6 +191,13 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   readonly #reader: ConnReader;
   readonly #sendWindow: number;
   readonly #receiveQueueMax: number;
+  readonly #receiveQueueMessages: number;
+  /** Charged bytes of the queue: lengths plus MESSAGE_OVERHEAD each. */
+  #queuedCost = 0;
+  /** The MAC of outbound frames, when the session authenticates every frame. */
+  readonly #mac: FrameMac | undefined;
+  /** Largest DATA payload per frame: the negotiated frame size less the MAC tag. */
+  readonly #frameMax: number;
 
   // --- send side ---
   #nextSendId = 1;
@@ -201,7 +240,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     localNodeId: string,
     remote: Hello,
     negotiated: Negotiated,
-    limits: SessionLimits = {},
+    limits: SessionSetup = {},
   ) {
     super();
     this.conn = conn;
@@ -214,8 +253,12 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.version = negotiated.version;
     this.#sendWindow = limits.sendWindowBytes ?? 32 * 1024 * 1024;
     this.#receiveQueueMax = limits.receiveQueueBytes ?? 16 * 1024 * 1024;
+    this.#receiveQueueMessages = limits.receiveQueueMessages ?? 16384;
     this.#lendMessages = limits.lendMessages === true;
-    this.#batchMax = Math.min(BATCH_BYTES_MAX, negotiated.maxFrameSize);
+    this.peerCredential = limits.credential ?? "none";
+    this.#mac = limits.macs?.send;
+    this.#frameMax = negotiated.maxFrameSize - (this.#mac ? TAG_SIZE : 0);
+    this.#batchMax = Math.min(BATCH_BYTES_MAX, this.#frameMax);
     this.#closedPromise = new Promise((r) => {
       this.#resolveClosed = r;
     });
@@ -245,6 +288,11 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   /** Inbound bytes delivered but not yet read through iteration. */
   get queuedBytes(): number {
     return this.#queuedBytes;
+  }
+
+  /** Inbound messages delivered but not yet read through iteration. */
+  get queuedMessages(): number {
+    return this.#queue.length;
   }
 
   /**
@@ -350,7 +398,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   /** Writes a whole message synchronously (the window has room for all of it). */
   #writeWhole(p: PendingSend, data: Uint8Array): void {
-    const max = this.negotiated.maxFrameSize;
+    const max = this.#frameMax;
     let offset = 0;
     do {
       const piece = data.subarray(offset, offset + max);
@@ -428,7 +476,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.#countSent(data.length);
       return;
     }
-    const max = this.negotiated.maxFrameSize;
+    const max = this.#frameMax;
     let offset = 0;
     this.#flushBatch();
     if (!this.#writable) await this.#drained(o.signal);
@@ -479,20 +527,39 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   #writeFrame(id: number, offset: number, payload: Uint8Array, end: boolean, extraFlags = 0): void {
-    const header = encodeHeader(
-      {
-        type: FrameType.DATA,
-        flags: (end ? FrameFlags.END : 0) | extraFlags,
-        streamId: 0,
-        messageId: id,
-        offset,
-        codecId: 0,
-      },
-      payload,
-    );
-    this.conn.send(header);
-    this.#writable = this.conn.send(payload);
+    const h = {
+      type: FrameType.DATA,
+      flags: (end ? FrameFlags.END : 0) | extraFlags,
+      streamId: 0,
+      messageId: id,
+      offset,
+      codecId: 0,
+    } as const;
+    if (this.#mac) {
+      const { header, tag } = encodeSealed(h, [payload], payload.length, this.#mac);
+      this.conn.send(header);
+      this.conn.send(payload);
+      this.#writable = this.conn.send(tag);
+    } else {
+      this.conn.send(encodeHeader(h, payload));
+      this.#writable = this.conn.send(payload);
+    }
     this.#lastDataWriteAt = performance.now();
+  }
+
+  /** A control message as the chunks of one frame (sealed when frames carry a MAC). */
+  #controlChunks(msg: Control): Uint8Array[] {
+    if (!this.#mac) return [controlFrame(msg)];
+    const payload = encodeControl(msg);
+    const { header, tag } = encodeSealed(CONTROL_HEADER, [payload], payload.length, this.#mac);
+    return [header, payload, tag];
+  }
+
+  /** Writes chunks of frames; a full transport (send() false) marks the session unwritable until drain. */
+  #sendChunks(chunks: readonly Uint8Array[]): void {
+    let ok = true;
+    for (const c of chunks) ok = this.conn.send(c);
+    if (!ok) this.#writable = false;
   }
 
   async #waitWindow(bytes: number, signal: AbortSignal | undefined): Promise<void> {
@@ -513,7 +580,35 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   #sendControl(msg: Control): void {
-    if (this.conn.status === "open") this.conn.send(controlFrame(msg));
+    if (this.conn.status === "open") this.#sendChunks(this.#controlChunks(msg));
+  }
+
+  /**
+   * Answers the peer owes us nothing for (Pong, ProbeAck) while our transport is
+   * full: a peer that sends Pings and never reads would otherwise grow our
+   * outbound buffer without bound. While unwritable, only the latest answer of
+   * each kind is kept, and it goes out on drain; reading goes on, so two peers
+   * sending bulk data to each other cannot deadlock.
+   */
+  readonly #owed = new Map<"pong" | "probeAck", Control>();
+
+  #answer(kind: "pong" | "probeAck", msg: Control): void {
+    if (this.#writable) {
+      this.#sendControl(msg);
+      return;
+    }
+    const first = this.#owed.size === 0;
+    this.#owed.set(kind, msg);
+    if (!first) return;
+    this.conn.onDrain().then(
+      () => {
+        this.#writable = true;
+        const owed = [...this.#owed.values()];
+        this.#owed.clear();
+        if (this.#state !== "closed") for (const m of owed) this.#sendControl(m);
+      },
+      () => this.#owed.clear(),
+    );
   }
 
   /**
@@ -531,11 +626,17 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const decoder = this.#reader.decoder;
     try {
       for (;;) {
-        for (let f = decoder.next(); f; f = decoder.next()) {
-          if (f.type === FrameType.CONTROL) this.#onControl(decodeControl(f.payload));
-          else this.#onData(f);
+        for (;;) {
+          // A batch frame cut short by a full queue goes on before any later frame.
+          if (this.#batchRest) this.#deliverBatch(this.#batchRest);
+          else {
+            const f = decoder.next();
+            if (!f) break;
+            if (f.type === FrameType.CONTROL) this.#onControl(decodeControl(f.payload));
+            else this.#onData(f);
+          }
           if (this.#state === "closed") return;
-          while (this.#queuedBytes >= this.#receiveQueueMax && (this.#state as SessionState) !== "closed") {
+          while (this.#queueFull() && (this.#state as SessionState) !== "closed") {
             this.#heldSincePong = true;
             await new Promise<void>((r) => {
               this.#spaceWaiter = r;
@@ -557,7 +658,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
           : new DWCPError("ERR_PROTOCOL", (err as Error).message, { cause: err });
       if (!e.remote && this.conn.status === "open") {
         try {
-          this.conn.send(controlFrame(errorControl(e.code, e.message)));
+          this.#sendChunks(this.#controlChunks(errorControl(e.code, e.message)));
         } catch {
           // Connection already gone.
         }
@@ -612,8 +713,24 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       );
     }
     // Entries are delivered as views into the frame's parts, never joined.
-    const cur = new PartsCursor(f.parts ?? [f.payload]);
+    this.#deliverBatch(new PartsCursor(f.parts ?? [f.payload]));
+  }
+
+  /** The rest of a batch frame whose entries did not fit the receive queue. */
+  #batchRest: PartsCursor | undefined;
+
+  /**
+   * Delivers a batch's entries until the frame ends or the queue is full: a frame
+   * of thousands of empty entries must not become thousands of queued records at
+   * once. What is left waits in `#batchRest` until the application reads.
+   */
+  #deliverBatch(cur: PartsCursor): void {
+    this.#batchRest = undefined;
     while (cur.remaining > 0) {
+      if (this.#queueFull()) {
+        this.#batchRest = cur;
+        return;
+      }
       if (cur.remaining < 4) throw new DWCPError("ERR_BAD_FRAME", "truncated length in a batch frame");
       const n = cur.u32();
       if (n > cur.remaining)
@@ -623,6 +740,11 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.stats.bytesReceived += n;
       this.#deliver(msg);
     }
+  }
+
+  /** The receive queue holds as much as it may: stop reading until the application takes some. */
+  #queueFull(): boolean {
+    return this.#queuedCost >= this.#receiveQueueMax || this.#queue.length >= this.#receiveQueueMessages;
   }
 
   #deliver(msg: Message): void {
@@ -635,6 +757,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       if (lent) msg = ownCopy(msg);
       this.#queue.push(msg);
       this.#queuedBytes += msg.length;
+      this.#queuedCost += msg.length + MESSAGE_OVERHEAD;
       const w = this.#queueWaiter;
       this.#queueWaiter = undefined;
       w?.();
@@ -677,6 +800,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     while (this.#queue.length > 0 && this.listenerCount("message") > 0) {
       const msg = this.#queue.shift()!;
       this.#queuedBytes -= msg.length;
+      this.#queuedCost -= msg.length + MESSAGE_OVERHEAD;
       this.emit("message", msg);
     }
     const s = this.#spaceWaiter;
@@ -687,7 +811,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #onControl(msg: Control): void {
     if ("ack" in msg) this.#onAck(msg.ack.upTo);
     else if ("ping" in msg) {
-      this.#sendControl({ pong: { ...msg.ping, held: this.#heldSincePong } });
+      this.#answer("pong", { pong: { ...msg.ping, held: this.#heldSincePong } });
       this.#heldSincePong = false;
     } else if ("pong" in msg) this.#onPong(msg.pong);
     else if ("probe" in msg) this.#onProbe(msg.probe);
@@ -784,7 +908,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (p.last) {
       const r = this.#probeIn;
       this.#probeIn = undefined;
-      this.#sendControl({
+      this.#answer("probeAck", {
         probeAck: {
           round: r.round,
           bytes: r.bytes,
@@ -821,7 +945,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    */
   async probe(bytes: number, options: { frameBytes?: number; timeoutMs?: number; sendMs?: number } = {}) {
     this.#throwIfClosed();
-    const frame = Math.min(options.frameBytes ?? 256 * 1024, this.negotiated.maxFrameSize - 64);
+    const frame = Math.min(options.frameBytes ?? 256 * 1024, this.#frameMax - 64);
     const round = this.#nextProbeRound++;
     const padding = new Uint8Array(frame);
     let timer: NodeJS.Timeout | undefined;
@@ -844,7 +968,9 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const until = performance.now() + (options.sendMs ?? Number.POSITIVE_INFINITY);
     // Every full frame but the last is the same bytes: encode it once, so the probe
     // measures the path rather than this host's encoder and allocator.
-    const full = bytes > frame ? controlFrame({ probe: { round, last: false, padding } }) : undefined;
+    // (With frame MACs every frame has its own tag, so nothing is reused.)
+    const full =
+      bytes > frame && !this.#mac ? controlFrame({ probe: { round, last: false, padding } }) : undefined;
     try {
       for (let sent = 0; sent < bytes; ) {
         const n = Math.min(frame, bytes - sent);
@@ -853,10 +979,12 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         const last = sent >= bytes || performance.now() >= until;
         const wire =
           full && !last && n === frame
-            ? full
-            : controlFrame({ probe: { round, last, padding: padding.subarray(0, n) } });
+            ? [full]
+            : this.#controlChunks({ probe: { round, last, padding: padding.subarray(0, n) } });
         if (last) this.#probeWaiters.get(round)?.arm?.();
-        if (!this.conn.send(wire)) await this.conn.onDrain();
+        let ok = true;
+        for (const c of wire) ok = this.conn.send(c);
+        if (!ok) await this.conn.onDrain();
         if (last) break;
       }
     } catch (err) {
@@ -947,7 +1075,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const e = err ?? new DWCPError("ERR_ABORTED", "session destroyed");
     if (e instanceof DWCPError && !e.remote && this.conn.status === "open") {
       try {
-        this.conn.send(controlFrame(errorControl(e.code, e.message)));
+        this.#sendChunks(this.#controlChunks(errorControl(e.code, e.message)));
       } catch {
         // Already gone.
       }
@@ -998,7 +1126,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       const msg = this.#queue.shift();
       if (msg) {
         this.#queuedBytes -= msg.length;
-        if (this.#queuedBytes < this.#receiveQueueMax) {
+        this.#queuedCost -= msg.length + MESSAGE_OVERHEAD;
+        if (!this.#queueFull()) {
           const s = this.#spaceWaiter;
           this.#spaceWaiter = undefined;
           s?.();

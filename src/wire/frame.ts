@@ -14,8 +14,10 @@
  * 28  u32  CRC-32C     over header bytes 0..27, continued over the payload
  * ```
  */
+import { timingSafeEqual } from "node:crypto";
 import { DWCPError } from "../errors.js";
 import { crc32c } from "../hash/index.js";
+import { type FrameMac, TAG_SIZE } from "./integrity.js";
 
 export const HEADER_SIZE = 32;
 
@@ -119,6 +121,34 @@ export function encodeHeaderParts(
   return out;
 }
 
+/**
+ * Header and tag of a frame whose payload ends in a MAC tag (`integrity: "mac"`):
+ * the header's length counts the tag, the tag covers header bytes 0–27 and the
+ * payload, and the CRC covers the payload and the tag. Sent as header, the
+ * payload parts, then the tag.
+ */
+export function encodeSealed(
+  h: Omit<FrameHeader, "length">,
+  parts: readonly Uint8Array[],
+  length: number,
+  mac: FrameMac,
+): { header: Uint8Array; tag: Uint8Array } {
+  const header = new Uint8Array(HEADER_SIZE);
+  const v = new DataView(header.buffer);
+  v.setUint8(0, h.type);
+  v.setUint8(1, h.flags);
+  v.setUint16(2, h.streamId, true);
+  v.setUint32(4, length + TAG_SIZE, true);
+  setU64(v, 8, h.messageId);
+  setU64(v, 16, h.offset);
+  v.setUint8(24, h.codecId);
+  const tag = mac.tag(header.subarray(0, 28), parts);
+  let crc = crc32c(header.subarray(0, 28));
+  for (const p of parts) crc = crc32c(p, crc);
+  v.setUint32(28, crc32c(tag, crc), true);
+  return { header, tag };
+}
+
 /** Header and payload in one buffer (tests, fuzzing, small control frames). */
 export function encodeFrame(h: Omit<FrameHeader, "length">, payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(HEADER_SIZE + payload.length);
@@ -187,6 +217,11 @@ export class FrameDecoder {
   private chunk: Uint8Array = new Uint8Array(0);
   private pos = 0;
   private failed: DWCPError | null = null;
+  /**
+   * Set once a session with `integrity: "mac"` is established: every later frame
+   * must end in a valid tag (checked after its CRC), which is stripped.
+   */
+  mac: FrameMac | undefined;
 
   /**
    * @param types frame types this layer accepts (a session's by default); any
@@ -317,7 +352,41 @@ export class FrameDecoder {
     }
     this.stats.frames++;
     this.stats.bytes += HEADER_SIZE + h.length;
+    if (this.mac) return this.open(h, payload, parts);
     return parts ? { ...h, payload, parts } : { ...h, payload };
+  }
+
+  /** Checks and strips the tag that ends an authenticated frame. */
+  private open(h: FrameHeader, payload: Uint8Array, parts: Uint8Array[] | undefined): Frame {
+    if (h.length < TAG_SIZE) throw new DWCPError("ERR_AUTH_FAILED", "frame too short for its MAC tag");
+    const length = h.length - TAG_SIZE;
+    let body: Uint8Array[];
+    let tag: Uint8Array;
+    if (!parts) {
+      tag = payload.subarray(length);
+      payload = payload.subarray(0, length);
+      body = [payload];
+    } else {
+      // The tag may straddle the last chunks: keep the parts before it, copy it out.
+      body = [];
+      tag = new Uint8Array(TAG_SIZE);
+      let at = 0;
+      for (const p of parts) {
+        const keep = Math.max(0, Math.min(p.length, length - at));
+        if (keep > 0) body.push(keep === p.length ? p : p.subarray(0, keep));
+        if (keep < p.length) tag.set(p.subarray(keep), at + keep - length);
+        at += p.length;
+      }
+      parts = body;
+    }
+    const expected = this.mac!.tag(this.headerBuf.subarray(0, 28), body);
+    if (tag.length !== TAG_SIZE || !timingSafeEqual(tag, expected)) {
+      throw new DWCPError(
+        "ERR_AUTH_FAILED",
+        `frame authentication failed (message ${h.messageId}, offset ${h.offset})`,
+      );
+    }
+    return parts ? { ...h, length, payload, parts } : { ...h, length, payload };
   }
 }
 

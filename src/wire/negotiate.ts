@@ -3,7 +3,7 @@
  * both ends reach the same result without another round trip.
  */
 import { DWCPError } from "../errors.js";
-import type { CodecInfo, Hello } from "./proto.js";
+import { type CodecInfo, type Hello, Integrity } from "./proto.js";
 
 /** Protocol generations this implementation speaks. */
 export const PROTOCOL_VERSIONS = [1, 3] as const;
@@ -17,6 +17,11 @@ export interface Negotiated {
   /** Largest frame payload either side may send: the smaller of the two offers. */
   maxFrameSize: number;
   maxMessageSize: number;
+  /**
+   * Per-frame protection after the handshake: `"mac"` when either side requires
+   * it (every frame then ends in a 16-byte tag counted in its length), else `"crc"`.
+   */
+  integrity: "crc" | "mac";
 }
 
 /** Smallest frame size a peer may offer; keeps control messages (Hello) expressible. */
@@ -61,5 +66,6 @@ export function negotiate(local: Hello, remote: Hello): Negotiated {
     codecs,
     maxFrameSize: Math.min(local.maxFrameSize, remote.maxFrameSize),
     maxMessageSize: Math.min(local.maxMessageSize, remote.maxMessageSize),
+    integrity: local.integrity === Integrity.MAC || remote.integrity === Integrity.MAC ? "mac" : "crc",
   };
 }

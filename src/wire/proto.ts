@@ -16,6 +16,9 @@ const ControlType = root.lookupType("dwcp.Control");
 /** `Auth.Method` values. */
 export const AuthMethod = { NONE: 0, PSK_HMAC_SHA256: 1, TLS: 2 } as const;
 
+/** `Integrity` values: per-frame protection after the handshake. */
+export const Integrity = { CRC: 0, MAC: 1 } as const;
+
 export interface CodecInfo {
   id: number;
   name: string;
@@ -43,7 +46,9 @@ export interface Hello {
   maxMessageSize: number;
   rdma?: RdmaInfo;
   rollout?: { v3Eligible?: boolean; percentage?: number; flagEpoch?: number };
-  auth?: { method?: number; proof?: Uint8Array };
+  auth?: { method?: number };
+  /** The per-frame protection the sender requires ({@link Integrity}). */
+  integrity?: number;
 }
 
 /** One control message; exactly one field is set. */
@@ -56,7 +61,7 @@ export type Control =
   | { flagEpoch: { epoch: number; flagsJson: string } }
   | { ack: { upTo: number } }
   | { close: { reason: string } }
-  | { ready: Record<string, never> }
+  | { ready: { proof?: Uint8Array } }
   | { probe: { round: number; last: boolean; padding: Uint8Array } }
   | { probeAck: { round: number; bytes: number; durationUs: number; busyUs: number } }
   | { rdma: RdmaInfo }

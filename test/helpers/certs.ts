@@ -1,5 +1,6 @@
 // Test PKI made with the openssl CLI: one CA, a server certificate for 127.0.0.1,
 // a client certificate, and a second CA whose client certificate must be refused.
+// Each leaf binds the node ids its side uses in the tests (subjectAltName URIs).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -54,14 +55,27 @@ function makeLeaf(dir: string, ca: string, name: string, ext: string): void {
   ]);
 }
 
+/** subjectAltName URIs binding the node ids the tests give each side (PROTOCOL.md §6). */
+const uris = (...ids: string[]) => ids.map((id) => `URI:urn:dwcp:node:${id}`).join(",");
+
 export function testPki(): Pki {
   if (cached) return cached;
   const dir = mkdtempSync(join(tmpdir(), "dwcp-pki-"));
   makeCa(dir, "ca");
   makeCa(dir, "other-ca");
-  makeLeaf(dir, "ca", "server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-  makeLeaf(dir, "ca", "client", "extendedKeyUsage=clientAuth\n");
-  makeLeaf(dir, "other-ca", "stranger", "extendedKeyUsage=clientAuth\n");
+  makeLeaf(
+    dir,
+    "ca",
+    "server",
+    `subjectAltName=IP:127.0.0.1,DNS:localhost,${uris("server", "s", "parent", "node-b", "agent-b")}\nextendedKeyUsage=serverAuth\n`,
+  );
+  makeLeaf(
+    dir,
+    "ca",
+    "client",
+    `subjectAltName=${uris("client", "c", "child", "node-a", "agent-a")}\nextendedKeyUsage=clientAuth\n`,
+  );
+  makeLeaf(dir, "other-ca", "stranger", `subjectAltName=${uris("c")}\nextendedKeyUsage=clientAuth\n`);
   const r = (f: string) => readFileSync(join(dir, f), "utf8");
   cached = {
     ca: r("ca.crt"),

@@ -2,7 +2,6 @@
 // choosing and reports what the listener answered, byte-accurately per PROTOCOL.md.
 import { connect } from "node:net";
 import { controlFrame } from "../../src/session/handshake.js";
-import { pskProof } from "../../src/wire/auth.js";
 import { FrameDecoder } from "../../src/wire/frame.js";
 import { decodeGreeting, encodeGreeting, GREETING_SIZE, newNonce } from "../../src/wire/greeting.js";
 import { AuthMethod, type Control, decodeControl, type Hello } from "../../src/wire/proto.js";
@@ -44,7 +43,7 @@ export function rawHandshake(address: string, o: RawOptions = {}, timeoutMs = 20
         buf = Buffer.concat([buf, chunk]);
         if (buf.length < GREETING_SIZE) return;
         greeted = true;
-        const peer = decodeGreeting(buf.subarray(0, GREETING_SIZE));
+        decodeGreeting(buf.subarray(0, GREETING_SIZE));
         chunk = buf.subarray(GREETING_SIZE);
         const nodeId = o.nodeId ?? "raw";
         const hello: Hello = {
@@ -52,12 +51,9 @@ export function rawHandshake(address: string, o: RawOptions = {}, timeoutMs = 20
           versions: o.versions ?? [3],
           maxFrameSize: 1 << 20,
           maxMessageSize: 1 << 26,
-          auth: o.psk
-            ? {
-                method: AuthMethod.PSK_HMAC_SHA256,
-                proof: pskProof(new TextEncoder().encode(o.psk), "C", nonce, peer.nonce, nodeId),
-              }
-            : { method: AuthMethod.NONE },
+          // The proof itself comes in Ready, over the transcript (PROTOCOL.md §6);
+          // this peer never gets that far.
+          auth: { method: o.psk ? AuthMethod.PSK_HMAC_SHA256 : AuthMethod.NONE },
         };
         sock.write(o.rawAfterGreeting ?? controlFrame({ hello }));
       }

@@ -2,6 +2,7 @@
  * TLS transport: TLS 1.3 only, mutual certificate authentication (both sides
  * present a certificate signed by a CA the other trusts).
  */
+import type { Socket } from "node:net";
 import {
   type Server,
   type TLSSocket,
@@ -24,21 +25,80 @@ export interface TlsOptions extends TcpOptions {
   ca: string | Buffer | (string | Buffer)[];
   /** Name expected in the server certificate when dialling. @default the host of the address */
   servername?: string;
+  /**
+   * Time an accepted connection has to complete its TLS handshake, in ms (Node's
+   * own default is 120 s, long enough to hold a socket per idle stranger). @default 5000
+   */
+  handshakeTimeoutMs?: number;
+  /** Accepted connections still in their TLS handshake; more are closed at once. @default 64 */
+  maxPendingHandshakes?: number;
+  /** Of those, from one remote address. @default 8 */
+  maxPendingPerAddress?: number;
 }
 
 /** Counters of a TLS listener, for tests and metrics. */
 export interface TlsListener extends Listener {
-  /** Handshakes refused (bad or missing client certificate, wrong protocol version, ...). */
+  /** Handshakes refused (bad or missing client certificate, wrong protocol version, timed out, ...). */
   readonly rejectedHandshakes: number;
+  /** Connections closed before their handshake because a pending-handshake limit was reached. */
+  readonly refusedConnections: number;
+  /** Connections in their TLS handshake now. */
+  readonly pendingHandshakes: number;
 }
 
 class Tls13Listener extends ServerListener implements TlsListener {
   rejectedHandshakes = 0;
-  constructor(server: Server, address: string) {
+  refusedConnections = 0;
+  readonly #pending = new Map<string, number>();
+  #pendingTotal = 0;
+
+  constructor(server: Server, address: string, limits: { total: number; perAddress: number }) {
     super(server, address);
     server.on("tlsClientError", () => {
       this.rejectedHandshakes++;
     });
+    // Raw TCP connections arrive here before their handshake starts: count them
+    // until they are secure or gone, and close what exceeds the limits.
+    server.on("connection", (socket: Socket) => {
+      const host = socket.remoteAddress ?? "?";
+      const n = this.#pending.get(host) ?? 0;
+      if (this.#pendingTotal >= limits.total || n >= limits.perAddress) {
+        this.refusedConnections++;
+        socket.destroy();
+        return;
+      }
+      this.#pending.set(host, n + 1);
+      this.#pendingTotal++;
+      let counted = true;
+      const done = () => {
+        if (!counted) return;
+        counted = false;
+        this.#pendingTotal--;
+        const left = (this.#pending.get(host) ?? 1) - 1;
+        if (left > 0) this.#pending.set(host, left);
+        else this.#pending.delete(host);
+      };
+      const key = `${socket.remoteAddress}|${socket.remotePort}`;
+      this.#inHandshake.set(key, done);
+      socket.once("close", () => {
+        done();
+        this.#inHandshake.delete(key);
+      });
+    });
+  }
+
+  /** Raw connections in their handshake by remote address and port, to count them out once secure. */
+  readonly #inHandshake = new Map<string, () => void>();
+
+  /** The connection from `socket`'s address and port finished its handshake. */
+  secured(socket: Socket): void {
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    this.#inHandshake.get(key)?.();
+    this.#inHandshake.delete(key);
+  }
+
+  get pendingHandshakes(): number {
+    return this.#pendingTotal;
   }
 }
 
@@ -65,14 +125,31 @@ export function tls(
       return new SocketConn("tls", socket, { ...options, ...dialOptions.limits });
     },
     async listen(address: string, onConn: (conn: Conn) => void, listenOptions: ListenOptions = {}) {
+      let listener: Tls13Listener | undefined;
       const server = tlsCreateServer(
-        { ...common, requestCert: true, rejectUnauthorized: true },
+        {
+          ...common,
+          requestCert: true,
+          rejectUnauthorized: true,
+          handshakeTimeout: options.handshakeTimeoutMs ?? 5000,
+        },
         (socket: TLSSocket) => {
+          listener?.secured(socket);
           tuneSocket(socket, options);
           onConn(new SocketConn("tls", socket, { ...options, ...listenOptions.limits }));
         },
       );
-      return new Tls13Listener(server, await bindServer(server, address, "tls", listenOptions.signal));
+      const limits = {
+        total: options.maxPendingHandshakes ?? 64,
+        perAddress: options.maxPendingPerAddress ?? 8,
+      };
+      // Constructed once bound, before any connection event can run.
+      listener = new Tls13Listener(
+        server,
+        await bindServer(server, address, "tls", listenOptions.signal),
+        limits,
+      );
+      return listener;
     },
   };
 }
