@@ -237,7 +237,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
         throw err;
       }
       // The peer is who it claims: transports may now grant it what they held back.
-      (conn as Conn & { authenticated?(): void }).authenticated?.();
+      conn.authenticated?.();
       this.#metrics.handshakes.ok++;
       const session = new Session(conn, reader, role, this.nodeId, remote, negotiated, {
         ...this.#opts,
