@@ -27,6 +27,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { EventLoopUtilization } from "node:perf_hooks";
+import { DWCPError } from "../errors.js";
 import type { Session } from "../session/session.js";
 import { type TcpInfo, tcpInfo } from "../transport/tcp/tcpinfo.js";
 import { type Mode, type ModeDecision, type ModeThresholds, ModeTracker } from "./classifier.js";
@@ -144,8 +145,44 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     return { rtt: [...this.#sources.rtt], bandwidth: [...this.#sources.bandwidth] };
   }
 
-  /** Measures until the first decision, then keeps sampling. Resolves with the first decision. */
-  async start(): Promise<ModeEvent> {
+  /**
+   * Measures until the first decision, then keeps sampling. Resolves with the first decision.
+   *
+   * `signal` bounds the wait: when it fires, the detector stops and the promise
+   * rejects with `ERR_ABORTED` (a peer that stops reading must not hold a caller
+   * forever; a probe round may wait for the connection to drain).
+   */
+  start(options: { signal?: AbortSignal } = {}): Promise<ModeEvent> {
+    const { signal } = options;
+    if (!signal) return this.#start();
+    return new Promise<ModeEvent>((resolve, reject) => {
+      const onAbort = () => {
+        this.stop();
+        reject(new DWCPError("ERR_ABORTED", "mode detection aborted", { cause: signal.reason }));
+      };
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#start().then(
+        (e) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(e);
+        },
+        (err) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #throwIfStopped(): void {
+    if (this.#stopped) throw new DWCPError("ERR_ABORTED", "mode detection stopped");
+  }
+
+  async #start(): Promise<ModeEvent> {
     this.#started = performance.now();
     const s = this.#session;
     const kernel = s.conn.socket ? tcpInfo(s.conn.socket) : undefined;
@@ -156,8 +193,10 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     // The smallest of the first pings: queueing and a busy event loop only ever add
     // to an RTT, so the minimum is the one closest to the path's.
     let minPing = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < Math.max(1, this.#opts.initialPings ?? 3); i++)
+    for (let i = 0; i < Math.max(1, this.#opts.initialPings ?? 3); i++) {
       minPing = Math.min(minPing, await s.ping());
+      this.#throwIfStopped();
+    }
     this.#addAppRtt(minPing, kernel?.minRttUs);
     // An RTT far above the internet line decides the mode whatever the bandwidth:
     // one small probe round for the record instead of filling a long pipe.
@@ -167,6 +206,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       rttDecides ? 1 : Number.POSITIVE_INFINITY,
       t.bandwidthBps * (1 + t.hysteresis),
     );
+    this.#throwIfStopped();
     this.tracker.setBandwidth(probed.bps, probed.lowerBound);
     const first = this.#decide()!;
     this.#schedule();
@@ -216,6 +256,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // The round's sending stops when the budget is up whatever its size: a rate
       // inflated by one bunched sample cannot make a round outlast the budget.
       const r = await this.#session.probe(Math.min(size, maxBytes - spent), { sendMs: left });
+      this.#throwIfStopped();
       spent += r.bytes;
       const bps = Number.isFinite(r.bps) ? r.bps : best * 2;
       const above = bps >= enoughBps && latest.bps >= enoughBps;
