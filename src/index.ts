@@ -46,6 +46,8 @@ export { DWCPError, type DWCPErrorCode, type DWCPErrorOptions, ERROR_CODES, isDW
 export {
   DEFAULT_FLAGS,
   type FeatureFlags,
+  FLAG_FILE_DEFAULTS,
+  type FlagFileOptions,
   FlagStore,
   type FlagStoreEvents,
   mergeFlags,
@@ -56,14 +58,26 @@ export {
   COMPONENTS,
   type Component,
   type ComponentChoice,
+  type ConnectOptions,
+  DEFAULT_LINK_OPTIONS,
   DEFAULT_ROLLBACK,
   DWCPManager,
   type Generation,
+  type GenerationChange,
+  LINK_HEADER_BYTES,
+  LINK_MESSAGE_OVERHEAD,
+  type LinkMessage,
+  type LinkSendOptions,
   type ManagerEvents,
+  type ManagerMetrics,
   type ManagerOptions,
   type PeerAddress,
   PeerLink,
+  type PeerLinkEvents,
+  type PeerLinkOptions,
+  type PeerLinkStats,
   type RollbackPolicy,
+  type SessionRefusal,
 } from "./manager.js";
 export {
   classify,
@@ -76,9 +90,17 @@ export {
 } from "./mode/classifier.js";
 export { type DetectorEvents, type DetectorOptions, ModeDetector, type ModeEvent } from "./mode/detector.js";
 export { type FeatureStatus, type NativeStatus, nativeStatus } from "./native/status.js";
-export { HELLO_MAX } from "./session/handshake.js";
-export { DWCPNode, type DWCPNodeEvents, type NodeMetrics, type NodeOptions } from "./session/node.js";
+export { certificateNodeIds, HELLO_MAX, type IdentityMode, NODE_URI_PREFIX } from "./session/handshake.js";
 export {
+  DWCPNode,
+  type DWCPNodeEvents,
+  type Key,
+  type NodeMetrics,
+  type NodeOptions,
+  type RefusalReason,
+} from "./session/node.js";
+export {
+  MESSAGE_OVERHEAD,
   type Message,
   type RttSample,
   type SendOptions,

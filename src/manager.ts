@@ -15,19 +15,47 @@
  * component uses v3 when the node is in the rollout and that component's flag
  * is on; in datacenter mode only the transport may use v3 (its flag decides),
  * the rest stay on v1. Components not built yet are reported as such.
+ *
+ * The mode rule holds on both sides and before anything is measured: both the
+ * dialling and the accepting side measure the path, a path not (yet) known to be
+ * datacenter counts as internet, and on such a path application data never
+ * travels unencrypted. v3 there needs a secure transport (TLS); when v3 cannot
+ * carry a message (kill switch, rollout, breaker, no session) and v1 is not
+ * encrypted either, the link refuses it (`ERR_UNSUPPORTED`) and says why through
+ * {@link DWCPManager.components} and the `refusal` event.
  */
 import { EventEmitter } from "node:events";
 import type { ZstdDictionary } from "./codec/index.js";
 import { type PagePolicy, policyFor } from "./codec/pages.js";
-import { DWCPError } from "./errors.js";
+import { DWCPError, type DWCPErrorCode } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
 import { shouldUseV3 } from "./flags/rollout.js";
+import {
+  type Generation,
+  type GenerationChange,
+  PeerLink,
+  type PeerLinkOptions,
+} from "./manager/peer-link.js";
 import type { Mode, ModeThresholds } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { DWCPNode, type NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
 import { AmstConn } from "./transport/amst/index.js";
 import type { Listener } from "./transport/contract.js";
+
+export {
+  DEFAULT_LINK_OPTIONS,
+  type Generation,
+  type GenerationChange,
+  LINK_HEADER_BYTES,
+  LINK_MESSAGE_OVERHEAD,
+  type LinkMessage,
+  type LinkSendOptions,
+  PeerLink,
+  type PeerLinkEvents,
+  type PeerLinkOptions,
+  type PeerLinkStats,
+} from "./manager/peer-link.js";
 
 /** The six components and the flag of each. */
 export const COMPONENTS = {
@@ -50,14 +78,18 @@ const IMPLEMENTED: Record<Component, boolean> = {
   placement: false,
 };
 
-export type Generation = "v1" | "v3";
-
 /** Per-component choice for one peer. */
 export interface ComponentChoice {
   generation: Generation;
   /** False when the component is not built yet: the choice is what *would* apply. */
   implemented: boolean;
   reason: string;
+  /**
+   * Present when the component's data may not travel to this peer now, and why:
+   * the choice is v1, v1 is not encrypted, and the path is not known to be
+   * datacenter. Sends on the link fail with `ERR_UNSUPPORTED` meanwhile.
+   */
+  refused?: string;
 }
 
 /** Thresholds of the automatic rollback (defaults from the migration plan). */
@@ -75,6 +107,13 @@ export interface RollbackPolicy {
   minSamples: number;
   /** Time before v3 is retried after a trip, ms. @default 30000 */
   coolDownMs: number;
+  /**
+   * A v3 send's ack latency counts only when the session had at most this many
+   * bytes outstanding, the message included: an ack that waited behind the
+   * sender's own bulk queue measures the sender, not the path (as the mode
+   * detector discounts pings that waited behind held data). @default 65536
+   */
+  latencySampleMaxBytes: number;
 }
 
 export const DEFAULT_ROLLBACK: Readonly<RollbackPolicy> = Object.freeze({
@@ -83,6 +122,7 @@ export const DEFAULT_ROLLBACK: Readonly<RollbackPolicy> = Object.freeze({
   minLatencyIncreaseMs: 1,
   minSamples: 50,
   coolDownMs: 30_000,
+  latencySampleMaxBytes: 64 * 1024,
 });
 
 /** Options of {@link DWCPManager}. */
@@ -94,12 +134,37 @@ export interface ManagerOptions {
   v3: Omit<NodeOptions, "nodeId" | "versions">;
   /** Initial flags, or a store shared with the rest of the agent. */
   flags?: Partial<FeatureFlags> | FlagStore;
-  /** A JSON file of flags to watch. */
+  /**
+   * A JSON file of flags to watch. A file that cannot be read or parsed leaves the
+   * flags as they were and is reported as an error (see {@link DWCPManager.metrics}).
+   */
   flagsFile?: string;
   thresholds?: Partial<ModeThresholds>;
   rollback?: Partial<RollbackPolicy>;
-  /** Run mode detection on each peer's v1 session. @default true */
+  /**
+   * Measure each peer's path on its v1 session, on the dialling and the accepting
+   * side alike. Without measurement (and without `assumeMode`) a path counts as
+   * internet. @default true
+   */
   detectMode?: boolean;
+  /**
+   * Declares every peer's path to be of this class instead of measuring it. It
+   * relaxes the mode rule when it says `datacenter` (unencrypted v1, plain-TCP v3):
+   * only for deployments on one trusted network. @default undefined (measure)
+   */
+  assumeMode?: Mode;
+  /**
+   * Time `connect()` may take in all: dialling and handshakes of both generations
+   * and the first mode decision. Past it, connect() fails with
+   * `ERR_HANDSHAKE_TIMEOUT` and the sessions it opened are destroyed; on the
+   * accepting side, detection that has not decided by then stops (the path keeps
+   * counting as internet). @default 30000
+   */
+  connectTimeoutMs?: number;
+  /** Time `close()` waits for each link's messages to be acknowledged before destroying it, ms. @default 2000 */
+  closeTimeoutMs?: number;
+  /** Windows and backpressure of every {@link PeerLink}. */
+  link?: PeerLinkOptions;
 }
 
 /** Where a peer can be reached, per generation. */
@@ -108,149 +173,63 @@ export interface PeerAddress {
   v3?: string;
 }
 
+/** Options of {@link DWCPManager.connect}. */
+export interface ConnectOptions {
+  signal?: AbortSignal;
+  /** Overrides {@link ManagerOptions.connectTimeoutMs} for this call. */
+  timeoutMs?: number;
+}
+
+/** A session the manager refused to attach to a peer's link. */
+export interface SessionRefusal {
+  peerId: string;
+  generation: Generation;
+  /** The credential the refused session holds. */
+  credential: string;
+  /** The credential the peer's live link holds for that generation. */
+  linkCredential: string;
+  remoteAddress: string;
+  error: DWCPError;
+}
+
 /** Events of a manager. */
 export interface ManagerEvents {
+  /** A new link, with the session that created it attached. */
   link: [PeerLink];
   mode: [PeerLink, ModeEvent];
-  generation: [PeerLink, { from: Generation; to: Generation; reason: string; at: number }];
+  generation: [PeerLink, GenerationChange];
   breaker: [PeerLink, { state: "open" | "half-open" | "closed"; reason: string }];
+  /**
+   * A link started refusing application data (no encrypted generation may carry
+   * it on a path not known to be datacenter), or stopped refusing.
+   */
+  refusal: [PeerLink, { refusing: boolean; reason: string; at: number }];
+  /** A session claiming a linked peer with another credential was destroyed (`ERR_AUTH_FAILED`). */
+  sessionRefused: [SessionRefusal];
+  /**
+   * Errors that are nobody's call to await (flags file, background dials, mode
+   * detection, failed sessions, peers breaking the link protocol). Emitted only
+   * when there are listeners; every one is counted in {@link DWCPManager.metrics}
+   * either way, so an agent without a listener never crashes on one.
+   */
   error: [Error];
 }
 
-const SEQ_BYTES = 8;
-
-/**
- * The application's connection to one peer, over whichever generation is
- * active. Messages are numbered per link; the peer's link delivers each once, in
- * order.
- */
-export class PeerLink extends EventEmitter<{
-  message: [{ seq: number; data: Uint8Array; generation: Generation }];
-}> {
-  readonly peerId: string;
-  #v1: Session | undefined;
-  #v3: Session | undefined;
-  #active: Generation = "v1";
-  #nextSeq = 1;
-  #expectSeq = 1;
-  readonly #reorder = new Map<number, { data: Uint8Array; generation: Generation }>();
-  /** Messages sent but not yet acknowledged, by seq, with the session carrying them. */
-  readonly #unacked = new Map<number, { parts: Uint8Array[]; on: Generation }>();
-  readonly stats = { sent: 0, delivered: 0, duplicatesDropped: 0, resent: 0, v1: 0, v3: 0, v3Failures: 0 };
-  /** Recent v3 ack latencies, ms (the rollback policy's input). */
-  readonly v3Latency: number[] = [];
-  /** v3's own ack latency when it was last (re)activated: the rollback baseline. */
-  v3Baseline = 0;
-  mode: Mode | undefined;
-  /** Set by the manager: whether v3 may carry new messages for this peer. */
-  v3Allowed = false;
-  breaker: "closed" | "open" | "half-open" = "closed";
-  breakerUntil = 0;
-  peerFlagEpoch = 0;
-  /** When the last switch to v1 happened (ms, performance clock). */
-  lastSwitchAt = 0;
-
-  constructor(peerId: string) {
-    super();
-    this.peerId = peerId;
-  }
-
-  get active(): Generation {
-    return this.#active;
-  }
-
-  get v1(): Session | undefined {
-    return this.#v1;
-  }
-
-  get v3(): Session | undefined {
-    return this.#v3;
-  }
-
-  /** @internal */
-  attach(gen: Generation, session: Session): void {
-    if (gen === "v1") this.#v1 = session;
-    else this.#v3 = session;
-    session.on("message", (m) => this.#receive(m.data, gen));
-    void session.closed.then((err) => {
-      if (gen === "v3" && this.#v3 === session) {
-        this.#v3 = undefined;
-        if (err) this.stats.v3Failures++;
-        // Sends still waiting on v3 fail now and go again over v1 (PeerLink.send);
-        // the receiver drops any repeat by sequence number.
-        if (this.#active === "v3") this.setActive("v1");
-      }
-      if (gen === "v1" && this.#v1 === session) this.#v1 = undefined;
-    });
-  }
-
-  /** @internal */
-  setActive(gen: Generation): boolean {
-    if (gen === "v3" && !this.#v3) return false;
-    if (this.#active === gen) return false;
-    this.#active = gen;
-    if (gen === "v1") this.lastSwitchAt = performance.now();
-    return true;
-  }
-
-  #receive(data: Uint8Array, gen: Generation): void {
-    if (data.length < SEQ_BYTES) return;
-    const seq = Number(new DataView(data.buffer, data.byteOffset, SEQ_BYTES).getBigUint64(0, true));
-    if (seq < this.#expectSeq || this.#reorder.has(seq)) {
-      this.stats.duplicatesDropped++;
-      return;
-    }
-    this.#reorder.set(seq, { data: data.subarray(SEQ_BYTES), generation: gen });
-    for (let next = this.#reorder.get(this.#expectSeq); next; next = this.#reorder.get(this.#expectSeq)) {
-      this.#reorder.delete(this.#expectSeq);
-      this.stats.delivered++;
-      this.emit("message", { seq: this.#expectSeq++, ...next });
-    }
-  }
-
-  /**
-   * Sends one message over the active generation.
-   * @returns its link sequence number, once the peer has it (on whichever generation)
-   */
-  async send(data: Uint8Array): Promise<number> {
-    const seq = this.#nextSeq++;
-    const header = new Uint8Array(SEQ_BYTES);
-    new DataView(header.buffer).setBigUint64(0, BigInt(seq), true);
-    const parts = [header, data];
-    this.stats.sent++;
-    for (let attempt = 0; ; attempt++) {
-      const gen = this.#active === "v3" && this.#v3 && this.v3Allowed ? "v3" : "v1";
-      const session = gen === "v3" ? this.#v3 : this.#v1;
-      if (!session) throw new DWCPError("ERR_CLOSED", `no ${gen} session to ${this.peerId}`);
-      this.#unacked.set(seq, { parts, on: gen });
-      this.stats[gen]++;
-      const t0 = performance.now();
-      try {
-        await session.send(parts);
-        if (gen === "v3") {
-          this.v3Latency.push(performance.now() - t0);
-          if (this.v3Latency.length > 256) this.v3Latency.shift();
-        }
-        this.#unacked.delete(seq);
-        return seq;
-      } catch (err) {
-        if (gen === "v3") {
-          // v3 failed under this message: it goes over v1, once.
-          this.stats.v3Failures++;
-          this.setActive("v1");
-          if (!this.#unacked.has(seq)) return seq;
-          this.stats.resent++;
-          if (attempt < 1) continue;
-        }
-        throw err;
-      }
-    }
-  }
-
-  /** Closes both sessions gracefully. */
-  async close(): Promise<void> {
-    await Promise.all([this.#v3?.close().catch(() => {}), this.#v1?.close().catch(() => {})]);
-  }
+/** Counters of a manager. */
+export interface ManagerMetrics {
+  links: number;
+  /** Sessions refused because the peer's live link holds another credential. */
+  sessionsRefused: number;
+  /** Sessions failed for breaking the link protocol (beyond the window, malformed). */
+  linkViolations: number;
+  /** Times a link started refusing application data (see the `refusal` event). */
+  refusals: number;
+  /** Errors reported (see the `error` event), by code, and the last one. */
+  errors: {
+    count: number;
+    byCode: Partial<Record<DWCPErrorCode | "UNKNOWN", number>>;
+    last?: { code: string; message: string; at: number };
+  };
 }
 
 /** One node's v1 and v3 generations and its links to peers. */
@@ -262,10 +241,27 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   readonly policy: RollbackPolicy;
   readonly #opts: ManagerOptions;
   readonly #links = new Map<string, PeerLink>();
-  readonly #detectors = new Map<string, ModeDetector>();
+  readonly #detectors = new Map<
+    PeerLink,
+    { detector: ModeDetector; session: Session; first: Promise<unknown> }
+  >();
+  readonly #refusing = new Map<PeerLink, string | undefined>();
+  /** Links whose `link` event has fired: only they get `refusal` events. */
+  readonly #announced = new Set<PeerLink>();
   readonly #listeners: Listener[] = [];
   readonly #addresses = new Map<string, PeerAddress>();
+  readonly #metrics: ManagerMetrics = {
+    links: 0,
+    sessionsRefused: 0,
+    linkViolations: 0,
+    refusals: 0,
+    errors: { count: 0, byCode: {} },
+  };
+  readonly #onFlagsChange = () => this.#reevaluateAll("flags");
+  readonly #onFlagsError = (e: Error) => this.#report(e);
   #healthTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+  #constructed = false;
 
   constructor(options: ManagerOptions) {
     super();
@@ -275,22 +271,36 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     this.flags = options.flags instanceof FlagStore ? options.flags : new FlagStore(options.flags ?? {});
     this.v1 = new DWCPNode({ ...options.v1, nodeId: options.nodeId, versions: [1] });
     this.v3 = new DWCPNode({ ...options.v3, nodeId: options.nodeId, versions: [3] });
+    // Listening before the first load: a bad flags file at start-up is reported like
+    // any later one (the flags stay as they were), not thrown out of the constructor.
+    this.flags.on("change", this.#onFlagsChange);
+    this.flags.on("error", this.#onFlagsError);
     if (options.flagsFile) this.flags.watchFile(options.flagsFile);
-    this.flags.on("change", () => this.#reevaluateAll("flags"));
-    this.flags.on("error", (e) => this.emit("error", e));
     for (const [gen, node] of [
       ["v1", this.v1],
       ["v3", this.v3],
     ] as const) {
-      node.on("session", (s) => this.#adopt(s.remoteNodeId, gen, s));
+      node.on("session", (s) => {
+        try {
+          this.#adopt(s.remoteNodeId, gen, s, true);
+        } catch {
+          // Refused or closing: already destroyed and reported.
+        }
+      });
     }
     this.#healthTimer = setInterval(() => this.#checkHealth(), 250);
     this.#healthTimer.unref();
+    this.#constructed = true;
   }
 
   /** Links to peers, by peer node id. */
   get links(): ReadonlyMap<string, PeerLink> {
     return this.#links;
+  }
+
+  /** A snapshot of the counters. */
+  metrics(): ManagerMetrics {
+    return structuredClone({ ...this.#metrics, links: this.#links.size });
   }
 
   /** Starts accepting peers on both generations. */
@@ -306,37 +316,171 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     return { v1: l1.address, v3 };
   }
 
-  /** Connects to a peer: v1 always, v3 too when it may be used. */
-  async connect(address: PeerAddress): Promise<PeerLink> {
-    const s1 = await this.v1.connect(address.v1);
-    this.#addresses.set(s1.remoteNodeId, address);
-    const link = this.#adopt(s1.remoteNodeId, "v1", s1);
-    if (address.v3) {
-      try {
-        const s3 = await this.v3.connect(address.v3);
-        this.#adopt(s3.remoteNodeId, "v3", s3);
-      } catch (err) {
-        this.emit("error", err as Error);
+  /**
+   * Connects to a peer: v1 always, v3 too when an address is given (a v3 failure
+   * is reported and the link goes on with v1), then waits for the first mode
+   * decision. Bounded by `timeoutMs` ({@link ManagerOptions.connectTimeoutMs}).
+   *
+   * @throws DWCPError `ERR_HANDSHAKE_TIMEOUT` past the time limit, `ERR_ABORTED`
+   *   when `signal` fires, `ERR_AUTH_FAILED` when the peer's live link holds another
+   *   credential, and the errors of {@link DWCPNode.connect}
+   */
+  async connect(address: PeerAddress, options: ConnectOptions = {}): Promise<PeerLink> {
+    const timeoutMs = options.timeoutMs ?? this.#opts.connectTimeoutMs ?? 30_000;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = anySignal(timeout, options.signal);
+    const opened: Session[] = [];
+    let stage = `dialling v1 at ${address.v1}`;
+    // Everything below races the signal; a session that completes after it fired is destroyed.
+    const bounded = <T>(p: Promise<T>): Promise<T> =>
+      new Promise<T>((resolve, reject) => {
+        const onAbort = () =>
+          reject(
+            timeout.aborted
+              ? new DWCPError(
+                  "ERR_HANDSHAKE_TIMEOUT",
+                  `connect to ${address.v1} did not complete within ${timeoutMs} ms (${stage})`,
+                )
+              : new DWCPError("ERR_ABORTED", "connect aborted", { cause: options.signal?.reason }),
+          );
+        if (signal.aborted) onAbort();
+        signal.addEventListener("abort", onAbort, { once: true });
+        p.then(
+          (v) => {
+            signal.removeEventListener("abort", onAbort);
+            if (signal.aborted && isSession(v)) v.destroy(new DWCPError("ERR_ABORTED", "connect gave up"));
+            resolve(v);
+          },
+          (err) => {
+            signal.removeEventListener("abort", onAbort);
+            reject(err);
+          },
+        );
+      });
+    try {
+      const s1 = await bounded(this.v1.connect(address.v1, { signal }));
+      opened.push(s1);
+      this.#addresses.set(s1.remoteNodeId, address);
+      const link = this.#adopt(s1.remoteNodeId, "v1", s1, false);
+      if (address.v3) {
+        stage = `dialling v3 at ${address.v3}`;
+        try {
+          const s3 = await bounded(this.v3.connect(address.v3, { signal }));
+          opened.push(s3);
+          this.#adopt(s3.remoteNodeId, "v3", s3, false);
+        } catch (err) {
+          if (signal.aborted) throw err;
+          this.#report(err as Error);
+        }
       }
+      stage = "measuring the path";
+      const detecting = this.#detect(link, s1);
+      if (detecting) await bounded(detecting);
+      this.#reevaluate(link, "connect");
+      return link;
+    } catch (err) {
+      const e = err as Error;
+      for (const s of opened) s.destroy(e instanceof DWCPError ? e : undefined);
+      throw e;
     }
-    if (this.#opts.detectMode !== false) await this.#detect(link, s1);
-    this.#reevaluate(link, "connect");
+  }
+
+  /**
+   * Attaches `s` to the link of `peerId` (creating it), unless that link is alive
+   * and holds another credential for `gen`: then `s` is destroyed with
+   * `ERR_AUTH_FAILED` and never sees a message.
+   */
+  #adopt(peerId: string, gen: Generation, s: Session, accepted: boolean): PeerLink {
+    if (this.#closing) {
+      const err = new DWCPError("ERR_CLOSED", "manager is closing");
+      s.destroy(err);
+      throw err;
+    }
+    const credential = s.peerCredential;
+    let link = this.#links.get(peerId);
+    if (link && link.state === "closed") link = undefined;
+    const held = link?.credential(gen);
+    if (link && held !== undefined && held !== credential) {
+      const error = new DWCPError(
+        "ERR_AUTH_FAILED",
+        `a ${gen} session from ${s.conn.remoteAddress} claims node ${JSON.stringify(peerId)}, whose live link holds another credential`,
+      );
+      this.#metrics.sessionsRefused++;
+      s.destroy(error);
+      this.emit("sessionRefused", {
+        peerId,
+        generation: gen,
+        credential,
+        linkCredential: held,
+        remoteAddress: s.conn.remoteAddress,
+        error,
+      });
+      throw error;
+    }
+    let created = false;
+    if (!link) {
+      link = this.#newLink(peerId);
+      created = true;
+    }
+    link.attach(gen, s, credential, this.#opts[gen].lendMessages === true);
+    const l = link;
+    s.on("control", (msg: { flagEpoch?: { epoch: number } }) => {
+      if (msg.flagEpoch) l.peerFlagEpoch = msg.flagEpoch.epoch;
+    });
+    this.#sendEpoch(s);
+    if (accepted && gen === "v1") {
+      // The accepting side measures its path too: it must not trust the dialler's
+      // verdict (a ModeChange is not authenticated on CRC-only frames), and until
+      // it has its own the path counts as internet.
+      const ms = this.#connectTimeoutMs();
+      void this.#detect(link, s, AbortSignal.timeout(ms))?.catch((err: Error) => {
+        if (s.state !== "open" || link.state !== "open") return;
+        this.#report(
+          err instanceof DWCPError && err.code === "ERR_ABORTED"
+            ? new DWCPError(
+                "ERR_HANDSHAKE_TIMEOUT",
+                `mode detection on the link from ${peerId} did not decide within ${ms} ms: its path counts as internet`,
+                { cause: err },
+              )
+            : err,
+        );
+      });
+    }
+    // The link's policy is in force before anyone sees it: a send from a `link`
+    // listener already follows the mode rule.
+    this.#reevaluate(link, `${gen} session`);
+    if (created) {
+      this.#announced.add(link);
+      this.emit("link", link);
+      this.#reevaluate(link, `${gen} session`);
+    }
     return link;
   }
 
-  #adopt(peerId: string, gen: Generation, s: Session): PeerLink {
-    let link = this.#links.get(peerId);
-    if (!link) {
-      link = new PeerLink(peerId);
-      this.#links.set(peerId, link);
-      this.emit("link", link);
-    }
-    link.attach(gen, s);
-    s.on("control", (msg: { flagEpoch?: { epoch: number } }) => {
-      if (msg.flagEpoch) link!.peerFlagEpoch = msg.flagEpoch.epoch;
+  #connectTimeoutMs(): number {
+    return this.#opts.connectTimeoutMs ?? 30_000;
+  }
+
+  #newLink(peerId: string): PeerLink {
+    const link = new PeerLink(peerId, this.#opts.link ?? {}, {
+      changed: (l) => this.#reevaluate(l, "session ended"),
+      error: (_l, err) => {
+        if (err instanceof DWCPError && err.code === "ERR_PROTOCOL" && !err.remote)
+          this.#metrics.linkViolations++;
+        this.#report(err);
+      },
+      closed: (l) => {
+        if (this.#links.get(l.peerId) === l) this.#links.delete(l.peerId);
+        this.#detectors.get(l)?.detector.stop();
+        this.#detectors.delete(l);
+        this.#refusing.delete(l);
+        this.#announced.delete(l);
+      },
     });
-    this.#sendEpoch(s);
-    this.#reevaluate(link, "session");
+    link.latencySampleMaxBytes = this.policy.latencySampleMaxBytes;
+    if (this.#opts.assumeMode) link.mode = this.#opts.assumeMode;
+    link.on("generation", (g) => this.emit("generation", link, g));
+    this.#links.set(peerId, link);
     return link;
   }
 
@@ -348,17 +492,29 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     }
   }
 
-  async #detect(link: PeerLink, s: Session): Promise<void> {
+  /**
+   * Starts mode detection on `s` for `link` (unless declared or disabled, or a
+   * detector already runs on an open session) and returns its first decision.
+   */
+  #detect(link: PeerLink, s: Session, signal?: AbortSignal): Promise<unknown> | undefined {
+    if (this.#opts.assumeMode || this.#opts.detectMode === false) return undefined;
+    const running = this.#detectors.get(link);
+    if (running && running.session.state === "open") return running.first;
+    running?.detector.stop();
     const d = new ModeDetector(s, this.#opts.thresholds ? { thresholds: this.#opts.thresholds } : {});
-    this.#detectors.set(link.peerId, d);
     d.on("mode", (e) => {
+      if (link.state === "closed") return;
       link.mode = e.mode;
       // AMST follows the path: the stream count from the measured RTT and bandwidth.
       if (s.conn instanceof AmstConn && s.conn.tunable) s.conn.tune({ mode: e.mode, ...e.estimate });
       this.emit("mode", link, e);
       this.#reevaluate(link, `mode ${e.mode}`);
     });
-    await d.start();
+    const first = d.start(signal ? { signal } : {});
+    first.catch(() => {});
+    void s.closed.then(() => d.stop());
+    this.#detectors.set(link, { detector: d, session: s, first });
+    return first;
   }
 
   /** The generation each component uses for `peerId` now, and why. */
@@ -366,6 +522,10 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     const link = this.#links.get(peerId);
     const f = this.flags.flags;
     const inRollout = shouldUseV3(this.nodeId, f);
+    const mode = link?.mode;
+    const path = describePath(mode);
+    const datacenter = mode === "datacenter";
+    const refused = this.#v1Refusal(mode);
     const out = {} as Record<Component, ComponentChoice>;
     for (const [c, flag] of Object.entries(COMPONENTS) as [Component, keyof FeatureFlags][]) {
       let generation: Generation = "v1";
@@ -373,20 +533,27 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       if (f.forceV1) reason = "forceV1 (kill switch)";
       else if (!inRollout) reason = `not in the ${f.v3RolloutPercentage}% rollout`;
       else if (!f[flag]) reason = `${flag} is off`;
-      else if (link?.mode === "datacenter" && c !== "transport")
-        reason = "datacenter mode keeps this component on v1";
-      else if (link?.mode && link.mode !== "datacenter" && !this.v3.transport.secure) {
+      else if (datacenter && c !== "transport") reason = "datacenter mode keeps this component on v1";
+      else if (!datacenter && !this.v3.transport.secure) {
         // The internet generation crosses untrusted networks: TLS 1.3 with mutual
         // certificates or nothing (a PSK over plain TCP is for datacenter paths).
-        reason = `${link.mode} mode requires TLS for v3 (v3 transport is ${this.v3.transport.name})`;
+        reason = `${path} requires TLS for v3 (v3 transport is ${this.v3.transport.name})`;
       } else if (link?.breaker === "open") reason = "automatic rollback (breaker open)";
+      else if (c === "transport" && link && link.v3?.state !== "open") reason = "no open v3 session";
       else {
         generation = "v3";
-        reason = link?.mode ? `${link.mode} mode, ${flag} on, in rollout` : `${flag} on, in rollout`;
+        reason = mode ? `${mode} mode, ${flag} on, in rollout` : `${flag} on, in rollout`;
       }
       out[c] = { generation, implemented: IMPLEMENTED[c], reason };
+      if (generation === "v1" && refused) out[c].refused = refused;
     }
     return out;
+  }
+
+  /** Why v1 may not carry application data on a path of `mode`, or undefined when it may. */
+  #v1Refusal(mode: Mode | undefined): string | undefined {
+    if (mode === "datacenter" || this.v1.transport.secure) return undefined;
+    return `${describePath(mode)} never carries application data unencrypted, and v1 (${this.v1.transport.name}) is not encrypted`;
   }
 
   /**
@@ -405,11 +572,23 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   }
 
   #reevaluate(link: PeerLink, why: string): void {
-    const want = this.components(link.peerId).transport.generation;
-    link.v3Allowed = want === "v3";
-    const from = link.active;
-    if (link.setActive(want === "v3" && link.v3 ? "v3" : "v1")) {
-      this.emit("generation", link, { from, to: link.active, reason: why, at: performance.now() });
+    if (link.state === "closed") return;
+    const t = this.components(link.peerId).transport;
+    // v1's refusal holds whatever v3's state: when v3 fails under messages, the link
+    // must not fall back to v1 on its own.
+    link.setPolicy(t.generation === "v3", this.#v1Refusal(link.mode), why);
+    if (!this.#announced.has(link)) return;
+    const refusing = link.refusing;
+    if (refusing !== this.#refusing.get(link)) {
+      const was = this.#refusing.get(link);
+      this.#refusing.set(link, refusing);
+      if (refusing) this.#metrics.refusals++;
+      if (refusing || was)
+        this.emit("refusal", link, {
+          refusing: refusing !== undefined,
+          reason: refusing ?? `${why}: ${link.active} may carry application data again`,
+          at: performance.now(),
+        });
     }
   }
 
@@ -417,6 +596,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     const p = this.policy;
     const now = performance.now();
     for (const link of this.#links.values()) {
+      if (link.state !== "open") continue;
       if (link.breaker === "open") {
         if (now < link.breakerUntil) continue;
         link.breaker = "half-open";
@@ -461,24 +641,71 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
 
   async #redialV3(link: PeerLink): Promise<void> {
     const address = this.#addresses.get(link.peerId)?.v3;
-    if (link.v3 || !address) return;
+    if (link.v3?.state === "open" || !address || link.state !== "open") return;
     try {
-      const s = await this.v3.connect(address);
-      this.#adopt(s.remoteNodeId, "v3", s);
+      const s = await this.v3.connect(address, { signal: AbortSignal.timeout(this.#connectTimeoutMs()) });
+      this.#adopt(s.remoteNodeId, "v3", s, false);
     } catch (err) {
-      this.emit("error", err as Error);
+      this.#report(err as Error);
     }
   }
 
-  /** Stops detection and flag watching, closes every link and listener. */
+  /** Counts `err` and emits it as `error` when someone listens (never throws for want of a listener). */
+  #report(err: Error): void {
+    const code = err instanceof DWCPError ? err.code : "UNKNOWN";
+    const m = this.#metrics.errors;
+    m.count++;
+    m.byCode[code] = (m.byCode[code] ?? 0) + 1;
+    m.last = { code, message: err.message, at: Date.now() };
+    // Errors of the constructor (the flags file's first load) go to listeners added
+    // right after it.
+    if (!this.#constructed) queueMicrotask(() => this.listenerCount("error") > 0 && this.emit("error", err));
+    else if (this.listenerCount("error") > 0) this.emit("error", err);
+  }
+
+  /**
+   * Stops detection and flag watching, closes every link (each given
+   * `closeTimeoutMs` to have its messages acknowledged) and listener.
+   */
   async close(): Promise<void> {
+    this.#closing = true;
     clearInterval(this.#healthTimer);
     this.flags.unwatch();
-    for (const d of this.#detectors.values()) d.stop();
-    await Promise.all([...this.#links.values()].map((l) => l.close()));
+    this.flags.off("change", this.#onFlagsChange);
+    this.flags.off("error", this.#onFlagsError);
+    for (const { detector } of this.#detectors.values()) detector.stop();
+    const closeMs = this.#opts.closeTimeoutMs ?? 2000;
+    await Promise.all(
+      [...this.#links.values()].map((l) => l.close({ signal: AbortSignal.timeout(closeMs) }).catch(() => {})),
+    );
     for (const l of this.#listeners) await l.close();
-    await Promise.all([this.v1.close({ timeoutMs: 2000 }), this.v3.close({ timeoutMs: 2000 })]);
+    await Promise.all([this.v1.close({ timeoutMs: closeMs }), this.v3.close({ timeoutMs: closeMs })]);
   }
+}
+
+function describePath(mode: Mode | undefined): string {
+  return mode ? `${mode} mode` : "an unmeasured path (counted as internet)";
+}
+
+/** A signal that fires when either does. */
+function anySignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
+  if (!b) return a;
+  const c = new AbortController();
+  const onA = () => c.abort(a.reason);
+  const onB = () => c.abort(b.reason);
+  if (a.aborted) onA();
+  else if (b.aborted) onB();
+  else {
+    a.addEventListener("abort", onA, { once: true });
+    b.addEventListener("abort", onB, { once: true });
+  }
+  return c.signal;
+}
+
+function isSession(v: unknown): v is Session {
+  return (
+    typeof v === "object" && v !== null && typeof (v as Session).destroy === "function" && "negotiated" in v
+  );
 }
 
 function median(xs: number[]): number {

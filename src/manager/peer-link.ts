@@ -1,0 +1,828 @@
+/**
+ * `PeerLink`: the application's connection to one peer over whichever of the
+ * manager's two generations may carry it (docs/PROTOCOL.md §9).
+ *
+ * Every message gets a link sequence number (an 8-byte header) when it is handed
+ * to a session, never before: a message the link refuses (too large, aborted,
+ * no generation allowed on this path) uses no number, so the peer never waits
+ * for one that will not come. A message whose session fails before the peer
+ * acknowledged it keeps its number and goes again, in order, over the next
+ * generation allowed to carry it; the peer drops repeats by number. It is never
+ * reported as sent before the peer's session acknowledged it.
+ *
+ * Both directions are bounded by one window: a sender keeps at most
+ * `windowMessages` numbers and `windowBytes` (each message charged its length
+ * plus {@link LINK_MESSAGE_OVERHEAD}) between its oldest unacknowledged message
+ * and its newest; the receiving link holds out of order only what that window
+ * allows and fails a session that sends beyond it (`ERR_PROTOCOL`).
+ */
+import { EventEmitter } from "node:events";
+import { DWCPError, invalidArg } from "../errors.js";
+import type { Mode } from "../mode/classifier.js";
+import type { Message, Session } from "../session/session.js";
+
+/** A protocol generation of the manager: v1 (datacenter) or v3 (internet). */
+export type Generation = "v1" | "v3";
+
+/** Bytes of the link header (the sequence number, u64 little-endian) before each message. */
+export const LINK_HEADER_BYTES = 8;
+
+/**
+ * Bytes charged per message on top of its length, in both windows: what a
+ * message held out of order costs the receiver beyond its bytes (its map entry,
+ * record and view objects). Without it a window of empty messages would be free.
+ */
+export const LINK_MESSAGE_OVERHEAD = 128;
+
+/** Limits of a {@link PeerLink}. Both peers should use the same window: it bounds what each holds for the other. */
+export interface PeerLinkOptions {
+  /**
+   * Bytes (each message charged its length + {@link LINK_MESSAGE_OVERHEAD}) from
+   * the oldest unacknowledged message sent to the newest; beyond it, sends wait in
+   * the link's queue, where their `signal` can still withdraw them. Also the most
+   * this link holds out of order for the peer: a peer that exceeds it fails its
+   * session with `ERR_PROTOCOL`. A single message larger than the window is sent
+   * when nothing else is outstanding. @default 32 MiB
+   */
+  windowBytes?: number;
+  /**
+   * Sequence numbers from the oldest unacknowledged message sent to the newest;
+   * also how far ahead of the next expected number the peer may send before this
+   * link fails its session with `ERR_PROTOCOL`. @default 16384
+   */
+  windowMessages?: number;
+  /** {@link PeerLink.queuedBytes} at which {@link PeerLink.needDrain} is set. @default windowBytes */
+  highWaterMark?: number;
+}
+
+/** Defaults of {@link PeerLinkOptions}. */
+export const DEFAULT_LINK_OPTIONS: Readonly<Required<Omit<PeerLinkOptions, "highWaterMark">>> = Object.freeze(
+  {
+    windowBytes: 32 * 1024 * 1024,
+    windowMessages: 16_384,
+  },
+);
+
+/** Options of {@link PeerLink.send}. */
+export interface LinkSendOptions {
+  /**
+   * Withdraws the message while it waits in the link's queue (`ERR_ABORTED`).
+   * Once handed to a session it has a sequence number and is no longer withdrawn:
+   * the promise then settles when the peer has it (or the link closes).
+   */
+  signal?: AbortSignal;
+}
+
+/** A message delivered by a link. */
+export interface LinkMessage {
+  seq: number;
+  /**
+   * The payload. When the session that carried it lends messages (`lendMessages`)
+   * and it arrived in order, this is valid only while the listener runs: copy what
+   * you keep. Messages that waited out of order are always the link's own copies.
+   */
+  data: Uint8Array;
+  generation: Generation;
+}
+
+/** A change of the generation carrying new messages. */
+export interface GenerationChange {
+  from: Generation;
+  to: Generation;
+  reason: string;
+  /** `performance.now()` of the change. */
+  at: number;
+}
+
+/** Events of a {@link PeerLink}. */
+export interface PeerLinkEvents {
+  /** A message from the peer, once each, in order. */
+  message: [LinkMessage];
+  /** The generation carrying new messages changed (every change, whatever caused it). */
+  generation: [GenerationChange];
+  /** {@link PeerLink.queuedBytes} fell to half the high-water mark after {@link PeerLink.needDrain} was set. */
+  drain: [];
+  /**
+   * A session of the link failed, or the peer broke the link protocol. Emitted only
+   * when there are listeners (no listener never crashes the process); the manager
+   * counts every one in `metrics().errors` either way.
+   */
+  error: [Error];
+  /** The link has ended: closed, destroyed, or its last session ended (with that session's error). */
+  close: [Error | undefined];
+}
+
+/** Counters of a link. */
+export interface PeerLinkStats {
+  /** Messages given a sequence number (handed to a session). */
+  sent: number;
+  delivered: number;
+  duplicatesDropped: number;
+  /** Messages sent again after their session failed. */
+  resent: number;
+  /** Hand-offs to each generation (a resent message counts on both). */
+  v1: number;
+  v3: number;
+  /** v3 failures: failed sessions and the messages they failed under. */
+  v3Failures: number;
+  /** Sends refused before taking a number: no generation may carry them on this path. */
+  refused: number;
+  /** Sends withdrawn by their signal. */
+  aborted: number;
+  /** Sessions failed for sending beyond the link window or a malformed link message. */
+  violations: number;
+  /** Most messages and bytes (charged) ever held out of order. */
+  reorderPeakMessages: number;
+  reorderPeakBytes: number;
+}
+
+/** @internal What the manager learns from a link. */
+export interface PeerLinkHooks {
+  /** A session ended or failed under a message: the manager re-evaluates the link. */
+  changed?(link: PeerLink): void;
+  error?(link: PeerLink, err: Error): void;
+  closed?(link: PeerLink, err: Error | undefined): void;
+}
+
+interface Outgoing {
+  data: Uint8Array;
+  charge: number;
+  seq: number;
+  parts: Uint8Array[] | undefined;
+  session: Session | undefined;
+  gen: Generation;
+  acked: boolean;
+  settled: boolean;
+  sample: boolean;
+  sentAt: number;
+  resolve: (seq: number) => void;
+  reject: (err: Error) => void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+type Route =
+  | { gen: Generation; session: Session; error?: undefined }
+  | { error: DWCPError; session?: undefined };
+
+const EMPTY = new Uint8Array(0);
+
+/** A FIFO with O(1) shift (the send queue and window can hold many thousands of messages). */
+class Fifo<T> {
+  #items: T[] = [];
+  #head = 0;
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+  push(x: T): void {
+    this.#items.push(x);
+  }
+  peek(): T | undefined {
+    return this.#items[this.#head];
+  }
+  shift(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const x = this.#items[this.#head];
+    this.#items[this.#head++] = undefined as T;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return x;
+  }
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i]!;
+  }
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+  }
+}
+
+function usable(s: Session | undefined): s is Session {
+  return s !== undefined && s.state === "open";
+}
+
+/**
+ * The application's connection to one peer, over whichever generation is
+ * active. Created by the manager; the peer's link delivers each message once, in
+ * order, whichever session carried it.
+ */
+export class PeerLink extends EventEmitter<PeerLinkEvents> {
+  readonly peerId: string;
+  readonly stats: PeerLinkStats = {
+    sent: 0,
+    delivered: 0,
+    duplicatesDropped: 0,
+    resent: 0,
+    v1: 0,
+    v3: 0,
+    v3Failures: 0,
+    refused: 0,
+    aborted: 0,
+    violations: 0,
+    reorderPeakMessages: 0,
+    reorderPeakBytes: 0,
+  };
+  /** Recent v3 ack latencies, ms, of messages sent with (almost) nothing queued ahead: the breaker's input. */
+  readonly v3Latency: number[] = [];
+  /** v3's own ack latency when it was last (re)activated: the rollback baseline. */
+  v3Baseline = 0;
+  /** The path class the manager measured (or was told); undefined counts as internet. */
+  mode: Mode | undefined;
+  /** Set by the manager: whether v3 may carry new messages for this peer. */
+  v3Allowed = false;
+  /**
+   * Set by the manager: why v1 may not carry application data on this path (it is
+   * not encrypted and the path is not known to be datacenter), or undefined.
+   */
+  v1Refusal: string | undefined;
+  breaker: "closed" | "open" | "half-open" = "closed";
+  breakerUntil = 0;
+  peerFlagEpoch = 0;
+  /** When the last switch to v1 happened (ms, performance clock). */
+  lastSwitchAt = 0;
+  /** @internal Largest own bytes (ahead + the message) a v3 send may have for its ack latency to count. */
+  latencySampleMaxBytes = 64 * 1024;
+
+  readonly #hooks: PeerLinkHooks;
+  readonly #windowBytesMax: number;
+  readonly #windowMessagesMax: number;
+  readonly #highWater: number;
+  /** Each generation's sessions not yet ended, oldest first; the newest carries new messages. */
+  readonly #sessions: Record<Generation, Session[]> = { v1: [], v3: [] };
+  readonly #credentials: Partial<Record<Generation, string>> = {};
+  #active: Generation = "v1";
+  #state: "open" | "closing" | "closed" = "open";
+  #maxMessage = Number.MAX_SAFE_INTEGER;
+
+  // --- send side ---
+  #nextSeq = 1;
+  readonly #queue = new Fifo<Outgoing>();
+  /** Numbered messages from the oldest unacknowledged to the newest, in order. */
+  readonly #window = new Fifo<Outgoing>();
+  #windowBytes = 0;
+  /** Numbered messages whose session failed, waiting for a generation allowed to carry them. */
+  #held: Outgoing[] = [];
+  #queuedBytes = 0;
+  #needDrain = false;
+  #pumping = false;
+  #idleWaiters: (() => void)[] = [];
+
+  // --- receive side ---
+  #expectSeq = 1;
+  readonly #reorder = new Map<number, { data: Uint8Array; generation: Generation; charge: number }>();
+  #reorderBytes = 0;
+  /** Sessions this link failed itself: their remaining batch entries are ignored. */
+  readonly #failed = new WeakSet<Session>();
+
+  #closeError: Error | undefined;
+  readonly #closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  /** @internal Created by the manager. */
+  constructor(peerId: string, options: PeerLinkOptions = {}, hooks: PeerLinkHooks = {}) {
+    super();
+    this.peerId = peerId;
+    this.#hooks = hooks;
+    this.#windowBytesMax = positiveInt("windowBytes", options.windowBytes, DEFAULT_LINK_OPTIONS.windowBytes);
+    this.#windowMessagesMax = positiveInt(
+      "windowMessages",
+      options.windowMessages,
+      DEFAULT_LINK_OPTIONS.windowMessages,
+    );
+    this.#highWater = positiveInt("highWaterMark", options.highWaterMark, this.#windowBytesMax);
+    this.#closed = new Promise((r) => {
+      this.#resolveClosed = r;
+    });
+  }
+
+  /** The generation new messages take when it may carry them. */
+  get active(): Generation {
+    return this.#active;
+  }
+
+  /** The v1 session new messages take (the newest one not yet ended). */
+  get v1(): Session | undefined {
+    return this.#current("v1");
+  }
+
+  /** The v3 session new messages take (the newest one not yet ended). */
+  get v3(): Session | undefined {
+    return this.#current("v3");
+  }
+
+  get #v1(): Session | undefined {
+    return this.#current("v1");
+  }
+
+  get #v3(): Session | undefined {
+    return this.#current("v3");
+  }
+
+  /**
+   * The newest open session of `gen`, else the newest not yet ended. A session
+   * replaced by a newer one (a reconnect) stays a fallback until it ends.
+   */
+  #current(gen: Generation): Session | undefined {
+    const list = this.#sessions[gen];
+    for (let i = list.length - 1; i >= 0; i--) if (list[i]!.state === "open") return list[i];
+    return list.at(-1);
+  }
+
+  /** `open`, `closing` (close() called) or `closed`. */
+  get state(): "open" | "closing" | "closed" {
+    return this.#state;
+  }
+
+  /**
+   * The largest message `send()` accepts: the smallest limit of the sessions the
+   * link has had, less its 8-byte header (a message may go over either generation).
+   */
+  get maxMessageSize(): number {
+    return this.#maxMessage;
+  }
+
+  /** Bytes given to `send()` whose promise has not settled: queued, in flight, or waiting to go again. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** True once {@link queuedBytes} reached the high-water mark; `drain` clears it. */
+  get needDrain(): boolean {
+    return this.#needDrain;
+  }
+
+  /** The high-water mark of {@link queuedBytes}. */
+  get highWaterMark(): number {
+    return this.#highWater;
+  }
+
+  /** Messages held out of order for the peer, and their charged bytes. */
+  get reorder(): { messages: number; bytes: number } {
+    return { messages: this.#reorder.size, bytes: this.#reorderBytes };
+  }
+
+  /** @internal The credential the link's sessions of `gen` hold (fixed by the first one). */
+  credential(gen: Generation): string | undefined {
+    return this.#credentials[gen];
+  }
+
+  /**
+   * Why new messages are refused now (no generation may carry them on this path),
+   * or undefined while one can.
+   */
+  get refusing(): string | undefined {
+    if (this.#state === "closed") return undefined;
+    if (this.#active === "v3" && this.v3Allowed && usable(this.#v3)) return undefined;
+    return this.v1Refusal;
+  }
+
+  /** @internal Adds a session of generation `gen`; `lends` when it lends its messages. */
+  attach(gen: Generation, session: Session, credential: string, lends: boolean): void {
+    if (this.#state === "closed") throw new DWCPError("ERR_CLOSED", `link to ${this.peerId} is closed`);
+    this.#credentials[gen] ??= credential;
+    const max = session.negotiated.maxMessageSize - LINK_HEADER_BYTES;
+    if (max < this.#maxMessage) this.#maxMessage = Math.max(0, max);
+    this.#sessions[gen].push(session);
+    session.on("message", (m: Message) => this.#receive(m, gen, session, lends));
+    void session.closed.then((err) => this.#sessionEnded(gen, session, err));
+    this.#pump();
+  }
+
+  /** @internal Applies the manager's decision; the active generation follows it. */
+  setPolicy(v3Allowed: boolean, v1Refusal: string | undefined, why: string): void {
+    this.v3Allowed = v3Allowed;
+    this.v1Refusal = v1Refusal;
+    this.setActive(v3Allowed && usable(this.#v3) ? "v3" : "v1", why);
+    this.#pump();
+  }
+
+  /** @internal Switches the generation new messages take; emits `generation` on a change. */
+  setActive(gen: Generation, reason = "manager"): boolean {
+    if (gen === "v3" && !usable(this.#v3)) return false;
+    if (this.#active === gen) return false;
+    const from = this.#active;
+    this.#active = gen;
+    const at = performance.now();
+    if (gen === "v1") this.lastSwitchAt = at;
+    this.emit("generation", { from, to: gen, reason, at });
+    return true;
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  /**
+   * Sends one message over the generation allowed to carry it.
+   *
+   * @returns its link sequence number, once the peer's session has acknowledged it
+   *   (on whichever generation carried it last)
+   * @throws DWCPError `ERR_INVALID_ARG` (not a Uint8Array), `ERR_MESSAGE_TOO_LARGE`
+   *   (over {@link maxMessageSize}), `ERR_ABORTED` (`signal`, while queued),
+   *   `ERR_UNSUPPORTED` (no generation may carry application data on this path:
+   *   {@link refusing} says why), `ERR_CLOSED`. None of these uses a sequence
+   *   number or counts against v3.
+   */
+  send(data: Uint8Array, options: LinkSendOptions = {}): Promise<number> {
+    if (!(data instanceof Uint8Array)) return Promise.reject(invalidArg("data", "a Uint8Array", data));
+    if (data.length > this.#maxMessage) {
+      return Promise.reject(
+        new DWCPError(
+          "ERR_MESSAGE_TOO_LARGE",
+          `message of ${data.length} bytes exceeds the link's maximum of ${this.#maxMessage} ` +
+            `(the sessions' ${this.#maxMessage + LINK_HEADER_BYTES} less the ${LINK_HEADER_BYTES}-byte link header)`,
+        ),
+      );
+    }
+    const signal = options.signal;
+    if (signal?.aborted) {
+      this.stats.aborted++;
+      return Promise.reject(new DWCPError("ERR_ABORTED", "send aborted", { cause: signal.reason }));
+    }
+    if (this.#state !== "open")
+      return Promise.reject(new DWCPError("ERR_CLOSED", `link to ${this.peerId} is ${this.#state}`));
+    const route = this.#route();
+    if (route.error) {
+      if (route.error.code === "ERR_UNSUPPORTED") this.stats.refused++;
+      return Promise.reject(route.error);
+    }
+    let resolve!: (seq: number) => void;
+    let reject!: (err: Error) => void;
+    const promise = new Promise<number>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const rec: Outgoing = {
+      data,
+      charge: data.length + LINK_MESSAGE_OVERHEAD,
+      seq: 0,
+      parts: undefined,
+      session: undefined,
+      gen: route.gen,
+      acked: false,
+      settled: false,
+      sample: false,
+      sentAt: 0,
+      resolve,
+      reject,
+      signal,
+      onAbort: undefined,
+    };
+    this.#queuedBytes += data.length;
+    if (this.#queuedBytes >= this.#highWater) this.#needDrain = true;
+    // Fast path: nothing queued or held ahead and room in the window: numbered
+    // and handed to the session now.
+    if (this.#queue.length === 0 && this.#held.length === 0 && this.#fits(rec)) {
+      this.#number(rec);
+      this.#handOff(rec, route.gen, route.session);
+      return promise;
+    }
+    if (signal) {
+      rec.onAbort = () => this.#withdraw(rec);
+      signal.addEventListener("abort", rec.onAbort, { once: true });
+    }
+    this.#queue.push(rec);
+    this.#pump();
+    return promise;
+  }
+
+  /** The session new messages take now, or why there is none. */
+  #route(): Route {
+    if (this.#state === "closed")
+      return { error: new DWCPError("ERR_CLOSED", `link to ${this.peerId} is closed`) };
+    if (this.#active === "v3" && this.v3Allowed && usable(this.#v3)) return { gen: "v3", session: this.#v3 };
+    if (this.v1Refusal) return { error: new DWCPError("ERR_UNSUPPORTED", `refused: ${this.v1Refusal}`) };
+    if (!usable(this.#v1))
+      return { error: new DWCPError("ERR_CLOSED", `no open session to ${this.peerId} may carry messages`) };
+    return { gen: "v1", session: this.#v1 };
+  }
+
+  #fits(rec: Outgoing): boolean {
+    return (
+      this.#window.length === 0 ||
+      (this.#window.length < this.#windowMessagesMax &&
+        this.#windowBytes + rec.charge <= this.#windowBytesMax)
+    );
+  }
+
+  /** Gives `rec` its sequence number and puts it in the window. */
+  #number(rec: Outgoing): void {
+    rec.seq = this.#nextSeq++;
+    const header = new Uint8Array(LINK_HEADER_BYTES);
+    const view = new DataView(header.buffer);
+    view.setUint32(0, rec.seq >>> 0, true);
+    view.setUint32(4, Math.floor(rec.seq / 2 ** 32), true);
+    rec.parts = [header, rec.data];
+    this.#window.push(rec);
+    this.#windowBytes += rec.charge;
+    this.stats.sent++;
+    if (rec.onAbort) {
+      rec.signal?.removeEventListener("abort", rec.onAbort);
+      rec.onAbort = undefined;
+    }
+  }
+
+  #handOff(rec: Outgoing, gen: Generation, session: Session): void {
+    rec.gen = gen;
+    rec.session = session;
+    this.stats[gen]++;
+    // The breaker judges v3's latency, not this sender's own queue: an ack that
+    // waited behind megabytes we queued ahead of it measures us, not the path.
+    rec.sample =
+      gen === "v3" &&
+      session.unackedBytes + session.conn.bufferedAmount + rec.charge <= this.latencySampleMaxBytes;
+    rec.sentAt = performance.now();
+    session.send(rec.parts!).then(
+      () => this.#onAcked(rec, session),
+      (err: Error) => this.#onSendFailed(rec, session, err),
+    );
+  }
+
+  #onAcked(rec: Outgoing, session: Session): void {
+    if (rec.session !== session || rec.acked || rec.settled) return;
+    rec.acked = true;
+    if (rec.sample) {
+      this.v3Latency.push(performance.now() - rec.sentAt);
+      if (this.v3Latency.length > 256) this.v3Latency.shift();
+    }
+    // The window slides only past acknowledged messages at its start: the peer may
+    // hold everything after an unacknowledged one out of order.
+    for (let h = this.#window.peek(); h?.acked; h = this.#window.peek()) {
+      this.#window.shift();
+      this.#windowBytes -= h.charge;
+    }
+    this.#settle(rec, undefined);
+    this.#pump();
+  }
+
+  #onSendFailed(rec: Outgoing, session: Session, err: Error): void {
+    if (rec.session !== session || rec.acked || rec.settled) return;
+    rec.session = undefined;
+    if (err instanceof DWCPError && err.code === "ERR_MESSAGE_TOO_LARGE") {
+      // Only a session with a smaller limit attached after the message was numbered:
+      // the number cannot be given back, so the link cannot go on in order.
+      this.destroy(err);
+      return;
+    }
+    // A session refusing to send is unusable (closing or failed): the message goes
+    // again, in number order, over whatever may carry it next.
+    if (
+      rec.gen === "v3" &&
+      !(err instanceof DWCPError && err.code === "ERR_CLOSED" && session.state === "closing")
+    )
+      this.stats.v3Failures++;
+    if (rec.gen === "v3" && this.#active === "v3" && !usable(this.#v3))
+      this.setActive("v1", `v3 failed: ${err.message}`);
+    let i = this.#held.length;
+    while (i > 0 && this.#held[i - 1]!.seq > rec.seq) i--;
+    this.#held.splice(i, 0, rec);
+    this.#pump();
+  }
+
+  #withdraw(rec: Outgoing): void {
+    if (rec.settled || rec.seq !== 0) return;
+    this.stats.aborted++;
+    this.#settle(rec, new DWCPError("ERR_ABORTED", "send aborted", { cause: rec.signal?.reason }));
+    this.#pump();
+  }
+
+  #settle(rec: Outgoing, err: Error | undefined): void {
+    if (rec.settled) return;
+    rec.settled = true;
+    if (rec.onAbort) rec.signal?.removeEventListener("abort", rec.onAbort);
+    rec.onAbort = undefined;
+    this.#queuedBytes -= rec.data.length;
+    rec.parts = undefined;
+    if (err) rec.reject(err);
+    else rec.resolve(rec.seq);
+    rec.data = EMPTY;
+    if (this.#needDrain && this.#queuedBytes <= this.#highWater / 2) {
+      this.#needDrain = false;
+      queueMicrotask(() => this.emit("drain"));
+    }
+  }
+
+  /** Hands waiting messages to sessions: first those going again, then the queue. */
+  #pump(): void {
+    if (this.#pumping || this.#state === "closed") return;
+    this.#pumping = true;
+    try {
+      while (this.#held.length > 0) {
+        const r = this.#route();
+        if (!r.session) break;
+        const rec = this.#held.shift()!;
+        this.stats.resent++;
+        this.#handOff(rec, r.gen, r.session);
+      }
+      if (this.#held.length > 0) {
+        // Nothing new goes before the messages waiting to go again, and on a
+        // closing link nothing will carry them any more.
+        if (this.#state === "closing") this.#rejectHeld(new DWCPError("ERR_CLOSED", "link closed"));
+        return;
+      }
+      for (let rec = this.#queue.peek(); rec; rec = this.#queue.peek()) {
+        if (rec.settled) {
+          this.#queue.shift();
+          continue;
+        }
+        if (rec.data.length > this.#maxMessage) {
+          this.#queue.shift();
+          this.#settle(
+            rec,
+            new DWCPError(
+              "ERR_MESSAGE_TOO_LARGE",
+              `message exceeds the link's maximum of ${this.#maxMessage}`,
+            ),
+          );
+          continue;
+        }
+        const r = this.#route();
+        if (!r.session) {
+          // Not numbered yet: refusing them loses nothing.
+          if (r.error.code === "ERR_UNSUPPORTED") this.stats.refused += this.#queue.length;
+          for (let q = this.#queue.shift(); q; q = this.#queue.shift()) this.#settle(q, r.error);
+          break;
+        }
+        if (!this.#fits(rec)) break;
+        this.#queue.shift();
+        this.#number(rec);
+        this.#handOff(rec, r.gen, r.session);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    this.#checkIdle();
+  }
+
+  #rejectHeld(err: Error): void {
+    for (const rec of this.#held.splice(0)) this.#settle(rec, err);
+  }
+
+  #checkIdle(): void {
+    if (this.#queue.length > 0 || this.#held.length > 0) return;
+    for (const rec of this.#window) if (!rec.settled) return;
+    for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  #receive(m: Message, gen: Generation, session: Session, lends: boolean): void {
+    if (this.#state === "closed" || this.#failed.has(session)) return;
+    const data = m.data;
+    if (data.length < LINK_HEADER_BYTES) {
+      this.#violation(session, `link message of ${data.length} bytes is shorter than its header`);
+      return;
+    }
+    const view = new DataView(data.buffer, data.byteOffset, LINK_HEADER_BYTES);
+    const hi = view.getUint32(4, true);
+    const seq = hi * 2 ** 32 + view.getUint32(0, true);
+    if (seq < this.#expectSeq || this.#reorder.has(seq)) {
+      this.stats.duplicatesDropped++;
+      return;
+    }
+    if (seq === this.#expectSeq) {
+      this.#deliver(seq, data.subarray(LINK_HEADER_BYTES), gen);
+      for (let next = this.#reorder.get(this.#expectSeq); next; next = this.#reorder.get(this.#expectSeq)) {
+        this.#reorder.delete(this.#expectSeq);
+        this.#reorderBytes -= next.charge;
+        this.#deliver(this.#expectSeq, next.data, next.generation);
+      }
+      return;
+    }
+    // Out of order: bounded by what an honest sender's window can have produced.
+    const ahead = seq - this.#expectSeq;
+    if (ahead >= this.#windowMessagesMax || hi >= 2 ** 21) {
+      this.#violation(
+        session,
+        `link message ${seq} is ${ahead} ahead of the next expected (${this.#expectSeq}); the window is ${this.#windowMessagesMax} messages`,
+      );
+      return;
+    }
+    const charge = data.length - LINK_HEADER_BYTES + LINK_MESSAGE_OVERHEAD;
+    if (this.#reorderBytes + charge > this.#windowBytesMax) {
+      this.#violation(
+        session,
+        `link message ${seq} would make ${this.#reorderBytes + charge} bytes held out of order; the window is ${this.#windowBytesMax}`,
+      );
+      return;
+    }
+    // A lending session's bytes are views into read buffers it reuses as soon as
+    // this listener returns: what waits here must be our own copy.
+    // (A copy by hand: on a Buffer, which a session may hand out, slice() is a view.)
+    const payload = lends
+      ? new Uint8Array(data.subarray(LINK_HEADER_BYTES))
+      : data.subarray(LINK_HEADER_BYTES);
+    this.#reorder.set(seq, { data: payload, generation: gen, charge });
+    this.#reorderBytes += charge;
+    if (this.#reorder.size > this.stats.reorderPeakMessages)
+      this.stats.reorderPeakMessages = this.#reorder.size;
+    if (this.#reorderBytes > this.stats.reorderPeakBytes) this.stats.reorderPeakBytes = this.#reorderBytes;
+  }
+
+  #deliver(seq: number, data: Uint8Array, generation: Generation): void {
+    this.#expectSeq = seq + 1;
+    this.stats.delivered++;
+    this.emit("message", { seq, data, generation });
+  }
+
+  #violation(session: Session, message: string): void {
+    const err = new DWCPError("ERR_PROTOCOL", `${this.peerId}: ${message}`);
+    this.stats.violations++;
+    this.#failed.add(session);
+    session.destroy(err);
+    this.#report(err);
+  }
+
+  #report(err: Error): void {
+    this.#hooks.error?.(this, err);
+    if (this.listenerCount("error") > 0) this.emit("error", err);
+  }
+
+  #sessionEnded(gen: Generation, session: Session, err: Error | undefined): void {
+    const list = this.#sessions[gen];
+    const i = list.indexOf(session);
+    if (i >= 0) list.splice(i, 1);
+    if (gen === "v3" && err) this.stats.v3Failures++;
+    if (this.#state === "closed") return;
+    if (err && !this.#failed.has(session)) this.#report(err);
+    if (this.#active === "v3" && !usable(this.#v3))
+      this.setActive("v1", `v3 session ended${err ? `: ${err.message}` : ""}`);
+    if (this.#sessions.v1.length === 0 && this.#sessions.v3.length === 0) {
+      this.#finish(err);
+      return;
+    }
+    this.#hooks.changed?.(this);
+    this.#pump();
+  }
+
+  // ---------------------------------------------------------------- closing
+
+  /**
+   * Graceful close: new sends are refused, messages already accepted are sent
+   * and acknowledged (those that lost their session and have no generation left
+   * fail with `ERR_CLOSED`), then both sessions close. `signal` bounds the wait:
+   * when it fires, the link is destroyed.
+   */
+  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#state === "closed") return;
+    if (this.#state === "open") {
+      this.#state = "closing";
+      this.#pump();
+      const onAbort = () =>
+        this.destroy(new DWCPError("ERR_ABORTED", "link close aborted", { cause: options.signal?.reason }));
+      if (options.signal?.aborted) onAbort();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        const idle = new Promise<void>((r) => this.#idleWaiters.push(r));
+        this.#checkIdle();
+        await Promise.race([idle, this.#closed]);
+        await Promise.all(
+          [...this.#sessions.v3, ...this.#sessions.v1].map((s) =>
+            s?.close(options.signal ? { signal: options.signal } : {}).catch(() => {}),
+          ),
+        );
+      } finally {
+        options.signal?.removeEventListener("abort", onAbort);
+      }
+      this.#finish(undefined);
+    }
+    await this.#closed;
+  }
+
+  /** Tears the link down at once: its sessions are destroyed, unsettled sends fail with `err`. */
+  destroy(err?: Error): void {
+    if (this.#state === "closed") return;
+    const e = err ?? new DWCPError("ERR_ABORTED", "link destroyed");
+    const sessions = [...this.#sessions.v3, ...this.#sessions.v1];
+    this.#finish(e);
+    for (const s of sessions) s.destroy(e);
+  }
+
+  #finish(err: Error | undefined): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#closeError = err;
+    const e = err ?? new DWCPError("ERR_CLOSED", `link to ${this.peerId} closed`);
+    for (let q = this.#queue.shift(); q; q = this.#queue.shift()) this.#settle(q, e);
+    this.#rejectHeld(e);
+    for (let w = this.#window.shift(); w; w = this.#window.shift()) this.#settle(w, e);
+    this.#windowBytes = 0;
+    this.#reorder.clear();
+    this.#reorderBytes = 0;
+    for (const w of this.#idleWaiters.splice(0)) w();
+    this.#resolveClosed();
+    this.#hooks.closed?.(this, err);
+    this.emit("close", err);
+  }
+
+  /** The error the link ended with, if it did not end gracefully. */
+  get closeError(): Error | undefined {
+    return this.#closeError;
+  }
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) throw invalidArg(name, "a positive integer", value);
+  return value;
+}
