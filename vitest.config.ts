@@ -5,7 +5,13 @@ import { configDefaults, defineConfig } from "vitest/config";
 // is a userspace program: on a small machine another test file running beside them
 // starves the emulator or the event loop and the figures stop describing the
 // profile. They run after the rest, one file at a time.
-const TIMED = ["test/mode-wan.test.ts", "test/manager.test.ts", "test/amst-pacing.test.ts"];
+const TIMED = [
+  "test/mode-wan.test.ts",
+  "test/manager.test.ts",
+  "test/amst-pacing.test.ts",
+  "test/peerlink.test.ts",
+  "test/manager-hostile.test.ts",
+];
 
 export default defineConfig({
   test: {

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DWCPManager, type Generation, type PeerLink } from "../src/manager.js";
+import type { Mode } from "../src/mode/classifier.js";
 import { MemoryNetwork, type MemoryOptions, memory } from "../src/transport/memory/index.js";
 import { tcp } from "../src/transport/tcp/index.js";
 import { tls } from "../src/transport/tls/index.js";
@@ -25,13 +26,21 @@ async function pair(opts: {
   flags?: object;
   rollback?: object;
   addresses: { v1: string; v3: string };
+  /**
+   * The path both sides assume (no detection). These tests switch generations on a
+   * declared datacenter path, where v1 and a plain v3 may carry data; the mode rule
+   * on other paths is tested in peerlink.test.ts.
+   */
+  assumeMode?: Mode;
 }): Promise<{ a: DWCPManager; b: DWCPManager; linkA: PeerLink; linkB: PeerLink }> {
+  const assumeMode = opts.assumeMode ?? "datacenter";
   const b = new DWCPManager({
     nodeId: "node-b",
     v1: { transport: opts.v1(), psk: PSK },
     v3: { transport: opts.v3("b"), psk: PSK },
     flags: V3_ON,
     detectMode: false,
+    assumeMode,
   });
   const a = new DWCPManager({
     nodeId: "node-a",
@@ -41,6 +50,7 @@ async function pair(opts: {
     ...(opts.flagsFile ? { flagsFile: opts.flagsFile } : {}),
     ...(opts.rollback ? { rollback: opts.rollback } : {}),
     detectMode: false,
+    assumeMode,
   });
   managers.push(a, b);
   const bound = await b.listen(opts.addresses);
@@ -94,8 +104,11 @@ describe("DWCPManager generation selection", () => {
     expect(a.components("node-b").transport).toMatchObject({
       generation: "v1",
       reason: "internet mode requires TLS for v3 (v3 transport is memory)",
+      // ...and v1 (memory, no encryption) may not carry it either on this path.
+      refused: "internet mode never carries application data unencrypted, and v1 (memory) is not encrypted",
     });
     expect(linkA.active).toBe("v1");
+    await expect(linkA.send(new Uint8Array(10))).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
   });
 
   it("HDE follows the mode and the compression flag: zstd (and the dictionary) only on v3 paths", async () => {

@@ -1,0 +1,79 @@
+// Pairs of DWCPManagers for link tests, and small waiting helpers.
+import { DWCPManager, type ManagerOptions, type PeerLink } from "../../src/manager.js";
+import type { Transport } from "../../src/transport/contract.js";
+import { PSK } from "./nodes.js";
+
+export const V3_ON = { enableV3Transport: true, v3RolloutPercentage: 100 };
+
+const made: DWCPManager[] = [];
+
+/** Closes every manager made since the last call (use in afterEach). */
+export async function closeManagers(): Promise<void> {
+  await Promise.all(made.splice(0).map((m) => m.close().catch(() => {})));
+}
+
+/** A manager closed by {@link closeManagers}. */
+export function manager(o: ManagerOptions): DWCPManager {
+  const m = new DWCPManager(o);
+  made.push(m);
+  return m;
+}
+
+export interface PairOptions {
+  v1: (side: "a" | "b") => Transport;
+  v3: (side: "a" | "b") => Transport;
+  addresses: { v1: string; v3: string };
+  /** Applied to both managers (and overridden per side by `a` and `b`). */
+  both?: Partial<ManagerOptions>;
+  a?: Partial<ManagerOptions>;
+  b?: Partial<ManagerOptions>;
+  /** Node options of each generation on both sides (limits, lendMessages). */
+  node?: Partial<ManagerOptions["v1"]>;
+}
+
+/** Manager "node-b" listening, manager "node-a" connected to it, and both ends of their link. */
+export async function managerPair(
+  o: PairOptions,
+): Promise<{ a: DWCPManager; b: DWCPManager; linkA: PeerLink; linkB: PeerLink }> {
+  const make = (side: "a" | "b") =>
+    manager({
+      nodeId: `node-${side}`,
+      v1: { transport: o.v1(side), psk: PSK, ...o.node },
+      v3: { transport: o.v3(side), psk: PSK, ...o.node },
+      flags: V3_ON,
+      detectMode: false,
+      ...o.both,
+      ...o[side],
+    });
+  const b = make("b");
+  const a = make("a");
+  const bound = await b.listen(o.addresses);
+  const linkBReady = new Promise<PeerLink>((r) => b.once("link", r));
+  const linkA = await a.connect({ v1: bound.v1, v3: bound.v3! });
+  const linkB = await linkBReady;
+  // The accepting side's v3 session may land a moment after its link.
+  await until(() => linkB.v3 !== undefined || !o.addresses.v3, 2000);
+  return { a, b, linkA, linkB };
+}
+
+/** Resolves once `cond()` holds; rejects after `ms`. */
+export async function until(cond: () => boolean, ms: number, what = "condition"): Promise<void> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`${what} not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** `p`, or a rejection naming `what` after `ms`. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
