@@ -98,6 +98,9 @@ describe("amst bundles that lend their chunks", () => {
     const { listener } = p;
     const client = p.client as AmstConn;
     const server = p.server as AmstConn;
+    // A raw bundle with no session above it: nothing authenticates the peers, so say so.
+    client.authenticated();
+    server.authenticated();
     expect(server.release).toBeTypeOf("function");
     expect(client.release).toBeUndefined();
     const total = 256 << 20;
