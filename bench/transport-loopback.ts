@@ -227,9 +227,16 @@ async function main(): Promise<void> {
     { stdio: "inherit" },
   );
   const ref = SMALL ? undefined : buildFramesRef(WORK_DIR);
-  const contenders = [
+  // DWCP_BENCH_BASE (a checkout of another commit, built): the same sessions on
+  // that build, interleaved with this one's, for before/after ratios in one run.
+  const base = process.env.DWCP_BENCH_BASE;
+  if (base) execFileSync("npm", ["run", "build:ts"], { cwd: base, stdio: "inherit" });
+  const all = [
     "dwcp",
     "dwcp-lent",
+    "dwcp-mac",
+    "dwcp-lent-mac",
+    ...(base ? ["base:dwcp", "base:dwcp-lent"] : []),
     "amst-2",
     "amst-4",
     "amst-2-lent",
@@ -239,6 +246,9 @@ async function main(): Promise<void> {
     "zeromq",
     ...(ref ? ["c-frames"] : []),
   ];
+  // BENCH_CONTENDERS=a,b,…: only these (a shorter run for one comparison).
+  const only = process.env.BENCH_CONTENDERS?.split(",");
+  const contenders = only ? all.filter((c) => only.includes(c)) : all;
   // CPU per GB moved, each side: what a transfer costs whatever the speed. On a
   // host whose cores are all busy, cores ÷ (sender + receiver) is the rate no
   // scheduling can beat.
@@ -270,7 +280,12 @@ async function main(): Promise<void> {
   // 1 MiB: bytes per second; 4 KiB: messages per second.
   const value = (k: string) =>
     SMALL ? Math.round(median(samples[k]!.msgps)) : round(median(samples[k]!.gbps), 3);
-  const ours = Math.max(...contenders.filter((c) => /^(dwcp|amst)/.test(c)).map(value));
+  const has = (k: string) => samples[k] !== undefined;
+  const valueOf = (k: string) => (has(k) ? value(k) : undefined);
+  const ours = Math.max(
+    ...contenders.filter((c) => /^(dwcp|amst)/.test(c) && !c.endsWith("-mac")).map(value),
+  );
+  const ratio = (a: string, b: string) => (has(a) && has(b) ? round(value(a) / value(b), 3) : undefined);
   const cores = availableParallelism();
   const cpu = Object.fromEntries(
     contenders.map((c) => {
@@ -291,21 +306,42 @@ async function main(): Promise<void> {
       name: SMALL ? "transport-small" : "transport-loopback",
       unit: SMALL ? "messages/s (4 KiB messages)" : "GB/s (1 MiB messages)",
       ours,
-      peers: {
-        "iperf3-1-stream": value("iperf3"),
-        "node-net": value("net"),
-        "zeromq-push-pull": value("zeromq"),
-        ...(ref ? { "c-frames-crc32c-reference": value("c-frames") } : {}),
-      },
+      peers: Object.fromEntries(
+        Object.entries({
+          "iperf3-1-stream": valueOf("iperf3"),
+          "node-net": valueOf("net"),
+          "zeromq-push-pull": valueOf("zeromq"),
+          "c-frames-crc32c-reference": valueOf("c-frames"),
+          "base-tcp-1-stream": valueOf("base:dwcp"),
+          "base-tcp-1-stream-lent": valueOf("base:dwcp-lent"),
+        }).filter(([, v]) => v !== undefined),
+      ) as Record<string, number>,
       detail: {
         method: `${ROUNDS} interleaved rounds per contender, each timing 4 GiB after an untimed warm-up of 1 GiB (iperf3: its first second, -O 1); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration; "lent": the receiver sets lendMessages (each message valid during its listener call, the socket read into reused buffers)`,
         dwcp: {
-          "tcp-1-stream": value("dwcp"),
-          "tcp-1-stream-lent": value("dwcp-lent"),
-          "amst-2-streams": value("amst-2"),
-          "amst-4-streams": value("amst-4"),
-          "amst-2-streams-lent": value("amst-2-lent"),
-          "amst-4-streams-lent": value("amst-4-lent"),
+          "tcp-1-stream": valueOf("dwcp"),
+          "tcp-1-stream-lent": valueOf("dwcp-lent"),
+          "tcp-1-stream-mac": valueOf("dwcp-mac"),
+          "tcp-1-stream-lent-mac": valueOf("dwcp-lent-mac"),
+          "amst-2-streams": valueOf("amst-2"),
+          "amst-4-streams": valueOf("amst-4"),
+          "amst-2-streams-lent": valueOf("amst-2-lent"),
+          "amst-4-streams-lent": valueOf("amst-4-lent"),
+        },
+        // This build against DWCP_BENCH_BASE's, same session, same rounds.
+        ...(base
+          ? {
+              baseline: {
+                build: base,
+                "tcp-1-stream": ratio("dwcp", "base:dwcp"),
+                "tcp-1-stream-lent": ratio("dwcp-lent", "base:dwcp-lent"),
+              },
+            }
+          : {}),
+        // Per-frame MACs (integrity "mac") against CRC-only frames, same rounds.
+        integrity: {
+          "mac-vs-crc": ratio("dwcp-mac", "dwcp"),
+          "mac-vs-crc-lent": ratio("dwcp-lent-mac", "dwcp-lent"),
         },
         goals: SMALL ? { "zeromq-push-pull": 2 } : { "iperf3-1-stream": 0.95, "zeromq-push-pull": 1.1 },
         cpu,

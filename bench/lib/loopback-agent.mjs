@@ -10,7 +10,10 @@
 // runs ahead of the receiver by its queues, so it cannot tell that moment itself).
 // kind: "net" (a Node socket), "zeromq" (PUSH/PULL), "dwcp" (one TCP stream),
 // "dwcp-lent" (the same, messages lent to the listener: lendMessages), "amst-N"
-// (an AMST bundle of N TCP streams) or "amst-N-lent" (the same, lending).
+// (an AMST bundle of N TCP streams) or "amst-N-lent" (the same, lending); a "-mac"
+// suffix turns on per-frame MACs (integrity "mac"), and a "base:" prefix runs the
+// same contender on another build of DWCP (DWCP_BENCH_BASE: a checkout with dist/),
+// for before/after comparisons in one run.
 //
 // Plain JavaScript on the compiled library (dist/), as agents run in production:
 // a process started through the TypeScript loader carries the loader's heap, and
@@ -22,12 +25,23 @@ import { createServer, connect as netConnect } from "node:net";
 
 const PSK = "bench-pre-shared-key-000000";
 
-/** A DWCP node for "dwcp", "dwcp-lent", "amst-N" or "amst-N-lent". */
+/** A DWCP node for "dwcp", "dwcp-lent", "amst-N" or "amst-N-lent" (± "-mac", ± "base:"). */
 async function dwcpNode(kind, nodeId) {
-  const { amst, tcp, DWCPNode } = await import("../../dist/index.js");
-  const m = /^amst-(\d+)/.exec(kind);
+  const base = kind.startsWith("base:");
+  const lib = base
+    ? new URL(`file://${process.env.DWCP_BENCH_BASE}/dist/index.js`).href
+    : "../../dist/index.js";
+  const { amst, tcp, DWCPNode } = await import(lib);
+  const name = base ? kind.slice(5) : kind;
+  const m = /^amst-(\d+)/.exec(name);
   const transport = m ? amst(tcp(), { streams: Number(m[1]), maxStreams: Number(m[1]) }) : tcp();
-  return new DWCPNode({ nodeId, transport, psk: PSK, lendMessages: kind.endsWith("-lent") });
+  return new DWCPNode({
+    nodeId,
+    transport,
+    psk: PSK,
+    lendMessages: name.includes("-lent"),
+    ...(name.endsWith("-mac") ? { integrity: "mac" } : {}),
+  });
 }
 
 async function receiver(kind, size, total, warm) {
