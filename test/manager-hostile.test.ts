@@ -57,7 +57,13 @@ async function rawPeerAgainstManager() {
   const bound = await b.listen({ v1: "hb1:0" });
   const raw = new DWCPNode({ nodeId: "node-a", transport: memory({}, net), psk: PSK, versions: [1] });
   nodes.push(raw);
-  const linkB = new Promise<PeerLink>((r) => b.once("link", r));
+  // The application reads its link: what is in order is delivered at once, the rest waits in the reorder map.
+  const linkB = new Promise<PeerLink>((r) =>
+    b.once("link", (l) => {
+      l.on("message", () => {});
+      r(l);
+    }),
+  );
   const s = await raw.connect(bound.v1);
   return { net, b, bound, raw, s, linkB: await linkB };
 }

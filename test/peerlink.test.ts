@@ -266,6 +266,32 @@ describe("PeerLink events and backpressure (item 9)", () => {
   });
 });
 
+describe("PeerLink without a `message` listener", () => {
+  it("messages wait in the session's receive queue (≤ 4 MiB + one message, the sender held back) until a listener comes; none is acknowledged and dropped", async () => {
+    const { linkA, linkB } = await memoryPair({ node: { receiveQueueBytes: 4 << 20 } });
+    expect(linkA.active).toBe("v3");
+    const body = (i: number) => new Uint8Array(1 << 20).fill(i);
+    let acked = 0;
+    const sends = Array.from({ length: 32 }, (_, i) =>
+      linkA.send(body(i)).then((seq) => {
+        acked++;
+        return seq;
+      }),
+    );
+    await sleep(300);
+    const queued = linkB.v3!.queuedBytes;
+    expect(queued).toBeLessThanOrEqual(5 << 20);
+    expect(acked).toBeLessThan(32);
+    const got: { seq: number; fill: number }[] = [];
+    linkB.on("message", (m) => got.push({ seq: m.seq, fill: m.data[0]! }));
+    expect(await within(Promise.all(sends), 5000, "sends")).toEqual(
+      Array.from({ length: 32 }, (_, i) => i + 1),
+    );
+    await until(() => got.length === 32, 2000, "all 32 delivered");
+    expect(got).toEqual(Array.from({ length: 32 }, (_, i) => ({ seq: i + 1, fill: i })));
+  });
+});
+
 describe("errors without an `error` listener (item 9)", () => {
   it("a bad flags file (at start and on a later edit) is counted and the flags stay; with a listener it is emitted", async () => {
     const dir = mkdtempSync(join(tmpdir(), "dwcp-flags-typo-"));

@@ -96,7 +96,11 @@ export interface GenerationChange {
 
 /** Events of a {@link PeerLink}. */
 export interface PeerLinkEvents {
-  /** A message from the peer, once each, in order. */
+  /**
+   * A message from the peer, once each, in order. While the link has no listener,
+   * messages wait in its sessions' receive queues (`receiveQueueBytes`; a full
+   * queue stops reading, which holds the sender back) and come once one is added.
+   */
   message: [LinkMessage];
   /** The generation carrying new messages changed (every change, whatever caused it). */
   generation: [GenerationChange];
@@ -273,6 +277,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #expectSeq = 1;
   readonly #reorder = new Map<number, { data: Uint8Array; generation: Generation; charge: number }>();
   #reorderBytes = 0;
+  /** Each session's `message` listener, attached while the link has one of its own. */
+  readonly #readers = new Map<Session, (m: Message) => void>();
   /** Sessions this link failed itself: their remaining batch entries are ignored. */
   readonly #failed = new WeakSet<Session>();
 
@@ -294,6 +300,19 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#highWater = positiveInt("highWaterMark", options.highWaterMark, this.#windowBytesMax);
     this.#closed = new Promise((r) => {
       this.#resolveClosed = r;
+    });
+    // The link takes messages from its sessions only while the application listens:
+    // until then they wait in the sessions' receive queues (bounded; a full queue
+    // stops reading, which holds the sender back) instead of being acknowledged and
+    // dropped for want of a listener.
+    const self = this as EventEmitter;
+    self.on("newListener", (event: string | symbol) => {
+      if (event !== "message" || this.listenerCount("message") > 0) return;
+      for (const [session, reader] of this.#readers) session.on("message", reader);
+    });
+    self.on("removeListener", (event: string | symbol) => {
+      if (event !== "message" || this.listenerCount("message") > 0) return;
+      for (const [session, reader] of this.#readers) session.off("message", reader);
     });
   }
 
@@ -385,7 +404,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const max = session.negotiated.maxMessageSize - LINK_HEADER_BYTES;
     if (max < this.#maxMessage) this.#maxMessage = Math.max(0, max);
     this.#sessions[gen].push(session);
-    session.on("message", (m: Message) => this.#receive(m, gen, session, lends));
+    this.#readers.set(session, (m: Message) => this.#receive(m, gen, session, lends));
+    if (this.listenerCount("message") > 0) session.on("message", this.#readers.get(session)!);
     void session.closed.then((err) => this.#sessionEnded(gen, session, err));
     this.#pump();
   }
@@ -742,6 +762,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const list = this.#sessions[gen];
     const i = list.indexOf(session);
     if (i >= 0) list.splice(i, 1);
+    this.#readers.delete(session);
     if (gen === "v3" && err) this.stats.v3Failures++;
     if (this.#state === "closed") return;
     if (err && !this.#failed.has(session)) this.#report(err);
