@@ -224,6 +224,8 @@ export interface ManagerMetrics {
   linkViolations: number;
   /** Times a link started refusing application data (see the `refusal` event). */
   refusals: number;
+  /** Sends refused with `ERR_UNSUPPORTED`: no generation allowed to carry them on the path. */
+  refusedSends: number;
   /** Errors reported (see the `error` event), by code, and the last one. */
   errors: {
     count: number;
@@ -243,8 +245,10 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   readonly #links = new Map<string, PeerLink>();
   readonly #detectors = new Map<
     PeerLink,
-    { detector: ModeDetector; session: Session; first: Promise<unknown> }
+    { detector: ModeDetector; session: Session; first: Promise<unknown>; settled: boolean }
   >();
+  /** Links whose detection will start once connect() has dialled v3. */
+  readonly #awaitingDetection = new Set<PeerLink>();
   readonly #refusing = new Map<PeerLink, string | undefined>();
   /** Links whose `link` event has fired: only they get `refusal` events. */
   readonly #announced = new Set<PeerLink>();
@@ -255,6 +259,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     sessionsRefused: 0,
     linkViolations: 0,
     refusals: 0,
+    refusedSends: 0,
     errors: { count: 0, byCode: {} },
   };
   readonly #onFlagsChange = () => this.#reevaluateAll("flags");
@@ -423,6 +428,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       created = true;
     }
     link.attach(gen, s, credential, this.#opts[gen].lendMessages === true);
+    if (gen === "v1" && !accepted && this.#detecting() && !this.#detectors.has(link))
+      this.#awaitingDetection.add(link);
     const l = link;
     s.on("control", (msg: { flagEpoch?: { epoch: number } }) => {
       if (msg.flagEpoch) l.peerFlagEpoch = msg.flagEpoch.epoch;
@@ -457,6 +464,19 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     return link;
   }
 
+  /** True when paths are measured (not declared, not left unmeasured). */
+  #detecting(): boolean {
+    return !this.#opts.assumeMode && this.#opts.detectMode !== false;
+  }
+
+  /** True while `link`'s first mode decision is pending: sends that only v1 could carry wait for it. */
+  #measuring(link: PeerLink): boolean {
+    if (!this.#detecting() || link.mode !== undefined) return false;
+    const d = this.#detectors.get(link);
+    if (!d) return this.#awaitingDetection.has(link);
+    return !d.settled && d.session.state === "open";
+  }
+
   #connectTimeoutMs(): number {
     return this.#opts.connectTimeoutMs ?? 30_000;
   }
@@ -469,12 +489,16 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
           this.#metrics.linkViolations++;
         this.#report(err);
       },
+      refused: (_l, n) => {
+        this.#metrics.refusedSends += n;
+      },
       closed: (l) => {
         if (this.#links.get(l.peerId) === l) this.#links.delete(l.peerId);
         this.#detectors.get(l)?.detector.stop();
         this.#detectors.delete(l);
         this.#refusing.delete(l);
         this.#announced.delete(l);
+        this.#awaitingDetection.delete(l);
       },
     });
     link.latencySampleMaxBytes = this.policy.latencySampleMaxBytes;
@@ -497,7 +521,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
    * detector already runs on an open session) and returns its first decision.
    */
   #detect(link: PeerLink, s: Session, signal?: AbortSignal): Promise<unknown> | undefined {
-    if (this.#opts.assumeMode || this.#opts.detectMode === false) return undefined;
+    if (!this.#detecting()) return undefined;
+    this.#awaitingDetection.delete(link);
     const running = this.#detectors.get(link);
     if (running && running.session.state === "open") return running.first;
     running?.detector.stop();
@@ -511,9 +536,19 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       this.#reevaluate(link, `mode ${e.mode}`);
     });
     const first = d.start(signal ? { signal } : {});
-    first.catch(() => {});
+    const entry = { detector: d, session: s, first, settled: false };
+    first.then(
+      () => {
+        entry.settled = true;
+      },
+      () => {
+        // No verdict: the path keeps counting as internet, and what waited for one is refused now.
+        entry.settled = true;
+        this.#reevaluate(link, "mode detection ended without a decision");
+      },
+    );
     void s.closed.then(() => d.stop());
-    this.#detectors.set(link, { detector: d, session: s, first });
+    this.#detectors.set(link, entry);
     return first;
   }
 
@@ -545,7 +580,9 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         reason = mode ? `${mode} mode, ${flag} on, in rollout` : `${flag} on, in rollout`;
       }
       out[c] = { generation, implemented: IMPLEMENTED[c], reason };
-      if (generation === "v1" && refused) out[c].refused = refused;
+      if (generation === "v1" && refused)
+        out[c].refused =
+          link && this.#measuring(link) ? `${refused} (sends wait for the first measurement)` : refused;
     }
     return out;
   }
@@ -576,7 +613,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     const t = this.components(link.peerId).transport;
     // v1's refusal holds whatever v3's state: when v3 fails under messages, the link
     // must not fall back to v1 on its own.
-    link.setPolicy(t.generation === "v3", this.#v1Refusal(link.mode), why);
+    link.setPolicy(t.generation === "v3", this.#v1Refusal(link.mode), why, this.#measuring(link));
     if (!this.#announced.has(link)) return;
     const refusing = link.refusing;
     if (refusing !== this.#refusing.get(link)) {

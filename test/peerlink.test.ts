@@ -379,14 +379,14 @@ describe("the mode rule on both sides (item 8)", () => {
     const bound = await b.listen({ v1: "w1:0", v3: "w3:0" });
     const linkBReady = new Promise<PeerLink>((r) => b.once("link", r));
     const bMode = new Promise<string>((r) => b.once("mode", (_l, e) => r(e.mode)));
+    // A send as soon as the accepting side has its link: the path is not measured
+    // yet, so it waits (nothing leaves over the plain v3 or v1) for the verdict.
+    const early = linkBReady.then((l) => l.send(new Uint8Array(10)).catch((e: DWCPError) => e));
     const linkA = await a.connect({ v1: bound.v1, v3: bound.v3! });
     const linkB = await linkBReady;
     expect(linkA.mode).toBe("internet");
-    // Until its own measurement decides, the accepting side counts the path as
-    // internet: nothing leaves it over the plain v3 (or v1) meanwhile.
-    if (linkB.mode === undefined)
-      await expect(linkB.send(new Uint8Array(10))).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
     expect(await within(bMode, 10_000, "the accepting side's mode")).toBe("internet");
+    expect(await early).toMatchObject({ code: "ERR_UNSUPPORTED" });
     expect(linkB.mode).toBe("internet");
     const t = b.components("node-a").transport;
     expect(t).toMatchObject({
@@ -395,6 +395,34 @@ describe("the mode rule on both sides (item 8)", () => {
     });
     await expect(linkB.send(new Uint8Array(10))).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
     expect(linkB.stats.v3 + linkB.stats.v1).toBe(0);
+  }, 20_000);
+
+  it("on a datacenter path the accepting side's first sends wait for its own measurement, then go over v1", async () => {
+    const net = new MemoryNetwork();
+    const mk = (id: string) =>
+      manager({
+        nodeId: id,
+        v1: { transport: memory({}, net), psk: PSK },
+        v3: { transport: memory({}, net), psk: PSK },
+      });
+    const b = mk("node-b");
+    const a = mk("node-a");
+    const bound = await b.listen({ v1: "dc1:0" });
+    const early: Promise<number>[] = [];
+    b.on("link", (l) => {
+      // Measured nothing yet: the manager says why v1 may not carry it, and that sends wait.
+      expect(b.components("node-a").transport.refused).toMatch(/sends wait for the first measurement/);
+      early.push(l.send(new Uint8Array(10)));
+    });
+    const linkA = await a.connect({ v1: bound.v1 });
+    const got: Generation[] = [];
+    linkA.on("message", (m) => got.push(m.generation));
+    expect(linkA.mode).toBe("datacenter");
+    expect(await within(Promise.all(early), 10_000, "the early send")).toEqual([1]);
+    expect(b.links.get("node-a")!.mode).toBe("datacenter");
+    await until(() => got.length === 1, 2000);
+    expect(got).toEqual(["v1"]);
+    expect(b.metrics().refusedSends).toBe(0);
   }, 20_000);
 
   it("the kill switch on an internet path with PSK-over-TCP v1: refused, said why, nothing in plain text; lifted, v3 carries again", async () => {

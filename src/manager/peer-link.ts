@@ -145,6 +145,8 @@ export interface PeerLinkHooks {
   /** A session ended or failed under a message: the manager re-evaluates the link. */
   changed?(link: PeerLink): void;
   error?(link: PeerLink, err: Error): void;
+  /** `n` sends were refused: no generation may carry them on this path. */
+  refused?(link: PeerLink, n: number): void;
   closed?(link: PeerLink, err: Error | undefined): void;
 }
 
@@ -166,8 +168,10 @@ interface Outgoing {
 }
 
 type Route =
-  | { gen: Generation; session: Session; error?: undefined }
-  | { error: DWCPError; session?: undefined };
+  | { gen: Generation; session: Session; error?: undefined; wait?: undefined }
+  | { error: DWCPError; session?: undefined; wait?: undefined }
+  /** Nothing may carry it yet, but the path's first measurement may allow v1: queue it. */
+  | { wait: true; error?: undefined; session?: undefined };
 
 const EMPTY = new Uint8Array(0);
 
@@ -241,6 +245,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    * not encrypted and the path is not known to be datacenter), or undefined.
    */
   v1Refusal: string | undefined;
+  /**
+   * Set by the manager while the path's first measurement is under way: sends that
+   * only v1 could carry wait (queued, unnumbered) for the verdict instead of failing.
+   */
+  measuring = false;
   breaker: "closed" | "open" | "half-open" = "closed";
   breakerUntil = 0;
   peerFlagEpoch = 0;
@@ -392,7 +401,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    * or undefined while one can.
    */
   get refusing(): string | undefined {
-    if (this.#state === "closed") return undefined;
+    if (this.#state === "closed" || this.measuring) return undefined;
     if (this.#active === "v3" && this.v3Allowed && usable(this.#v3)) return undefined;
     return this.v1Refusal;
   }
@@ -410,10 +419,15 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#pump();
   }
 
-  /** @internal Applies the manager's decision; the active generation follows it. */
-  setPolicy(v3Allowed: boolean, v1Refusal: string | undefined, why: string): void {
+  /**
+   * @internal Applies the manager's decision; the active generation follows it.
+   * `measuring`: the path's first measurement is under way, so messages v1 may
+   * not carry yet wait in the queue instead of being refused.
+   */
+  setPolicy(v3Allowed: boolean, v1Refusal: string | undefined, why: string, measuring = false): void {
     this.v3Allowed = v3Allowed;
     this.v1Refusal = v1Refusal;
+    this.measuring = measuring;
     this.setActive(v3Allowed && usable(this.#v3) ? "v3" : "v1", why);
     this.#pump();
   }
@@ -463,7 +477,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       return Promise.reject(new DWCPError("ERR_CLOSED", `link to ${this.peerId} is ${this.#state}`));
     const route = this.#route();
     if (route.error) {
-      if (route.error.code === "ERR_UNSUPPORTED") this.stats.refused++;
+      if (route.error.code === "ERR_UNSUPPORTED") this.#refused(1);
       return Promise.reject(route.error);
     }
     let resolve!: (seq: number) => void;
@@ -478,7 +492,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       seq: 0,
       parts: undefined,
       session: undefined,
-      gen: route.gen,
+      gen: route.session ? route.gen : "v1",
       acked: false,
       settled: false,
       sample: false,
@@ -492,7 +506,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.#queuedBytes >= this.#highWater) this.#needDrain = true;
     // Fast path: nothing queued or held ahead and room in the window: numbered
     // and handed to the session now.
-    if (this.#queue.length === 0 && this.#held.length === 0 && this.#fits(rec)) {
+    if (route.session && this.#queue.length === 0 && this.#held.length === 0 && this.#fits(rec)) {
       this.#number(rec);
       this.#handOff(rec, route.gen, route.session);
       return promise;
@@ -511,7 +525,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.#state === "closed")
       return { error: new DWCPError("ERR_CLOSED", `link to ${this.peerId} is closed`) };
     if (this.#active === "v3" && this.v3Allowed && usable(this.#v3)) return { gen: "v3", session: this.#v3 };
-    if (this.v1Refusal) return { error: new DWCPError("ERR_UNSUPPORTED", `refused: ${this.v1Refusal}`) };
+    if (this.v1Refusal) {
+      if (this.measuring) return { wait: true };
+      return { error: new DWCPError("ERR_UNSUPPORTED", `refused: ${this.v1Refusal}`) };
+    }
     if (!usable(this.#v1))
       return { error: new DWCPError("ERR_CLOSED", `no open session to ${this.peerId} may carry messages`) };
     return { gen: "v1", session: this.#v1 };
@@ -634,13 +651,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         this.stats.resent++;
         this.#handOff(rec, r.gen, r.session);
       }
-      if (this.#held.length > 0) {
-        // Nothing new goes before the messages waiting to go again, and on a
-        // closing link nothing will carry them any more.
-        if (this.#state === "closing") this.#rejectHeld(new DWCPError("ERR_CLOSED", "link closed"));
-        return;
-      }
-      for (let rec = this.#queue.peek(); rec; rec = this.#queue.peek()) {
+      // Nothing new goes before the messages waiting to go again; on a closing link
+      // nothing will carry them any more.
+      if (this.#held.length > 0 && this.#state === "closing")
+        this.#rejectHeld(new DWCPError("ERR_CLOSED", "link closed"));
+      for (let rec = this.#queue.peek(); rec && this.#held.length === 0; rec = this.#queue.peek()) {
         if (rec.settled) {
           this.#queue.shift();
           continue;
@@ -657,10 +672,15 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
           continue;
         }
         const r = this.#route();
+        if (r.wait) break;
         if (!r.session) {
           // Not numbered yet: refusing them loses nothing.
-          if (r.error.code === "ERR_UNSUPPORTED") this.stats.refused += this.#queue.length;
-          for (let q = this.#queue.shift(); q; q = this.#queue.shift()) this.#settle(q, r.error);
+          let n = 0;
+          for (let q = this.#queue.shift(); q; q = this.#queue.shift()) {
+            if (!q.settled) n++;
+            this.#settle(q, r.error);
+          }
+          if (r.error.code === "ERR_UNSUPPORTED") this.#refused(n);
           break;
         }
         if (!this.#fits(rec)) break;
@@ -672,6 +692,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       this.#pumping = false;
     }
     this.#checkIdle();
+  }
+
+  #refused(n: number): void {
+    this.stats.refused += n;
+    if (n > 0) this.#hooks.refused?.(this, n);
   }
 
   #rejectHeld(err: Error): void {
