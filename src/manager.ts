@@ -365,8 +365,9 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     try {
       const s1 = await bounded(this.v1.connect(address.v1, { signal }));
       opened.push(s1);
-      this.#addresses.set(s1.remoteNodeId, address);
       const link = this.#adopt(s1.remoteNodeId, "v1", s1, false);
+      // Only a peer that was let in may be redialled at this address.
+      this.#addresses.set(s1.remoteNodeId, address);
       if (address.v3) {
         stage = `dialling v3 at ${address.v3}`;
         try {

@@ -317,7 +317,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const self = this as EventEmitter;
     self.on("newListener", (event: string | symbol) => {
       if (event !== "message" || this.listenerCount("message") > 0) return;
-      for (const [session, reader] of this.#readers) session.on("message", reader);
+      for (const [session, reader] of this.#readers) {
+        session.on("message", reader);
+        // An ended session kept only for what it had queued hands that over now
+        // (its own `newListener` flush, a microtask); after that it is done.
+        if (session.state === "closed") setImmediate(() => this.#readers.delete(session));
+      }
     });
     self.on("removeListener", (event: string | symbol) => {
       if (event !== "message" || this.listenerCount("message") > 0) return;
@@ -787,7 +792,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const list = this.#sessions[gen];
     const i = list.indexOf(session);
     if (i >= 0) list.splice(i, 1);
-    this.#readers.delete(session);
+    // What it delivered while nobody listened is still in its queue: kept until a listener takes it.
+    if (this.listenerCount("message") > 0 || session.queuedMessages === 0) this.#readers.delete(session);
     if (gen === "v3" && err) this.stats.v3Failures++;
     if (this.#state === "closed") return;
     if (err && !this.#failed.has(session)) this.#report(err);
