@@ -5,11 +5,12 @@
 // target image, and with a baseline its bytes and page hashes.
 //
 // The input is the frame; FixPageFrame() rewrites its payload length and CRC
-// so mutations reach the decoder's later checks. Bits of the image id (which
+// so mutations reach the decoder's later checks. The dictionary is passed when
+// the header names one, as the addon's caller does. Bits of the image id (which
 // the decoder ignores) vary how the caller's buffers look, as a caller may:
-//   1: no baseline hashes (the decoder hashes the baseline itself)
-//   2: too few baseline hashes (one)
-//   4: a baseline one page shorter than the target
+//   0x100: no baseline hashes (the decoder hashes the baseline itself)
+//   0x200: too few baseline hashes (one)
+//   0x400: a baseline one page shorter than the target
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -37,18 +38,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   j.length = frame.size();
   j.target = target.data();
   j.targetLength = target.size();
-  j.dict = dwcp_fuzz::Dictionary();
+  if (size >= 20 && dwcp_fuzz::U32(data + 16) != 0) j.dict = dwcp_fuzz::Dictionary();
   std::vector<uint64_t> hashes;
 #if FUZZ_BASELINE
   const std::vector<uint8_t>& base = dwcp_fuzz::Baseline();
   const uint32_t knobs = size >= 24 ? dwcp_fuzz::U32(data + 20) : 0;
   const uint32_t ps = size >= 12 ? dwcp_fuzz::U32(data + 8) : 0;
   j.base = base.data();
-  j.baseLength = (knobs & 4) && ps <= base.size() ? base.size() - ps : base.size();
-  if (!(knobs & 1) && ps >= 64 && ps <= base.size()) {
+  j.baseLength = (knobs & 0x400) && ps <= base.size() ? base.size() - ps : base.size();
+  if (!(knobs & 0x100) && ps >= 64 && ps <= base.size()) {
     // As the baseline store keeps them: one per page at the frame's page size.
-    hashes.resize((knobs & 2) ? 1 : (base.size() + ps - 1) / ps);
-    dwcp::Xxh3Pages(base.data(), (knobs & 2) ? ps : base.size(), ps, hashes.data(), hashes.size());
+    hashes.resize((knobs & 0x200) ? 1 : (base.size() + ps - 1) / ps);
+    dwcp::Xxh3Pages(base.data(), (knobs & 0x200) ? ps : base.size(), ps, hashes.data(), hashes.size());
     j.baseHashes = hashes.data();
     j.baseHashCount = hashes.size();
   }
