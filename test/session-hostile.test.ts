@@ -130,6 +130,23 @@ describe("an authenticated peer flooding a session", () => {
   });
 });
 
+describe("a peer that stops reading during a bandwidth probe", () => {
+  it("the probe's wait for drain ends: ERR_CLOSED after timeoutMs, ERR_ABORTED when the signal fires (tcp)", async () => {
+    const { conn, session } = await listenerAndConn(tcp());
+    const peer = await hostilePeer(conn, { read: false });
+    const b = await session;
+    expect(peer.remote.nodeId).toBe("server");
+    const t0 = performance.now();
+    await expect(b.probe(512 << 20, { timeoutMs: 300 })).rejects.toMatchObject({ code: "ERR_CLOSED" });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 200);
+    await expect(b.probe(512 << 20, { timeoutMs: 60_000, signal: ac.signal })).rejects.toMatchObject({
+      code: "ERR_ABORTED",
+    });
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  });
+});
+
 describe("DWCPNode.close() and handshakes in flight", () => {
   it("ends handshakes still in progress before it resolves, and emits no session after", async () => {
     const network = new MemoryNetwork();

@@ -213,10 +213,14 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     return first;
   }
 
+  /** Ends a probe round in progress when the detector stops (its wait for drain included). */
+  readonly #stopSignal = new AbortController();
+
   /** Stops sampling. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#stopSignal.abort(new DWCPError("ERR_ABORTED", "mode detection stopped"));
   }
 
   #addAppRtt(ms: number, kernelUs: number | undefined): void {
@@ -255,7 +259,10 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       if (left <= 0 || size < minRound) break;
       // The round's sending stops when the budget is up whatever its size: a rate
       // inflated by one bunched sample cannot make a round outlast the budget.
-      const r = await this.#session.probe(Math.min(size, maxBytes - spent), { sendMs: left });
+      const r = await this.#session.probe(Math.min(size, maxBytes - spent), {
+        sendMs: left,
+        signal: this.#stopSignal.signal,
+      });
       this.#throwIfStopped();
       spent += r.bytes;
       const bps = Number.isFinite(r.bps) ? r.bps : best * 2;

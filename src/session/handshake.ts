@@ -21,13 +21,7 @@ import {
   verifyReadyProof,
 } from "../wire/auth.js";
 import { encodeFrame, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
-import {
-  decodeGreeting,
-  encodeGreeting,
-  GREETING_SIZE,
-  GreetingFlags,
-  newNonce,
-} from "../wire/greeting.js";
+import { decodeGreeting, encodeGreeting, GREETING_SIZE, GreetingFlags, newNonce } from "../wire/greeting.js";
 import { FrameMac } from "../wire/integrity.js";
 import { type Negotiated, negotiate } from "../wire/negotiate.js";
 import {
@@ -293,6 +287,9 @@ export async function handshake(
       const [nonceC, nonceS] = role === "C" ? [nonce, peer.nonce] : [peer.nonce, nonce];
       keys = deriveKeys(psk, nonceC, nonceS, transcript);
       credential = `psk:${keyId(psk)}`;
+      // PSK over TLS: the certificate tells apart holders of the same key.
+      const cert = (conn.socket as TLSSocket | undefined)?.getPeerX509Certificate?.();
+      if (cert) credential += `+tls:${cert.fingerprint256}`;
     } else if (local.auth === "tls") {
       credential = tlsCredential(conn, local, remote);
     }

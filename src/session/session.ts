@@ -939,12 +939,18 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    * the round's last, so a round sized from an optimistic rate (a burst, a peer
    * that read late and saw frames bunched) cannot outlast the caller's budget by
    * more than the bytes already in the socket buffers. `timeoutMs` counts from
-   * the last frame.
+   * the last frame. A wait for the connection to drain (a peer that stopped
+   * reading) ends after `timeoutMs` too (`ERR_CLOSED`), or when `signal` fires
+   * (`ERR_ABORTED`).
    *
    * @returns bits per second, the bytes, the receiver-side duration and the busy shares
    */
-  async probe(bytes: number, options: { frameBytes?: number; timeoutMs?: number; sendMs?: number } = {}) {
+  async probe(
+    bytes: number,
+    options: { frameBytes?: number; timeoutMs?: number; sendMs?: number; signal?: AbortSignal } = {},
+  ) {
     this.#throwIfClosed();
+    throwIfAborted(options.signal, "probe");
     const frame = Math.min(options.frameBytes ?? 256 * 1024, this.#frameMax - 64);
     const round = this.#nextProbeRound++;
     const padding = new Uint8Array(frame);
@@ -984,7 +990,18 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         if (last) this.#probeWaiters.get(round)?.arm?.();
         let ok = true;
         for (const c of wire) ok = this.conn.send(c);
-        if (!ok) await this.conn.onDrain();
+        if (!ok) {
+          const timeout = AbortSignal.timeout(options.timeoutMs ?? 10_000);
+          const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+          await this.conn.onDrain({ signal }).catch((err) => {
+            throw timeout.aborted
+              ? new DWCPError(
+                  "ERR_CLOSED",
+                  `probe: the peer read nothing for ${options.timeoutMs ?? 10_000} ms`,
+                )
+              : err;
+          });
+        }
         if (last) break;
       }
     } catch (err) {
