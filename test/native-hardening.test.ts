@@ -144,6 +144,38 @@ describeNative("native page decoder: peer-supplied offsets and counts (issue #15
   });
 });
 
+describeNative("native page encoder: ranges checked where pointers are made", () => {
+  it("encodePagesAsync refuses a batch outside the image, a baseline of another size and a first page past 2^32 with ERR_INVALID_ARG", async () => {
+    const image = new Uint8Array(4 * 4096);
+    const o = {
+      pageSize: 4096,
+      first: 0,
+      count: 4,
+      codec: 1,
+      level: 1,
+      imageId: 1,
+      version: 2,
+      baseVersion: 0,
+    };
+    for (const [what, call] of [
+      ["count past the end", () => b.encodePagesAsync(image, null, null, { ...o, count: 1000 })],
+      ["first past the end", () => b.encodePagesAsync(image, null, null, { ...o, first: 4, count: 1 })],
+      ["first past 2^32", () => b.encodePagesAsync(image, null, null, { ...o, first: 2 ** 32, count: 0 })],
+      ["page size 0", () => b.encodePagesAsync(image, null, null, { ...o, pageSize: 0 })],
+      [
+        "short baseline",
+        () => b.encodePagesAsync(image, new Uint8Array(4096), null, { ...o, baseVersion: 1 }),
+      ],
+    ] as const)
+      expect(await codeOf(call), what).toBe("ERR_INVALID_ARG");
+    // Baseline hashes too few for the batch are not read: the baseline is hashed instead.
+    const base = randomFillSync(new Uint8Array(4 * 4096));
+    const frame = await b.encodePagesAsync(image, base, new BigUint64Array(1), { ...o, baseVersion: 1 });
+    const digest = new DataView(frame.buffer, frame.byteOffset).getBigUint64(56, true);
+    expect(digest).toBe(baselineDigest(hashPages(base, 4096)));
+  });
+});
+
 describeNative("native decoders: decompression bombs (issue #15 item 2)", () => {
   it("a 16 KiB zstd page frame claiming 1 GiB for a 4 KiB target is refused before decompressing: ERR_CORRUPT_PAYLOAD, peak RSS +< 64 MiB", () => {
     // 4096 RLE blocks: 16 KiB on the wire that really expand to 512 MiB.
