@@ -3,13 +3,14 @@
 // fallbacks to TCP with their reasons. Real-device tests: test/rdma-device.test.ts.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomFillSync } from "node:crypto";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { DWCPError } from "../src/errors.js";
 import { crc32c } from "../src/hash/index.js";
 import { loadNative } from "../src/native/load.js";
+import { controlFrame } from "../src/session/handshake.js";
 import type { Conn } from "../src/transport/contract.js";
 import { type RdmaConn, type RdmaListener, rdma, rdmaAvailability } from "../src/transport/rdma/index.js";
 import { FrameDecoder, FrameType } from "../src/wire/frame.js";
@@ -223,6 +224,49 @@ function probeChild(env: Record<string, string>): string {
   if (r.status !== 0) throw new Error(`probe child failed: ${r.stderr}`);
   return r.stdout;
 }
+
+describe.skipIf(Boolean(skip))(`rdma against a malformed peer${skip ? ` [skipped: ${skip}]` : ""}`, () => {
+  it.each([
+    ["a 4-byte GID", { gid: Uint8Array.of(1, 2, 3, 4) }],
+    ["a 17-byte GID", { gid: new Uint8Array(17) }],
+    ["a QPN above 24 bits", { qpNum: 2 ** 24 }],
+    ["MTU 6", { mtu: 6 }],
+  ])(
+    "a peer whose queue pair has %s is refused with ERR_PROTOCOL before verbs see it",
+    async (_what, bad) => {
+      // A fake listener: reads the dialler's RdmaInfo, answers with a malformed one.
+      const server = createServer((sock) => {
+        sock.on("error", () => {});
+        sock.once("data", () =>
+          sock.write(
+            controlFrame({
+              rdma: {
+                capable: true,
+                device: "x",
+                qpNum: 1,
+                psn: 1,
+                lid: 1,
+                gid: new Uint8Array(16),
+                mtu: 3,
+                recvBuffers: 8,
+                bufferBytes: 65536,
+                ...bad,
+              },
+            }),
+          ),
+        );
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      const { port } = server.address() as { port: number };
+      const err = await rdma({ bufferBytes: 64 * 1024, recvBuffers: 8, sendBuffers: 8 })
+        .dial(`127.0.0.1:${port}`)
+        .catch((e: unknown) => e);
+      server.close();
+      expect(err).toBeInstanceOf(DWCPError);
+      expect(err).toMatchObject({ code: "ERR_PROTOCOL" });
+    },
+  );
+});
 
 describe("rdma falls back to TCP and says why", () => {
   it.skipIf(Boolean(skip))(`no device (empty list)${skip ? ` [skipped: ${skip}]` : ""}`, async () => {

@@ -620,6 +620,34 @@ function setup(o: RdmaOptions): Setup {
 }
 
 /**
+ * The peer's queue pair as `connectQp` takes it, checked first: the peer wrote
+ * it, and verbs would take a GID of the wrong length or out-of-range numbers as
+ * they are (no GID at all, as on InfiniBand with LIDs, is sixteen zeros).
+ */
+function peerQp(peer: RdmaInfo): { qpn: number; psn: number; lid: number; gid: Uint8Array; mtu: number } {
+  const qp = {
+    qpn: peer.qpNum ?? 0,
+    psn: peer.psn ?? 0,
+    lid: peer.lid ?? 0,
+    gid: peer.gid?.length ? peer.gid : new Uint8Array(16),
+    mtu: peer.mtu ?? 3,
+  };
+  if (
+    qp.gid.length !== 16 ||
+    qp.qpn >= 2 ** 24 ||
+    qp.psn >= 2 ** 24 ||
+    qp.lid >= 2 ** 16 ||
+    !(qp.mtu >= 1 && qp.mtu <= 5)
+  ) {
+    throw new DWCPError(
+      "ERR_PROTOCOL",
+      `rdma setup: the peer's queue pair is malformed (gid ${qp.gid.length} bytes, qpn ${qp.qpn}, psn ${qp.psn}, lid ${qp.lid}, mtu ${qp.mtu})`,
+    );
+  }
+  return qp;
+}
+
+/**
  * The control exchange of docs/PROTOCOL.md §13 on a fresh TCP connection: both
  * sides send RdmaInfo; the dialler then sends Ready once its receives are
  * posted, and the acceptor answers Ready once its own are.
@@ -670,13 +698,7 @@ async function establish(control: Conn, dialler: boolean, o: RdmaOptions, cfg: S
     }
     const conn = new RdmaConn(control, reader, ep, peer, reason, cfg);
     if (ep) {
-      ep.device!.connectQp(ep.qp.id, {
-        qpn: peer.qpNum ?? 0,
-        psn: peer.psn ?? 0,
-        lid: peer.lid ?? 0,
-        gid: peer.gid ?? new Uint8Array(16),
-        mtu: peer.mtu ?? 3,
-      });
+      ep.device!.connectQp(ep.qp.id, peerQp(peer));
       conn.postAllReceives();
       // Neither side sends before the other has its receives posted.
       if (dialler) {
