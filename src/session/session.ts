@@ -584,13 +584,25 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   /**
-   * Answers the peer owes us nothing for (Pong, ProbeAck) while our transport is
-   * full: a peer that sends Pings and never reads would otherwise grow our
-   * outbound buffer without bound. While unwritable, only the latest answer of
-   * each kind is kept, and it goes out on drain; reading goes on, so two peers
-   * sending bulk data to each other cannot deadlock.
+   * Answers the peer owes us nothing for (Pong, ProbeAck) are sent once per read
+   * of the connection, the latest of each kind: an honest peer has one Ping or
+   * probe round out at a time, while a flood of thousands per read would queue
+   * an object per answer. Those the transport has no room for wait for drain,
+   * again only the latest of each kind; reading goes on, so two peers sending
+   * bulk data to each other cannot deadlock.
    */
+  readonly #replies = new Map<"pong" | "probeAck", Control>();
   readonly #owed = new Map<"pong" | "probeAck", Control>();
+
+  #reply(kind: "pong" | "probeAck", msg: Control): void {
+    this.#replies.set(kind, msg);
+  }
+
+  #sendReplies(): void {
+    if (this.#replies.size === 0) return;
+    for (const [kind, msg] of this.#replies) this.#answer(kind, msg);
+    this.#replies.clear();
+  }
 
   #answer(kind: "pong" | "probeAck", msg: Control): void {
     if (this.#writable) {
@@ -637,12 +649,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
           }
           if (this.#state === "closed") return;
           while (this.#queueFull() && (this.#state as SessionState) !== "closed") {
+            this.#sendReplies();
             this.#heldSincePong = true;
             await new Promise<void>((r) => {
               this.#spaceWaiter = r;
             });
           }
         }
+        this.#sendReplies();
         // Every chunk is decoded and every complete message delivered: a lending
         // connection may reuse all but what the message in progress still holds.
         if (this.conn.release) this.#reader.release(this.#parts[0]);
@@ -811,7 +825,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #onControl(msg: Control): void {
     if ("ack" in msg) this.#onAck(msg.ack.upTo);
     else if ("ping" in msg) {
-      this.#answer("pong", { pong: { ...msg.ping, held: this.#heldSincePong } });
+      this.#reply("pong", { pong: { ...msg.ping, held: this.#heldSincePong } });
       this.#heldSincePong = false;
     } else if ("pong" in msg) this.#onPong(msg.pong);
     else if ("probe" in msg) this.#onProbe(msg.probe);
@@ -908,7 +922,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (p.last) {
       const r = this.#probeIn;
       this.#probeIn = undefined;
-      this.#answer("probeAck", {
+      this.#reply("probeAck", {
         probeAck: {
           round: r.round,
           bytes: r.bytes,

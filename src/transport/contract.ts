@@ -208,8 +208,12 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
 
   // ---- Conn ----
   send(chunk: Uint8Array): boolean {
-    if (this.#status !== "open")
+    if (this.#status !== "open") {
+      // An aborted connection reports why it was aborted (a protocol violation the
+      // transport found, say), not just that it is: the caller may be the first to hear.
+      if (this.#abortCause) throw this.#abortCause;
       throw new DWCPError("ERR_CLOSED", `${this.transport} connection is ${this.#status}`);
+    }
     return this.sendData(chunk);
   }
 
@@ -275,9 +279,13 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
     ]);
   }
 
+  /** The DWCPError a connection was aborted with, for later sends to report. */
+  #abortCause: DWCPError | undefined;
+
   abort(err?: Error): void {
     if (this.#closed) return;
     this.#status = "aborted";
+    if (err instanceof DWCPError) this.#abortCause ??= err;
     this.#error ??= err ?? new DWCPError("ERR_ABORTED", "connection aborted");
     this.pushEnd(this.#error);
     this.sendReset(err);
@@ -319,6 +327,15 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
     this.#waiter = undefined;
     w?.();
   }
+}
+
+/**
+ * The host part of a `host:port` address (IPv6 without its brackets), or the
+ * whole address when it has no port: limits per source count per host.
+ */
+export function hostOf(address: string): string {
+  const m = /^\[?([^\]]*?)\]?:\d+$/.exec(address);
+  return m ? m[1]! : address;
 }
 
 /** Throws `ERR_ABORTED` when `signal` has fired (a DWCPError, unlike signal.throwIfAborted()). */

@@ -7,7 +7,9 @@
 export class OutboundQueue {
   /** Bytes queued and not yet taken. */
   bytes = 0;
-  readonly #chunks: Uint8Array[] = [];
+  /** Queued chunks from `#head` on; taken ones are cleared and the array compacted now and then. */
+  #chunks: Uint8Array[] = [];
+  #head = 0;
   readonly #highWater: number;
   readonly #pump: () => void;
   #scheduled = false;
@@ -48,17 +50,28 @@ export class OutboundQueue {
   take(max: number): Uint8Array[] {
     const parts: Uint8Array[] = [];
     let n = 0;
-    while (n < max && this.#chunks.length > 0) {
-      const b = this.#chunks[0]!;
+    // An index, not shift(): a peer that makes us queue 100,000 small answers would
+    // otherwise make each take() move the whole array (O(n^2) drained, seconds
+    // of a blocked event loop).
+    const chunks = this.#chunks;
+    while (n < max && this.#head < chunks.length) {
+      const b = chunks[this.#head]!;
       const k = Math.min(b.length, max - n);
       if (k === b.length) {
         parts.push(b);
-        this.#chunks.shift();
+        chunks[this.#head++] = EMPTY;
       } else {
         parts.push(b.subarray(0, k));
-        this.#chunks[0] = b.subarray(k);
+        chunks[this.#head] = b.subarray(k);
       }
       n += k;
+    }
+    if (this.#head === chunks.length) {
+      this.#chunks = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > chunks.length) {
+      this.#chunks = chunks.slice(this.#head);
+      this.#head = 0;
     }
     this.bytes -= n;
     return parts;
@@ -74,3 +87,5 @@ export class OutboundQueue {
     return true;
   }
 }
+
+const EMPTY = new Uint8Array(0);
