@@ -46,16 +46,35 @@ export interface TlsListener extends Listener {
   readonly pendingHandshakes: number;
 }
 
+/**
+ * The raw TCP socket a server-side TLS socket wraps. Node keeps it as `_parent`
+ * (not public API): the listener counts raw connections before their handshake,
+ * and must find them again when the handshake succeeds or fails.
+ */
+function rawOf(tlsSocket: Socket): Socket | undefined {
+  return (tlsSocket as Socket & { _parent?: Socket })._parent;
+}
+
 class Tls13Listener extends ServerListener implements TlsListener {
   rejectedHandshakes = 0;
   refusedConnections = 0;
   readonly #pending = new Map<string, number>();
   #pendingTotal = 0;
+  /** Raw connections in their handshake, each with what counts it out. */
+  readonly #inHandshake = new WeakMap<Socket, () => void>();
+  /** Raw connections refused by a limit (their TLS sockets report the reset as a failed handshake). */
+  readonly #refused = new WeakSet<Socket>();
 
   constructor(server: Server, address: string, limits: { total: number; perAddress: number }) {
     super(server, address);
-    server.on("tlsClientError", () => {
+    // A handshake that failed or timed out: Node reports it here but leaves the
+    // socket open (holding its pending slot), so it is destroyed here.
+    server.on("tlsClientError", (_err, socket) => {
+      const raw = rawOf(socket);
+      if (raw && this.#refused.has(raw)) return;
       this.rejectedHandshakes++;
+      this.#settle(raw);
+      socket.destroy();
     });
     // Raw TCP connections arrive here before their handshake starts: count them
     // until they are secure or gone, and close what exceeds the limits.
@@ -64,6 +83,7 @@ class Tls13Listener extends ServerListener implements TlsListener {
       const n = this.#pending.get(host) ?? 0;
       if (this.#pendingTotal >= limits.total || n >= limits.perAddress) {
         this.refusedConnections++;
+        this.#refused.add(socket);
         socket.destroy();
         return;
       }
@@ -78,23 +98,21 @@ class Tls13Listener extends ServerListener implements TlsListener {
         if (left > 0) this.#pending.set(host, left);
         else this.#pending.delete(host);
       };
-      const key = `${socket.remoteAddress}|${socket.remotePort}`;
-      this.#inHandshake.set(key, done);
-      socket.once("close", () => {
-        done();
-        this.#inHandshake.delete(key);
-      });
+      this.#inHandshake.set(socket, done);
+      socket.once("close", () => this.#settle(socket));
     });
   }
 
-  /** Raw connections in their handshake by remote address and port, to count them out once secure. */
-  readonly #inHandshake = new Map<string, () => void>();
+  /** Counts a raw connection out of the pending handshakes (once). */
+  #settle(raw: Socket | undefined): void {
+    if (!raw) return;
+    this.#inHandshake.get(raw)?.();
+    this.#inHandshake.delete(raw);
+  }
 
-  /** The connection from `socket`'s address and port finished its handshake. */
-  secured(socket: Socket): void {
-    const key = `${socket.remoteAddress}|${socket.remotePort}`;
-    this.#inHandshake.get(key)?.();
-    this.#inHandshake.delete(key);
+  /** The TLS socket finished its handshake. */
+  secured(tlsSocket: Socket): void {
+    this.#settle(rawOf(tlsSocket));
   }
 
   get pendingHandshakes(): number {
