@@ -177,6 +177,22 @@ describe("node ids bound to credentials", () => {
     expect(a.peerCredential).not.toBe(b.peerCredential);
   });
 
+  it("TLS and a shared PSK together: the key does not let a certificate holder claim an id its certificate does not bind", async () => {
+    const pki = testPki();
+    const server = await serve({ transport: tls({ ...pki.server, ca: pki.ca }), psk: PSK });
+    const impostor = client({ nodeId: "node-b", transport: tls({ ...pki.client, ca: pki.ca }), psk: PSK });
+    await expect(impostor.connect(server.listener.address)).rejects.toMatchObject({
+      code: "ERR_AUTH_FAILED",
+    });
+    expect(await server.outcome).toMatchObject({ code: "ERR_AUTH_FAILED" });
+    const real = await client({
+      nodeId: "node-a",
+      transport: tls({ ...pki.client, ca: pki.ca }),
+      psk: PSK,
+    }).connect(server.listener.address);
+    expect(real.peerCredential).toMatch(/^psk:[0-9a-f]{16}\+tls:/);
+  });
+
   it('TLS with identity "declared": any id the certificate holder states (the old behaviour, on request)', async () => {
     const pki = testPki();
     const server = await serve({ transport: tls({ ...pki.server, ca: pki.ca }), identity: "declared" });

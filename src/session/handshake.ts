@@ -8,7 +8,7 @@
  * handshake timeout.
  */
 import { X509Certificate } from "node:crypto";
-import type { TLSSocket } from "node:tls";
+import { TLSSocket } from "node:tls";
 import { DWCPError, isErrorCode } from "../errors.js";
 import type { Conn } from "../transport/contract.js";
 import {
@@ -287,9 +287,10 @@ export async function handshake(
       const [nonceC, nonceS] = role === "C" ? [nonce, peer.nonce] : [peer.nonce, nonce];
       keys = deriveKeys(psk, nonceC, nonceS, transcript);
       credential = `psk:${keyId(psk)}`;
-      // PSK over TLS: the certificate tells apart holders of the same key.
-      const cert = (conn.socket as TLSSocket | undefined)?.getPeerX509Certificate?.();
-      if (cert) credential += `+tls:${cert.fingerprint256}`;
+      // PSK over TLS: the certificate must bind the id as well, and tells apart
+      // holders of the same key.
+      if (conn.transport === "tls" || conn.socket instanceof TLSSocket)
+        credential += `+${tlsCredential(conn, local, remote)}`;
     } else if (local.auth === "tls") {
       credential = tlsCredential(conn, local, remote);
     }

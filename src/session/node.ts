@@ -4,11 +4,19 @@
  */
 import { EventEmitter } from "node:events";
 import { DWCPError, type DWCPErrorCode, invalidArg } from "../errors.js";
-import type { AbortOptions, Conn, Listener, Transport } from "../transport/contract.js";
+import {
+  type AbortOptions,
+  type Conn,
+  hostOf,
+  type Listener,
+  type Transport,
+} from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
+import { encodeGreeting } from "../wire/greeting.js";
 import { MIN_FRAME_SIZE, PROTOCOL_VERSIONS } from "../wire/negotiate.js";
 import type { CodecInfo, Hello } from "../wire/proto.js";
-import { type AuthMode, handshake, type IdentityMode } from "./handshake.js";
+import { errorControl } from "../wire/proto.js";
+import { type AuthMode, controlFrame, handshake, type IdentityMode } from "./handshake.js";
 import { Session, type SessionLimits } from "./session.js";
 
 /** A pre-shared key: bytes, or a string taken as UTF-8. */
@@ -112,10 +120,20 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
   return n;
 }
 
-/** The host part of a `host:port` address: limits per source count per host. */
-function hostOf(address: string): string {
-  const m = /^\[?([^\]]*?)\]?:\d+$/.exec(address);
-  return m ? m[1]! : address;
+/**
+ * Turns away a connection before its handshake, saying why: a greeting (so that
+ * an honest dialler reads on) and an Error frame, then a close bounded to
+ * 200 ms. A silent abort would read, to a TLS dialler, like its certificate
+ * being refused.
+ */
+function refuseEarly(conn: Conn, err: DWCPError): void {
+  try {
+    conn.send(encodeGreeting({ maxVersion: PROTOCOL_VERSIONS.at(-1)!, flags: 0, nonce: new Uint8Array(32) }));
+    conn.send(controlFrame(errorControl(err.code, err.message)));
+  } catch {
+    // Already gone.
+  }
+  void conn.close({ signal: AbortSignal.timeout(200) }).catch(() => conn.abort(err));
 }
 
 /** A DWCP endpoint. */
@@ -298,7 +316,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
         const refused = this.#refusal(host);
         if (refused) {
           this.#metrics.refused[refused] = (this.#metrics.refused[refused] ?? 0) + 1;
-          conn.abort(new DWCPError("ERR_CLOSED", `connection refused: ${refused} limit reached`));
+          refuseEarly(conn, new DWCPError("ERR_CLOSED", `connection refused: ${refused} limit reached`));
           this.emit("refused", refused, conn.remoteAddress);
           return;
         }
