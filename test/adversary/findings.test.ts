@@ -1,8 +1,8 @@
-// Findings of the adversarial-peer suite (issue #15, must-show 3): attacks that
-// currently end without their bound, without a DWCPError code, or with a
-// misleading one. Each test states what should hold and fails on the code as it
-// is at 987df1f (both lanes; the tcp heap case in the native lane); the cause
-// is in src/, to be fixed there.
+// What the adversarial-peer suite found (issue #15, must-show 3), kept as
+// regression tests: attacks that ended without their bound, without a
+// DWCPError code, or with a misleading one. Each failed at 987df1f (both lanes;
+// the tcp heap case in the native lane) and passes since the fix named in its
+// comment ("today" there means 987df1f).
 import { afterEach, describe, expect, it } from "vitest";
 import { DWCPError } from "../../src/errors.js";
 import { DWCPNode } from "../../src/session/node.js";

@@ -10,12 +10,12 @@
  * ```
  */
 import { randomBytes } from "node:crypto";
-import { DWCPError } from "../../errors.js";
+import { DWCPError, invalidArg } from "../../errors.js";
 import type { Mode } from "../../mode/classifier.js";
 import { ConnReader } from "../../session/reader.js";
 import { encodeFrame, FrameType } from "../../wire/frame.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
-import { throwIfAborted } from "../contract.js";
+import { hostOf, throwIfAborted } from "../contract.js";
 import { ReorderBudget } from "./budget.js";
 import { AMST_FRAME_TYPES, AmstConn, type BundleConfig, SEGMENT_MAX, type SEGMENT_OVERHEAD } from "./conn.js";
 import { DEFAULT_STREAM_BOUNDS, type StreamBounds } from "./tune.js";
@@ -95,6 +95,12 @@ export interface AmstOptions {
   readHighWater?: number;
   /** Time for a stream's open exchange. @default 10000 */
   openTimeoutMs?: number;
+  /**
+   * Connections from one address still waiting for their STREAM_OPEN; more from
+   * it are closed at once, so one address cannot take every opening slot
+   * (`maxPendingBundles` in all). @default 8
+   */
+  maxOpeningPerAddress?: number;
 }
 
 /** Counters of an AMST listener (see {@link AmstListener}). */
@@ -103,7 +109,12 @@ export interface AmstListenerStats {
   bundles: number;
   /** Of those, bundles no session has authenticated yet. */
   pending: number;
-  /** Bundle opens refused: too many pending bundles, reorder budget exhausted, malformed. */
+  /** Connections waiting for their STREAM_OPEN now (at most `maxPendingBundles`). */
+  opening: number;
+  /**
+   * Bundle opens refused: too many pending bundles or connections still opening,
+   * reorder budget exhausted, malformed, or no STREAM_OPEN within `openTimeoutMs`.
+   */
   refusedBundles: number;
   /** Stream joins refused: unknown bundle, or the bundle has all the streams it may have. */
   refusedStreams: number;
@@ -222,6 +233,9 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
   const budget = new ReorderBudget(cfg.maxReorderBytes, reserve);
   const initial = Math.max(cfg.minStreams, Math.min(cfg.maxStreams, options.streams ?? 4));
   const openTimeoutMs = options.openTimeoutMs ?? 10_000;
+  const maxOpeningPerAddress = options.maxOpeningPerAddress ?? 8;
+  if (!Number.isInteger(maxOpeningPerAddress) || maxOpeningPerAddress < 1)
+    throw invalidArg("maxOpeningPerAddress", "a positive integer", options.maxOpeningPerAddress);
   // Writes: one chunk queued per stream above the kernel's buffer: an idle stream
   // is one whose socket has taken what it had, and it pulls the next segment.
   // Reads: the bundle takes every chunk a stream queues before the next read
@@ -308,7 +322,15 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
       const bundles = new Map<string, AmstConn>();
       /** Bundles no session has authenticated yet. */
       const pending = new Set<AmstConn>();
-      const stats: AmstListenerStats = { bundles: 0, pending: 0, refusedBundles: 0, refusedStreams: 0 };
+      const stats: AmstListenerStats = {
+        bundles: 0,
+        pending: 0,
+        opening: 0,
+        refusedBundles: 0,
+        refusedStreams: 0,
+      };
+      /** Connections waiting for their STREAM_OPEN, by remote host. */
+      const openingByHost = new Map<string, number>();
       const count = () => {
         stats.bundles = bundles.size;
         stats.pending = pending.size;
@@ -327,8 +349,32 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
           answer(index, status, 0);
           void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
         };
+        // A connection that has not sent its STREAM_OPEN yet costs a socket and a
+        // timer for up to openTimeoutMs: as many as bundles may wait, no more.
+        const host = hostOf(c.remoteAddress);
+        const fromHost = openingByHost.get(host) ?? 0;
+        if (stats.opening >= cfg.maxPendingBundles || fromHost >= maxOpeningPerAddress) {
+          stats.refusedBundles++;
+          c.abort();
+          return;
+        }
+        stats.opening++;
+        openingByHost.set(host, fromHost + 1);
+        let r: Awaited<ReturnType<typeof readOpen>>;
         try {
-          const r = await readOpen(reader, c, openTimeoutMs, OPEN_REQUEST);
+          r = await readOpen(reader, c, openTimeoutMs, OPEN_REQUEST);
+        } catch {
+          // Not an AMST stream, or it stalled: drop it; nothing was shared yet.
+          stats.refusedBundles++;
+          c.abort();
+          return;
+        } finally {
+          stats.opening--;
+          const left = (openingByHost.get(host) ?? 1) - 1;
+          if (left > 0) openingByHost.set(host, left);
+          else openingByHost.delete(host);
+        }
+        try {
           const id = Buffer.from(r.bytes.subarray(0, 16)).toString("hex");
           const kind = r.view.getUint8(16);
           const peerWindow = r.view.getUint32(20, true);
