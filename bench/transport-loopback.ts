@@ -281,7 +281,7 @@ async function main(): Promise<void> {
   const value = (k: string) =>
     SMALL ? Math.round(median(samples[k]!.msgps)) : round(median(samples[k]!.gbps), 3);
   const has = (k: string) => samples[k] !== undefined;
-  const valueOf = (k: string) => (has(k) ? value(k) : undefined);
+  const measured = (k: string) => (has(k) ? value(k) : undefined);
   const ours = Math.max(
     ...contenders.filter((c) => /^(dwcp|amst)/.test(c) && !c.endsWith("-mac")).map(value),
   );
@@ -308,25 +308,25 @@ async function main(): Promise<void> {
       ours,
       peers: Object.fromEntries(
         Object.entries({
-          "iperf3-1-stream": valueOf("iperf3"),
-          "node-net": valueOf("net"),
-          "zeromq-push-pull": valueOf("zeromq"),
-          "c-frames-crc32c-reference": valueOf("c-frames"),
-          "base-tcp-1-stream": valueOf("base:dwcp"),
-          "base-tcp-1-stream-lent": valueOf("base:dwcp-lent"),
+          "iperf3-1-stream": measured("iperf3"),
+          "node-net": measured("net"),
+          "zeromq-push-pull": measured("zeromq"),
+          "c-frames-crc32c-reference": measured("c-frames"),
+          "base-tcp-1-stream": measured("base:dwcp"),
+          "base-tcp-1-stream-lent": measured("base:dwcp-lent"),
         }).filter(([, v]) => v !== undefined),
       ) as Record<string, number>,
       detail: {
         method: `${ROUNDS} interleaved rounds per contender, each timing 4 GiB after an untimed warm-up of 1 GiB (iperf3: its first second, -O 1); each side in its own process; receiver-side timing; GB = 1e9 bytes; "ours" is the best DWCP configuration; "lent": the receiver sets lendMessages (each message valid during its listener call, the socket read into reused buffers)`,
         dwcp: {
-          "tcp-1-stream": valueOf("dwcp"),
-          "tcp-1-stream-lent": valueOf("dwcp-lent"),
-          "tcp-1-stream-mac": valueOf("dwcp-mac"),
-          "tcp-1-stream-lent-mac": valueOf("dwcp-lent-mac"),
-          "amst-2-streams": valueOf("amst-2"),
-          "amst-4-streams": valueOf("amst-4"),
-          "amst-2-streams-lent": valueOf("amst-2-lent"),
-          "amst-4-streams-lent": valueOf("amst-4-lent"),
+          "tcp-1-stream": measured("dwcp"),
+          "tcp-1-stream-lent": measured("dwcp-lent"),
+          "tcp-1-stream-mac": measured("dwcp-mac"),
+          "tcp-1-stream-lent-mac": measured("dwcp-lent-mac"),
+          "amst-2-streams": measured("amst-2"),
+          "amst-4-streams": measured("amst-4"),
+          "amst-2-streams-lent": measured("amst-2-lent"),
+          "amst-4-streams-lent": measured("amst-4-lent"),
         },
         // This build against DWCP_BENCH_BASE's, same session, same rounds.
         ...(base

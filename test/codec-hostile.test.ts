@@ -16,15 +16,8 @@ import {
   PageCodec,
 } from "../src/codec/pages.js";
 import { hashPages, xxh3_64 } from "../src/hash/index.js";
-import {
-  lz4Frame,
-  lz4ZeroBlock,
-  MiB,
-  memoryCost,
-  pageFrame,
-  withCrc,
-  zstdRle,
-} from "./helpers/hde-hostile.js";
+import { lz4Frame, lz4ZeroBlock, MiB, memoryCost, zstdRle } from "./helpers/hde-hostile.js";
+import { pageFrame, withCrc } from "./helpers/hostile-frames.js";
 
 const lane = `${codecBackend} codecs`;
 const decoders = [
@@ -51,8 +44,7 @@ function fullPage(pageSize: number, first = 0, firstHigh = 0) {
   return pageFrame({
     pageSize,
     count: 1,
-    first,
-    firstHigh,
+    firstPage: (BigInt(firstHigh) << 32n) | BigInt(first),
     rawLength: payload.length,
     hashes: [hashPages(page, pageSize)[0]!],
     payload,
@@ -92,7 +84,7 @@ describe(`page frame headers a peer controls (${lane})`, () => {
       pageFrame({
         pageSize: 4096,
         count: 4,
-        refs: 4,
+        refCount: 4,
         hashCount: 1,
         hashes: [0n],
         rawLength: 4 + 16,
@@ -100,7 +92,7 @@ describe(`page frame headers a peer controls (${lane})`, () => {
       }),
       // count × page size past the target, and past 2^53 as a product
       pageFrame({ pageSize: 1 << 20, count: 0xffff_ffff, rawLength: 4, payload: z }),
-      pageFrame({ pageSize: 4096, count: 4, first: 0xffff_fffe, rawLength: 4, payload: z }),
+      pageFrame({ pageSize: 4096, count: 4, firstPage: 0xffff_fffen, rawLength: 4, payload: z }),
       // claimed decoded length below the map, or above what the counts allow
       pageFrame({ pageSize: 4096, count: 4, rawLength: 3, payload: z }),
       pageFrame({ codec: PageCodec.LZ4, pageSize: 4096, count: 4, rawLength: 5, payload: z }),
@@ -253,7 +245,7 @@ describe(`page images (${lane})`, () => {
         baseVersion: 1,
         rawLength: 1,
         payload: Uint8Array.of(1), // SAME
-        digest: xxh3_64(new Uint8Array(held.buffer, held.byteOffset, 8)),
+        baseDigest: xxh3_64(new Uint8Array(held.buffer, held.byteOffset, 8)),
       });
       await decode(honest, { target, baselines: store });
       // 72 bytes of header and one page kind (SAME), in pages of 64 bytes.

@@ -103,7 +103,7 @@ describe("frames after the handshake, through a proxy that alters a DATA frame",
   it('with integrity "mac" the altered frame ends the session with ERR_AUTH_FAILED and is never delivered', async () => {
     let flipped = false;
     const server = await serve({ transport: tcp(), psk: PSK });
-    const proxy = await rewritingProxy(server.listener.address, (dir, i, h, p) => {
+    const proxy = await rewritingProxy(server.listener.address, (dir, _i, h, p) => {
       if (flipped || dir !== "up" || h.type !== FrameType.DATA) return undefined;
       flipped = true;
       p[0]! ^= 1;

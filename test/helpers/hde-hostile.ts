@@ -1,69 +1,14 @@
-// Hostile HDE inputs built by hand from the formats (docs/PROTOCOL.md §14, the
-// LZ4 and zstd frame formats), and memory figures to bound what decoding them
-// costs. Nothing here uses the decoders under test.
+// Hostile codec inputs built by hand from the LZ4 and zstd frame formats, and
+// memory figures to bound what decoding them costs (page frames:
+// hostile-frames.ts). Nothing here uses the decoders under test.
 import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { createXXHash32 } from "hash-wasm";
-import { crc32c } from "../../src/hash/index.js";
 
 const require = createRequire(import.meta.url);
 const xxh32 = await createXXHash32(0);
-
-/** The fields of a page frame header (offsets as in docs/PROTOCOL.md §14). */
-export interface PageFrameFields {
-  codec?: number;
-  pageSize: number;
-  count: number;
-  dictId?: number;
-  imageId?: number;
-  version?: number;
-  baseVersion?: number;
-  /** Low and high word of the u64 first page. */
-  first?: number;
-  firstHigh?: number;
-  refs?: number;
-  rawLength: number;
-  /** XXH3-64 of the hashed pages; `hashCount` overrides their number in the header. */
-  hashes?: bigint[];
-  hashCount?: number;
-  digest?: bigint;
-  payload: Uint8Array;
-}
-
-/** A page frame with these fields and a correct CRC-32C, whatever the fields say. */
-export function pageFrame(f: PageFrameFields): Uint8Array {
-  const hashes = f.hashes ?? [];
-  const frame = new Uint8Array(72 + hashes.length * 8 + f.payload.length);
-  const v = new DataView(frame.buffer);
-  v.setUint32(0, 0x47505744, true);
-  v.setUint8(4, 1);
-  v.setUint8(5, f.codec ?? 0);
-  v.setUint32(8, f.pageSize, true);
-  v.setUint32(12, f.count, true);
-  v.setUint32(16, f.dictId ?? 0, true);
-  v.setUint32(20, f.imageId ?? 1, true);
-  v.setUint32(24, f.version ?? 1, true);
-  v.setUint32(28, f.baseVersion ?? 0, true);
-  v.setUint32(32, f.first ?? 0, true);
-  v.setUint32(36, f.firstHigh ?? 0, true);
-  v.setUint32(40, f.refs ?? 0, true);
-  v.setUint32(44, f.payload.length, true);
-  v.setUint32(48, f.rawLength, true);
-  v.setUint32(52, f.hashCount ?? hashes.length, true);
-  v.setBigUint64(56, f.digest ?? 0n, true);
-  for (const [i, h] of hashes.entries()) v.setBigUint64(72 + 8 * i, h, true);
-  frame.set(f.payload, 72 + hashes.length * 8);
-  return withCrc(frame);
-}
-
-/** Writes a page frame's CRC-32C again (after a header field was changed). */
-export function withCrc(frame: Uint8Array): Uint8Array {
-  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  v.setUint32(64, crc32c(frame.subarray(68), crc32c(frame.subarray(0, 64))), true);
-  return frame;
-}
 
 /**
  * A zstd frame of `blocks` RLE blocks of `blockSize` bytes of `value` each: 4

@@ -23,6 +23,8 @@ export interface PageFrameFields {
   baseDigest?: bigint;
   /** XXH3-64 of each FULL/DELTA/SPARSE page after decoding. */
   hashes?: readonly bigint[];
+  /** The number of hashes the header claims. @default hashes.length */
+  hashCount?: number;
   payload: Uint8Array;
 }
 
@@ -44,10 +46,16 @@ export function pageFrame(f: PageFrameFields): Uint8Array {
   v.setUint32(40, f.refCount ?? 0, true);
   v.setUint32(44, f.payloadLength ?? f.payload.length, true);
   v.setUint32(48, f.rawLength ?? f.payload.length, true);
-  v.setUint32(52, hashes.length, true);
+  v.setUint32(52, f.hashCount ?? hashes.length, true);
   v.setBigUint64(56, f.baseDigest ?? 0n, true);
   for (const [i, h] of hashes.entries()) v.setBigUint64(72 + 8 * i, h, true);
   frame.set(f.payload, 72 + hashes.length * 8);
+  return withCrc(frame);
+}
+
+/** Writes a page frame's CRC-32C again (after a header field was changed). */
+export function withCrc(frame: Uint8Array): Uint8Array {
+  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   v.setUint32(64, crc32c(frame.subarray(68), crc32c(frame.subarray(0, 64))), true);
   return frame;
 }
