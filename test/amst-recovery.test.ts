@@ -101,9 +101,14 @@ describe("amst recovery", { timeout: 180_000 }, () => {
       let killed = false;
       const got = receive(b, expected, (bytes) => {
         if (!killed && bytes >= TOTAL / 2) {
+          const killer = side === "receiver" ? cb : ca;
+          const index = killer.streams().filter((st) => st.state === "open")[1]!.index;
+          // Killed while the sender has segments on it not yet acknowledged, so that
+          // there is something to resend (the receiver's window can leave a stream
+          // fully acknowledged for a moment).
+          if ((ca.streams().find((st) => st.index === index)?.inflightBytes ?? 0) === 0) return;
           killed = true;
-          const victim = (side === "receiver" ? cb : ca).streamConns()[1]!;
-          victim.socket!.destroy();
+          killer.streamConns()[1]!.socket!.destroy();
         }
       });
       const sent = await send(a, TOTAL);
