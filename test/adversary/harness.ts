@@ -12,7 +12,7 @@ import { runInNewContext } from "node:vm";
 import { expect } from "vitest";
 import type { DWCPError } from "../../src/errors.js";
 import { crc32c } from "../../src/hash/index.js";
-import { controlFrame, HELLO_MAX } from "../../src/session/handshake.js";
+import { CONTROL_HEADER, controlFrame, HELLO_MAX } from "../../src/session/handshake.js";
 import { DWCPNode, type NodeOptions, type RefusalReason } from "../../src/session/node.js";
 import { ConnReader } from "../../src/session/reader.js";
 import type { Session } from "../../src/session/session.js";
@@ -23,11 +23,11 @@ import { SocketConn } from "../../src/transport/tcp/socket-conn.js";
 import { type TlsListener, type TlsOptions, tls } from "../../src/transport/tls/index.js";
 import { encodeFrame, type Frame, FrameDecoder, type FrameHeader, FrameType } from "../../src/wire/frame.js";
 import { encodeGreeting, GREETING_SIZE, GreetingFlags, newNonce } from "../../src/wire/greeting.js";
-import { AuthMethod, type Control, decodeControl, encodeControl } from "../../src/wire/proto.js";
+import { AuthMethod, decodeControl, encodeControl } from "../../src/wire/proto.js";
 import type { RawStream } from "../helpers/amst-raw.js";
 import { until } from "../helpers/amst-raw.js";
 import { testPki } from "../helpers/certs.js";
-import { type HostilePeer, hostilePeer } from "../helpers/hostile-peer.js";
+import { afterHandshake, type HostilePeer, hostilePeer } from "../helpers/hostile-peer.js";
 import { PSK } from "../helpers/nodes.js";
 
 export { until };
@@ -306,15 +306,8 @@ export function helloFrame(kind: Kind, nodeId = "client"): Uint8Array {
   });
 }
 
-/** The control-frame header fields. */
-export const CONTROL = {
-  type: FrameType.CONTROL,
-  flags: 1,
-  streamId: 0,
-  messageId: 0,
-  offset: 0,
-  codecId: 0,
-} as const;
+/** The control-frame header fields (as the attack files name them). */
+export const CONTROL = CONTROL_HEADER;
 
 /**
  * The client side of a TLS-authenticated handshake, driven by hand (the TLS
@@ -332,29 +325,7 @@ async function tlsPeer(conn: Conn, o: { nodeId?: string; read?: boolean }): Prom
   conn.send(controlFrame({ ready: {} }));
   const ready = await reader.nextFrame();
   if (!ready || !("ready" in decodeControl(ready.payload))) throw new Error("listener did not send Ready");
-  const frame = (fh: Omit<FrameHeader, "length">, payload: Uint8Array) => conn.send(encodeFrame(fh, payload));
-  const ended =
-    o.read === false
-      ? new Promise<string>((resolve) => conn.once("close", () => resolve("closed")))
-      : (async () => {
-          try {
-            for (let f = await reader.nextFrame(); f; f = await reader.nextFrame()) {
-              if (f.type !== FrameType.CONTROL) continue;
-              const m = decodeControl(f.payload);
-              if ("error" in m) return m.error.code;
-            }
-            return "closed";
-          } catch (err) {
-            return (err as { code?: string }).code ?? "closed";
-          }
-        })();
-  return {
-    conn,
-    remote: h.hello,
-    frame,
-    control: (msg: Control) => frame(CONTROL, encodeControl(msg)),
-    ended,
-  };
+  return afterHandshake(conn, reader, h.hello, o);
 }
 
 /**

@@ -1,10 +1,11 @@
 // A peer driven by hand on any Conn: it completes a real PSK handshake
 // (PROTOCOL.md §4–6) and then sends whatever frames a test wants, valid or not,
 // so listeners can be attacked by an authenticated peer as well as by strangers.
+import { CONTROL_HEADER } from "../../src/session/handshake.js";
 import { ConnReader } from "../../src/session/reader.js";
 import type { Conn } from "../../src/transport/contract.js";
 import { deriveKeys, readyProof, transcriptHash } from "../../src/wire/auth.js";
-import { encodeFrame, encodeSealed, FrameFlags, type FrameHeader, FrameType } from "../../src/wire/frame.js";
+import { encodeFrame, encodeSealed, type FrameHeader, FrameType } from "../../src/wire/frame.js";
 import { encodeGreeting, GREETING_SIZE, newNonce } from "../../src/wire/greeting.js";
 import { FrameMac } from "../../src/wire/integrity.js";
 import {
@@ -36,15 +37,6 @@ export interface HostilePeer {
   readonly ended: Promise<string>;
 }
 
-const CONTROL = {
-  type: FrameType.CONTROL,
-  flags: FrameFlags.END,
-  streamId: 0,
-  messageId: 0,
-  offset: 0,
-  codecId: 0,
-};
-
 /** Dials nothing: runs the client side of a handshake on `conn`, then hands the peer to the test. */
 export async function hostilePeer(conn: Conn, o: HostileOptions = {}): Promise<HostilePeer> {
   const reader = new ConnReader(conn, 1 << 20);
@@ -62,7 +54,7 @@ export async function hostilePeer(conn: Conn, o: HostileOptions = {}): Promise<H
       integrity: o.integrity === "mac" ? Integrity.MAC : Integrity.CRC,
     },
   });
-  conn.send(encodeFrame(CONTROL, helloBytes));
+  conn.send(encodeFrame(CONTROL_HEADER, helloBytes));
   const helloFrame = await reader.nextFrame();
   if (!helloFrame) throw new Error("listener closed before its Hello");
   const hello = decodeControl(helloFrame.payload);
@@ -74,13 +66,28 @@ export async function hostilePeer(conn: Conn, o: HostileOptions = {}): Promise<H
     helloS: helloFrame.payload,
   });
   const keys = deriveKeys(new TextEncoder().encode(o.psk ?? PSK), nonce, peerGreeting.subarray(8, 40), t);
-  conn.send(encodeFrame(CONTROL, encodeControl({ ready: { proof: readyProof(keys, "C", t) } })));
+  conn.send(encodeFrame(CONTROL_HEADER, encodeControl({ ready: { proof: readyProof(keys, "C", t) } })));
   const ready = await reader.nextFrame();
   if (!ready || !("ready" in decodeControl(ready.payload))) throw new Error("listener did not send Ready");
   const mac =
     o.integrity === "mac" || hello.hello.integrity === Integrity.MAC
       ? { send: new FrameMac(keys.mac.C), receive: new FrameMac(keys.mac.S) }
       : undefined;
+  return afterHandshake(conn, reader, hello.hello, { ...o, ...(mac ? { mac } : {}) });
+}
+
+/**
+ * The peer once a handshake (of any kind) is done on `conn`: sends what the test
+ * likes, sealed when `mac` is given, and watches for the listener's Error frame
+ * unless told never to read.
+ */
+export function afterHandshake(
+  conn: Conn,
+  reader: ConnReader,
+  remote: Hello,
+  o: { read?: boolean; mac?: { send: FrameMac; receive: FrameMac } } = {},
+): HostilePeer {
+  const { mac } = o;
   if (mac) reader.decoder.mac = mac.receive;
   reader.decoder.maxLength = 1 << 20;
   const frame = (h: Omit<FrameHeader, "length">, payload: Uint8Array): boolean => {
@@ -105,11 +112,5 @@ export async function hostilePeer(conn: Conn, o: HostileOptions = {}): Promise<H
             return (err as { code?: string }).code ?? "closed";
           }
         })();
-  return {
-    conn,
-    remote: hello.hello,
-    frame,
-    control: (msg) => frame(CONTROL, encodeControl(msg)),
-    ended,
-  };
+  return { conn, remote, frame, control: (msg) => frame(CONTROL_HEADER, encodeControl(msg)), ended };
 }
