@@ -10,6 +10,7 @@ import { type RdmaConn, rdma, rdmaAvailability } from "../src/transport/rdma/ind
 import { onLoopback, transportCompliance } from "./compliance/transport.js";
 import { exchange } from "./fixtures/rdma-pattern.js";
 import { ROOT } from "./helpers/child.js";
+import { within } from "./helpers/managers.js";
 
 const avail = rdmaAvailability();
 const skip = avail.available
@@ -44,7 +45,7 @@ function counters(dev: string): Record<string, number> {
 
 describe.skipIf(Boolean(skip))(`rdma between two processes${skip ? ` [skipped: ${skip}]` : ""}`, () => {
   it(`exchanges ${(2 * EACH_WAY) >> 20} MiB over verbs with checksums, counted by the device`, {
-    timeout: 900_000,
+    timeout: 780_000,
   }, async () => {
     const dev = avail.devices[0]!;
     const before = counters(dev);
@@ -56,36 +57,65 @@ describe.skipIf(Boolean(skip))(`rdma between two processes${skip ? ` [skipped: $
     const child = spawn(
       process.execPath,
       ["--import", "tsx", "test/fixtures/rdma-peer.ts", listener.address, `${EACH_WAY}`],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
+      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";
+    let err = "";
     child.stdout.on("data", (d) => {
       out += d;
     });
-    const conn = (await accepted) as RdmaConn;
-    expect(conn.transport).toBe("rdma");
-    expect(conn.rdma.active).toBe(true);
-    const got = await exchange(conn, EACH_WAY, 1);
-    await new Promise((r) => child.once("exit", r));
-    const peer = JSON.parse(out);
-    // Both directions complete and bit-exact.
-    expect(got.received).toBe(EACH_WAY);
-    expect(peer.received).toBe(EACH_WAY);
-    expect(got.crcReceived).toBe(peer.crcSent);
-    expect(peer.crcReceived).toBe(got.crcSent);
-    // Over verbs, not TCP: our counters, the control connection's few bytes, and the device's own packet counters.
-    expect(peer.transport).toBe("rdma");
-    expect(conn.stats.bytesSent).toBe(EACH_WAY);
-    expect(conn.stats.bytesReceived).toBe(EACH_WAY);
-    expect(conn.stats.controlBytes + peer.stats.controlBytes).toBeLessThan(4096);
-    const after = counters(dev);
-    const sent = (after.sent_pkts ?? 0) - (before.sent_pkts ?? 0);
-    // Both processes share the one device: 2 × EACH_WAY bytes in packets of at most 4 KiB.
-    expect(sent).toBeGreaterThanOrEqual((2 * EACH_WAY) / 4096);
-    // And its count of SEND work requests: at least one per 256 KiB buffer each way.
-    if (after.rdma_sends !== undefined)
-      expect(after.rdma_sends - before.rdma_sends!).toBeGreaterThanOrEqual((2 * EACH_WAY) / (256 * 1024));
-    console.log(`device ${dev} counters: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
-    await listener.close();
+    child.stderr.on("data", (d) => {
+      err += d;
+      process.stderr.write(d);
+    });
+    const exited = new Promise<string>((r) => child.once("exit", (code, signal) => r(`${code ?? signal}`)));
+    // Every wait is bounded and a failure says what each side saw: a peer that
+    // dies before connecting (its setup refused or timed out) must not leave
+    // this test waiting for the guest's own timeout.
+    let conn: RdmaConn | undefined;
+    const state = () =>
+      `parent ${JSON.stringify(conn?.stats)}, child exit ${child.exitCode ?? child.signalCode}, child stderr: ${err.slice(-2000)}`;
+    try {
+      conn = (await Promise.race([
+        within(accepted, 60_000, "the peer's connection"),
+        exited.then((how) => {
+          throw new Error(`the peer exited (${how}) before its connection was accepted: ${err.slice(-2000)}`);
+        }),
+      ])) as RdmaConn;
+      // No session above this raw transport authenticates the peer; without this
+      // the listener's pre-authentication limit (30 s) would abort a long exchange.
+      conn.authenticated();
+      expect(conn.transport).toBe("rdma");
+      expect(conn.rdma.active).toBe(true);
+      const got = await within(exchange(conn, EACH_WAY, 1), 600_000, "the exchange").catch((e: Error) => {
+        throw new Error(`${e.message}; ${state()}`);
+      });
+      await within(exited, 60_000, "the peer's exit").catch((e: Error) => {
+        throw new Error(`${e.message}; ${state()}`);
+      });
+      const peer = JSON.parse(out);
+      // Both directions complete and bit-exact.
+      expect(got.received).toBe(EACH_WAY);
+      expect(peer.received).toBe(EACH_WAY);
+      expect(got.crcReceived).toBe(peer.crcSent);
+      expect(peer.crcReceived).toBe(got.crcSent);
+      // Over verbs, not TCP: our counters, the control connection's few bytes, and the device's own packet counters.
+      expect(peer.transport).toBe("rdma");
+      expect(conn.stats.bytesSent).toBe(EACH_WAY);
+      expect(conn.stats.bytesReceived).toBe(EACH_WAY);
+      expect(conn.stats.controlBytes + peer.stats.controlBytes).toBeLessThan(4096);
+      const after = counters(dev);
+      const sent = (after.sent_pkts ?? 0) - (before.sent_pkts ?? 0);
+      // Both processes share the one device: 2 × EACH_WAY bytes in packets of at most 4 KiB.
+      expect(sent).toBeGreaterThanOrEqual((2 * EACH_WAY) / 4096);
+      // And its count of SEND work requests: at least one per 256 KiB buffer each way.
+      if (after.rdma_sends !== undefined)
+        expect(after.rdma_sends - before.rdma_sends!).toBeGreaterThanOrEqual((2 * EACH_WAY) / (256 * 1024));
+      console.log(`device ${dev} counters: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
+    } finally {
+      child.kill("SIGKILL");
+      conn?.abort();
+      await listener.close();
+    }
   });
 });
