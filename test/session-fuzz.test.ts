@@ -5,12 +5,13 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DWCPError, type DWCPErrorCode, ERROR_CODES } from "../src/errors.js";
-import { CONTROL_HEADER, controlFrame, HELLO_MAX } from "../src/session/handshake.js";
+import { HELLO_MAX } from "../src/session/handshake.js";
 import { DWCPNode } from "../src/session/node.js";
 import type { Session } from "../src/session/session.js";
 import type { Conn, Listener, Transport } from "../src/transport/contract.js";
 import { MemoryNetwork, memory } from "../src/transport/memory/index.js";
 import { deriveKeys, readyProof, transcriptHash } from "../src/wire/auth.js";
+import { CONTROL_HEADER, controlFrame } from "../src/wire/control.js";
 import { encodeFrame, FrameFlags, FrameType, HEADER_SIZE } from "../src/wire/frame.js";
 import { decodeGreeting, encodeGreeting, GREETING_SIZE, newNonce } from "../src/wire/greeting.js";
 import { AuthMethod, encodeControl } from "../src/wire/proto.js";

@@ -1,10 +1,9 @@
 // A peer driven by hand on any Conn: it completes a real PSK handshake
 // (PROTOCOL.md §4–6) and then sends whatever frames a test wants, valid or not,
 // so listeners can be attacked by an authenticated peer as well as by strangers.
-import { CONTROL_HEADER } from "../../src/session/handshake.js";
-import { ConnReader } from "../../src/session/reader.js";
 import type { Conn } from "../../src/transport/contract.js";
 import { deriveKeys, readyProof, transcriptHash } from "../../src/wire/auth.js";
+import { CONTROL_HEADER } from "../../src/wire/control.js";
 import { encodeFrame, encodeSealed, type FrameHeader, FrameType } from "../../src/wire/frame.js";
 import { encodeGreeting, GREETING_SIZE, newNonce } from "../../src/wire/greeting.js";
 import { FrameMac } from "../../src/wire/integrity.js";
@@ -16,6 +15,7 @@ import {
   type Hello,
   Integrity,
 } from "../../src/wire/proto.js";
+import { ConnReader } from "../../src/wire/reader.js";
 import { PSK } from "./nodes.js";
 
 export interface HostileOptions {

@@ -1,7 +1,7 @@
 // A hand-driven peer on a raw socket: sends a greeting and a Hello of our
 // choosing and reports what the listener answered, byte-accurately per PROTOCOL.md.
 import { connect } from "node:net";
-import { controlFrame } from "../../src/session/handshake.js";
+import { controlFrame } from "../../src/wire/control.js";
 import { FrameDecoder } from "../../src/wire/frame.js";
 import { decodeGreeting, encodeGreeting, GREETING_SIZE, newNonce } from "../../src/wire/greeting.js";
 import { AuthMethod, type Control, decodeControl, type Hello } from "../../src/wire/proto.js";

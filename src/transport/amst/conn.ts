@@ -22,7 +22,6 @@
 import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { DWCPError } from "../../errors.js";
-import type { ConnReader } from "../../session/reader.js";
 import {
   encodeHeader,
   encodeHeaderParts,
@@ -30,6 +29,7 @@ import {
   FrameType,
   type FrameTypeValue,
 } from "../../wire/frame.js";
+import type { ConnReader } from "../../wire/reader.js";
 import { AbstractConn, type Conn } from "../contract.js";
 import { OutboundQueue } from "../outbound.js";
 import { congestionControl } from "../tcp/tcpinfo.js";

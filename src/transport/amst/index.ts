@@ -12,8 +12,8 @@
 import { randomBytes } from "node:crypto";
 import { DWCPError, invalidArg } from "../../errors.js";
 import type { Mode } from "../../mode/classifier.js";
-import { ConnReader } from "../../session/reader.js";
 import { encodeFrame, FrameType } from "../../wire/frame.js";
+import { ConnReader } from "../../wire/reader.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { hostOf, throwIfAborted } from "../contract.js";
 import { ReorderBudget } from "./budget.js";

@@ -23,9 +23,10 @@
  */
 import { DWCPError, isErrorCode } from "../../errors.js";
 import type { NativeRdmaDevice } from "../../native/binding.js";
-import { ConnReader } from "../../session/reader.js";
-import { encodeFrame, FrameType } from "../../wire/frame.js";
-import { type Control, decodeControl, encodeControl, errorControl, type RdmaInfo } from "../../wire/proto.js";
+import { controlFrame } from "../../wire/control.js";
+import { FrameType } from "../../wire/frame.js";
+import { type Control, decodeControl, errorControl, type RdmaInfo } from "../../wire/proto.js";
+import { ConnReader } from "../../wire/reader.js";
 import {
   AbstractConn,
   type Conn,
@@ -112,13 +113,6 @@ const KIND_SEND = 1;
 const KIND_RECV = 2;
 const KIND_CREDIT = 3;
 const WR = 2 ** 32;
-
-function controlFrame(msg: Control): Uint8Array {
-  return encodeFrame(
-    { type: FrameType.CONTROL, flags: 1, streamId: 0, messageId: 0, offset: 0, codecId: 0 },
-    encodeControl(msg),
-  );
-}
 
 interface Setup {
   bufferBytes: number;
