@@ -39,7 +39,6 @@ export {
   type PageFrameInfo,
   PageKind,
   type PagePolicy,
-  policyFor,
   readPageFrame,
 } from "./codec/pages.js";
 export { DWCPError, type DWCPErrorCode, type DWCPErrorOptions, ERROR_CODES, isDWCPError } from "./errors.js";
@@ -89,6 +88,15 @@ export {
   type PathEstimate,
 } from "./mode/classifier.js";
 export { type DetectorEvents, type DetectorOptions, ModeDetector, type ModeEvent } from "./mode/detector.js";
+export {
+  chunkBytesFor,
+  DEFAULT_STREAM_BOUNDS,
+  policyFor,
+  type StreamBounds,
+  streamTarget,
+  type TuneInput,
+  tuneParams,
+} from "./mode/policy.js";
 export { type FeatureStatus, type NativeStatus, nativeStatus } from "./native/status.js";
 export { certificateNodeIds, HELLO_MAX, type IdentityMode, NODE_URI_PREFIX } from "./session/handshake.js";
 export {
@@ -113,13 +121,10 @@ export {
   type AmstOptions,
   type AmstStats,
   amst,
-  chunkBytesFor,
-  DEFAULT_STREAM_BOUNDS,
   perStreamBps,
-  type StreamBounds,
   type StreamInfo,
-  streamTarget,
-  type TuneInput,
+  type StreamPath,
+  streamCount,
 } from "./transport/amst/index.js";
 export type {
   AbortOptions,
@@ -129,6 +134,7 @@ export type {
   Listener,
   ListenOptions,
   Transport,
+  TuneParams,
 } from "./transport/contract.js";
 export { MemoryNetwork, type MemoryOptions, memory } from "./transport/memory/index.js";
 export {

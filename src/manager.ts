@@ -26,7 +26,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { ZstdDictionary } from "./codec/index.js";
-import { type PagePolicy, policyFor } from "./codec/pages.js";
+import type { PagePolicy } from "./codec/pages.js";
 import { DWCPError, type DWCPErrorCode } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
 import { shouldUseV3 } from "./flags/rollout.js";
@@ -38,6 +38,7 @@ import {
 } from "./manager/peer-link.js";
 import type { Mode, ModeThresholds } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
+import { policyFor, tuneParams } from "./mode/policy.js";
 import { DWCPNode, type NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
 import { AmstConn } from "./transport/amst/index.js";
@@ -532,7 +533,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       if (link.state === "closed") return;
       link.mode = e.mode;
       // AMST follows the path: the stream count from the measured RTT and bandwidth.
-      if (s.conn instanceof AmstConn && s.conn.tunable) s.conn.tune({ mode: e.mode, ...e.estimate });
+      if (s.conn instanceof AmstConn && s.conn.tunable)
+        s.conn.tune(tuneParams({ mode: e.mode, ...e.estimate }));
       this.emit("mode", link, e);
       this.#reevaluate(link, `mode ${e.mode}`);
     });

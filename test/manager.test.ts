@@ -310,7 +310,8 @@ describe("automatic rollback", () => {
 
 describe("DWCPManager and AMST", () => {
   it("sets an AMST bundle's stream count from the mode detector's measurements", async () => {
-    const { amst, AmstConn, streamTarget } = await import("../src/transport/amst/index.js");
+    const { amst, AmstConn } = await import("../src/transport/amst/index.js");
+    const { streamTarget } = await import("../src/mode/policy.js");
     const make = () => amst(tcp(), { streams: 4 });
     const b = new DWCPManager({
       nodeId: "node-b",

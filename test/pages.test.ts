@@ -21,9 +21,9 @@ import {
   ImageSender,
   PageCodec,
   type PagePolicy,
-  policyFor,
 } from "../src/codec/pages.js";
 import { hashPages } from "../src/hash/index.js";
+import { policyFor } from "../src/mode/policy.js";
 import { ROOT } from "./helpers/child.js";
 import { nativeBuilt } from "./helpers/native.js";
 

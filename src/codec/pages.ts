@@ -18,7 +18,6 @@
  */
 import { DWCPError } from "../errors.js";
 import { crc32c, hashPages, xxh3_64 } from "../hash/index.js";
-import type { Mode } from "../mode/classifier.js";
 import { loadNative } from "../native/load.js";
 import {
   codecBackend,
@@ -104,28 +103,11 @@ function sparseRuns(x: Uint8Array, limit: number, out?: Uint8Array): number {
   return size;
 }
 
-/** How to compress, from the path's mode (and the HDE flag). */
+/** How page frames are compressed; the caller picks one per path. */
 export interface PagePolicy {
   codec: PageCodecId;
   level: number;
   dictionary?: ZstdDictionary;
-}
-
-/**
- * The mode policy: datacenter paths favour speed (LZ4, fast level); internet and
- * hybrid paths favour size (zstd, deeper level, the trained dictionary when there
- * is one). With the v3 compression flag off, v1 behaviour: LZ4 everywhere.
- */
-export function policyFor(
-  mode: Mode | undefined,
-  o: { v3?: boolean; dictionary?: ZstdDictionary } = {},
-): PagePolicy {
-  if (!o.v3 || mode === undefined || mode === "datacenter") return { codec: PageCodec.LZ4, level: 1 };
-  return {
-    codec: PageCodec.ZSTD,
-    level: mode === "internet" ? 9 : 3,
-    ...(o.dictionary ? { dictionary: o.dictionary } : {}),
-  };
 }
 
 /** Counters of one encoded batch. */

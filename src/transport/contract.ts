@@ -74,6 +74,28 @@ export interface Conn extends AsyncIterable<Uint8Array> {
   off(event: string, listener: (...args: unknown[]) => void): this;
 }
 
+/**
+ * A path estimate and the stream counts a policy allows for it: what a
+ * tunable connection (AMST's `tune()`) sets its parallelism from.
+ */
+export interface TuneParams {
+  /** Smoothed or minimum round-trip time, ms. */
+  rttMs: number;
+  /** Bottleneck bandwidth, bits per second. */
+  bandwidthBps: number;
+  /** Segment loss rate (0–1), e.g. retransmitted / sent segments from TCP_INFO. */
+  lossRate?: number;
+  /**
+   * Largest window one stream can use, bytes.
+   * @default the connection's own (AMST: the kernel's largest TCP send buffer, else 4 MiB)
+   */
+  streamWindowBytes?: number;
+  /** Maximum segment size, bytes. @default 1448 */
+  mssBytes?: number;
+  /** Fewest and most streams allowed on this path. */
+  streams: { min: number; max: number };
+}
+
 /** A listening endpoint. */
 export interface Listener {
   /** The bound address, with the real port when 0 was asked for. */

@@ -30,12 +30,11 @@ import {
   type FrameTypeValue,
 } from "../../wire/frame.js";
 import type { ConnReader } from "../../wire/reader.js";
-import { AbstractConn, type Conn } from "../contract.js";
+import { AbstractConn, type Conn, type TuneParams } from "../contract.js";
 import { OutboundQueue } from "../outbound.js";
 import { congestionControl } from "../tcp/tcpinfo.js";
 import type { ReorderBudget } from "./budget.js";
-import type { TuneInput } from "./tune.js";
-import { type StreamBounds, streamTarget } from "./tune.js";
+import { streamCount } from "./tune.js";
 
 /** Largest segment payload a receiver accepts. */
 export const SEGMENT_MAX = 4 * 1024 * 1024;
@@ -64,7 +63,6 @@ export interface BundleConfig {
   windowBytes: number;
   minStreams: number;
   maxStreams: number;
-  bounds: StreamBounds;
   reconnectInitialMs: number;
   reconnectMaxMs: number;
   giveUpMs: number;
@@ -472,14 +470,19 @@ export class AmstConn extends AbstractConn {
   }
 
   /**
-   * Autotune: sets the stream count from a path estimate (the mode detector's
-   * RTT and bandwidth, the socket buffers, the loss rate) within the mode's bounds.
+   * Autotune: sets the stream count from a path estimate (RTT, bandwidth, loss
+   * rate; each stream's window is the kernel's largest TCP send buffer unless
+   * given) within `params.streams`.
    * @returns the new target
    */
-  tune(estimate: TuneInput): number {
-    this.setStreams(
-      streamTarget({ streamWindowBytes: kernelSendBufferMax(), ...estimate }, this.#cfg.bounds),
-    );
+  tune(params: TuneParams): number {
+    const b = params?.streams;
+    if (!b || !Number.isInteger(b.min) || !Number.isInteger(b.max) || b.min < 1 || b.max < b.min)
+      throw new DWCPError(
+        "ERR_INVALID_ARG",
+        `tune needs streams: { min, max } with 1 ≤ min ≤ max, got ${b ? `{ min: ${b.min}, max: ${b.max} }` : b}`,
+      );
+    this.setStreams(streamCount({ streamWindowBytes: kernelSendBufferMax(), ...params }));
     return this.#target;
   }
 

@@ -11,24 +11,16 @@
  */
 import { randomBytes } from "node:crypto";
 import { DWCPError, invalidArg } from "../../errors.js";
-import type { Mode } from "../../mode/classifier.js";
 import { encodeFrame, FrameType } from "../../wire/frame.js";
 import { ConnReader } from "../../wire/reader.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { hostOf, throwIfAborted } from "../contract.js";
 import { ReorderBudget } from "./budget.js";
 import { AMST_FRAME_TYPES, AmstConn, type BundleConfig, SEGMENT_MAX, type SEGMENT_OVERHEAD } from "./conn.js";
-import { DEFAULT_STREAM_BOUNDS, type StreamBounds } from "./tune.js";
 
 export { ReorderBudget } from "./budget.js";
 export { AmstConn, type AmstStats, SEGMENT_OVERHEAD, type StreamInfo } from "./conn.js";
-export {
-  DEFAULT_STREAM_BOUNDS,
-  perStreamBps,
-  type StreamBounds,
-  streamTarget,
-  type TuneInput,
-} from "./tune.js";
+export { perStreamBps, type StreamPath, streamCount } from "./tune.js";
 
 /** Options of {@link amst}. */
 export interface AmstOptions {
@@ -38,7 +30,7 @@ export interface AmstOptions {
   minStreams?: number;
   /** Also the most streams an accepting side lets join one authenticated bundle. @default 64 */
   maxStreams?: number;
-  /** Largest segment, bytes (see {@link chunkBytesFor}). @default 256 KiB */
+  /** Largest segment, bytes. @default 256 KiB */
   chunkBytes?: number;
   /**
    * This side's window, bytes: what it keeps unacknowledged in flight at most,
@@ -79,8 +71,6 @@ export interface AmstOptions {
    * is refused ("bundle is full", `ERR_CONNECT` at the dialler). @default 64
    */
   maxPendingBundles?: number;
-  /** Stream-count bounds per mode for {@link AmstConn.tune}. */
-  bounds?: StreamBounds;
   /** First redial delay after a stream is lost, doubled per failure. @default 50 */
   reconnectInitialMs?: number;
   /** @default 2000 */
@@ -123,11 +113,6 @@ export interface AmstListenerStats {
 /** The listener of an AMST transport, with its counters. */
 export interface AmstListener extends Listener {
   readonly stats: AmstListenerStats;
-}
-
-/** Segment size for a mode: large in the datacenter, smaller where loss costs a resend. */
-export function chunkBytesFor(mode: Mode): number {
-  return mode === "internet" ? 128 * 1024 : 256 * 1024;
 }
 
 /**
@@ -181,7 +166,6 @@ function config(o: AmstOptions): BundleConfig {
     maxPendingBundles,
     minStreams: int("minStreams", o.minStreams ?? 1, 1, maxStreams),
     maxStreams,
-    bounds: o.bounds ?? DEFAULT_STREAM_BOUNDS,
     reconnectInitialMs: o.reconnectInitialMs ?? 50,
     reconnectMaxMs: o.reconnectMaxMs ?? 2000,
     giveUpMs: o.giveUpMs ?? 10_000,
