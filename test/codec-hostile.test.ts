@@ -19,7 +19,7 @@ import { hashPages, xxh3_64 } from "../src/hash/index.js";
 import { lz4Frame, lz4ZeroBlock, MiB, memoryCost, zstdRle } from "./helpers/hde-hostile.js";
 import { pageFrame, withCrc } from "./helpers/hostile-frames.js";
 
-const lane = `${codecBackend} codecs`;
+const lane = `${codecBackend()} codecs`;
 const decoders = [
   ["decodePages", (f: Uint8Array, o: Parameters<typeof decodePages>[1]) => decodePages(f, o)],
   ["decodePagesAsync", (f: Uint8Array, o: Parameters<typeof decodePages>[1]) => decodePagesAsync(f, o)],

@@ -27,7 +27,7 @@ const pages = (n: number, from = 0) =>
 
 /** A dictionary: trained natively when possible; in a TS-only run, one made by a native child. */
 function dictionaryBytes(): Uint8Array | undefined {
-  if (codecBackend === "native") return trainDictionary(pages(1024, 0), 64 * 1024);
+  if (codecBackend() === "native") return trainDictionary(pages(1024, 0), 64 * 1024);
   if (!nativeBuilt) return undefined;
   const dir = mkdtempSync(join(tmpdir(), "dwcp-dict-"));
   const r = spawnSync(
@@ -62,7 +62,7 @@ const variants: Variant[] = [
   { name: "zstd 19", enc: (d) => zstdCompress(d, { level: 19 }), dec: (d) => zstdDecompress(d) },
 ];
 
-describe(`codecs on the ${codecBackend} backend`, () => {
+describe(`codecs on the ${codecBackend()} backend`, () => {
   for (const v of variants) {
     it(`${v.name}: round trip on the corpus, empty input and random sizes`, () => {
       for (const d of [
@@ -140,11 +140,10 @@ describe("bad input ends in a DWCPError code", () => {
 
 // ------------------------------------------------------------ other backend
 
-const other = codecBackend === "native" ? "typescript" : "native";
-const otherSkip =
-  codecBackend === "typescript" && !nativeBuilt ? " [skipped: the native addon is not built]" : "";
+const other = codecBackend() === "native" ? "ts" : "native";
+const otherSkip = codecBackend() === "ts" && !nativeBuilt ? " [skipped: the native addon is not built]" : "";
 
-describe.skipIf(Boolean(otherSkip))(`${codecBackend} ↔ ${other}${otherSkip}`, () => {
+describe.skipIf(Boolean(otherSkip))(`${codecBackend()} ↔ ${other}${otherSkip}`, () => {
   it("each decodes everything the other writes, bit for bit (lz4, zstd, zstd + dictionary)", () => {
     const dir = mkdtempSync(join(tmpdir(), "dwcp-codec-"));
     const inputs = [image.subarray(0, 2 << 20), ...pages(8, 1500), new Uint8Array(0), Uint8Array.of(1, 2, 3)];
@@ -179,7 +178,7 @@ describe.skipIf(Boolean(otherSkip))(`${codecBackend} ↔ ${other}${otherSkip}`, 
            writeFileSync(dir + "/theirs" + i + ".zst", c.zstdCompress(input, { level: 3 }));
            if (dict) writeFileSync(dir + "/theirs" + i + ".dzst", c.zstdCompress(input, { dictionary: dict }));
          }
-         console.log(JSON.stringify({ backend: c.codecBackend, bad }));`,
+         console.log(JSON.stringify({ backend: c.codecBackend(), bad }));`,
       ],
       {
         cwd: ROOT,

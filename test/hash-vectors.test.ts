@@ -88,7 +88,7 @@ describe.each(backends)("hash vectors on the %s backend", (_name, backend) => {
 });
 
 describe("public hashing API", () => {
-  it(`uses the ${hashBackend.name} backend and accepts any byte view`, () => {
+  it(`uses the ${hashBackend().name} backend and accepts any byte view`, () => {
     const bytes = ascii("123456789");
     const copy = new Uint8Array(16);
     copy.set(bytes, 5);

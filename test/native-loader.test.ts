@@ -1,11 +1,13 @@
 // The loader seam: DWCP_NATIVE modes, what nativeStatus() reports, and that a
-// missing or broken binary never breaks an import unless native was demanded.
+// missing or broken binary never breaks an import (when native was demanded, its
+// first use throws; see also native-backends.test.ts).
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { codecBackend } from "../src/codec/index.js";
+import { nativeStatus } from "../src/index.js";
 import { NATIVE_ABI, NATIVE_EXPORTS } from "../src/native/binding.js";
-import { nativeStatus } from "../src/native/status.js";
 import { runTs } from "./helpers/child.js";
 import { itNative, native } from "./helpers/native.js";
 
@@ -46,14 +48,16 @@ describe("native loader", () => {
     expect(s.reason).toContain(bad);
   });
 
-  it("DWCP_NATIVE=1 without the addon fails loudly with ERR_NATIVE_REQUIRED naming what is missing", () => {
+  it("DWCP_NATIVE=1 without the addon fails loudly on first use with ERR_NATIVE_REQUIRED naming what is missing", () => {
     const r = runTs(
-      `await import("./src/index.ts").catch((e) => { console.log(e.code + "|" + e.message); });`,
+      `const { crc32c } = await import("./src/index.ts");
+       try { crc32c(new Uint8Array(1)); } catch (e) { console.log(e.code + "|" + e.message); }`,
       {
         DWCP_NATIVE: "1",
         DWCP_NATIVE_PATH: "/nonexistent/dwcp.node",
       },
     );
+    expect(r.stderr).toBe("");
     const [code, message] = r.stdout.trim().split("|");
     expect(code).toBe("ERR_NATIVE_REQUIRED");
     expect(message).toContain("/nonexistent/dwcp.node");
@@ -65,6 +69,7 @@ describe("native loader", () => {
     expect(s.loaded).toBe(native !== null);
     expect(s.features.hash.native).toBe(native !== null);
     expect(s.features.codec.native).toBe(native !== null && native.features.codec !== false);
+    expect(codecBackend()).toBe(s.features.codec.native ? "native" : "ts");
     if (s.features.codec.native) expect(s.features.codec.detail).toMatch(/^lz4 [\d.]+, zstd [\d.]+/);
     // No verbs device on a CI machine's kernel (the rdma tests use a fake or a guest).
     expect(s.features.rdma.native).toBe(false);

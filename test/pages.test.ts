@@ -31,7 +31,7 @@ const PAGE = 4096;
 const { image: v1 } = makeImage({ bytes: 16 << 20, seed: 11 });
 const { image: v2, dirty } = makeSnapshot(v1, { dirtyFraction: 0.05, seed: 11 });
 const dict =
-  codecBackend === "native"
+  codecBackend() === "native"
     ? new ZstdDictionary(
         trainDictionary(
           Array.from({ length: 1024 }, (_, i) => v1.subarray(i * PAGE, (i + 1) * PAGE)),
@@ -86,7 +86,7 @@ function receive(
   return target;
 }
 
-describe(`page pipeline (${codecBackend} codecs)`, () => {
+describe(`page pipeline (${codecBackend()} codecs)`, () => {
   for (const [name, policy] of policies) {
     it(`${name}: v1 whole, then v2 as deltas against v1, bit for bit`, () => {
       const dicts = dict ? new Map([[dict.id, dict]]) : undefined;
@@ -202,8 +202,8 @@ describe(`page pipeline (${codecBackend} codecs)`, () => {
   });
 });
 
-describe.skipIf(codecBackend !== "native")(
-  `the native page encoder writes the TypeScript encoder's bytes${codecBackend !== "native" ? " [skipped: native codecs not in use]" : ""}`,
+describe.skipIf(codecBackend() !== "native")(
+  `the native page encoder writes the TypeScript encoder's bytes${codecBackend() !== "native" ? " [skipped: native codecs not in use]" : ""}`,
   () => {
     it("corpus batches with and without a baseline, every codec; random images", async () => {
       const hashes = hashPages(v1, PAGE);
@@ -248,8 +248,8 @@ describe.skipIf(codecBackend !== "native")(
   },
 );
 
-describe.skipIf(codecBackend !== "native")(
-  `the native page decoder rebuilds what the TypeScript one does, with the same codes${codecBackend !== "native" ? " [skipped: native codecs not in use]" : ""}`,
+describe.skipIf(codecBackend() !== "native")(
+  `the native page decoder rebuilds what the TypeScript one does, with the same codes${codecBackend() !== "native" ? " [skipped: native codecs not in use]" : ""}`,
   () => {
     it("every codec, with and without a baseline; corrupt, truncated and baseline-less frames", async () => {
       const dicts = dict ? new Map([[dict.id, dict]]) : undefined;
@@ -374,11 +374,10 @@ describe("failures end in a code or a full resend, never a wrong page", () => {
   );
 });
 
-const other = codecBackend === "native" ? "typescript" : "native";
-const otherSkip =
-  codecBackend === "typescript" && !nativeBuilt ? " [skipped: the native addon is not built]" : "";
+const other = codecBackend() === "native" ? "ts" : "native";
+const otherSkip = codecBackend() === "ts" && !nativeBuilt ? " [skipped: the native addon is not built]" : "";
 
-describe.skipIf(Boolean(otherSkip))(`page frames ${codecBackend} ↔ ${other}${otherSkip}`, () => {
+describe.skipIf(Boolean(otherSkip))(`page frames ${codecBackend()} ↔ ${other}${otherSkip}`, () => {
   it("frames written here decode there bit for bit, and the other way round (lz4, zstd, with a baseline)", () => {
     const dir = mkdtempSync(join(tmpdir(), "dwcp-pages-"));
     const small1 = v1.subarray(0, 1024 * PAGE);
@@ -425,7 +424,7 @@ describe.skipIf(Boolean(otherSkip))(`page frames ${codecBackend} ↔ ${other}${o
              frames.push(encodePages(v2, { imageId: 7, version: 2, firstPage: p, pageCount: 256, policy, baseline: { version: 1, image: v1 } }).frame);
            writeFileSync(dir + "/theirs-delta-" + k, Buffer.concat(frames.flatMap((f) => { const h = Buffer.alloc(4); h.writeUInt32LE(f.length); return [h, f]; })));
          }
-         console.log(JSON.stringify({ backend: codecBackend, bad }));`,
+         console.log(JSON.stringify({ backend: codecBackend(), bad }));`,
       ],
       {
         cwd: ROOT,

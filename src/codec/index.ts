@@ -3,11 +3,11 @@
  * dictionary). Payloads are standard frames: `lz4 -d` and `zstd -d [-D dict]`
  * decode them.
  *
- * Two backends, picked once: the addon on the system liblz4/libzstd, or the
- * TypeScript path on npm packages (lz4-napi's frame API, the zstd wasm build of
- * @bokuweb/zstd-wasm). They may emit different bytes for the same input (other
- * library versions), but each decodes everything the other writes; the tests
- * check both directions. Dictionary training is native only (an offline step);
+ * Two backends, picked once, on first use (`useBackend("codec", …)` before that
+ * picks one): the addon on the system liblz4/libzstd, or the TypeScript path on
+ * npm packages (lz4-napi's frame API, the zstd wasm build of @bokuweb/zstd-wasm).
+ * They may emit different bytes for the same input (other library versions), but
+ * each decodes everything the other writes; the tests check both directions. Dictionary training is native only (an offline step);
  * a TypeScript-only node still uses dictionaries it is given.
  *
  * @packageDocumentation
@@ -16,7 +16,7 @@ import { createRequire } from "node:module";
 import { createXXHash32, type IHasher } from "hash-wasm";
 import { DWCPError } from "../errors.js";
 import type { NativeBinding, NativeZstdDictionary } from "../native/binding.js";
-import { chooseBackend, loadNative } from "../native/load.js";
+import { type BackendName, defineBackend } from "../native/load.js";
 import { lz4FrameHeader, zstdContentSize, zstdDictionaryId, zstdFrameDictId } from "./frames.js";
 
 export {
@@ -80,15 +80,44 @@ export interface ZstdDecompressOptions extends DecompressOptions {
   dictionary?: ZstdDictionary;
 }
 
+/** @internal The options of one batch for the native page encoder, with the dictionary as given. */
+export type NativePageJob = Omit<Parameters<NonNullable<NativeBinding["encodePagesAsync"]>>[3], "dict"> & {
+  dict?: ZstdDictionary;
+};
+
+/**
+ * @internal The addon's page-frame coder: one batch per call on the libuv pool,
+ * the same bytes and error codes as the TypeScript coder in `./pages.ts`.
+ */
+export interface NativePageCoder {
+  encode(
+    image: Uint8Array,
+    baseline: Uint8Array | null,
+    baselineHashes: BigUint64Array | null,
+    o: NativePageJob,
+  ): Promise<Uint8Array>;
+  decode(
+    frame: Uint8Array,
+    target: Uint8Array,
+    baseline: Uint8Array | null,
+    baselineHashes: BigUint64Array | null,
+    dict: ZstdDictionary | null,
+  ): Promise<void>;
+}
+
 /** One backend's implementation of the codecs. */
 interface CodecBackend {
-  readonly name: string;
+  readonly name: BackendName;
   lz4Compress(data: Uint8Array, level: number): Uint8Array;
   lz4Decompress(data: Uint8Array, max: number): Uint8Array;
   lz4CompressAsync(data: Uint8Array, level: number): Promise<Uint8Array>;
   zstdCompress(data: Uint8Array, level: number, dict: ZstdDictionary | undefined): Uint8Array;
   zstdDecompress(data: Uint8Array, max: number, dict: ZstdDictionary | undefined): Uint8Array;
   zstdCompressAsync(data: Uint8Array, level: number, dict: ZstdDictionary | undefined): Promise<Uint8Array>;
+  /** Dictionary training (ZDICT): native only. */
+  train?(samples: Uint8Array, sizes: Uint32Array, capacity: number): Uint8Array;
+  /** The page-frame coder: native only. */
+  pages?: NativePageCoder;
 }
 
 function rethrow(err: unknown): never {
@@ -130,6 +159,22 @@ function nativeBackend(b: NativeBinding): CodecBackend | undefined {
       return nb.zstdDecompress(d, max, dict?.native(b));
     }),
     zstdCompressAsync: (d, level, dict) => nb.zstdCompressAsync(d, level, dict?.native(b)).catch(rethrow),
+    ...(b.zstdTrain
+      ? { train: wrap((samples, sizes, capacity) => nb.zstdTrain(samples, sizes, capacity)) }
+      : {}),
+    ...(b.encodePagesAsync && b.decodePagesAsync
+      ? {
+          pages: {
+            encode: (image, baseline, hashes, { dict, ...o }) =>
+              nb.encodePagesAsync(image, baseline, hashes, {
+                ...o,
+                ...(dict ? { dict: dict.native(b) } : {}),
+              }),
+            decode: (frame, target, baseline, hashes, dict) =>
+              nb.decodePagesAsync(frame, target, baseline, hashes, dict ? dict.native(b) : null),
+          },
+        }
+      : {}),
   };
 }
 
@@ -161,8 +206,21 @@ let zstdWasm: ZstdWasm | undefined;
 let zstdCtx: { c: number; d: number } | undefined;
 let xxh32: IHasher | undefined;
 
+/**
+ * The wasm modules instantiate asynchronously, so they are prepared when this
+ * module is imported with the TypeScript path ahead (see the end of the module).
+ */
+function prepared<T>(m: T | undefined): T {
+  if (m === undefined)
+    throw new DWCPError(
+      "ERR_UNSUPPORTED",
+      'the TypeScript codecs were not prepared: choose them (useBackend("codec", "ts")) before importing the codec module',
+    );
+  return m;
+}
+
 function wasm(): ZstdWasm {
-  return zstdWasm!;
+  return prepared(zstdWasm);
 }
 
 /**
@@ -177,9 +235,10 @@ function withContentSize(frame: Buffer, size: number): Buffer {
   out[4] = frame[4]! | 0x08;
   out.writeUInt32LE(size % 0x1_0000_0000, 6);
   out.writeUInt32LE(Math.floor(size / 0x1_0000_0000), 10);
-  xxh32!.init();
-  xxh32!.update(out.subarray(4, 14));
-  out[14] = xxh32!.digest("binary")[2]!; // (XXH32 >> 8) & 0xff; the digest is big-endian
+  const h = prepared(xxh32);
+  h.init();
+  h.update(out.subarray(4, 14));
+  out[14] = h.digest("binary")[2]!; // (XXH32 >> 8) & 0xff; the digest is big-endian
   frame.copy(out, 15, 7);
   return out;
 }
@@ -197,9 +256,10 @@ function checkSize(size: number | undefined, max: number, what: string): number 
 
 /** XXH32 (seed 0) of `d`, as the LZ4 frame format uses it. */
 function xxh32Of(d: Uint8Array): number {
-  xxh32!.init();
-  xxh32!.update(d);
-  const b = xxh32!.digest("binary"); // big-endian
+  const h = prepared(xxh32);
+  h.init();
+  h.update(d);
+  const b = h.digest("binary"); // big-endian
   return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
 }
 
@@ -336,18 +396,18 @@ function tsBackend(): CodecBackend {
     return z.compressUsingDict(zstdCtx.c, d, dict.bytes, level);
   };
   return {
-    name: "typescript",
+    name: "ts",
     lz4Compress: (d) => withContentSize(lz4.compressFrameSync(buf(d), { contentChecksum: false }), d.length),
     lz4Decompress: (d, max) => lz4DecodeCapped(lz4, d, max),
     lz4CompressAsync: async (d) =>
       withContentSize(await lz4.compressFrame(d, { contentChecksum: false }), d.length),
     zstdCompress: (d, level, dict) => zc(d, level, dict),
     zstdDecompress: (d, max, dict) => {
+      checkDict(d, dict);
       // The wasm decoder decodes in one shot into a heap buffer of the declared
       // size (so that bounds the output; the window needs no memory of its own),
       // and the wasm heap never shrinks: the declared size is checked first.
       const size = checkSize(zstdContentSize(d), Math.min(max, WASM_MAX_DECODED), "zstd");
-      checkDict(d, dict);
       const z = wasm();
       let out: Uint8Array;
       try {
@@ -380,17 +440,34 @@ function checkDict(frame: Uint8Array, dict: ZstdDictionary | undefined): void {
   }
 }
 
-const backend: CodecBackend = chooseBackend("codec", nativeBackend, tsBackend());
-if (backend.name === "typescript") {
-  // The wasm modules instantiate asynchronously; after import every call is synchronous.
+const codec = defineBackend<CodecBackend>("codec", {
+  native: nativeBackend,
+  ts: tsBackend,
+  detail: (b) => `${b.features.codec} (system libraries)`,
+});
+
+// The codec API is synchronous and the wasm modules instantiate asynchronously:
+// they are prepared here when the TypeScript path is the one ahead (a native
+// process never loads them).
+if (codec.peek() === "ts") {
   const m = require("@bokuweb/zstd-wasm") as ZstdWasm;
   await m.init();
   zstdWasm = m;
   xxh32 = await createXXHash32(0);
 }
 
-/** `"native"` or `"typescript"`. */
-export const codecBackend: string = backend.name;
+/**
+ * The codec backend in use, `"native"` or `"ts"`, chosen on the first use of a codec.
+ * @throws DWCPError `ERR_NATIVE_REQUIRED` when `DWCP_NATIVE=1` and the addon is unavailable
+ */
+export function codecBackend(): BackendName {
+  return codec.choice().name;
+}
+
+/** @internal The native page coder, when the native codecs are in use. */
+export function nativePageCoder(): NativePageCoder | undefined {
+  return codec.get().pages;
+}
 
 function level(o: CompressOptions, dflt: number, min: number, max: number): number {
   const l = o.level ?? dflt;
@@ -414,12 +491,12 @@ function bytes(d: unknown): Uint8Array {
 
 /** Compresses `data` into one LZ4 frame (content size recorded, no content checksum). */
 export function lz4Compress(data: Uint8Array, o: CompressOptions = {}): Uint8Array {
-  return backend.lz4Compress(bytes(data), level(o, 1, 0, 12));
+  return codec.get().lz4Compress(bytes(data), level(o, 1, 0, 12));
 }
 
 /** The same on the libuv pool (native), so several can use several cores. */
 export function lz4CompressAsync(data: Uint8Array, o: CompressOptions = {}): Promise<Uint8Array> {
-  return backend.lz4CompressAsync(bytes(data), level(o, 1, 0, 12));
+  return codec.get().lz4CompressAsync(bytes(data), level(o, 1, 0, 12));
 }
 
 /**
@@ -428,17 +505,17 @@ export function lz4CompressAsync(data: Uint8Array, o: CompressOptions = {}): Pro
  *   `ERR_MESSAGE_TOO_LARGE` (above `maxBytes`)
  */
 export function lz4Decompress(data: Uint8Array, o: DecompressOptions = {}): Uint8Array {
-  return backend.lz4Decompress(bytes(data), maxBytes(o));
+  return codec.get().lz4Decompress(bytes(data), maxBytes(o));
 }
 
 /** Compresses `data` into one zstd frame (content size and, with a dictionary, its id recorded). */
 export function zstdCompress(data: Uint8Array, o: ZstdCompressOptions = {}): Uint8Array {
-  return backend.zstdCompress(bytes(data), level(o, o.dictionary?.level ?? 3, 1, 19), o.dictionary);
+  return codec.get().zstdCompress(bytes(data), level(o, o.dictionary?.level ?? 3, 1, 19), o.dictionary);
 }
 
 /** The same on the libuv pool (native). */
 export function zstdCompressAsync(data: Uint8Array, o: ZstdCompressOptions = {}): Promise<Uint8Array> {
-  return backend.zstdCompressAsync(bytes(data), level(o, o.dictionary?.level ?? 3, 1, 19), o.dictionary);
+  return codec.get().zstdCompressAsync(bytes(data), level(o, o.dictionary?.level ?? 3, 1, 19), o.dictionary);
 }
 
 /**
@@ -448,9 +525,7 @@ export function zstdCompressAsync(data: Uint8Array, o: ZstdCompressOptions = {})
  */
 export function zstdDecompress(data: Uint8Array, o: ZstdDecompressOptions = {}): Uint8Array {
   const d = bytes(data);
-  const max = maxBytes(o);
-  if (backend.name !== "native") checkDict(d, o.dictionary);
-  return backend.zstdDecompress(d, max, o.dictionary);
+  return codec.get().zstdDecompress(d, maxBytes(o), o.dictionary);
 }
 
 /**
@@ -460,16 +535,15 @@ export function zstdDecompress(data: Uint8Array, o: ZstdDecompressOptions = {}):
  *   when the samples cannot make a dictionary (too few or too uniform)
  */
 export function trainDictionary(samples: readonly Uint8Array[], capacity = 112_640): Uint8Array {
-  const b = loadNative().binding;
-  if (backend.name !== "native" || !b?.zstdTrain)
+  const { train } = codec.get();
+  if (!train)
     throw new DWCPError(
       "ERR_NATIVE_UNAVAILABLE",
       "dictionary training needs the native addon (libzstd's ZDICT)",
     );
-  const sizes = Uint32Array.from(samples, (s) => s.length);
-  try {
-    return b.zstdTrain(Buffer.concat(samples as Uint8Array[]), sizes, capacity);
-  } catch (err) {
-    rethrow(err);
-  }
+  return train(
+    Buffer.concat(samples as Uint8Array[]),
+    Uint32Array.from(samples, (s) => s.length),
+    capacity,
+  );
 }

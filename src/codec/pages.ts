@@ -18,12 +18,11 @@
  */
 import { DWCPError } from "../errors.js";
 import { crc32c, hashPages, xxh3_64 } from "../hash/index.js";
-import { loadNative } from "../native/load.js";
 import {
-  codecBackend,
   DEFAULT_MAX_DECODED,
   lz4Compress,
   lz4Decompress,
+  nativePageCoder,
   type ZstdDictionary,
   zstdCompress,
   zstdDecompress,
@@ -384,11 +383,11 @@ function encodeBatch(
  */
 export async function encodePagesAsync(image: Uint8Array, o: EncodeOptions): Promise<Uint8Array> {
   const v = validate(image, o);
-  const b = loadNative().binding;
-  if (codecBackend !== "native" || !b?.encodePagesAsync) return encodePages(image, o).frame;
-  const dict = v.policy.codec === PageCodec.ZSTD ? v.policy.dictionary?.native(b) : undefined;
+  const native = nativePageCoder();
+  if (!native) return encodePages(image, o).frame;
+  const dict = v.policy.codec === PageCodec.ZSTD ? v.policy.dictionary : undefined;
   try {
-    return await b.encodePagesAsync(image, v.base?.image ?? null, v.base?.hashes ?? null, {
+    return await native.encode(image, v.base?.image ?? null, v.base?.hashes ?? null, {
       pageSize: v.pageSize,
       first: v.first,
       count: v.count,
@@ -687,14 +686,14 @@ function prepareDecode(frame: Uint8Array, o: DecodeOptions, read?: PageFrameInfo
  * without it, the TypeScript decoder runs here.
  */
 export async function decodePagesAsync(frame: Uint8Array, o: DecodeOptions): Promise<PageFrameInfo> {
-  const b = loadNative().binding;
-  if (codecBackend !== "native" || !b?.decodePagesAsync) return decodePages(frame, o);
+  const native = nativePageCoder();
+  if (!native) return decodePages(frame, o);
   const { info, base, baseHashes } = prepareDecode(frame, o);
   const dict = info.dictId ? o.dictionaries?.get(info.dictId) : undefined;
   if (info.codec === PageCodec.ZSTD && info.dictId && !dict)
     throw new DWCPError("ERR_DICTIONARY", `page frame needs dictionary ${info.dictId}`);
   try {
-    await b.decodePagesAsync(frame, o.target, base ?? null, baseHashes ?? null, dict ? dict.native(b) : null);
+    await native.decode(frame, o.target, base ?? null, baseHashes ?? null, dict ?? null);
   } catch (err) {
     const e = err as Error & { code?: string };
     throw new DWCPError((e.code ?? "ERR_CORRUPT_PAYLOAD") as "ERR_CORRUPT_PAYLOAD", e.message, { cause: e });

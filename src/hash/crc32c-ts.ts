@@ -1,6 +1,6 @@
 /**
  * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) in TypeScript, slicing-by-8.
- * The twin of native/hash.cc's table path; the hardware path gives the same values.
+ * The twin of native/checksum.cc's table path; the hardware path gives the same values.
  */
 
 const POLY = 0x82f63b78;

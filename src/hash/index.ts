@@ -6,12 +6,12 @@
  * - {@link hashPages}: XXH3-64 of every page of a buffer in one call.
  *
  * Native and TypeScript implementations return identical values; which one runs
- * is decided once at import (see `nativeStatus()`).
+ * is decided once, on the first call (see `nativeStatus()` and `useBackend()`).
  *
  * @packageDocumentation
  */
 import { invalidArg } from "../errors.js";
-import { chooseBackend } from "../native/load.js";
+import { type BackendName, defineBackend } from "../native/load.js";
 import { crc32cTs } from "./crc32c-ts.js";
 import { xxh3PagesTs, xxh3Ts } from "./xxh3-ts.js";
 
@@ -20,7 +20,7 @@ export type BytesLike = ArrayBufferView | ArrayBuffer;
 
 /** One implementation of the hash functions (native or TypeScript). */
 export interface HashBackend {
-  readonly name: "native" | "ts";
+  readonly name: BackendName;
   crc32c(data: Uint8Array, initial: number): number;
   xxh3_64(data: Uint8Array): bigint;
   xxh3Pages(data: Uint8Array, pageSize: number, out: BigUint64Array): number;
@@ -34,12 +34,19 @@ export const tsHashBackend: HashBackend = {
   xxh3Pages: xxh3PagesTs,
 };
 
-/** The backend in use for this process. */
-export const hashBackend: HashBackend = chooseBackend(
-  "hash",
-  (b) => ({ name: "native", crc32c: b.crc32c, xxh3_64: b.xxh3_64, xxh3Pages: b.xxh3Pages }),
-  tsHashBackend,
-);
+const backend = defineBackend<HashBackend>("hash", {
+  native: (b) => ({ name: "native", crc32c: b.crc32c, xxh3_64: b.xxh3_64, xxh3Pages: b.xxh3Pages }),
+  ts: () => tsHashBackend,
+  detail: (b) => `crc32c ${b.features.crc32c}, xxh3 ${b.features.xxh3}`,
+});
+
+/**
+ * The backend in use for this process, chosen on the first call.
+ * @throws DWCPError `ERR_NATIVE_REQUIRED` when `DWCP_NATIVE=1` and the addon is unavailable
+ */
+export function hashBackend(): HashBackend {
+  return backend.get();
+}
 
 /** Views any {@link BytesLike} as a Uint8Array without copying. */
 export function asBytes(data: BytesLike, name = "data"): Uint8Array {
@@ -60,12 +67,12 @@ export function crc32c(data: BytesLike, initial = 0): number {
   if (!Number.isInteger(initial) || initial < 0 || initial > 0xffffffff) {
     throw invalidArg("initial", "an unsigned 32-bit integer", initial);
   }
-  return hashBackend.crc32c(asBytes(data), initial);
+  return backend.get().crc32c(asBytes(data), initial);
 }
 
 /** XXH3-64 (seed 0) of `data`, as an unsigned 64-bit bigint. */
 export function xxh3_64(data: BytesLike): bigint {
-  return hashBackend.xxh3_64(asBytes(data));
+  return backend.get().xxh3_64(asBytes(data));
 }
 
 /**
@@ -88,6 +95,6 @@ export function hashPages(data: BytesLike, pageSize = 4096, out?: BigUint64Array
   if (!(dst instanceof BigUint64Array) || dst.length < count) {
     throw invalidArg("out", `a BigUint64Array of at least ${count} entries`, dst);
   }
-  hashBackend.xxh3Pages(bytes, pageSize, dst);
+  backend.get().xxh3Pages(bytes, pageSize, dst);
   return dst;
 }

@@ -1,143 +1,262 @@
 /**
- * The one loader seam for the native addon.
+ * The one loader seam: each feature's backend, native or TypeScript, is chosen
+ * once, on the feature's first use, from what `./addon.ts` found. Until then it
+ * can be injected ({@link useBackend}, {@link useNativeBinding}; better-sqlite3's
+ * `nativeBinding` option is the model). So importing any module of the library
+ * never throws: with `DWCP_NATIVE=1` and no addon, the first use of a native
+ * feature throws `ERR_NATIVE_REQUIRED` naming what is missing.
  *
- * Importing this module never throws. The addon is looked for once; every feature
- * module then picks its backend through {@link chooseBackend}, so there is no
- * `if (native)` on hot paths.
- *
- * `DWCP_NATIVE=0` forces the TypeScript path; `DWCP_NATIVE=1` demands the addon and
- * makes the first backend choice throw `ERR_NATIVE_REQUIRED` naming what is missing;
- * unset means "use it when it loads".
+ * Each feature registers here what `nativeStatus()` reports for it.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { DWCPError } from "../errors.js";
-import { NATIVE_ABI, type NativeBinding } from "./binding.js";
+import { injectNative, loadNative, type NativeBindingSource } from "./addon.js";
+import type { NativeBinding } from "./binding.js";
 
-/** What the environment asked for. */
-export type NativeMode = "auto" | "forced-off" | "required";
+export { loadNative, type NativeBindingSource, type NativeLoad, type NativeMode } from "./addon.js";
 
-/** Outcome of looking for the addon. */
-export interface NativeLoad {
-  readonly mode: NativeMode;
-  readonly binding: NativeBinding | null;
-  readonly path: string | null;
-  /** Why the addon is not in use (empty when it is). */
+/** The two kinds of backend. */
+export type BackendName = "native" | "ts";
+
+/** The features with a native implementation, as `nativeStatus()` lists them. */
+export const FEATURES = ["hash", "codec", "tcpinfo", "sockio", "rdma"] as const;
+
+/** One of {@link FEATURES}. */
+export type FeatureName = (typeof FEATURES)[number];
+
+/** One feature's state, as `nativeStatus()` reports it. */
+export interface FeatureStatus {
+  /** True when the native implementation is in use. */
+  readonly native: boolean;
+  /** Which native implementation (e.g. `"avx2"`), or why the TS path is used. */
+  readonly detail: string;
+}
+
+/** How a feature builds its backends. */
+export interface BackendSpec<T> {
+  /** The native implementation, or undefined when this addon lacks the feature. */
+  native(binding: NativeBinding): T | undefined;
+  /** The TypeScript implementation (or, where there is no twin, the fallback). */
+  ts(): T;
+  /** What the native implementation is, for `nativeStatus()`. */
+  detail(binding: NativeBinding): string;
+  /** Why a loaded addon lacks the feature. @default "the addon has no <feature> support on this platform" */
+  lacking?: string;
+  /**
+   * Whether `DWCP_NATIVE=1` demands the native implementation. False for a
+   * feature whose fallback is not a twin but "without it" (RDMA falls back to TCP).
+   * @default true
+   */
+  demanded?: boolean;
+  /** What `nativeStatus()` reports, when more than the choice itself. */
+  status?(): FeatureStatus;
+}
+
+/** What was chosen for a feature. */
+export interface BackendChoice {
+  readonly name: BackendName;
+  /** Why the TS path is used (empty when native). */
   readonly reason: string;
+  /** Whether the addon itself is loaded (it may be, and lack the feature). */
+  readonly addonLoaded: boolean;
 }
 
-// src/native/load.ts and dist/native/load.js are both two levels below the package root.
-const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-
-function readMode(): NativeMode {
-  const v = process.env.DWCP_NATIVE;
-  if (v === "0") return "forced-off";
-  if (v === "1") return "required";
-  return "auto";
+/** One feature's backend, chosen on the first call of {@link Backend.get} or {@link Backend.choice}. */
+export interface Backend<T> {
+  readonly feature: FeatureName;
+  /**
+   * The implementation in use.
+   * @throws DWCPError `ERR_NATIVE_REQUIRED` when native is demanded and unavailable
+   */
+  get(): T;
+  /** Which backend {@link Backend.get} returns, and why. @throws as {@link Backend.get} */
+  choice(): BackendChoice;
+  /** What would be chosen now, without choosing ("refused": the first use will throw). */
+  peek(): BackendName | "refused";
 }
 
-/** Reason recorded by scripts/build-native.mjs when it did not build the addon. */
-function buildReason(): string | undefined {
-  try {
-    const s = JSON.parse(readFileSync(join(PACKAGE_ROOT, "build", "native-status.json"), "utf8")) as {
-      built?: boolean;
-      reason?: string;
+interface Chosen<T> {
+  readonly impl: T;
+  readonly choice: BackendChoice;
+  /** What the native implementation is (empty for "ts"). */
+  readonly detail: string;
+}
+interface Refused {
+  /** The whole message of the error every use throws. */
+  readonly refused: string;
+  /** Why native is unavailable. */
+  readonly why: string;
+}
+
+const forced = new Map<FeatureName, BackendName>();
+const chosen = new Map<FeatureName, BackendName | "refused">();
+/** Features chosen at import ({@link chooseBackend}), before any injection could apply. */
+const atImport = new Set<FeatureName>();
+const statuses = new Map<FeatureName, () => FeatureStatus>();
+
+function decide<T>(feature: FeatureName, spec: BackendSpec<T>): Chosen<T> | Refused {
+  const { binding, mode, reason } = loadNative();
+  const want = forced.get(feature);
+  const addonLoaded = binding !== null;
+  if (want === "ts") {
+    return {
+      impl: spec.ts(),
+      choice: { name: "ts", reason: `useBackend("${feature}", "ts")`, addonLoaded },
+      detail: "",
     };
-    return s.built ? undefined : s.reason;
-  } catch {
-    return undefined;
   }
-}
-
-function load(): NativeLoad {
-  const mode = readMode();
-  if (mode === "forced-off") return { mode, binding: null, path: null, reason: "disabled by DWCP_NATIVE=0" };
-  const require = createRequire(import.meta.url);
-  const errors: string[] = [];
-  // DWCP_NATIVE_PATH names one binary to use instead of the build directory (for
-  // tests and for deployments that keep the addon elsewhere).
-  const override = process.env.DWCP_NATIVE_PATH;
-  const candidates = override
-    ? [override]
-    : ["Release", "Debug"].map((dir) => join(PACKAGE_ROOT, "build", dir, "dwcp.node"));
-  for (const path of candidates) {
-    if (!existsSync(path)) {
-      if (override) errors.push(`${path}: no such file (DWCP_NATIVE_PATH)`);
-      continue;
-    }
-    try {
-      const binding = require(path) as NativeBinding;
-      if (binding.abi !== NATIVE_ABI) {
-        errors.push(
-          `${path}: ABI ${binding.abi}, expected ${NATIVE_ABI} (rebuild with npm run build:native)`,
-        );
-        continue;
-      }
-      return { mode, binding, path, reason: "" };
-    } catch (err) {
-      errors.push(`${path}: ${(err as Error).message}`);
-    }
+  const impl = binding ? spec.native(binding) : undefined;
+  if (binding && impl !== undefined) {
+    return { impl, choice: { name: "native", reason: "", addonLoaded }, detail: spec.detail(binding) };
   }
-  if (errors.length === 0) {
-    const why = buildReason();
-    errors.push(why ? `addon not built: ${why}` : "addon not built (run npm run build:native)");
+  const why = binding ? (spec.lacking ?? `the addon has no ${feature} support on this platform`) : reason;
+  const by =
+    want === "native"
+      ? `useBackend("${feature}", "native")`
+      : mode === "required" && spec.demanded !== false
+        ? "DWCP_NATIVE=1"
+        : undefined;
+  if (by) {
+    return {
+      refused:
+        `${by} but native ${feature} is unavailable: ${why}. ` +
+        "Possible solutions: install build-essential, python3 and libxxhash-dev, then run " +
+        "`npm run build:native`; or allow the TypeScript path (unset DWCP_NATIVE).",
+      why,
+    };
   }
-  return { mode, binding: null, path: null, reason: errors.join("; ") };
-}
-
-let cached: NativeLoad | undefined;
-
-/** Looks for the addon (once) and reports the outcome. Never throws. */
-export function loadNative(): NativeLoad {
-  cached ??= load();
-  return cached;
+  return { impl: spec.ts(), choice: { name: "ts", reason: why, addonLoaded }, detail: "" };
 }
 
 /**
- * Picks the native or TypeScript implementation of one feature, once.
- *
- * @param feature - name used in messages and in {@link nativeStatus}
- * @param fromNative - builds the native implementation, or returns undefined when
- *   this addon lacks the feature
- * @param ts - the TypeScript twin
- * @throws DWCPError `ERR_NATIVE_REQUIRED` when `DWCP_NATIVE=1` and the native
- *   implementation is unavailable
+ * Declares `feature`'s backends. Nothing is chosen until the first
+ * {@link Backend.get}; `nativeStatus()` reports the feature from then on, and
+ * until then what would be chosen.
  */
-export function chooseBackend<T>(feature: string, fromNative: (b: NativeBinding) => T | undefined, ts: T): T {
-  const { binding, mode, reason } = loadNative();
-  const impl = binding ? fromNative(binding) : undefined;
-  if (impl !== undefined) {
-    choices.set(feature, { native: true, reason: "" });
-    return impl;
+export function defineBackend<T>(feature: FeatureName, spec: BackendSpec<T>): Backend<T> {
+  let decision: Chosen<T> | Refused | undefined;
+  let impl: T | undefined;
+  const choose = (): Chosen<T> => {
+    const d = decision ?? decide(feature, spec);
+    if (!decision) {
+      decision = d;
+      chosen.set(feature, "refused" in d ? "refused" : d.choice.name);
+    }
+    if ("refused" in d) throw new DWCPError("ERR_NATIVE_REQUIRED", d.refused);
+    return d;
+  };
+  const status = (): FeatureStatus => {
+    const d = decision ?? decide(feature, spec);
+    if ("refused" in d) return { native: false, detail: d.why };
+    return d.choice.name === "native"
+      ? { native: true, detail: d.detail }
+      : { native: false, detail: d.choice.reason };
+  };
+  statuses.set(feature, spec.status ?? status);
+  return {
+    feature,
+    get: () => {
+      impl ??= choose().impl;
+      return impl;
+    },
+    choice: () => choose().choice,
+    peek: () => {
+      const d = decision ?? decide(feature, spec);
+      return "refused" in d ? "refused" : d.choice.name;
+    },
+  };
+}
+
+/**
+ * Chooses `feature`'s backend now, for a module that picks at import. Importing
+ * never throws: when native is demanded and unavailable, each function of what
+ * this returns throws `ERR_NATIVE_REQUIRED` when called. Such a choice is made
+ * before any injection can apply; {@link defineBackend} waits for the first use.
+ */
+export function chooseBackend<T>(
+  feature: FeatureName,
+  fromNative: (b: NativeBinding) => T | undefined,
+  ts: T,
+  detail: (b: NativeBinding) => string = () => `native ${feature}`,
+): T {
+  atImport.add(feature);
+  try {
+    return defineBackend(feature, { native: fromNative, ts: () => ts, detail }).get();
+  } catch (err) {
+    const fail = (): never => {
+      throw err;
+    };
+    if (typeof ts === "function") return fail as T;
+    if (ts === null || typeof ts !== "object") return ts;
+    return Object.fromEntries(
+      Object.entries(ts).map(([k, v]) => [k, typeof v === "function" ? fail : v]),
+    ) as T;
   }
-  if (mode === "required") {
-    const why = binding ? `the addon has no ${feature} support on this platform` : reason;
+}
+
+function checkFeature(feature: FeatureName): void {
+  if (!(FEATURES as readonly string[]).includes(feature))
     throw new DWCPError(
-      "ERR_NATIVE_REQUIRED",
-      `DWCP_NATIVE=1 but native ${feature} is unavailable: ${why}. ` +
-        "Possible solutions: install build-essential, python3 and libxxhash-dev, then run " +
-        "`npm run build:native`; or unset DWCP_NATIVE to allow the TypeScript path.",
+      "ERR_INVALID_ARG",
+      `unknown feature ${JSON.stringify(feature)} (one of ${FEATURES.join(", ")})`,
     );
+}
+
+/**
+ * Chooses `feature`'s backend instead of `DWCP_NATIVE` and the addon's presence:
+ * `"ts"` always works; `"native"` makes its first use throw `ERR_NATIVE_REQUIRED`
+ * when the addon lacks it. Call before the feature's first use.
+ *
+ * @throws DWCPError `ERR_UNSUPPORTED` when the feature already uses the other backend
+ */
+export function useBackend(feature: FeatureName, name: BackendName): void {
+  checkFeature(feature);
+  if (name !== "native" && name !== "ts")
+    throw new DWCPError("ERR_INVALID_ARG", `backend must be "native" or "ts", got ${JSON.stringify(name)}`);
+  const now = chosen.get(feature);
+  if (now !== undefined && now !== name)
+    throw new DWCPError(
+      "ERR_UNSUPPORTED",
+      atImport.has(feature)
+        ? `the ${feature} backend is chosen when its module is imported (${now})`
+        : `the ${feature} backend was chosen on first use (${now}); useBackend() must come before it`,
+    );
+  forced.set(feature, name);
+}
+
+/**
+ * Uses `source` as the addon instead of looking for `build/Release/dwcp.node`:
+ * a binding already loaded, the path of a `dwcp.node`, or null for none.
+ * `DWCP_NATIVE=0` still wins. Call before the first use of any native feature.
+ *
+ * @throws DWCPError `ERR_UNSUPPORTED` once a backend has been chosen from the
+ *   addon found before
+ */
+export function useNativeBinding(source: NativeBindingSource): void {
+  const used = [...chosen.keys()].filter((f) => !atImport.has(f));
+  if (used.length > 0)
+    throw new DWCPError(
+      "ERR_UNSUPPORTED",
+      `backends are already chosen (${used.join(", ")}); useNativeBinding() must come before their first use`,
+    );
+  injectNative(source);
+}
+
+/**
+ * Registers what `nativeStatus()` reports for `feature` (a feature built with
+ * {@link defineBackend} is registered by it).
+ */
+export function registerFeature(feature: FeatureName, status: () => FeatureStatus): void {
+  checkFeature(feature);
+  statuses.set(feature, status);
+}
+
+/** What `feature` registered, or undefined when its module is not loaded. Never throws. */
+export function featureStatus(feature: FeatureName): FeatureStatus | undefined {
+  const status = statuses.get(feature);
+  if (!status) return undefined;
+  try {
+    return status();
+  } catch (err) {
+    return { native: false, detail: (err as Error).message };
   }
-  choices.set(feature, {
-    native: false,
-    reason: binding ? `the addon has no ${feature} support on this platform` : reason,
-  });
-  return ts;
-}
-
-/** Per-feature outcome of {@link chooseBackend}. */
-export interface BackendChoice {
-  readonly native: boolean;
-  /** Why the TypeScript path is used (empty when native). */
-  readonly reason: string;
-}
-
-const choices = new Map<string, BackendChoice>();
-
-/** What {@link chooseBackend} decided for `feature`, if it has been asked. */
-export function backendChoice(feature: string): BackendChoice | undefined {
-  return choices.get(feature);
 }

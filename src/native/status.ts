@@ -1,23 +1,18 @@
 /**
  * `nativeStatus()`: whether the addon is loaded, why not, and for each feature
- * whether the native implementation is the one in use.
+ * whether the native implementation is the one in use. Each feature registers
+ * what is reported for it (see `./load.ts`); this module imports none of them.
  */
-// Imported for their effect: each picks its backend at load, which is what we report.
-import "../hash/index.js";
-import "../codec/index.js";
-import "../transport/tcp/tcpinfo.js";
-import "../transport/tcp/sockio.js";
-import { rdmaAvailability } from "../transport/rdma/verbs.js";
-import type { NativeFeatures } from "./binding.js";
-import { backendChoice, loadNative, type NativeMode } from "./load.js";
+import {
+  FEATURES,
+  type FeatureName,
+  type FeatureStatus,
+  featureStatus,
+  loadNative,
+  type NativeMode,
+} from "./load.js";
 
-/** One feature's state. */
-export interface FeatureStatus {
-  /** True when the native implementation is in use. */
-  readonly native: boolean;
-  /** Which native implementation (e.g. `"avx2"`), or why the TS path is used. */
-  readonly detail: string;
-}
+export type { FeatureStatus } from "./load.js";
 
 /** Snapshot returned by {@link nativeStatus}. */
 export interface NativeStatus {
@@ -29,6 +24,11 @@ export interface NativeStatus {
   readonly path: string | null;
   /** Why the addon is not loaded (empty when it is). */
   readonly reason: string;
+  /**
+   * Per feature: the backend in use, or, before the feature's first use, the one
+   * it would get. A feature whose module this process has not loaded reports
+   * `native: false`, saying so.
+   */
   readonly features: {
     /** CRC-32C and XXH3-64. */
     readonly hash: FeatureStatus;
@@ -43,34 +43,14 @@ export interface NativeStatus {
   };
 }
 
-function feature(name: string, nativeDetail: string): FeatureStatus {
-  const c = backendChoice(name);
-  if (!c) return { native: false, detail: "not implemented in this version" };
-  return { native: c.native, detail: c.native ? nativeDetail : c.reason };
-}
+const NOT_LOADED: FeatureStatus = { native: false, detail: "its module is not loaded in this process" };
 
 /** Reports which native features this process uses. Never throws. */
 export function nativeStatus(): NativeStatus {
   const { binding, mode, path, reason } = loadNative();
-  const f: NativeFeatures | undefined = binding?.features;
-  return {
-    loaded: binding !== null,
-    mode,
-    path,
-    reason,
-    features: {
-      hash: feature("hash", f ? `crc32c ${f.crc32c}, xxh3 ${f.xxh3}` : ""),
-      codec: feature("codec", f?.codec ? `${f.codec} (system libraries)` : ""),
-      tcpinfo: feature("tcpinfo", "getsockopt(TCP_INFO, TCP_CC_INFO, TCP_CONGESTION)"),
-      sockio: feature("sockio", "writev(2) on plain TCP sockets"),
-      rdma: rdmaStatus(),
-    },
-  };
-}
-
-function rdmaStatus(): FeatureStatus {
-  const r = rdmaAvailability();
-  return r.available
-    ? { native: true, detail: `verbs devices ${r.devices.join(", ")} (${r.library})` }
-    : { native: false, detail: r.reason };
+  const features = Object.fromEntries(FEATURES.map((f) => [f, featureStatus(f) ?? NOT_LOADED])) as Record<
+    FeatureName,
+    FeatureStatus
+  >;
+  return { loaded: binding !== null, mode, path, reason, features };
 }
