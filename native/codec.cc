@@ -306,13 +306,6 @@ Napi::Value Train(const Napi::CallbackInfo& info) {
   return Adopt(env, out);
 }
 
-// zstdFrameDictId(frame) -> dictionary id the frame needs (0: none)
-Napi::Value FrameDictId(const Napi::CallbackInfo& info) {
-  Bytes b;
-  if (!GetBytes(info, 0, &b)) return info.Env().Undefined();
-  return Napi::Number::New(info.Env(), ZSTD_getDictID_fromFrame(b.data, b.length));
-}
-
 }  // namespace
 
 void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
@@ -325,7 +318,6 @@ void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
   exports.Set("zstdCompressAsync", Napi::Function::New(env, Codec<Job::kZstdC, true>, "zstdCompressAsync"));
   exports.Set("zstdDecompressAsync", Napi::Function::New(env, Codec<Job::kZstdD, true>, "zstdDecompressAsync"));
   exports.Set("zstdTrain", Napi::Function::New(env, Train, "zstdTrain"));
-  exports.Set("zstdFrameDictId", Napi::Function::New(env, FrameDictId, "zstdFrameDictId"));
   exports.Set("ZstdDictionary", ZstdDictionary::Define(env));
   exports.Set("encodePagesAsync", Napi::Function::New(env, EncodePagesAsync, "encodePagesAsync"));
   exports.Set("decodePagesAsync", Napi::Function::New(env, DecodePagesAsync, "decodePagesAsync"));

@@ -185,10 +185,8 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
     return DefineClass(env, "RdmaDevice",
                        {
                            InstanceMethod<&RdmaDevice::Register>("register"),
-                           InstanceMethod<&RdmaDevice::Deregister>("deregister"),
                            InstanceMethod<&RdmaDevice::CreateQp>("createQp"),
                            InstanceMethod<&RdmaDevice::ConnectQp>("connectQp"),
-                           InstanceMethod<&RdmaDevice::DestroyQp>("destroyQp"),
                            InstanceMethod<&RdmaDevice::PostRecv>("postRecv"),
                            InstanceMethod<&RdmaDevice::PostSend>("postSend"),
                            InstanceMethod<&RdmaDevice::Close>("close"),
@@ -303,7 +301,7 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
     return false;
   }
 
-  // register(Uint8Array) -> id. The bytes stay referenced until deregister/close.
+  // register(Uint8Array) -> id. The bytes stay referenced until close.
   Napi::Value Register(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();
@@ -322,15 +320,6 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
     int id = nextMr_++;
     mrs_[id] = Mr{mr, Napi::Persistent(ab), base, ta.ByteLength()};
     return Napi::Number::New(env, id);
-  }
-
-  Napi::Value Deregister(const Napi::CallbackInfo& info) {
-    auto it = mrs_.find(info[0].As<Napi::Number>().Int32Value());
-    if (it != mrs_.end()) {
-      g_verbs.dereg_mr(it->second.mr);
-      mrs_.erase(it);
-    }
-    return info.Env().Undefined();
   }
 
   // createQp(sendDepth, recvDepth) -> {id, qpn, psn, lid, gid, gidIndex, mtu}
@@ -464,15 +453,6 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
       return env.Undefined();
     }
     return env.Undefined();
-  }
-
-  Napi::Value DestroyQp(const Napi::CallbackInfo& info) {
-    auto it = qps_.find(info[0].As<Napi::Number>().Int32Value());
-    if (it != qps_.end()) {
-      g_verbs.destroy_qp(it->second.qp);
-      qps_.erase(it);
-    }
-    return info.Env().Undefined();
   }
 
   bool Sge(const Napi::CallbackInfo& info, size_t at, ibv_sge* sge) {

@@ -1,7 +1,7 @@
 /**
  * The shape of the native addon (`build/Release/dwcp.node`), declared once.
  *
- * Every C++ export appears here; `test/native-binding.test.ts` checks the loaded
+ * Every C++ export appears here; `test/native-loader.test.ts` checks the loaded
  * addon against {@link NATIVE_EXPORTS} so the two cannot drift apart.
  */
 
@@ -81,13 +81,11 @@ export interface NativeQpInfo {
 export interface NativeRdmaDevice {
   readonly name: string;
   register(bytes: Uint8Array): number;
-  deregister(mr: number): void;
   createQp(sendDepth: number, recvDepth: number): NativeQpInfo;
   connectQp(
     qp: number,
     remote: { qpn: number; psn: number; lid: number; gid: Uint8Array; mtu: number },
   ): void;
-  destroyQp(qp: number): void;
   postRecv(qp: number, mr: number, offset: number, length: number, wrId: number): void;
   postSend(qp: number, mr: number, offset: number, length: number, wrId: number, imm: number): void;
   close(): void;
@@ -129,7 +127,6 @@ export interface NativeBinding {
   zstdCompressAsync?(data: Uint8Array, level: number, dict?: NativeZstdDictionary): Promise<Uint8Array>;
   zstdDecompressAsync?(data: Uint8Array, maxBytes: number, dict?: NativeZstdDictionary): Promise<Uint8Array>;
   zstdTrain?(samples: Uint8Array, sizes: Uint32Array, capacity: number): Uint8Array;
-  zstdFrameDictId?(frame: Uint8Array): number;
   ZstdDictionary?: new (bytes: Uint8Array, level: number) => NativeZstdDictionary;
   encodePagesAsync?(
     image: Uint8Array,
@@ -184,7 +181,6 @@ export const NATIVE_EXPORTS = [
   "zstdCompressAsync",
   "zstdDecompressAsync",
   "zstdTrain",
-  "zstdFrameDictId",
   "ZstdDictionary",
   "encodePagesAsync",
   "decodePagesAsync",
