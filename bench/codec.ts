@@ -51,7 +51,8 @@ async function pool<T>(items: Uint8Array[], f: (b: Uint8Array) => Promise<T>, ou
  * never on the image it compresses.
  */
 async function modeSizes(): Promise<Record<string, number>> {
-  const { encodePagesAsync, policyFor, trainDictionary, ZstdDictionary } = await import("../src/index.js");
+  const { encodePagesAsync, trainDictionary, ZstdDictionary } = await import("../src/codec/public.js");
+  const { policyFor } = await import("../src/index.js");
   const { image } = makeImage({ bytes: MIB << 20, seed: 1 });
   const { image: other } = makeImage({ bytes: 32 << 20, seed: 99 });
   const samples = Array.from({ length: 8192 }, (_, i) => other.subarray(i * 4096, (i + 1) * 4096));

@@ -25,15 +25,9 @@ interface Measure {
 }
 
 async function child(name: string): Promise<Measure> {
-  const {
-    encodePages,
-    encodePagesAsync,
-    decodePages,
-    decodePagesAsync,
-    BaselineStore,
-    PageCodec,
-    hashPages,
-  } = await import("../src/index.js");
+  const { encodePages, encodePagesAsync, decodePages, decodePagesAsync, BaselineStore, PageCodec } =
+    await import("../src/codec/public.js");
+  const { hashPages } = await import("../src/index.js");
   const { image: v1 } = makeImage({ bytes: MIB << 20, seed: 1 });
   const { image: v2 } = makeSnapshot(v1, { dirtyFraction: 0.05, seed: 1 });
   const [codecName, engine] = name.split("-") as [string, string];

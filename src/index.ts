@@ -2,45 +2,15 @@
  * DWCP: the networking library that VM-cluster node agents embed to talk to each
  * other across a datacenter (v1) and across the internet (v3).
  *
- * This entry point exports the public API only.
+ * This entry holds what an agent uses: the manager and its links, the session
+ * node, the transports' factories, feature flags, mode classification, native
+ * status, checksums and errors. The transport contract and the transports'
+ * internals are in `dwcp/transport`; HDE's codecs and page frames in
+ * `dwcp/codec`; the simulator in `dwcp/testing`.
  *
  * @packageDocumentation
  */
 
-export {
-  type CompressOptions,
-  codecBackend,
-  DEFAULT_MAX_DECODED,
-  type DecompressOptions,
-  lz4Compress,
-  lz4CompressAsync,
-  lz4Decompress,
-  trainDictionary,
-  type ZstdCompressOptions,
-  type ZstdDecompressOptions,
-  ZstdDictionary,
-  zstdCompress,
-  zstdCompressAsync,
-  zstdDecompress,
-} from "./codec/index.js";
-export {
-  BaselineStore,
-  type BatchStats,
-  type DecodeOptions,
-  decodePages,
-  decodePagesAsync,
-  type EncodeOptions,
-  encodePages,
-  encodePagesAsync,
-  ImageReceiver,
-  ImageSender,
-  type ImageSenderOptions,
-  PageCodec,
-  type PageFrameInfo,
-  PageKind,
-  type PagePolicy,
-  readPageFrame,
-} from "./codec/pages.js";
 export { DWCPError, type DWCPErrorCode, type DWCPErrorOptions, ERROR_CODES, isDWCPError } from "./errors.js";
 export {
   DEFAULT_FLAGS,
@@ -116,45 +86,10 @@ export {
   type SessionLimits,
   type SessionStats,
 } from "./session/session.js";
-export {
-  AmstConn,
-  type AmstOptions,
-  type AmstStats,
-  amst,
-  perStreamBps,
-  type StreamInfo,
-  type StreamPath,
-  streamCount,
-} from "./transport/amst/index.js";
-export type {
-  AbortOptions,
-  Conn,
-  ConnStatus,
-  DialOptions,
-  Listener,
-  ListenOptions,
-  Transport,
-  TuneParams,
-} from "./transport/contract.js";
-export { MemoryNetwork, type MemoryOptions, memory } from "./transport/memory/index.js";
-export {
-  type RdmaAvailability,
-  RdmaConn,
-  type RdmaOptions,
-  type RdmaState,
-  type RdmaStats,
-  rdma,
-  rdmaAvailability,
-} from "./transport/rdma/index.js";
+export { type AmstOptions, amst } from "./transport/amst/index.js";
+export type { Transport } from "./transport/contract.js";
+export { type RdmaOptions, rdma } from "./transport/rdma/index.js";
 export { type TcpOptions, tcp } from "./transport/tcp/index.js";
-export {
-  type BbrInfo,
-  congestionControl,
-  setCongestionControl,
-  type TcpInfo,
-  tcpInfo,
-  tcpInfoSupported,
-} from "./transport/tcp/tcpinfo.js";
-export { type TlsListener, type TlsOptions, tls } from "./transport/tls/index.js";
+export { type TlsOptions, tls } from "./transport/tls/index.js";
 export { PROTOCOL_VERSIONS } from "./wire/negotiate.js";
 export type { CodecInfo } from "./wire/proto.js";

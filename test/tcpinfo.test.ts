@@ -3,7 +3,12 @@
 import { once } from "node:events";
 import { createServer, type Server, Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { congestionControl, setCongestionControl, tcpInfo, tcpInfoSupported } from "../src/index.js";
+import {
+  congestionControl,
+  setCongestionControl,
+  tcpInfo,
+  tcpInfoSupported,
+} from "../src/transport/public.js";
 import { runTs } from "./helpers/child.js";
 import { describeNative } from "./helpers/native.js";
 
@@ -126,7 +131,7 @@ describe("tcpInfo without the addon", () => {
   it("returns undefined under DWCP_NATIVE=0 in a fresh process", () => {
     const r = runTs(
       `import { createServer, connect } from "node:net";
-       import { tcpInfo, congestionControl, setCongestionControl, tcpInfoSupported } from "./src/index.ts";
+       import { tcpInfo, congestionControl, setCongestionControl, tcpInfoSupported } from "./src/transport/public.ts";
        const srv = createServer((s) => s.resume()).listen(0, "127.0.0.1", () => {
          const c = connect(srv.address().port, "127.0.0.1", () => {
            console.log(JSON.stringify({ supported: tcpInfoSupported, info: tcpInfo(c) ?? "undefined",

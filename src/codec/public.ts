@@ -1,0 +1,45 @@
+/**
+ * `dwcp/codec`: HDE, the hierarchical delta encoding. Standard LZ4 and zstd
+ * frames (trained dictionaries included) and page frames that move a memory
+ * image as zero, duplicate, unchanged and XOR-delta pages against a baseline the
+ * receiver acknowledged. `DWCPManager.pagePolicy()` says which policy a peer gets.
+ *
+ * @packageDocumentation
+ */
+
+export {
+  type CompressOptions,
+  codecBackend,
+  DEFAULT_MAX_DECODED,
+  type DecompressOptions,
+  lz4Compress,
+  lz4CompressAsync,
+  lz4Decompress,
+  trainDictionary,
+  type ZstdCompressOptions,
+  type ZstdDecompressOptions,
+  ZstdDictionary,
+  zstdCompress,
+  zstdCompressAsync,
+  zstdDecompress,
+} from "./index.js";
+export {
+  BaselineStore,
+  type BatchStats,
+  type DecodeOptions,
+  decodePages,
+  decodePagesAsync,
+  type EncodeOptions,
+  encodePages,
+  encodePagesAsync,
+  ImageReceiver,
+  ImageSender,
+  type ImageSenderOptions,
+  PageCodec,
+  type PageCodecId,
+  type PageFrameInfo,
+  PageKind,
+  type PagePolicy,
+  type ReadPageFrameOptions,
+  readPageFrame,
+} from "./pages.js";
