@@ -17,7 +17,9 @@ describe("docs/errors.md", () => {
 
   it("has one row per code, with the code's default message", () => {
     const rows = onDisk.split("\n").filter((l) => l.startsWith("| `"));
-    expect(rows).toEqual(ERROR_CODES.map((c) => `| \`${c}\` | ${new DWCPError(c).message.replaceAll("|", "\\|")} |`));
+    expect(rows).toEqual(
+      ERROR_CODES.map((c) => `| \`${c}\` | ${new DWCPError(c).message.replaceAll("|", "\\|")} |`),
+    );
   });
 
   it("is reported stale, naming the command, when the table has a code the page lacks or lost one", () => {
