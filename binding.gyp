@@ -19,7 +19,7 @@
     },
     {
       "target_name": "dwcp",
-      "sources": ["native/addon.cc", "native/hash.cc", "native/checksum.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc", "native/sockio.cc", "native/rdma.cc", "native/codec.cc", "native/codec_core.cc"],
+      "sources": ["native/addon.cc", "native/hash.cc", "native/checksum.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc", "native/sockio.cc", "native/rdma.cc", "native/codec.cc", "native/codec_core.cc", "native/pages.cc", "native/pages_core.cc", "native/pool.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "libraries": ["-ldl", "-lpthread"],
       "conditions": [

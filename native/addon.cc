@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "hash.h"
+#include "pages.h"
 #include "rdma.h"
 #include "sockio.h"
 #include "tcpinfo.h"
@@ -16,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   dwcp::InitTcpInfo(env, exports, features);
   dwcp::InitRdma(env, exports, features);
   dwcp::InitCodec(env, exports, features);
+  dwcp::InitPages(env, exports);
   dwcp::InitSockIo(env, exports, features);
   exports.Set("features", features);
   exports.Set("abi", Napi::Number::New(env, 1));

@@ -1,5 +1,5 @@
 // The codec bindings: LZ4 frame and zstd frame (with or without a dictionary,
-// dictionaries trained with ZDICT) and the HDE page frames, over codec_core.cc.
+// dictionaries trained with ZDICT), over codec_core.cc.
 //
 // Every operation has a synchronous form (small payloads: a worker hop costs more
 // than the work) and an asynchronous one that runs on the libuv pool, so a caller
@@ -14,89 +14,17 @@
 #include <zstd.h>
 
 #include <cstdlib>
-#include <cstring>
-#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "codec_core.h"
+#include "pool.h"
 #include "util.h"
 
 namespace dwcp {
 namespace {
-
-Napi::Value Adopt(Napi::Env env, Out& out) {
-  if (out.code) {
-    ThrowCode(env, out.code, out.message);
-    return env.Undefined();
-  }
-  uint8_t* data = out.data;
-  out.data = nullptr;
-  if (out.length == 0) {
-    std::free(data);
-    return Napi::Buffer<uint8_t>::New(env, 0);
-  }
-  return Napi::Buffer<uint8_t>::New(env, data, out.length, [](Napi::Env, uint8_t* p) { std::free(p); });
-}
-
-// A byte limit from JS: NaN and negatives are 0, anything past size_t saturates
-// (a double cast to an integer it does not fit is undefined behaviour).
-size_t SizeArg(const Napi::Value& v) {
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
-  if (!(d > 0)) return 0;
-  if (d >= 18446744073709551615.0) return SIZE_MAX;
-  return static_cast<size_t>(d);
-}
-
-// Runs one job on the libuv pool and settles a promise: with the output buffer
-// (or undefined when the job writes in place), or rejected with the job's code.
-// The inputs stay referenced until then, so the pool may read them.
-class PoolWorker : public Napi::AsyncWorker {
- public:
-  PoolWorker(Napi::Env env, std::function<void(Out*)> work, const std::vector<Napi::Value>& keep, bool withBuffer)
-      : Napi::AsyncWorker(env, "dwcp-codec"),
-        work_(std::move(work)),
-        withBuffer_(withBuffer),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    for (const auto& v : keep) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
-  }
-  static Napi::Promise Run(Napi::Env env, std::function<void(Out*)> work, const std::vector<Napi::Value>& keep,
-                           bool withBuffer) {
-    auto* w = new PoolWorker(env, std::move(work), keep, withBuffer);
-    Napi::Promise p = w->deferred_.Promise();
-    w->Queue();
-    return p;
-  }
-  void Execute() override { work_(&out_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (out_.code) {
-      Napi::Error e = Napi::Error::New(env, out_.message);
-      e.Set("code", Napi::String::New(env, out_.code));
-      deferred_.Reject(e.Value());
-      return;
-    }
-    deferred_.Resolve(withBuffer_ ? Adopt(env, out_) : env.Undefined());
-  }
-
- private:
-  std::function<void(Out*)> work_;
-  bool withBuffer_;
-  Out out_;
-  std::vector<Napi::ObjectReference> keep_;
-  Napi::Promise::Deferred deferred_;
-};
-
-// A promise rejected with a DWCP code, for arguments refused before any work.
-Napi::Value Rejected(Napi::Env env, const char* code, const std::string& message) {
-  Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("code", Napi::String::New(env, code));
-  d.Reject(e.Value());
-  return d.Promise();
-}
 
 // ---------------------------------------------------------------- JS glue
 
@@ -175,7 +103,7 @@ Napi::Value RunJob(const Napi::CallbackInfo& info, Job job, bool async) {
     job.Run(&out);
     return Adopt(env, out);
   }
-  return PoolWorker::Run(env, [job](Out* out) { job.Run(out); }, {info[0]}, true);
+  return RunOnPool(env, [job](Out* out) { job.Run(out); }, {info[0]}, true);
 }
 
 template <Job::Kind K, bool Async>
@@ -192,83 +120,6 @@ Napi::Value Codec(const Napi::CallbackInfo& info) {
     job.maxOut = SizeArg(info[1]);
   if (K == Job::kZstdC || K == Job::kZstdD) job.dict = DictArg(info, 2);
   return RunJob(info, std::move(job), Async);
-}
-
-// The optional baseline image and its page hashes at info[at] and info[at + 1]
-// (null when absent), with their lengths; both are kept alive for the pool job.
-// Hashes are used only from a BigUint64Array: its length is what bounds them.
-void TakeBaseline(const Napi::CallbackInfo& info, size_t at, const uint8_t** base, size_t* baseLength,
-                  const uint64_t** hashes, size_t* hashCount, std::vector<Napi::Value>* keep) {
-  if (info[at].IsTypedArray()) {
-    Bytes b;
-    GetBytes(info, at, &b);
-    *base = b.data;
-    *baseLength = b.length;
-    keep->push_back(info[at]);
-  }
-  if (info[at + 1].IsTypedArray()) {
-    Napi::TypedArray t = info[at + 1].As<Napi::TypedArray>();
-    if (t.TypedArrayType() != napi_biguint64_array) return;
-    *hashes = reinterpret_cast<const uint64_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
-    *hashCount = t.ElementLength();
-    keep->push_back(info[at + 1]);
-  }
-}
-
-// encodePagesAsync(image, baseline|null, baselineHashes|null, o: {pageSize, first, count,
-// codec, level, dict?, imageId, version, baseVersion}) -> Promise<frame>. The TS layer
-// validates every argument first; the ranges that pointers are computed from are
-// checked again here, so a caller's mistake is an error, not a stray read.
-Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Bytes image;
-  if (!GetBytes(info, 0, &image)) return env.Undefined();
-  if (!info[3].IsObject()) return Rejected(env, "ERR_INVALID_ARG", "encodePagesAsync: options expected");
-  PageJob j;
-  std::vector<Napi::Value> keep{info[0]};
-  j.image = image.data;
-  size_t baseLength = 0, hashCount = 0;
-  TakeBaseline(info, 1, &j.base, &baseLength, &j.baseHashes, &hashCount, &keep);
-  Napi::Object o = info[3].As<Napi::Object>();
-  const size_t ps = SizeArg(o.Get("pageSize")), first = SizeArg(o.Get("first")), count = SizeArg(o.Get("count"));
-  size_t end = 0, endBytes = 0;
-  if (ps < 64 || ps % 8 != 0 || ps > UINT32_MAX || __builtin_add_overflow(first, count, &end) ||
-      end > UINT32_MAX || __builtin_mul_overflow(end, ps, &endBytes) || endBytes > image.length)
-    return Rejected(env, "ERR_INVALID_ARG", "encodePagesAsync: pages outside the image");
-  if (j.base && baseLength != image.length)
-    return Rejected(env, "ERR_INVALID_ARG", "encodePagesAsync: baseline of another size");
-  if (j.baseHashes && hashCount < end) j.baseHashes = nullptr;  // too few: hashed from the baseline instead
-  j.pageSize = ps;
-  j.first = first;
-  j.count = count;
-  j.codec = o.Get("codec").As<Napi::Number>().Int32Value();
-  if (j.codec < 0 || j.codec > 2) return Rejected(env, "ERR_INVALID_ARG", "encodePagesAsync: unknown codec");
-  j.level = o.Get("level").As<Napi::Number>().Int32Value();
-  j.imageId = o.Get("imageId").As<Napi::Number>().Uint32Value();
-  j.version = o.Get("version").As<Napi::Number>().Uint32Value();
-  j.baseVersion = o.Get("baseVersion").As<Napi::Number>().Uint32Value();
-  Napi::Value d = o.Get("dict");
-  j.dict = ZstdDictionary::Of(d);
-  if (j.dict) keep.push_back(d);
-  return PoolWorker::Run(env, [j](Out* out) { EncodePages(j, out); }, keep, true);
-}
-
-// decodePagesAsync(frame, target, baseline|null, baselineHashes|null, dict|null) -> Promise<void>
-// Every field of the frame is checked by DecodePages against these buffers' lengths.
-Napi::Value DecodePagesAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Bytes frame, target;
-  if (!GetBytes(info, 0, &frame) || !GetBytes(info, 1, &target)) return env.Undefined();
-  DecodeJob j;
-  std::vector<Napi::Value> keep{info[0], info[1]};
-  j.frame = frame.data;
-  j.length = frame.length;
-  j.target = const_cast<uint8_t*>(target.data);
-  j.targetLength = target.length;
-  TakeBaseline(info, 2, &j.base, &j.baseLength, &j.baseHashes, &j.baseHashCount, &keep);
-  j.dict = ZstdDictionary::Of(info[4]);
-  if (j.dict) keep.push_back(info[4]);
-  return PoolWorker::Run(env, [j](Out* out) { DecodePages(j, out); }, keep, false);
 }
 
 // zstdTrain(samples, sizes: Uint32Array, capacity) -> dictionary bytes
@@ -308,6 +159,8 @@ Napi::Value Train(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+std::shared_ptr<Dict> DictOf(const Napi::Value& v) { return ZstdDictionary::Of(v); }
+
 void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
   exports.Set("lz4Compress", Napi::Function::New(env, Codec<Job::kLz4C, false>, "lz4Compress"));
   exports.Set("lz4Decompress", Napi::Function::New(env, Codec<Job::kLz4D, false>, "lz4Decompress"));
@@ -319,8 +172,6 @@ void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
   exports.Set("zstdDecompressAsync", Napi::Function::New(env, Codec<Job::kZstdD, true>, "zstdDecompressAsync"));
   exports.Set("zstdTrain", Napi::Function::New(env, Train, "zstdTrain"));
   exports.Set("ZstdDictionary", ZstdDictionary::Define(env));
-  exports.Set("encodePagesAsync", Napi::Function::New(env, EncodePagesAsync, "encodePagesAsync"));
-  exports.Set("decodePagesAsync", Napi::Function::New(env, DecodePagesAsync, "decodePagesAsync"));
   features.Set("codec", Napi::String::New(env, std::string("lz4 ") + LZ4_versionString() + ", zstd " + ZSTD_versionString()));
 }
 

@@ -1,7 +1,8 @@
-// The codecs and page frames without N-API (codec_core.cc): codec.cc binds them to
-// JS, and the fuzz harnesses in test/fuzz compile exactly this code under
-// AddressSanitizer. Everything a peer sends reaches these functions unchecked;
-// they trust only the limits their caller passes.
+// The codecs (codec_core.cc) and the page frames built on them (pages_core.cc),
+// without N-API: codec.cc and pages.cc bind them to JS, and the fuzz harnesses in
+// test/fuzz compile exactly this code under AddressSanitizer (they include this one
+// header). Everything a peer sends reaches these functions unchecked; they trust
+// only the limits their caller passes.
 #pragma once
 
 #ifdef DWCP_HAVE_CODECS
@@ -62,6 +63,8 @@ bool ZstdCompress(const uint8_t* src, size_t n, int level, const Dict* dict, Out
 // Decodes one zstd frame of exactly `n` bytes (content size required) with the
 // same bounds; ERR_DICTIONARY when it needs another dictionary than `dict`.
 bool ZstdDecompress(const uint8_t* src, size_t n, size_t maxOut, const Dict* dict, Out* out);
+
+// ---------------------------------------------------------------- page frames (pages_core.cc)
 
 // One batch of pages to encode; the caller has validated every field.
 struct PageJob {

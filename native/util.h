@@ -34,6 +34,15 @@ inline bool GetBytes(const Napi::CallbackInfo& info, size_t index, Bytes* out) {
   return true;
 }
 
+// A byte limit from JS: NaN and negatives are 0, anything past size_t saturates
+// (a double cast to an integer it does not fit is undefined behaviour).
+inline size_t SizeArg(const Napi::Value& v) {
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
+  if (!(d > 0)) return 0;
+  if (d >= 18446744073709551615.0) return SIZE_MAX;
+  return static_cast<size_t>(d);
+}
+
 inline void ThrowCode(Napi::Env env, const char* code, const std::string& message) {
   Napi::Error e = Napi::Error::New(env, message);
   e.Set("code", Napi::String::New(env, code));

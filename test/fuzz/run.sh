@@ -3,8 +3,8 @@
 # UndefinedBehaviorSanitizer with libFuzzer (clang): page frames without and
 # with a baseline, LZ4 frames, zstd frames without and with a dictionary, the
 # peer's RDMA queue pair description, and the checksum kernels. The harnesses
-# compile native/codec_core.cc, native/checksum.cc and native/rdma_peer.h as
-# the addon does, without N-API.
+# compile native/codec_core.cc, native/pages_core.cc, native/checksum.cc and
+# native/rdma_peer.h as the addon does, without N-API.
 #
 #   test/fuzz/run.sh [SECONDS | -runs=N] [HARNESS...]
 #
@@ -52,13 +52,13 @@ stamp=$OUT/.built
 if [[ ! -f $stamp ]] || [[ -n $(find "$ROOT/native" "$HERE" -newer "$stamp" -name '*.[ch]*' -print -quit) ]]; then
   echo "fuzz: building with $CXX"
   objs=()
-  for src in codec_core checksum xxh3_sse2 xxh3_avx2; do
+  for src in codec_core pages_core checksum xxh3_sse2 xxh3_avx2; do
     extra=()
     [[ $src == xxh3_avx2 ]] && extra=(-mavx2)
     # The decoders also trap on any unsigned wrap or narrowing that loses bits:
     # their arithmetic on peer-supplied counts is meant never to wrap. (Not the
     # hash kernels, whose arithmetic wraps by design.)
-    [[ $src == codec_core ]] && extra=("${STRICT[@]}")
+    [[ $src == codec_core || $src == pages_core ]] && extra=("${STRICT[@]}")
     [[ $src == xxh3_avx2 && $(uname -m) != x86_64 ]] && continue
     "$CXX" "${CXXFLAGS[@]}" "${SAN[@]}" -fsanitize=fuzzer-no-link "${extra[@]}" -c "$ROOT/native/$src.cc" -o "$OUT/obj/$src.o"
     objs+=("$OUT/obj/$src.o")
