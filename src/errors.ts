@@ -53,6 +53,8 @@ const CODES = {
   ERR_CONNECT: "connection failed",
   /** The connection or session is closed. */
   ERR_CLOSED: "closed",
+  /** A wait ran out of time (a ping, a probe, a request with a timeout). */
+  ERR_TIMEOUT: "timed out",
   /** The operation was aborted (AbortSignal, or destroy()). */
   ERR_ABORTED: "aborted",
   /** The peer reported an error (its code is in the message and `remoteCode`). */

@@ -131,13 +131,13 @@ describe("an authenticated peer flooding a session", () => {
 });
 
 describe("a peer that stops reading during a bandwidth probe", () => {
-  it("the probe's wait for drain ends: ERR_CLOSED after timeoutMs, ERR_ABORTED when the signal fires (tcp)", async () => {
+  it("the probe's wait for drain ends: ERR_TIMEOUT after timeoutMs, ERR_ABORTED when the signal fires (tcp)", async () => {
     const { conn, session } = await listenerAndConn(tcp());
     const peer = await hostilePeer(conn, { read: false });
     const b = await session;
     expect(peer.remote.nodeId).toBe("server");
     const t0 = performance.now();
-    await expect(b.probe(512 << 20, { timeoutMs: 300 })).rejects.toMatchObject({ code: "ERR_CLOSED" });
+    await expect(b.probe(512 << 20, { timeoutMs: 300 })).rejects.toMatchObject({ code: "ERR_TIMEOUT" });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 200);
     await expect(b.probe(512 << 20, { timeoutMs: 60_000, signal: ac.signal })).rejects.toMatchObject({

@@ -9,6 +9,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { TLSSocket } from "node:tls";
+import { deadline, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError, isErrorCode } from "../errors.js";
 import type { Conn } from "../transport/contract.js";
 import {
@@ -33,7 +34,7 @@ import {
   type Hello,
   Integrity,
 } from "../wire/proto.js";
-import { ConnReader } from "./reader.js";
+import { ConnReader } from "../wire/reader.js";
 
 /** Largest Hello frame payload accepted before the peer is authenticated. */
 export const HELLO_MAX = 64 * 1024;
@@ -62,6 +63,8 @@ export interface LocalHello {
   /** Per-frame protection this side requires after the handshake. @default "crc" */
   integrity?: "crc" | "mac";
   timeoutMs: number;
+  /** Clock and randomness (timeouts, nonces). @default nodeEnv */
+  env?: Env;
 }
 
 export interface HandshakeResult {
@@ -121,7 +124,13 @@ export function remoteError(e: { code: string; message: string }): DWCPError {
  * Sends an Error frame (when the connection still takes data), then closes
  * gracefully so the frame is delivered, giving up after `graceMs`.
  */
-export async function refuse(conn: Conn, reader: ConnReader, err: DWCPError, graceMs = 500): Promise<void> {
+export async function refuse(
+  conn: Conn,
+  reader: ConnReader,
+  err: DWCPError,
+  graceMs = 500,
+  env: Env = nodeEnv,
+): Promise<void> {
   if (conn.status === "open" && !err.remote) {
     try {
       conn.send(controlFrame(errorControl(err.code, err.message)));
@@ -132,10 +141,13 @@ export async function refuse(conn: Conn, reader: ConnReader, err: DWCPError, gra
   if (conn.status === "open" || conn.status === "closing") {
     // Keep reading (and dropping) so the peer's end of stream can arrive.
     const discarding = reader.discard();
+    const grace = deadline(env, graceMs, "ERR_TIMEOUT", "closing a refused connection");
     try {
-      await conn.close({ signal: AbortSignal.timeout(graceMs) });
+      await conn.close({ signal: grace.signal });
     } catch {
       conn.abort(err);
+    } finally {
+      grace.clear();
     }
     await discarding;
   }
@@ -226,10 +238,11 @@ export async function handshake(
   observe?: (largestAllocation: number) => void,
 ): Promise<HandshakeResult> {
   const reader = new ConnReader(conn, HELLO_MAX);
-  const nonce = newNonce();
-  let timer: NodeJS.Timeout | undefined;
+  const env = local.env ?? nodeEnv;
+  const nonce = newNonce(env.random);
+  let timer: Timer | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
+    timer = env.clock.setTimeout(
       () =>
         reject(new DWCPError("ERR_HANDSHAKE_TIMEOUT", `handshake not complete after ${local.timeoutMs} ms`)),
       local.timeoutMs,
@@ -324,9 +337,9 @@ export async function handshake(
         ? err
         : new DWCPError("ERR_PROTOCOL", `handshake failed: ${(err as Error).message}`, { cause: err });
     observe?.(reader.decoder.stats.largestAllocation);
-    await refuse(conn, reader, e);
+    await refuse(conn, reader, e, undefined, env);
     throw e;
   } finally {
-    clearTimeout(timer);
+    env.clock.clearTimeout(timer);
   }
 }

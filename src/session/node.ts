@@ -3,6 +3,7 @@
  * runs the handshake and hands out {@link Session}s.
  */
 import { EventEmitter } from "node:events";
+import { deadline, type Env, nodeEnv } from "../env/index.js";
 import { DWCPError, type DWCPErrorCode, invalidArg } from "../errors.js";
 import {
   type AbortOptions,
@@ -12,11 +13,12 @@ import {
   type Transport,
 } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
+import { controlFrame } from "../wire/control.js";
 import { encodeGreeting } from "../wire/greeting.js";
 import { MIN_FRAME_SIZE, PROTOCOL_VERSIONS } from "../wire/negotiate.js";
 import type { CodecInfo, Hello } from "../wire/proto.js";
 import { errorControl } from "../wire/proto.js";
-import { type AuthMode, controlFrame, handshake, type IdentityMode } from "./handshake.js";
+import { type AuthMode, handshake, type IdentityMode } from "./handshake.js";
 import { Session, type SessionLimits } from "./session.js";
 
 /** A pre-shared key: bytes, or a string taken as UTF-8. */
@@ -61,6 +63,11 @@ export interface NodeOptions extends SessionLimits {
   versions?: number[];
   /** Payload codecs offered. @default [] */
   codecs?: CodecInfo[];
+  /**
+   * Clock and randomness of this node's sessions (timeouts, acks, nonces): the
+   * simulator of `dwcp/testing` passes a node's virtual one. @default nodeEnv
+   */
+  env?: Env;
   /** Largest frame payload accepted. @default 1 MiB */
   maxFrameSize?: number;
   /** Largest message accepted. @default 64 MiB */
@@ -126,14 +133,18 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
  * 200 ms. A silent abort would read, to a TLS dialler, like its certificate
  * being refused.
  */
-function refuseEarly(conn: Conn, err: DWCPError): void {
+function refuseEarly(conn: Conn, err: DWCPError, env: Env): void {
   try {
     conn.send(encodeGreeting({ maxVersion: PROTOCOL_VERSIONS.at(-1)!, flags: 0, nonce: new Uint8Array(32) }));
     conn.send(controlFrame(errorControl(err.code, err.message)));
   } catch {
     // Already gone.
   }
-  void conn.close({ signal: AbortSignal.timeout(200) }).catch(() => conn.abort(err));
+  const grace = deadline(env, 200, "ERR_TIMEOUT", "closing a refused connection");
+  void conn
+    .close({ signal: grace.signal })
+    .catch(() => conn.abort(err))
+    .finally(() => grace.clear());
 }
 
 /** A DWCP endpoint. */
@@ -141,6 +152,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
   readonly nodeId: string;
   readonly transport: Transport;
   readonly #opts: NodeOptions;
+  readonly #env: Env;
   readonly #auth: AuthMode;
   readonly #psk: Uint8Array | undefined;
   readonly #keyring: ReadonlyMap<string, Uint8Array>;
@@ -182,6 +194,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
     this.nodeId = options.nodeId;
     this.transport = options.transport;
     this.#opts = { ...options, versions, maxFrameSize: maxFrame };
+    this.#env = options.env ?? nodeEnv;
     this.#psk = options.psk === undefined ? undefined : toKey("psk", options.psk);
     const ring =
       options.keyring instanceof Map ? [...options.keyring] : Object.entries(options.keyring ?? {});
@@ -244,6 +257,7 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
           identity: this.#opts.identity ?? "bound",
           integrity: this.#opts.integrity ?? "crc",
           timeoutMs: this.#opts.handshakeTimeoutMs ?? 5000,
+          env: this.#env,
         },
         (held) => {
           if (held > this.#metrics.maxHandshakeBufferBytes) this.#metrics.maxHandshakeBufferBytes = held;
@@ -316,7 +330,11 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
         const refused = this.#refusal(host);
         if (refused) {
           this.#metrics.refused[refused] = (this.#metrics.refused[refused] ?? 0) + 1;
-          refuseEarly(conn, new DWCPError("ERR_CLOSED", `connection refused: ${refused} limit reached`));
+          refuseEarly(
+            conn,
+            new DWCPError("ERR_CLOSED", `connection refused: ${refused} limit reached`),
+            this.#env,
+          );
           this.emit("refused", refused, conn.remoteAddress);
           return;
         }
@@ -361,7 +379,16 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
     const pending = [...this.#pending];
     for (const [conn] of pending) conn.abort(new DWCPError("ERR_CLOSED", "node closed during the handshake"));
     await Promise.all(pending.map(([, p]) => p.done.catch(() => {})));
-    const signal = AbortSignal.timeout(options.timeoutMs ?? 5000);
-    await Promise.all([...this.#sessions].map((s) => s.close({ signal }).catch(() => {})));
+    const limit = deadline(
+      this.#env,
+      options.timeoutMs ?? 5000,
+      "ERR_TIMEOUT",
+      "closing the node's sessions",
+    );
+    try {
+      await Promise.all([...this.#sessions].map((s) => s.close({ signal: limit.signal }).catch(() => {})));
+    } finally {
+      limit.clear();
+    }
   }
 }

@@ -12,9 +12,11 @@
  */
 import { EventEmitter } from "node:events";
 import type { EventLoopUtilization } from "node:perf_hooks";
+import { type Clock, deadline, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError } from "../errors.js";
 import { type Conn, throwIfAborted } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
+import { CONTROL_HEADER, controlFrame } from "../wire/control.js";
 import {
   type DecoderStats,
   encodeHeader,
@@ -27,8 +29,8 @@ import { type FrameMac, TAG_SIZE } from "../wire/integrity.js";
 import type { Negotiated } from "../wire/negotiate.js";
 import { PartsCursor } from "../wire/parts.js";
 import { type Control, decodeControl, encodeControl, errorControl, type Hello } from "../wire/proto.js";
-import { CONTROL_HEADER, controlFrame, remoteError } from "./handshake.js";
-import type { ConnReader } from "./reader.js";
+import type { ConnReader } from "../wire/reader.js";
+import { remoteError } from "./handshake.js";
 
 type ProbeAckBody = Extract<Control, { probeAck: unknown }>["probeAck"];
 
@@ -137,6 +139,8 @@ export interface SessionSetup extends SessionLimits {
   credential?: string;
   /** Frame MACs of both directions, when every frame is authenticated. */
   macs?: { send: FrameMac; receive: FrameMac };
+  /** Clock and randomness (the node's). @default nodeEnv */
+  env?: Env;
 }
 
 /** Counters of one session. */
@@ -189,6 +193,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #state: SessionState = "open";
   #error: Error | undefined;
   readonly #reader: ConnReader;
+  readonly #env: Env;
+  readonly #clock: Clock;
   readonly #sendWindow: number;
   readonly #receiveQueueMax: number;
   readonly #receiveQueueMessages: number;
@@ -223,7 +229,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #queueWaiter: (() => void) | undefined;
   #spaceWaiter: (() => void) | undefined;
   #ackScheduled: "turn" | "timer" | undefined;
-  #ackTimer: NodeJS.Timeout | undefined;
+  #ackTimer: Timer | undefined;
   #lastAckAt = Number.NEGATIVE_INFINITY;
   #bytesSinceAck = 0;
   #lastDelivered = 0;
@@ -245,6 +251,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     super();
     this.conn = conn;
     this.#reader = reader;
+    this.#env = limits.env ?? nodeEnv;
+    this.#clock = this.#env.clock;
     this.role = role;
     this.localNodeId = localNodeId;
     this.remoteNodeId = remote.nodeId;
@@ -370,7 +378,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.#batch = { firstId: p.id, first: data, buf: undefined, bytes: 4 + data.length };
       // setImmediate, not nextTick: a sender paced by acks adds one message per
       // microtask, and only the end of the event-loop turn collects them all.
-      setImmediate(() => this.#flushBatch());
+      this.#clock.setImmediate(() => this.#flushBatch());
     } else {
       if (!b.buf) {
         b.buf = Buffer.allocUnsafe(this.#batchMax);
@@ -544,7 +552,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.conn.send(encodeHeader(h, payload));
       this.#writable = this.conn.send(payload);
     }
-    this.#lastDataWriteAt = performance.now();
+    this.#lastDataWriteAt = this.#clock.now();
   }
 
   /** A control message as the chunks of one frame (sealed when frames carry a MAC). */
@@ -790,14 +798,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    */
   #scheduleAck(): void {
     if (this.#ackScheduled === "turn") return;
-    const now = performance.now();
+    const now = this.#clock.now();
     if (now - this.#lastAckAt >= ACK_DELAY_MS || this.#bytesSinceAck >= ACK_BYTES) {
-      clearTimeout(this.#ackTimer);
+      this.#clock.clearTimeout(this.#ackTimer);
       this.#ackScheduled = "turn";
-      setImmediate(() => this.#sendAck());
+      this.#clock.setImmediate(() => this.#sendAck());
     } else if (!this.#ackScheduled) {
       this.#ackScheduled = "timer";
-      this.#ackTimer = setTimeout(() => this.#sendAck(), ACK_DELAY_MS - (now - this.#lastAckAt));
+      this.#ackTimer = this.#clock.setTimeout(() => this.#sendAck(), ACK_DELAY_MS - (now - this.#lastAckAt));
     }
   }
 
@@ -805,7 +813,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.#ackScheduled = undefined;
     this.#ackTimer = undefined;
     if (this.#state === "closed") return;
-    this.#lastAckAt = performance.now();
+    this.#lastAckAt = this.#clock.now();
     this.#bytesSinceAck = 0;
     this.#sendControl({ ack: { upTo: this.#lastDelivered } });
   }
@@ -882,19 +890,19 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (this.#state === "closed")
       return Promise.reject(this.#error ?? new DWCPError("ERR_CLOSED", "session closed"));
     const id = this.#nextPingId++;
-    const sentAt = performance.now();
+    const sentAt = this.#clock.now();
     return new Promise<RttSample>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#pings.delete(id);
-        reject(new DWCPError("ERR_CLOSED", `no pong within ${options.timeoutMs ?? 5000} ms`));
+        reject(new DWCPError("ERR_TIMEOUT", `no pong within ${options.timeoutMs ?? 5000} ms`));
       }, options.timeoutMs ?? 5000);
       this.#pings.set(id, {
         done: (sample) => {
-          clearTimeout(timer);
+          this.#clock.clearTimeout(timer);
           resolve(sample);
         },
         fail: (err) => {
-          clearTimeout(timer);
+          this.#clock.clearTimeout(timer);
           reject(err);
         },
       });
@@ -906,7 +914,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const w = this.#pings.get(p.id);
     if (!w) return;
     this.#pings.delete(p.id);
-    w.done({ rttMs: performance.now() - p.sentAtUs / 1000, peerHeld: p.held === true });
+    w.done({ rttMs: this.#clock.now() - p.sentAtUs / 1000, peerHeld: p.held === true });
   }
 
   // Receiver side of probes: one round at a time.
@@ -915,7 +923,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   #nextProbeRound = 1;
 
   #onProbe(p: { round: number; last: boolean; padding: Uint8Array }): void {
-    const now = performance.now();
+    const now = this.#clock.now();
     if (!this.#probeIn || this.#probeIn.round !== p.round)
       this.#probeIn = { round: p.round, bytes: 0, first: now, loop: performance.eventLoopUtilization() };
     this.#probeIn.bytes += p.padding.length;
@@ -968,16 +976,16 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const frame = Math.min(options.frameBytes ?? 256 * 1024, this.#frameMax - 64);
     const round = this.#nextProbeRound++;
     const padding = new Uint8Array(frame);
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     const acked = new Promise<ProbeAckBody>((resolve, reject) => {
       this.#probeWaiters.set(round, {
         done: resolve,
         fail: reject,
         arm: () => {
-          timer = setTimeout(() => {
+          timer = this.#clock.setTimeout(() => {
             this.#probeWaiters.delete(round);
             reject(
-              new DWCPError("ERR_CLOSED", `probe not acknowledged within ${options.timeoutMs ?? 10_000} ms`),
+              new DWCPError("ERR_TIMEOUT", `probe not acknowledged within ${options.timeoutMs ?? 10_000} ms`),
             );
           }, options.timeoutMs ?? 10_000);
         },
@@ -985,7 +993,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     });
     acked.catch(() => {});
     const loop = performance.eventLoopUtilization();
-    const until = performance.now() + (options.sendMs ?? Number.POSITIVE_INFINITY);
+    const until = this.#clock.now() + (options.sendMs ?? Number.POSITIVE_INFINITY);
     // Every full frame but the last is the same bytes: encode it once, so the probe
     // measures the path rather than this host's encoder and allocator.
     // (With frame MACs every frame has its own tag, so nothing is reused.)
@@ -996,7 +1004,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         const n = Math.min(frame, bytes - sent);
         sent += n;
         this.#throwIfClosed();
-        const last = sent >= bytes || performance.now() >= until;
+        const last = sent >= bytes || this.#clock.now() >= until;
         const wire =
           full && !last && n === frame
             ? [full]
@@ -1005,16 +1013,20 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         let ok = true;
         for (const c of wire) ok = this.conn.send(c);
         if (!ok) {
-          const timeout = AbortSignal.timeout(options.timeoutMs ?? 10_000);
-          const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-          await this.conn.onDrain({ signal }).catch((err) => {
-            throw timeout.aborted
-              ? new DWCPError(
-                  "ERR_CLOSED",
-                  `probe: the peer read nothing for ${options.timeoutMs ?? 10_000} ms`,
-                )
-              : err;
-          });
+          const limit = deadline(
+            this.#env,
+            options.timeoutMs ?? 10_000,
+            "ERR_TIMEOUT",
+            "probe: waiting for the peer to read",
+          );
+          const signal = options.signal ? AbortSignal.any([options.signal, limit.signal]) : limit.signal;
+          try {
+            await this.conn.onDrain({ signal }).catch((err) => {
+              throw limit.signal.aborted ? limit.signal.reason : err;
+            });
+          } finally {
+            limit.clear();
+          }
         }
         if (last) break;
       }
@@ -1027,7 +1039,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     try {
       r = await acked;
     } finally {
-      clearTimeout(timer);
+      this.#clock.clearTimeout(timer);
     }
     // The first frame's own transfer is not inside the measured interval.
     const measured = Math.max(0, r.bytes - frame);
@@ -1049,7 +1061,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     return this.#unackedBytes;
   }
 
-  /** When the last DATA frame was handed to the connection (`performance.now()`, ms; 0 before any). */
+  /** When the last DATA frame was handed to the connection (the session's clock, ms; 0 before any). */
   get lastDataWriteAt(): number {
     return this.#lastDataWriteAt;
   }
@@ -1094,7 +1106,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.#wakeReaders();
       this.#failWaiters(new DWCPError("ERR_CLOSED", "session closed"));
       void this.#reader.discard();
-      void this.conn.close({ signal: AbortSignal.timeout(2000) }).catch(() => this.conn.abort());
+      this.#closeConn(2000);
       this.#resolveClosed();
       this.emit("close");
     }
@@ -1125,10 +1137,19 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.#wakeReaders();
     this.#failWaiters(err);
     // Let an Error frame already queued go out before the connection is torn down.
-    void this.conn.close({ signal: AbortSignal.timeout(200) }).catch(() => this.conn.abort(err));
+    this.#closeConn(200, err);
     void this.#reader.discard();
     this.#resolveClosed();
     this.emit("close", err);
+  }
+
+  /** Closes the connection gracefully within `ms`, else aborts it (with `err`). */
+  #closeConn(ms: number, err?: Error): void {
+    const limit = deadline(this.#env, ms, "ERR_TIMEOUT", "closing the connection");
+    void this.conn
+      .close({ signal: limit.signal })
+      .catch(() => this.conn.abort(err))
+      .finally(() => limit.clear());
   }
 
   #throwIfClosed(): void {

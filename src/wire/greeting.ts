@@ -1,7 +1,7 @@
 /**
  * The fixed 40-byte greeting each side sends first (docs/PROTOCOL.md §2).
  */
-import { randomBytes } from "node:crypto";
+import { nodeEnv, type Random } from "../env/index.js";
 import { DWCPError } from "../errors.js";
 
 export const GREETING_SIZE = 40;
@@ -22,8 +22,9 @@ export interface Greeting {
   nonce: Uint8Array;
 }
 
-export function newNonce(): Uint8Array {
-  return new Uint8Array(randomBytes(NONCE_SIZE));
+/** A greeting nonce from `random` (the OS's CSPRNG on the real environment). */
+export function newNonce(random: Random = nodeEnv.random): Uint8Array {
+  return random.bytes(NONCE_SIZE);
 }
 
 export function encodeGreeting(g: Omit<Greeting, "format">): Uint8Array {
