@@ -65,6 +65,8 @@ async function rawPeerAgainstManager() {
     }),
   );
   const s = await raw.connect(bound.v1);
+  // A link's first message on a session is its hello (number 0, an 8-byte incarnation id).
+  await s.send(linkMessage(0n, new Uint8Array(8).fill(0xa5)));
   return { net, b, bound, raw, s, linkB: await linkB };
 }
 

@@ -7,8 +7,17 @@
  * no generation allowed on this path) uses no number, so the peer never waits
  * for one that will not come. A message whose session fails before the peer
  * acknowledged it keeps its number and goes again, in order, over the next
- * generation allowed to carry it; the peer drops repeats by number. It is never
- * reported as sent before the peer's session acknowledged it.
+ * generation allowed to carry it; the peer drops repeats by number. It is
+ * reported as sent once the peer's sessions have acknowledged it and every
+ * message numbered before it: only then has the peer's link delivered it.
+ *
+ * A link is one incarnation: its first message on every session is a hello
+ * (number 0) with a random incarnation id. A peer whose link was replaced (it
+ * crashed, or its link closed and a new one took its place) says a different
+ * id, and this link then ends (`ERR_CLOSED`) instead of numbering on: the new
+ * one starts from 1, so what this one still waited for could never be told
+ * apart from what the peer already had. Its unacknowledged sends fail; none is
+ * reported as sent.
  *
  * Both directions are bounded by one window: a sender keeps at most
  * `windowMessages` numbers and `windowBytes` (each message charged its length
@@ -17,6 +26,7 @@
  * allows and fails a session that sends beyond it (`ERR_PROTOCOL`).
  */
 import { EventEmitter } from "node:events";
+import { type Clock, type Env, nodeEnv } from "../env/index.js";
 import { DWCPError, invalidArg } from "../errors.js";
 import type { Mode } from "../mode/classifier.js";
 import type { Message, Session } from "../session/session.js";
@@ -33,6 +43,9 @@ export const LINK_HEADER_BYTES = 8;
  * record and view objects). Without it a window of empty messages would be free.
  */
 export const LINK_MESSAGE_OVERHEAD = 128;
+
+/** Bytes of a link's incarnation id, in the hello each session carries first. */
+export const LINK_INCARNATION_BYTES = 8;
 
 /** Limits of a {@link PeerLink}. Both peers should use the same window: it bounds what each holds for the other. */
 export interface PeerLinkOptions {
@@ -53,15 +66,16 @@ export interface PeerLinkOptions {
   windowMessages?: number;
   /** {@link PeerLink.queuedBytes} at which {@link PeerLink.needDrain} is set. @default windowBytes */
   highWaterMark?: number;
+  /** Clock of the link's timestamps and deferred work (the simulator's, under simulation). @default nodeEnv */
+  env?: Env;
 }
 
 /** Defaults of {@link PeerLinkOptions}. */
-export const DEFAULT_LINK_OPTIONS: Readonly<Required<Omit<PeerLinkOptions, "highWaterMark">>> = Object.freeze(
-  {
+export const DEFAULT_LINK_OPTIONS: Readonly<Required<Omit<PeerLinkOptions, "highWaterMark" | "env">>> =
+  Object.freeze({
     windowBytes: 32 * 1024 * 1024,
     windowMessages: 16_384,
-  },
-);
+  });
 
 /** Options of {@link PeerLink.send}. */
 export interface LinkSendOptions {
@@ -90,7 +104,7 @@ export interface GenerationChange {
   from: Generation;
   to: Generation;
   reason: string;
-  /** `performance.now()` of the change. */
+  /** When it changed, on the link's clock (ms). */
   at: number;
 }
 
@@ -253,7 +267,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   breaker: "closed" | "open" | "half-open" = "closed";
   breakerUntil = 0;
   peerFlagEpoch = 0;
-  /** When the last switch to v1 happened (ms, performance clock). */
+  /** When the last switch to v1 happened (ms, the link's clock). */
   lastSwitchAt = 0;
   /** @internal Largest own bytes (ahead + the message) a v3 send may have for its ack latency to count. */
   latencySampleMaxBytes = 64 * 1024;
@@ -284,6 +298,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   // --- receive side ---
   #expectSeq = 1;
+  /** This link's incarnation id (hex), and the peer link's once its first hello came. */
+  readonly incarnation: string;
+  #peerIncarnation: string | undefined;
+  readonly #hello: Uint8Array;
+  /** Sessions whose hello has arrived: only then may they carry numbered messages. */
+  readonly #greeted = new WeakSet<Session>();
   readonly #reorder = new Map<number, { data: Uint8Array; generation: Generation; charge: number }>();
   #reorderBytes = 0;
   /** Each session's `message` listener, attached while the link has one of its own. */
@@ -292,6 +312,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   readonly #failed = new WeakSet<Session>();
 
   #closeError: Error | undefined;
+  readonly #clock: Clock;
   readonly #closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -300,6 +321,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     super();
     this.peerId = peerId;
     this.#hooks = hooks;
+    const env = options.env ?? nodeEnv;
+    this.#clock = env.clock;
+    this.#hello = new Uint8Array(LINK_HEADER_BYTES + LINK_INCARNATION_BYTES);
+    this.#hello.set(env.random.bytes(LINK_INCARNATION_BYTES), LINK_HEADER_BYTES);
+    this.incarnation = Buffer.from(this.#hello.subarray(LINK_HEADER_BYTES)).toString("hex");
     this.#windowBytesMax = positiveInt("windowBytes", options.windowBytes, DEFAULT_LINK_OPTIONS.windowBytes);
     this.#windowMessagesMax = positiveInt(
       "windowMessages",
@@ -321,7 +347,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         session.on("message", reader);
         // An ended session kept only for what it had queued hands that over now
         // (its own `newListener` flush, a microtask); after that it is done.
-        if (session.state === "closed") setImmediate(() => this.#readers.delete(session));
+        if (session.state === "closed") this.#clock.setImmediate(() => this.#readers.delete(session));
       }
     });
     self.on("removeListener", (event: string | symbol) => {
@@ -418,6 +444,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const max = session.negotiated.maxMessageSize - LINK_HEADER_BYTES;
     if (max < this.#maxMessage) this.#maxMessage = Math.max(0, max);
     this.#sessions[gen].push(session);
+    // First on the session, before anything numbered (and before any ack of what
+    // it receives): which link incarnation the peer is talking to.
+    session.send([this.#hello]).catch(() => {
+      // The session's failure reaches the link through `closed`.
+    });
     this.#readers.set(session, (m: Message) => this.#receive(m, gen, session, lends));
     if (this.listenerCount("message") > 0) session.on("message", this.#readers.get(session)!);
     void session.closed.then((err) => this.#sessionEnded(gen, session, err));
@@ -443,7 +474,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.#active === gen) return false;
     const from = this.#active;
     this.#active = gen;
-    const at = performance.now();
+    const at = this.#clock.now();
     if (gen === "v1") this.lastSwitchAt = at;
     this.emit("generation", { from, to: gen, reason, at });
     return true;
@@ -573,7 +604,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     rec.sample =
       gen === "v3" &&
       session.unackedBytes + session.conn.bufferedAmount + rec.charge <= this.latencySampleMaxBytes;
-    rec.sentAt = performance.now();
+    rec.sentAt = this.#clock.now();
     session.send(rec.parts!).then(
       () => this.#onAcked(rec, session),
       (err: Error) => this.#onSendFailed(rec, session, err),
@@ -584,16 +615,19 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (rec.session !== session || rec.acked || rec.settled) return;
     rec.acked = true;
     if (rec.sample) {
-      this.v3Latency.push(performance.now() - rec.sentAt);
+      this.v3Latency.push(this.#clock.now() - rec.sentAt);
       if (this.v3Latency.length > 256) this.v3Latency.shift();
     }
-    // The window slides only past acknowledged messages at its start: the peer may
-    // hold everything after an unacknowledged one out of order.
+    // The window slides only past acknowledged messages at its start, and only
+    // they are reported as sent: the peer's session acknowledges what it handed to
+    // the peer's link, which holds everything after a missing number out of order
+    // (and loses it if it ends); with every earlier number acknowledged too, the
+    // link has delivered it.
     for (let h = this.#window.peek(); h?.acked; h = this.#window.peek()) {
       this.#window.shift();
       this.#windowBytes -= h.charge;
+      this.#settle(h, undefined);
     }
-    this.#settle(rec, undefined);
     this.#pump();
   }
 
@@ -726,6 +760,14 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const view = new DataView(data.buffer, data.byteOffset, LINK_HEADER_BYTES);
     const hi = view.getUint32(4, true);
     const seq = hi * 2 ** 32 + view.getUint32(0, true);
+    if (seq === 0) {
+      this.#onHello(data, session);
+      return;
+    }
+    if (!this.#greeted.has(session)) {
+      this.#violation(session, `link message ${seq} before the session's link hello`);
+      return;
+    }
     if (seq < this.#expectSeq || this.#reorder.has(seq)) {
       this.stats.duplicatesDropped++;
       return;
@@ -773,6 +815,24 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#expectSeq = seq + 1;
     this.stats.delivered++;
     this.emit("message", { seq, data, generation });
+  }
+
+  #onHello(data: Uint8Array, session: Session): void {
+    if (data.length !== LINK_HEADER_BYTES + LINK_INCARNATION_BYTES || this.#greeted.has(session)) {
+      this.#violation(session, `malformed or repeated link hello (${data.length} bytes)`);
+      return;
+    }
+    this.#greeted.add(session);
+    const id = Buffer.from(data.subarray(LINK_HEADER_BYTES)).toString("hex");
+    if (this.#peerIncarnation === undefined) this.#peerIncarnation = id;
+    else if (id !== this.#peerIncarnation) {
+      this.destroy(
+        new DWCPError(
+          "ERR_CLOSED",
+          `the link of ${this.peerId} restarted (incarnation ${id}, was ${this.#peerIncarnation}): messages not acknowledged may or may not have arrived`,
+        ),
+      );
+    }
   }
 
   #violation(session: Session, message: string): void {
