@@ -14,6 +14,11 @@ export interface Timer {
 export interface Clock {
   /** Milliseconds on a monotonic clock (fractional; its origin is arbitrary). */
   now(): number;
+  /**
+   * Milliseconds since the Unix epoch, for comparing with times from outside
+   * (a file's mtime). Not monotonic: never measure intervals with it.
+   */
+  wall(): number;
   /** Calls `fn` once after `ms` milliseconds (at least; never before). */
   setTimeout(fn: () => void, ms: number): Timer;
   /** Cancels a timer; `undefined` or an already fired timer is ignored. */

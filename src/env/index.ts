@@ -24,6 +24,7 @@ export interface Env {
 export const nodeEnv: Env = Object.freeze({
   clock: Object.freeze({
     now: () => performance.now(),
+    wall: () => Date.now(),
     setTimeout: (fn: () => void, ms: number): Timer => setTimeout(fn, ms),
     clearTimeout: (t: Timer | undefined) => clearTimeout(t as NodeJS.Timeout | undefined),
     setImmediate: (fn: () => void) => {

@@ -17,6 +17,7 @@ import {
   watch,
 } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { type Clock, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError, invalidArg } from "../errors.js";
 
 /** The flags. Every component flag defaults to false (v1) and the rollout to 0 %. */
@@ -146,9 +147,13 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
   #watch: FlagFileWatch | undefined;
   #lastError: DWCPError | undefined;
 
-  constructor(initial: Partial<FeatureFlags> = {}) {
+  readonly #env: Env;
+
+  /** `options.env`: the clock of the file watch's timers. @default nodeEnv */
+  constructor(initial: Partial<FeatureFlags> = {}, options: { env?: Env } = {}) {
     super();
     this.#flags = Object.freeze(mergeFlags(DEFAULT_FLAGS, initial));
+    this.#env = options.env ?? nodeEnv;
   }
 
   get flags(): Readonly<FeatureFlags> {
@@ -219,7 +224,7 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
     const opts = checkFileOptions(options);
     this.unwatch();
     this.#lastError = undefined;
-    const w: FlagFileWatch = new FlagFileWatch(resolve(path), opts, {
+    const w: FlagFileWatch = new FlagFileWatch(resolve(path), opts, this.#env.clock, {
       apply: (flags) => {
         this.#lastError = undefined;
         this.update(flags);
@@ -318,10 +323,11 @@ class FlagFileWatch {
   #watcher: FSWatcher | undefined;
   /** dev:ino of the directory the watcher is on. */
   #dirId: string | undefined;
-  #poll: NodeJS.Timeout | undefined;
-  #settle: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #poll: Timer | undefined;
+  #settle: Timer | undefined;
   #burstStart = 0;
-  #grace: NodeJS.Timeout | undefined;
+  #grace: Timer | undefined;
   #missingSince: number | undefined;
   #graceOver = false;
   /** Identity of the file at the last read, "missing", or "error:CODE". */
@@ -331,7 +337,8 @@ class FlagFileWatch {
   #reported: string | undefined;
   #closed = false;
 
-  constructor(path: string, opts: Required<FlagFileOptions>, hooks: WatchHooks) {
+  constructor(path: string, opts: Required<FlagFileOptions>, clock: Clock, hooks: WatchHooks) {
+    this.#clock = clock;
     this.#path = path;
     this.#dir = dirname(path);
     this.#opts = opts;
@@ -340,15 +347,22 @@ class FlagFileWatch {
 
   start(): void {
     this.#read(true, true);
-    this.#poll = setInterval(() => this.#tick(), this.#opts.pollIntervalMs);
+    this.#schedulePoll();
+  }
+
+  #schedulePoll(): void {
+    this.#poll = this.#clock.setTimeout(() => {
+      this.#tick();
+      if (!this.#closed) this.#schedulePoll();
+    }, this.#opts.pollIntervalMs);
     this.#poll.unref();
   }
 
   close(): void {
     this.#closed = true;
-    clearInterval(this.#poll);
-    clearTimeout(this.#settle);
-    clearTimeout(this.#grace);
+    this.#clock.clearTimeout(this.#poll);
+    this.#clock.clearTimeout(this.#settle);
+    this.#clock.clearTimeout(this.#grace);
     this.#settle = this.#grace = undefined;
     this.#closeWatcher();
   }
@@ -405,15 +419,15 @@ class FlagFileWatch {
 
   #onEvent(): void {
     if (this.#closed) return;
-    const now = Date.now();
+    const now = this.#clock.now();
     if (this.#settle === undefined) {
       this.#burstStart = now;
       this.#read(false);
     } else {
-      clearTimeout(this.#settle);
+      this.#clock.clearTimeout(this.#settle);
     }
     const delay = Math.max(0, Math.min(SETTLE_MS, this.#burstStart + MAX_BURST_MS - now));
-    this.#settle = setTimeout(() => {
+    this.#settle = this.#clock.setTimeout(() => {
       this.#settle = undefined;
       this.#read(true);
     }, delay);
@@ -427,10 +441,10 @@ class FlagFileWatch {
     const got = this.#fetch();
     if (got.kind === "missing") {
       if (this.#missingSince === undefined) {
-        this.#missingSince = Date.now();
+        this.#missingSince = this.#clock.now();
         this.#graceOver = this.#opts.missingGraceMs === 0;
         if (!this.#graceOver) {
-          this.#grace = setTimeout(() => {
+          this.#grace = this.#clock.setTimeout(() => {
             this.#grace = undefined;
             this.#graceOver = true;
             this.#read(true);
@@ -450,7 +464,7 @@ class FlagFileWatch {
       }
       return;
     }
-    clearTimeout(this.#grace);
+    this.#clock.clearTimeout(this.#grace);
     this.#grace = this.#missingSince = undefined;
     this.#graceOver = false;
     if (got.kind === "ok") {
@@ -508,7 +522,7 @@ class FlagFileWatch {
       if (fst.size > BigInt(max)) {
         return bad(`${path} is ${fst.size} bytes, over the limit of ${max} (maxBytes)`);
       }
-      this.#racy = Date.now() - Math.max(Number(fst.mtimeMs), Number(fst.ctimeMs)) < RACY_MS;
+      this.#racy = this.#clock.wall() - Math.max(Number(fst.mtimeMs), Number(fst.ctimeMs)) < RACY_MS;
       // Read to EOF but never more than max + 1 bytes: the file may grow after fstat.
       let buf = Buffer.allocUnsafe(Number(fst.size) + 1);
       let n = 0;

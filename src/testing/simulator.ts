@@ -17,6 +17,9 @@ import { seededRandom } from "../env/index.js";
 import { DWCPError } from "../errors.js";
 import { Heap } from "./heap.js";
 
+/** Wall-clock time at the start of every run (2026-01-01T00:00:00Z): runs do not depend on the day. */
+const SIM_EPOCH_MS = Date.UTC(2026, 0, 1);
+
 // Taken before any code under simulation could replace them.
 const realSetImmediate = setImmediate;
 const turn = () => new Promise<void>((r) => realSetImmediate(r));
@@ -137,6 +140,7 @@ export class Simulator {
     const rate = 1 + (skew.drift ?? 0);
     const clock: Clock = {
       now: () => this.#now * rate + offset,
+      wall: () => SIM_EPOCH_MS + this.#now * rate + offset,
       setTimeout: (fn, ms) => this.after(Math.max(0, ms) / rate, fn, `${node} timer`),
       clearTimeout: (t) => this.cancel(t),
       setImmediate: (fn) => {
