@@ -3,10 +3,10 @@
  * other across a datacenter (v1) and across the internet (v3).
  *
  * This entry holds what an agent uses: the manager and its links, the session
- * node, the transports' factories, feature flags, mode classification, native
- * status, checksums and errors. The transport contract and the transports'
- * internals are in `dwcp/transport`; HDE's codecs and page frames in
- * `dwcp/codec`; the simulator in `dwcp/testing`.
+ * node, the transports' factories, feature flags, mode classification and
+ * policies, the native addon's status and injection, checksums and errors. The
+ * transport contract and each transport's own API are in `dwcp/transport`;
+ * HDE's codecs and page frames in `dwcp/codec`; the simulator in `dwcp/testing`.
  *
  * @packageDocumentation
  */
@@ -67,6 +67,13 @@ export {
   type TuneInput,
   tuneParams,
 } from "./mode/policy.js";
+export {
+  type BackendName,
+  type FeatureName,
+  type NativeBindingSource,
+  useBackend,
+  useNativeBinding,
+} from "./native/load.js";
 export { type FeatureStatus, type NativeStatus, nativeStatus } from "./native/status.js";
 export { certificateNodeIds, HELLO_MAX, type IdentityMode, NODE_URI_PREFIX } from "./session/handshake.js";
 export {
