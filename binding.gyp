@@ -19,8 +19,8 @@
     },
     {
       "target_name": "dwcp",
-      "sources": ["native/addon.cc", "native/hash.cc", "native/checksum.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc", "native/sockio.cc", "native/rdma.cc", "native/codec.cc", "native/codec_core.cc", "native/pages.cc", "native/pages_core.cc", "native/pool.cc"],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "sources": ["native/addon.cc", "native/hash.cc", "native/checksum.cc", "native/xxh3_sse2.cc", "native/tcpinfo.cc", "native/sockio.cc", "native/rdma.cc", "native/rdma/verbs.cc", "native/rdma/device.cc", "native/rdma/queue_pair.cc", "native/codec.cc", "native/codec_core.cc", "native/pages.cc", "native/pages_core.cc", "native/pool.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "libraries": ["-ldl", "-lpthread"],
       "conditions": [
         ["<!(test -f /usr/include/infiniband/verbs.h && echo 1 || echo 0)==1", {
