@@ -41,8 +41,7 @@ import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { policyFor, tuneParams } from "./mode/policy.js";
 import { DWCPNode, type NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
-import { AmstConn } from "./transport/amst/index.js";
-import type { Listener } from "./transport/contract.js";
+import { type Listener, tunable } from "./transport/contract.js";
 
 export {
   DEFAULT_LINK_OPTIONS,
@@ -533,8 +532,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       if (link.state === "closed") return;
       link.mode = e.mode;
       // AMST follows the path: the stream count from the measured RTT and bandwidth.
-      if (s.conn instanceof AmstConn && s.conn.tunable)
-        s.conn.tune(tuneParams({ mode: e.mode, ...e.estimate }));
+      if (tunable(s.conn)) s.conn.tune(tuneParams({ mode: e.mode, ...e.estimate }));
       this.emit("mode", link, e);
       this.#reevaluate(link, `mode ${e.mode}`);
     });

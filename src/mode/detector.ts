@@ -29,7 +29,7 @@ import { EventEmitter } from "node:events";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import { DWCPError } from "../errors.js";
 import type { Session } from "../session/session.js";
-import { type TcpInfo, tcpInfo } from "../transport/tcp/tcpinfo.js";
+import type { TcpInfo } from "../transport/tcp/tcpinfo.js";
 import { type Mode, type ModeDecision, type ModeThresholds, ModeTracker } from "./classifier.js";
 
 /** Event-loop busy share above which a rate measured the host, not the path. */
@@ -185,7 +185,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   async #start(): Promise<ModeEvent> {
     this.#started = performance.now();
     const s = this.#session;
-    const kernel = s.conn.socket ? tcpInfo(s.conn.socket) : undefined;
+    const kernel = s.conn.pathInfo?.();
     if (kernel?.minRttUs) {
       this.tracker.addRtt(kernel.minRttUs / 1000);
       this.#sources.rtt.add("tcp_info min_rtt");
@@ -313,17 +313,16 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     if (this.#stopped || s.state !== "open") return;
     try {
       const holdMs = Math.max(PEER_HOLD_MIN_MS, 4 * (this.tracker.estimate?.rttMs ?? 0));
-      const socket = s.conn.socket;
       // Holding when the ping left means it waited; holding when it is back means
       // the peer was still not reading when it answered.
       // The kernel's rates are read before the ping: afterwards its last delivery
       // sample is the ping itself, a few bytes that say nothing about the path.
-      const before = socket ? tcpInfo(socket) : undefined;
+      const before = s.conn.pathInfo?.();
       const holdingBefore = peerHolding(before, s, performance.now(), holdMs);
       const { rttMs: ping, peerHeld } = await s.rttSample();
       if (this.#stopped) return;
       // The limit counters are read after it, so the interval covers the ping too.
-      const kernel = socket ? tcpInfo(socket) : undefined;
+      const kernel = s.conn.pathInfo?.();
       const now = performance.now();
       const reasons: string[] = [];
       if (peerHeld) reasons.push("the peer's session not reading");

@@ -16,6 +16,7 @@
 import { EventEmitter, once } from "node:events";
 import type { Socket } from "node:net";
 import { DWCPError } from "../errors.js";
+import type { TcpInfo } from "./tcp/tcpinfo.js";
 
 /** `open` → `closing` (close() called) → `closed`; or → `aborted` on abort/error. */
 export type ConnStatus = "open" | "closing" | "closed" | "aborted";
@@ -32,7 +33,11 @@ export interface Conn extends AsyncIterable<Uint8Array> {
   readonly localAddress: string;
   readonly remoteAddress: string;
   readonly status: ConnStatus;
-  /** The kernel socket behind the connection, when there is one (for `tcpInfo`). */
+  /**
+   * The kernel socket behind the connection, when there is one: for what only
+   * the socket can say (a TLS peer's certificate). Path measurements use
+   * {@link Conn.pathInfo}.
+   */
   readonly socket: Socket | undefined;
   /** Bytes accepted by `send()` but not yet handed to the peer/kernel. */
   readonly bufferedAmount: number;
@@ -68,6 +73,14 @@ export interface Conn extends AsyncIterable<Uint8Array> {
    * A user of a transport without DWCPNode calls it once it trusts the peer.
    */
   authenticated?(): void;
+  /**
+   * The kernel's TCP state of the path (TCP_INFO), on a connection whose
+   * transport has a TCP socket under it: tcp and tls their own, AMST its
+   * lowest-numbered open stream's, rdma its control connection's. Undefined
+   * without the native addon; absent where there is no kernel TCP (memory).
+   * @throws DWCPError `ERR_NOT_CONNECTED` when the socket has no descriptor any more
+   */
+  pathInfo?(): TcpInfo | undefined;
   on(event: "close", listener: (err?: Error) => void): this;
   on(event: "drain", listener: () => void): this;
   once(event: "close", listener: (err?: Error) => void): this;
@@ -76,7 +89,7 @@ export interface Conn extends AsyncIterable<Uint8Array> {
 
 /**
  * A path estimate and the stream counts a policy allows for it: what a
- * tunable connection (AMST's `tune()`) sets its parallelism from.
+ * {@link Tunable} connection sets its parallelism from.
  */
 export interface TuneParams {
   /** Smoothed or minimum round-trip time, ms. */
@@ -94,6 +107,27 @@ export interface TuneParams {
   mssBytes?: number;
   /** Fewest and most streams allowed on this path. */
   streams: { min: number; max: number };
+}
+
+/**
+ * Capability of a connection whose stream count follows the path (AMST on the
+ * dialling side). Callers test for it with {@link tunable}, not by class.
+ */
+export interface Tunable {
+  /** False where this end does not set the stream count (AMST's accepting side follows the dialler) or no longer can. */
+  readonly tunable: boolean;
+  /**
+   * Sets the stream count for the path, within `params.streams` and the
+   * connection's own limits; streams come and go without loss.
+   * @returns the new target
+   */
+  tune(params: TuneParams): number;
+}
+
+/** True when `conn` has the {@link Tunable} capability and can use it now. */
+export function tunable(conn: Conn): conn is Conn & Tunable {
+  const t = conn as Conn & Partial<Tunable>;
+  return typeof t.tune === "function" && t.tunable === true;
 }
 
 /** A listening endpoint. */

@@ -30,9 +30,9 @@ import {
   type FrameTypeValue,
 } from "../../wire/frame.js";
 import type { ConnReader } from "../../wire/reader.js";
-import { AbstractConn, type Conn, type TuneParams } from "../contract.js";
+import { AbstractConn, type Conn, type Tunable, type TuneParams } from "../contract.js";
 import { OutboundQueue } from "../outbound.js";
-import { congestionControl } from "../tcp/tcpinfo.js";
+import type { TcpInfo } from "../tcp/tcpinfo.js";
 import type { ReorderBudget } from "./budget.js";
 import { streamCount } from "./tune.js";
 
@@ -169,7 +169,7 @@ interface Stream {
 /** Dials one more stream of this bundle (the dialling side only). */
 export type StreamDialer = (index: number) => Promise<{ conn: Conn; reader: ConnReader }>;
 
-export class AmstConn extends AbstractConn {
+export class AmstConn extends AbstractConn implements Tunable {
   readonly transport: string;
   readonly localAddress: string;
   readonly remoteAddress: string;
@@ -383,9 +383,16 @@ export class AmstConn extends AbstractConn {
     return this.#streamLimit;
   }
 
-  /** The kernel socket of the lowest-numbered open stream (for TCP_INFO). */
+  /** The kernel socket of the lowest-numbered open stream (a TLS peer's certificate). */
   get socket(): Socket | undefined {
     for (const s of this.#streams.values()) if (s.state === "open" && s.conn.socket) return s.conn.socket;
+    return undefined;
+  }
+
+  /** The kernel's TCP state of the lowest-numbered open stream that has one. */
+  pathInfo(): TcpInfo | undefined {
+    for (const s of this.#streams.values())
+      if (s.state === "open" && s.conn.pathInfo) return s.conn.pathInfo();
     return undefined;
   }
 
@@ -503,7 +510,7 @@ export class AmstConn extends AbstractConn {
       segmentsSent: 0,
       bytesSent: 0,
       segmentsReceived: 0,
-      congestion: conn.socket ? safeCongestion(conn.socket) : undefined,
+      congestion: safeCongestion(conn),
       openedAt: Date.now(),
     };
     if (index >= this.#nextIndex) this.#nextIndex = index + 1;
@@ -1220,9 +1227,9 @@ function kernelSendBufferMax(): number {
   return wmemMax;
 }
 
-function safeCongestion(socket: Socket): string | undefined {
+function safeCongestion(conn: Conn): string | undefined {
   try {
-    return congestionControl(socket);
+    return conn.pathInfo?.()?.congestion;
   } catch {
     return undefined;
   }

@@ -38,6 +38,7 @@ import {
 } from "../contract.js";
 import { OutboundQueue } from "../outbound.js";
 import { type TcpOptions, tcp } from "../tcp/index.js";
+import type { TcpInfo } from "../tcp/tcpinfo.js";
 import { openDevice, rdmaAvailability } from "./verbs.js";
 
 export { type RdmaAvailability, rdmaAvailability } from "./verbs.js";
@@ -287,6 +288,11 @@ export class RdmaConn extends AbstractConn {
 
   get socket() {
     return this.#control.socket;
+  }
+
+  /** The TCP control connection's state: its RTT is the path's; on verbs, its rates say nothing. */
+  pathInfo(): TcpInfo | undefined {
+    return this.#control.pathInfo?.();
   }
 
   get bufferedAmount(): number {

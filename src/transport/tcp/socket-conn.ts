@@ -6,7 +6,7 @@ import type { Socket } from "node:net";
 import { DWCPError } from "../../errors.js";
 import { AbstractConn, type ConnLimits, formatHostPort } from "../contract.js";
 import { nativeWritev } from "./sockio.js";
-import { socketFd } from "./tcpinfo.js";
+import { socketFd, type TcpInfo, tcpInfo } from "./tcpinfo.js";
 
 /**
  * Inbound buffers for a socket created with `onread`: the kernel copies into
@@ -101,6 +101,10 @@ export class SocketConn extends AbstractConn {
       this.pushEnd(failure);
     });
     socket.on("close", () => this.closed(failure));
+  }
+
+  pathInfo(): TcpInfo | undefined {
+    return tcpInfo(this.socket);
   }
 
   protected override inboundConsumed(): void {
