@@ -31,8 +31,10 @@ export type {
   Listener,
   ListenOptions,
   Transport,
+  Tunable,
   TuneParams,
 } from "./contract.js";
+export { tunable } from "./contract.js";
 export { MemoryNetwork, type MemoryOptions, memory } from "./memory/index.js";
 export {
   type RdmaAvailability,
