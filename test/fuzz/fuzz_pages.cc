@@ -1,4 +1,4 @@
-// libFuzzer harness: DecodePages (native/codec_core.cc) on hostile page frames.
+// libFuzzer harness: DecodePages (native/pages_core.cc) on hostile page frames.
 // Built twice by run.sh: fuzz_pages (no baseline held) and, with
 // -DFUZZ_BASELINE=1, fuzz_pages_base (the frame's baseline is held). The
 // decoder is handed exactly what the addon hands it: the frame, the 64 KiB

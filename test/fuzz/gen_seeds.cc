@@ -1,5 +1,5 @@
 // Writes the fuzz harnesses' seed corpora: valid frames made by the addon's own
-// encoders (native/codec_core.cc) against the harnesses' fixed state (common.h),
+// encoders (native/codec_core.cc and native/pages_core.cc) against the harnesses' fixed state (common.h),
 // plus the hostile frames the tests in test/native-hardening.test.ts use. Run by
 // run.sh; nothing binary is committed.
 //
