@@ -15,6 +15,7 @@
  */
 import { EventEmitter, once } from "node:events";
 import type { Socket } from "node:net";
+import { deadline, type Env } from "../env/index.js";
 import { DWCPError } from "../errors.js";
 import type { TcpInfo } from "./tcp/tcpinfo.js";
 
@@ -392,6 +393,18 @@ export abstract class AbstractConn extends EventEmitter implements Conn {
 export function hostOf(address: string): string {
   const m = /^\[?([^\]]*?)\]?:\d+$/.exec(address);
   return m ? m[1]! : address;
+}
+
+/**
+ * Closes `conn` gracefully (what it has queued goes out first) within `ms` on
+ * `env`'s clock, else aborts it: for a connection let go that nobody waits on.
+ */
+export function closeWithin(conn: Conn, env: Env, ms: number): void {
+  const limit = deadline(env, ms, "ERR_TIMEOUT", "closing the connection");
+  void conn
+    .close({ signal: limit.signal })
+    .catch(() => conn.abort())
+    .finally(() => limit.clear());
 }
 
 /** Throws `ERR_ABORTED` when `signal` has fired (a DWCPError, unlike signal.throwIfAborted()). */

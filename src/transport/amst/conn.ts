@@ -21,6 +21,7 @@
  */
 import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
+import type { Clock, Env, Timer } from "../../env/index.js";
 import { DWCPError } from "../../errors.js";
 import {
   encodeHeader,
@@ -30,7 +31,7 @@ import {
   type FrameTypeValue,
 } from "../../wire/frame.js";
 import type { ConnReader } from "../../wire/reader.js";
-import { AbstractConn, type Conn, type Tunable, type TuneParams } from "../contract.js";
+import { AbstractConn, type Conn, closeWithin, type Tunable, type TuneParams } from "../contract.js";
 import { OutboundQueue } from "../outbound.js";
 import type { TcpInfo } from "../tcp/tcpinfo.js";
 import type { ReorderBudget } from "./budget.js";
@@ -78,6 +79,8 @@ export interface BundleConfig {
 
 /** What a bundle shares with its transport instance and listener. */
 export interface BundleContext {
+  /** The transport's env: the bundle's timers and clock. */
+  env: Env;
   /** Receive windows come out of it. */
   budget: ReorderBudget;
   /** Streams the peer lets join before authentication (its open answer). */
@@ -98,6 +101,7 @@ export interface StreamInfo {
   inflightBytes: number;
   /** Kernel congestion control of its socket, when the addon can tell. */
   congestion: string | undefined;
+  /** When it joined, ms since the Unix epoch (the env's wall clock). */
   openedAt: number;
 }
 
@@ -187,7 +191,7 @@ export class AmstConn extends AbstractConn implements Tunable {
   readonly #onAuthenticated: (() => void) | undefined;
   /** Streams the peer lets join before it has authenticated us (dialling side). */
   readonly #peerStreams: number;
-  #preAuthTimer: NodeJS.Timeout | undefined;
+  #preAuthTimer: Timer | undefined;
   readonly #grow = () => this.#growWindow();
   readonly #dialer: StreamDialer | undefined;
   readonly #streams = new Map<number, Stream>();
@@ -211,7 +215,7 @@ export class AmstConn extends AbstractConn implements Tunable {
   #rr = 0;
   #paceTokens = 0;
   #paceAt = 0;
-  #paceTimer: NodeJS.Timeout | undefined;
+  #paceTimer: Timer | undefined;
   #ending = false;
   #finSent = false;
 
@@ -249,10 +253,13 @@ export class AmstConn extends AbstractConn implements Tunable {
 
   // --- lifecycle ---
   #failures = 0;
-  #lostAllAt = 0;
-  #reconnectTimer: NodeJS.Timeout | undefined;
-  #graceTimer: NodeJS.Timeout | undefined;
+  /** When the last stream was lost (the clock's now()); undefined while any is open. */
+  #lostAllAt: number | undefined;
+  #reconnectTimer: Timer | undefined;
+  #graceTimer: Timer | undefined;
   #done = false;
+  readonly #env: Env;
+  readonly #clock: Clock;
 
   /** @internal Created by the amst transport. */
   constructor(
@@ -272,6 +279,8 @@ export class AmstConn extends AbstractConn implements Tunable {
     }
     this.transport = `amst+${innerName}`;
     this.#cfg = cfg;
+    this.#env = context.env;
+    this.#clock = context.env.clock;
     // Everything written in one tick shares segments: one header and one
     // checksum for many small frames.
     this.#out = new OutboundQueue(cfg.writeHighWater, () => this.#pump());
@@ -308,7 +317,7 @@ export class AmstConn extends AbstractConn implements Tunable {
     // An accepted bundle that no session authenticates in time is a peer that
     // holds our memory and sockets for nothing.
     if (!dialer && cfg.preAuthTimeoutMs > 0) {
-      this.#preAuthTimer = setTimeout(() => {
+      this.#preAuthTimer = this.#clock.setTimeout(() => {
         this.#preAuthTimer = undefined;
         this.#teardown(
           new DWCPError(
@@ -318,7 +327,7 @@ export class AmstConn extends AbstractConn implements Tunable {
           true,
         );
       }, cfg.preAuthTimeoutMs);
-      this.#preAuthTimer.unref?.();
+      this.#preAuthTimer.unref();
     }
     this.addStream(first.conn, first.reader, first.index);
     // The peer sends nothing until it knows our window.
@@ -334,7 +343,7 @@ export class AmstConn extends AbstractConn implements Tunable {
   authenticated(): void {
     if (this.#authenticated || this.#done) return;
     this.#authenticated = true;
-    if (this.#preAuthTimer) clearTimeout(this.#preAuthTimer);
+    this.#clock.clearTimeout(this.#preAuthTimer);
     this.#preAuthTimer = undefined;
     this.#onAuthenticated?.();
     for (const s of this.#streams.values()) s.conn.authenticated?.();
@@ -422,11 +431,11 @@ export class AmstConn extends AbstractConn implements Tunable {
         const ok = this.streamCount >= n;
         if (ok || this.#done || this.status !== "open" || (failed && o.stopOnFailure)) {
           this.off("streams", check);
-          clearTimeout(timer);
+          this.#clock.clearTimeout(timer);
           resolve(ok);
         }
       };
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.off("streams", check);
         resolve(this.streamCount >= n);
       }, o.timeoutMs ?? 10_000);
@@ -511,7 +520,7 @@ export class AmstConn extends AbstractConn implements Tunable {
       bytesSent: 0,
       segmentsReceived: 0,
       congestion: safeCongestion(conn),
-      openedAt: Date.now(),
+      openedAt: this.#clock.wall(),
     };
     if (index >= this.#nextIndex) this.#nextIndex = index + 1;
     reader.decoder.maxLength = this.#frameLimit;
@@ -520,10 +529,10 @@ export class AmstConn extends AbstractConn implements Tunable {
     this.stats.streamsOpened++;
     this.#countStreams();
     if (this.#graceTimer) {
-      clearTimeout(this.#graceTimer);
+      this.#clock.clearTimeout(this.#graceTimer);
       this.#graceTimer = undefined;
     }
-    this.#lostAllAt = 0;
+    this.#lostAllAt = undefined;
     conn.on("drain", () => {
       s.blocked = false;
       this.#pump();
@@ -581,7 +590,7 @@ export class AmstConn extends AbstractConn implements Tunable {
   #paceAllows(len: number): boolean {
     const rate = this.#cfg.paceBps / 8;
     if (!(rate > 0)) return true;
-    const now = performance.now();
+    const now = this.#clock.now();
     // At most one chunk (or 10 ms) of burst.
     const cap = Math.max(this.#cfg.chunkBytes, rate / 100);
     this.#paceTokens = Math.min(cap, this.#paceTokens + ((now - this.#paceAt) / 1000) * rate);
@@ -592,7 +601,7 @@ export class AmstConn extends AbstractConn implements Tunable {
     }
     if (!this.#paceTimer) {
       const waitMs = Math.max(1, ((len - this.#paceTokens) / rate) * 1000);
-      this.#paceTimer = setTimeout(() => {
+      this.#paceTimer = this.#clock.setTimeout(() => {
         this.#paceTimer = undefined;
         this.#pump();
       }, waitMs);
@@ -997,7 +1006,7 @@ export class AmstConn extends AbstractConn implements Tunable {
   #scheduleAck(): void {
     if (this.#ackScheduled) return;
     this.#ackScheduled = true;
-    setImmediate(() => {
+    this.#clock.setImmediate(() => {
       this.#ackScheduled = false;
       if (!this.#done) this.#sendAck(this.#controlStream());
     });
@@ -1068,9 +1077,9 @@ export class AmstConn extends AbstractConn implements Tunable {
 
   /** No stream left: the dialler redials; the acceptor waits for it. */
   #lostAll(): void {
-    this.#lostAllAt ||= Date.now();
+    this.#lostAllAt ??= this.#clock.now();
     if (this.#dialer) return;
-    this.#graceTimer ??= setTimeout(() => {
+    this.#graceTimer ??= this.#clock.setTimeout(() => {
       this.#graceTimer = undefined;
       if (this.#streams.size === 0)
         this.#teardown(
@@ -1108,7 +1117,7 @@ export class AmstConn extends AbstractConn implements Tunable {
       if (s.state !== "retiring" || s.inflightBytes > 0) continue;
       s.state = "closing";
       this.#sendSmall(s, FrameType.STREAM_RETIRE, 0);
-      void s.conn.close({ signal: AbortSignal.timeout(5000) }).catch(() => s.conn.abort());
+      closeWithin(s.conn, this.#env, 5000);
     }
   }
 
@@ -1118,7 +1127,7 @@ export class AmstConn extends AbstractConn implements Tunable {
       this.#failures === 0
         ? 0
         : Math.min(this.#cfg.reconnectMaxMs, this.#cfg.reconnectInitialMs * 2 ** (this.#failures - 1));
-    if (this.#lostAllAt && Date.now() - this.#lostAllAt > this.#cfg.giveUpMs) {
+    if (this.#lostAllAt !== undefined && this.#clock.now() - this.#lostAllAt > this.#cfg.giveUpMs) {
       this.#teardown(
         new DWCPError(
           "ERR_CLOSED",
@@ -1147,7 +1156,7 @@ export class AmstConn extends AbstractConn implements Tunable {
     if (delay === 0) void attempt();
     else {
       this.#dialing--;
-      this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = this.#clock.setTimeout(() => {
         this.#reconnectTimer = undefined;
         this.#dialing++;
         void attempt();
@@ -1173,7 +1182,7 @@ export class AmstConn extends AbstractConn implements Tunable {
       conn.once("close", () => {
         if (--left === 0) this.closed();
       });
-      void conn.close({ signal: AbortSignal.timeout(5000) }).catch(() => conn.abort());
+      closeWithin(conn, this.#env, 5000);
     }
   }
 
@@ -1185,8 +1194,7 @@ export class AmstConn extends AbstractConn implements Tunable {
       s.state = "gone";
       if (tellPeer) this.#sendSmall(s, FrameType.STREAM_RESET, 0);
       // FIN after the reset frame, so the peer reads it; hard stop if that stalls.
-      const conn = s.conn;
-      void conn.close({ signal: AbortSignal.timeout(1000) }).catch(() => conn.abort());
+      closeWithin(s.conn, this.#env, 1000);
     }
     this.#streams.clear();
     for (const w of this.#resumeWaiters.splice(0)) w();
@@ -1196,10 +1204,8 @@ export class AmstConn extends AbstractConn implements Tunable {
 
   /** Done: timers stop, and the receive window goes back to the budget (the reorder buffer with it). */
   #clearTimers(): void {
-    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
-    if (this.#graceTimer) clearTimeout(this.#graceTimer);
-    if (this.#paceTimer) clearTimeout(this.#paceTimer);
-    if (this.#preAuthTimer) clearTimeout(this.#preAuthTimer);
+    for (const t of [this.#reconnectTimer, this.#graceTimer, this.#paceTimer, this.#preAuthTimer])
+      this.#clock.clearTimeout(t);
     this.#reconnectTimer = this.#graceTimer = this.#paceTimer = this.#preAuthTimer = undefined;
     this.#reorder.clear();
     this.#pinned = 0;

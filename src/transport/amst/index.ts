@@ -9,12 +9,12 @@
  * const node = new DWCPNode({ nodeId, transport: t, psk });
  * ```
  */
-import { randomBytes } from "node:crypto";
+import { type Env, nodeEnv } from "../../env/index.js";
 import { DWCPError, invalidArg } from "../../errors.js";
 import { encodeFrame, FrameType } from "../../wire/frame.js";
 import { ConnReader } from "../../wire/reader.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
-import { hostOf, throwIfAborted } from "../contract.js";
+import { closeWithin, hostOf, throwIfAborted } from "../contract.js";
 import { ReorderBudget } from "./budget.js";
 import { AMST_FRAME_TYPES, AmstConn, type BundleConfig, SEGMENT_MAX, type SEGMENT_OVERHEAD } from "./conn.js";
 
@@ -91,6 +91,11 @@ export interface AmstOptions {
    * (`maxPendingBundles` in all). @default 8
    */
   maxOpeningPerAddress?: number;
+  /**
+   * Clock and randomness of the bundles (their timers, pacing and bundle ids);
+   * the inner transport keeps its own. @default nodeEnv
+   */
+  env?: Env;
 }
 
 /** Counters of an AMST listener (see {@link AmstListener}). */
@@ -183,8 +188,8 @@ function openFrame(index: number, payload: Uint8Array): Uint8Array {
 }
 
 /** Reads the first frame of a stream: its STREAM_OPEN, within `timeoutMs`. */
-async function readOpen(reader: ConnReader, conn: Conn, timeoutMs: number, size: number) {
-  const timer = setTimeout(
+async function readOpen(env: Env, reader: ConnReader, conn: Conn, timeoutMs: number, size: number) {
+  const timer = env.clock.setTimeout(
     () => conn.abort(new DWCPError("ERR_HANDSHAKE_TIMEOUT", "no stream open in time")),
     timeoutMs,
   );
@@ -199,7 +204,7 @@ async function readOpen(reader: ConnReader, conn: Conn, timeoutMs: number, size:
     const p = f.parts ? Buffer.concat(f.parts) : f.payload;
     return { index: f.streamId, view: new DataView(p.buffer, p.byteOffset, p.byteLength), bytes: p };
   } finally {
-    clearTimeout(timer);
+    env.clock.clearTimeout(timer);
   }
 }
 
@@ -209,6 +214,7 @@ async function readOpen(reader: ConnReader, conn: Conn, timeoutMs: number, size:
  */
 export function amst(inner: Transport, options: AmstOptions = {}): Transport {
   const cfg = config(options);
+  const env = options.env ?? nodeEnv;
   // New connections keep their small windows even when authenticated bundles want everything.
   const reserve = Math.min(
     cfg.maxPendingBundles * cfg.preAuthWindowBytes,
@@ -246,7 +252,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
       v.setUint16(18, initial, true);
       v.setUint32(20, cfg.windowBytes, true);
       conn.send(openFrame(index, req));
-      const a = await readOpen(reader, conn, openTimeoutMs, OPEN_ANSWER);
+      const a = await readOpen(env, reader, conn, openTimeoutMs, OPEN_ANSWER);
       const status = a.view.getUint8(0);
       if (status !== STATUS.OK) {
         throw new DWCPError(
@@ -272,7 +278,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
     secure: inner.secure ?? false,
     async dial(address: string, dialOptions: DialOptions = {}): Promise<Conn> {
       throwIfAborted(dialOptions.signal, "dial");
-      const bundle = randomBytes(16);
+      const bundle = env.random.bytes(16);
       const first = await openStream(address, bundle, KIND_OPEN, 0, dialOptions);
       let conn: AmstConn;
       try {
@@ -286,7 +292,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
           first.peerWindow,
           (index) => openStream(address, bundle, KIND_JOIN, index, { lend: dialOptions.lend === true }),
           dialOptions.lend === true,
-          { budget, peerStreams: first.peerStreams },
+          { env, budget, peerStreams: first.peerStreams },
         );
       } catch (err) {
         first.conn.abort();
@@ -331,7 +337,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
         };
         const refuse = (index: number, status: number) => {
           answer(index, status, 0);
-          void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
+          closeWithin(c, env, 1000);
         };
         // A connection that has not sent its STREAM_OPEN yet costs a socket and a
         // timer for up to openTimeoutMs: as many as bundles may wait, no more.
@@ -346,7 +352,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
         openingByHost.set(host, fromHost + 1);
         let r: Awaited<ReturnType<typeof readOpen>>;
         try {
-          r = await readOpen(reader, c, openTimeoutMs, OPEN_REQUEST);
+          r = await readOpen(env, reader, c, openTimeoutMs, OPEN_REQUEST);
         } catch {
           // Not an AMST stream, or it stalled: drop it; nothing was shared yet.
           stats.refusedBundles++;
@@ -381,6 +387,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
               undefined,
               listenOptions.lend === true,
               {
+                env,
                 budget,
                 onAuthenticated: () => {
                   pending.delete(conn);
@@ -402,8 +409,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
             const status = !conn ? STATUS.UNKNOWN_BUNDLE : conn.canJoin ? STATUS.OK : STATUS.FULL;
             if (status !== STATUS.OK) stats.refusedStreams++;
             answer(r.index, status, conn?.joinLimit ?? 0);
-            if (status !== STATUS.OK)
-              void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
+            if (status !== STATUS.OK) closeWithin(c, env, 1000);
             else conn!.addStream(c, reader, r.index);
           } else {
             stats.refusedBundles++;
