@@ -5,6 +5,7 @@
 import { randomFillSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { crc32c } from "../src/hash/index.js";
+import { tuneParams } from "../src/mode/policy.js";
 import type { Session } from "../src/session/session.js";
 import { type AmstConn, amst } from "../src/transport/amst/index.js";
 import { tcp } from "../src/transport/tcp/index.js";
@@ -142,14 +143,14 @@ describe("amst recovery", { timeout: 180_000 }, () => {
       if (step === 0 && bytes >= total / 4) {
         step++;
         // A long fat lossy path: many streams.
-        targets.push(ca.tune({ mode: "internet", rttMs: 50, bandwidthBps: 1e9, lossRate: 0.01 }));
+        targets.push(ca.tune(tuneParams({ mode: "internet", rttMs: 50, bandwidthBps: 1e9, lossRate: 0.01 })));
       } else if (step === 1 && bytes >= total / 2) {
         step++;
         // A datacenter path: one stream carries the bandwidth-delay product.
-        targets.push(ca.tune({ mode: "datacenter", rttMs: 0.05, bandwidthBps: 10e9 }));
+        targets.push(ca.tune(tuneParams({ mode: "datacenter", rttMs: 0.05, bandwidthBps: 10e9 })));
       } else if (step === 2 && bytes >= (3 * total) / 4) {
         step++;
-        targets.push(ca.tune({ mode: "datacenter", rttMs: 5, bandwidthBps: 40e9 }));
+        targets.push(ca.tune(tuneParams({ mode: "datacenter", rttMs: 5, bandwidthBps: 40e9 })));
       }
     });
     await send(a, total);

@@ -21,7 +21,8 @@ import {
   transcriptHash,
   verifyReadyProof,
 } from "../wire/auth.js";
-import { encodeFrame, type Frame, FrameFlags, FrameType } from "../wire/frame.js";
+import { CONTROL_HEADER, controlFrame } from "../wire/control.js";
+import { encodeFrame, type Frame, FrameType } from "../wire/frame.js";
 import { decodeGreeting, encodeGreeting, GREETING_SIZE, GreetingFlags, newNonce } from "../wire/greeting.js";
 import { FrameMac } from "../wire/integrity.js";
 import { type Negotiated, negotiate } from "../wire/negotiate.js";
@@ -97,21 +98,6 @@ export function certificateNodeIds(cert: X509Certificate): string[] {
     }
   }
   return ids;
-}
-
-/** The header fields of every CONTROL frame. */
-export const CONTROL_HEADER = {
-  type: FrameType.CONTROL,
-  flags: FrameFlags.END,
-  streamId: 0,
-  messageId: 0,
-  offset: 0,
-  codecId: 0,
-} as const;
-
-/** Encodes a control message as a CONTROL frame (without a MAC: the handshake's and tests'). */
-export function controlFrame(msg: Control): Uint8Array {
-  return encodeFrame(CONTROL_HEADER, encodeControl(msg));
 }
 
 /** Turns a received Error control message into a DWCPError marked remote. */
