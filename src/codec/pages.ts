@@ -45,6 +45,7 @@ const MAX_PAGES = 0x1_0000_0000;
 
 /** Codec ids inside a page frame. */
 export const PageCodec = { NONE: 0, LZ4: 1, ZSTD: 2 } as const;
+/** One of {@link PageCodec}'s ids. */
 export type PageCodecId = (typeof PageCodec)[keyof typeof PageCodec];
 
 /** What a page of a frame is. */

@@ -40,6 +40,7 @@ export interface FeatureFlags {
   forceV1: boolean;
 }
 
+/** The flags a node starts with: every v3 component off, rollout 0 %, no kill switch. */
 export const DEFAULT_FLAGS: Readonly<FeatureFlags> = Object.freeze({
   enableV3Transport: false,
   enableV3Compression: false,

@@ -23,6 +23,7 @@ export interface ModeThresholds {
   smoothing: number;
 }
 
+/** The classifier's defaults: datacenter under 10 ms RTT and from 1 Gbit/s, internet from 50 ms; 20 % hysteresis, 3 s dwell. */
 export const DEFAULT_THRESHOLDS: Readonly<ModeThresholds> = Object.freeze({
   datacenterRttMs: 10,
   internetRttMs: 50,
