@@ -57,7 +57,7 @@ const CODES = {
   ERR_TIMEOUT: "timed out",
   /** The operation was aborted (AbortSignal, or destroy()). */
   ERR_ABORTED: "aborted",
-  /** The peer reported an error (its code is in the message and `remoteCode`). */
+  /** The peer reported an error whose code this side does not know (the message quotes it; `remote` is set). */
   ERR_REMOTE: "the peer reported an error",
   /** An address could not be parsed for this transport. */
   ERR_BAD_ADDRESS: "bad address",
