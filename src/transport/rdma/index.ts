@@ -21,6 +21,7 @@
  * with `ERR_CONNECT`; a slot frees on `conn.authenticated()` or when the
  * connection closes.
  */
+import { type Clock, type Env, nodeEnv, type Timer } from "../../env/index.js";
 import { DWCPError, isErrorCode } from "../../errors.js";
 import type { NativeRdmaDevice } from "../../native/binding.js";
 import { controlFrame } from "../../wire/control.js";
@@ -31,6 +32,7 @@ import {
   AbstractConn,
   type Conn,
   type ConnLimits,
+  closeWithin,
   type DialOptions,
   type Listener,
   type ListenOptions,
@@ -53,7 +55,7 @@ export interface RdmaOptions extends ConnLimits {
   recvBuffers?: number;
   /** Send buffers. @default 32 */
   sendBuffers?: number;
-  /** Options of the TCP control connection. */
+  /** Options of the TCP control connection (its `env` is this one unless given). */
   tcp?: TcpOptions;
   /** Time for the control exchange. @default 10000 */
   setupTimeoutMs?: number;
@@ -70,6 +72,8 @@ export interface RdmaOptions extends ConnLimits {
    * aborted with `ERR_HANDSHAKE_TIMEOUT`; 0 never. @default 30000
    */
   preAuthTimeoutMs?: number;
+  /** Clock of the setup, pre-authentication and closing timers. @default nodeEnv */
+  env?: Env;
 }
 
 /** Counters of an rdma listener (see {@link RdmaListener}). */
@@ -123,6 +127,7 @@ interface Setup {
   readHighWater: number;
   maxPendingSetups: number;
   preAuthTimeoutMs: number;
+  env: Env;
 }
 
 /** A local verbs endpoint ready to connect: device, queue pair, registered pools. */
@@ -186,6 +191,7 @@ export class RdmaConn extends AbstractConn {
   readonly #reader: ConnReader;
   readonly #ep: Endpoint | undefined;
   readonly #cfg: Setup;
+  readonly #clock: Clock;
 
   // send side
   readonly #out: OutboundQueue;
@@ -221,6 +227,7 @@ export class RdmaConn extends AbstractConn {
     this.#reader = reader;
     this.#ep = ep;
     this.#cfg = cfg;
+    this.#clock = cfg.env.clock;
     this.#out = new OutboundQueue(cfg.writeHighWater ?? 4 << 20, () => this.#pump());
     this.localAddress = control.localAddress;
     this.remoteAddress = control.remoteAddress;
@@ -251,7 +258,7 @@ export class RdmaConn extends AbstractConn {
   }
 
   #preAuthRelease: (() => void) | undefined;
-  #preAuthTimer: NodeJS.Timeout | undefined;
+  #preAuthTimer: Timer | undefined;
 
   /**
    * @internal An accepted connection on verbs holds a listener's setup slot
@@ -262,14 +269,14 @@ export class RdmaConn extends AbstractConn {
     this.#preAuthRelease = release;
     this.once("close", () => this.#endPreAuth());
     if (timeoutMs > 0) {
-      this.#preAuthTimer = setTimeout(
+      this.#preAuthTimer = this.#clock.setTimeout(
         () =>
           this.abort(
             new DWCPError("ERR_HANDSHAKE_TIMEOUT", `the peer was not authenticated within ${timeoutMs} ms`),
           ),
         timeoutMs,
       );
-      this.#preAuthTimer.unref?.();
+      this.#preAuthTimer.unref();
     }
   }
 
@@ -279,7 +286,7 @@ export class RdmaConn extends AbstractConn {
   }
 
   #endPreAuth(): void {
-    if (this.#preAuthTimer) clearTimeout(this.#preAuthTimer);
+    this.#clock.clearTimeout(this.#preAuthTimer);
     this.#preAuthTimer = undefined;
     const release = this.#preAuthRelease;
     this.#preAuthRelease = undefined;
@@ -520,7 +527,7 @@ export class RdmaConn extends AbstractConn {
     this.#maybeFinish();
   }
 
-  #lingerTimer: NodeJS.Timeout | undefined;
+  #lingerTimer: Timer | undefined;
 
   /**
    * The control connection ended. After both ends were exchanged that is the
@@ -533,7 +540,7 @@ export class RdmaConn extends AbstractConn {
       return;
     }
     if (!err && this.#peerEnd >= 0 && this.#endSent) {
-      this.#lingerTimer ??= setTimeout(
+      this.#lingerTimer ??= this.#clock.setTimeout(
         () => this.#fail(new DWCPError("ERR_CLOSED", "control connection ended before all data arrived")),
         5000,
       );
@@ -545,7 +552,7 @@ export class RdmaConn extends AbstractConn {
   #maybeFinish(): void {
     if (this.#done || !this.#endSent || this.#peerEnd < 0 || this.#receivedTotal < this.#peerEnd) return;
     this.#done = true;
-    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+    this.#clock.clearTimeout(this.#lingerTimer);
     const ctl = this.#control;
     const finish = () => {
       this.#release();
@@ -556,7 +563,7 @@ export class RdmaConn extends AbstractConn {
       return;
     }
     ctl.once("close", finish);
-    void ctl.close({ signal: AbortSignal.timeout(5000) }).catch(() => ctl.abort());
+    closeWithin(ctl, this.#cfg.env, 5000);
   }
 
   #fail(err: Error, local = false): void {
@@ -575,8 +582,7 @@ export class RdmaConn extends AbstractConn {
     }
     this.#done = true;
     this.#release();
-    if (local)
-      void this.#control.close({ signal: AbortSignal.timeout(1000) }).catch(() => this.#control.abort());
+    if (local) closeWithin(this.#control, this.#cfg.env, 1000);
     else this.#control.abort();
     if (this.status === "open" || this.status === "closing") this.abort(err);
     this.closed(err);
@@ -616,6 +622,7 @@ function setup(o: RdmaOptions): Setup {
     readHighWater: o.readHighWater ?? 4 << 20,
     maxPendingSetups: int("maxPendingSetups", o.maxPendingSetups ?? 8, 1),
     preAuthTimeoutMs: int("preAuthTimeoutMs", o.preAuthTimeoutMs ?? 30_000, 0),
+    env: o.env ?? nodeEnv,
   };
 }
 
@@ -654,7 +661,8 @@ function peerQp(peer: RdmaInfo): { qpn: number; psn: number; lid: number; gid: U
  */
 async function establish(control: Conn, dialler: boolean, o: RdmaOptions, cfg: Setup): Promise<RdmaConn> {
   const reader = new ConnReader(control, 64 * 1024);
-  const timer = setTimeout(
+  const clock = cfg.env.clock;
+  const timer = clock.setTimeout(
     () => control.abort(new DWCPError("ERR_HANDSHAKE_TIMEOUT", "rdma setup timed out")),
     o.setupTimeoutMs ?? 10_000,
   );
@@ -718,7 +726,7 @@ async function establish(control: Conn, dialler: boolean, o: RdmaOptions, cfg: S
     control.abort();
     throw err;
   } finally {
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
   }
 }
 
@@ -729,7 +737,7 @@ async function establish(control: Conn, dialler: boolean, o: RdmaOptions, cfg: S
  */
 export function rdma(options: RdmaOptions = {}): Transport {
   const cfg = setup(options);
-  const control = tcp(options.tcp ?? {});
+  const control = tcp({ env: cfg.env, ...options.tcp });
   return {
     name: "rdma",
     async dial(address: string, d: DialOptions = {}): Promise<Conn> {
@@ -758,7 +766,7 @@ export function rdma(options: RdmaOptions = {}): Transport {
             } catch {
               // Already gone.
             }
-            void c.close({ signal: AbortSignal.timeout(1000) }).catch(() => c.abort());
+            closeWithin(c, cfg.env, 1000);
             return;
           }
           stats.pendingSetups++;

@@ -4,6 +4,7 @@
  */
 import { once } from "node:events";
 import { connect, createServer, type Server, Socket, type SocketConstructorOpts } from "node:net";
+import { deadline, type Env, nodeEnv } from "../../env/index.js";
 import { DWCPError } from "../../errors.js";
 import type { Conn, ConnLimits, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { formatHostPort, parseHostPort, throwIfAborted } from "../contract.js";
@@ -18,6 +19,8 @@ export interface TcpOptions extends ConnLimits {
   keepAliveMs?: number;
   /** Dial timeout in ms. @default 10000 */
   connectTimeoutMs?: number;
+  /** Clock of the dial timeout. @default nodeEnv */
+  env?: Env;
 }
 
 /** Applies per-socket options; returns the congestion control the kernel reports. */
@@ -33,10 +36,16 @@ export function tuneSocket(socket: Socket, options: TcpOptions): string | undefi
   }
 }
 
-/** Resolves when `socket` fires `event`, rejecting on error, timeout or abort. */
-export async function connectOrFail(socket: Socket, event: string, options: DialOptions, timeoutMs: number) {
-  const signals = [AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])];
-  const signal = AbortSignal.any(signals);
+/** Resolves when `socket` fires `event`, rejecting on error, timeout (on `env`'s clock) or abort. */
+export async function connectOrFail(
+  socket: Socket,
+  event: string,
+  options: DialOptions,
+  timeoutMs: number,
+  env: Env,
+) {
+  const limit = deadline(env, timeoutMs, "ERR_CONNECT", "connect");
+  const signal = options.signal ? AbortSignal.any([limit.signal, options.signal]) : limit.signal;
   try {
     await once(socket, event, { signal });
   } catch (err) {
@@ -45,6 +54,8 @@ export async function connectOrFail(socket: Socket, event: string, options: Dial
       throw new DWCPError("ERR_ABORTED", "dial aborted", { cause: options.signal.reason });
     if (signal.aborted) throw new DWCPError("ERR_CONNECT", `connect timed out after ${timeoutMs} ms`);
     throw toDWCPError(err as Error);
+  } finally {
+    limit.clear();
   }
 }
 
@@ -99,7 +110,13 @@ export function tcp(options: TcpOptions = {}): Transport {
       throwIfAborted(dialOptions.signal, "dial");
       const lent = dialOptions.lend ? new LentReads() : undefined;
       const socket = connect({ host, port, ...(lent ? { onread: lent.onread } : {}) });
-      await connectOrFail(socket, "connect", dialOptions, options.connectTimeoutMs ?? 10_000);
+      await connectOrFail(
+        socket,
+        "connect",
+        dialOptions,
+        options.connectTimeoutMs ?? 10_000,
+        options.env ?? nodeEnv,
+      );
       tuneSocket(socket, options);
       return new SocketConn("tcp", socket, { ...options, ...dialOptions.limits }, lent, true);
     },

@@ -9,6 +9,7 @@ import {
   connect as tlsConnect,
   createServer as tlsCreateServer,
 } from "node:tls";
+import { nodeEnv } from "../../env/index.js";
 import { DWCPError } from "../../errors.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { parseHostPort, throwIfAborted } from "../contract.js";
@@ -138,7 +139,13 @@ export function tls(
       const { host, port } = parseHostPort(address, "tls");
       throwIfAborted(dialOptions.signal, "dial");
       const socket = tlsConnect({ ...common, host, port, servername: options.servername ?? host });
-      await connectOrFail(socket, "secureConnect", dialOptions, options.connectTimeoutMs ?? 10_000);
+      await connectOrFail(
+        socket,
+        "secureConnect",
+        dialOptions,
+        options.connectTimeoutMs ?? 10_000,
+        options.env ?? nodeEnv,
+      );
       tuneSocket(socket, options);
       return new SocketConn("tls", socket, { ...options, ...dialOptions.limits });
     },
