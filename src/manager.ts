@@ -26,7 +26,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { ZstdDictionary } from "./codec/index.js";
-import type { PagePolicy } from "./codec/pages.js";
+import type { PagePolicy } from "./codec/pages/encode.js";
 import { DWCPError, type DWCPErrorCode } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
 import { shouldUseV3 } from "./flags/rollout.js";

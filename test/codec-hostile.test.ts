@@ -7,14 +7,11 @@
 import { randomFillSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { codecBackend, lz4Decompress, zstdDecompress } from "../src/codec/index.js";
-import {
-  BaselineStore,
-  decodePages,
-  decodePagesAsync,
-  encodePages,
-  ImageReceiver,
-  PageCodec,
-} from "../src/codec/pages.js";
+import { BaselineStore } from "../src/codec/pages/baselines.js";
+import { decodePages, decodePagesAsync } from "../src/codec/pages/decode.js";
+import { encodePages } from "../src/codec/pages/encode.js";
+import { PageCodec } from "../src/codec/pages/format.js";
+import { ImageReceiver } from "../src/codec/pages/images.js";
 import { hashPages, xxh3_64 } from "../src/hash/index.js";
 import { lz4Frame, lz4ZeroBlock, MiB, memoryCost, zstdRle } from "./helpers/hde-hostile.js";
 import { pageFrame, withCrc } from "./helpers/hostile-frames.js";

@@ -11,17 +11,11 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { makeImage, makeSnapshot } from "../bench/corpus.js";
 import { codecBackend, trainDictionary, ZstdDictionary } from "../src/codec/index.js";
-import {
-  BaselineStore,
-  decodePages,
-  decodePagesAsync,
-  encodePages,
-  encodePagesAsync,
-  ImageReceiver,
-  ImageSender,
-  PageCodec,
-  type PagePolicy,
-} from "../src/codec/pages.js";
+import { BaselineStore } from "../src/codec/pages/baselines.js";
+import { decodePages, decodePagesAsync } from "../src/codec/pages/decode.js";
+import { encodePages, encodePagesAsync, type PagePolicy } from "../src/codec/pages/encode.js";
+import { PageCodec } from "../src/codec/pages/format.js";
+import { ImageReceiver, ImageSender } from "../src/codec/pages/images.js";
 import { hashPages } from "../src/hash/index.js";
 import { policyFor } from "../src/mode/policy.js";
 import { ROOT } from "./helpers/child.js";
@@ -403,7 +397,9 @@ describe.skipIf(Boolean(otherSkip))(`page frames ${codecBackend()} ↔ ${other}$
         "--input-type=module",
         "-e",
         `import { codecBackend } from "./src/codec/index.js";
-         import { encodePages, decodePages, BaselineStore } from "./src/codec/pages.js";
+         import { encodePages } from "./src/codec/pages/encode.js";
+         import { decodePages } from "./src/codec/pages/decode.js";
+         import { BaselineStore } from "./src/codec/pages/baselines.js";
          import { readFileSync, writeFileSync } from "node:fs";
          const dir = process.env.DIR;
          const v1 = new Uint8Array(readFileSync(dir + "/v1")), v2 = new Uint8Array(readFileSync(dir + "/v2"));

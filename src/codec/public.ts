@@ -23,23 +23,21 @@ export {
   zstdCompressAsync,
   zstdDecompress,
 } from "./index.js";
+export { BaselineStore } from "./pages/baselines.js";
+export { type DecodeOptions, decodePages, decodePagesAsync } from "./pages/decode.js";
 export {
-  BaselineStore,
   type BatchStats,
-  type DecodeOptions,
-  decodePages,
-  decodePagesAsync,
   type EncodeOptions,
   encodePages,
   encodePagesAsync,
-  ImageReceiver,
-  ImageSender,
-  type ImageSenderOptions,
+  type PagePolicy,
+} from "./pages/encode.js";
+export {
   PageCodec,
   type PageCodecId,
   type PageFrameInfo,
   PageKind,
-  type PagePolicy,
   type ReadPageFrameOptions,
   readPageFrame,
-} from "./pages.js";
+} from "./pages/format.js";
+export { ImageReceiver, ImageSender, type ImageSenderOptions } from "./pages/images.js";

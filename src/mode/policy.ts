@@ -4,7 +4,8 @@
  * numbers and options and never learn the mode.
  */
 import type { ZstdDictionary } from "../codec/index.js";
-import { PageCodec, type PagePolicy } from "../codec/pages.js";
+import type { PagePolicy } from "../codec/pages/encode.js";
+import { PageCodec } from "../codec/pages/format.js";
 import { type StreamPath, streamCount } from "../transport/amst/tune.js";
 import type { TuneParams } from "../transport/contract.js";
 import type { Mode } from "./classifier.js";
