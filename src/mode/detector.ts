@@ -27,6 +27,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { EventLoopUtilization } from "node:perf_hooks";
+import { type Clock, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError } from "../errors.js";
 import type { Session } from "../session/session.js";
 import type { TcpInfo } from "../transport/tcp/tcpinfo.js";
@@ -101,6 +102,11 @@ export interface DetectorOptions {
   initialPings?: number;
   /** Budget of the initial bandwidth probe. @default 64 MiB and 1500 ms */
   probe?: { maxBytes?: number; maxMs?: number };
+  /**
+   * Clock of the sampling timer and of the detector's times; give the session's
+   * (its node's `env`), as the session's write times are compared with it. @default nodeEnv
+   */
+  env?: Env;
 }
 
 /** The `mode` event: the new mode, the old one and the measurements behind it. */
@@ -120,7 +126,8 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   readonly tracker: ModeTracker;
   readonly #session: Session;
   readonly #opts: DetectorOptions;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #timer: Timer | undefined;
   #started = 0;
   #last:
     | { at: number; acked: number; busy: boolean; loop: EventLoopUtilization; kernel: TcpInfo | undefined }
@@ -133,6 +140,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     super();
     this.#session = session;
     this.#opts = options;
+    this.#clock = (options.env ?? nodeEnv).clock;
     this.tracker = new ModeTracker(options.thresholds);
   }
 
@@ -183,7 +191,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   }
 
   async #start(): Promise<ModeEvent> {
-    this.#started = performance.now();
+    this.#started = this.#clock.now();
     const s = this.#session;
     const kernel = s.conn.pathInfo?.();
     if (kernel?.minRttUs) {
@@ -219,7 +227,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   /** Stops sampling. */
   stop(): void {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#stopSignal.abort(new DWCPError("ERR_ABORTED", "mode detection stopped"));
   }
 
@@ -246,7 +254,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
    */
   async #probe(maxRounds: number, enoughBps: number): Promise<{ bps: number; lowerBound: boolean }> {
     const maxBytes = this.#opts.probe?.maxBytes ?? 64 << 20;
-    const deadline = performance.now() + (this.#opts.probe?.maxMs ?? 1500);
+    const deadline = this.#clock.now() + (this.#opts.probe?.maxMs ?? 1500);
     const minRound = 256 * 1024;
     let size = minRound;
     let best = 0;
@@ -254,7 +262,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     let flat = 0;
     let spent = 0;
     for (let round = 0; round < maxRounds && spent < maxBytes; round++) {
-      const left = deadline - performance.now() - (this.tracker.estimate?.rttMs ?? 0);
+      const left = deadline - this.#clock.now() - (this.tracker.estimate?.rttMs ?? 0);
       if (latest.bps > 0) size = Math.min(size, Math.round((latest.bps / 8) * (left / 1000)));
       if (left <= 0 || size < minRound) break;
       // The round's sending stops when the budget is up whatever its size: a rate
@@ -291,7 +299,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   }
 
   #decide(): ModeEvent | undefined {
-    const d = this.tracker.evaluate(performance.now());
+    const d = this.tracker.evaluate(this.#clock.now());
     if (!d) return undefined;
     const ev: ModeEvent = {
       ...d,
@@ -304,7 +312,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => void this.#sample(), this.#opts.sampleIntervalMs ?? 500);
+    this.#timer = this.#clock.setTimeout(() => void this.#sample(), this.#opts.sampleIntervalMs ?? 500);
     this.#timer.unref();
   }
 
@@ -318,12 +326,12 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // The kernel's rates are read before the ping: afterwards its last delivery
       // sample is the ping itself, a few bytes that say nothing about the path.
       const before = s.conn.pathInfo?.();
-      const holdingBefore = peerHolding(before, s, performance.now(), holdMs);
+      const holdingBefore = peerHolding(before, s, this.#clock.now(), holdMs);
       const { rttMs: ping, peerHeld } = await s.rttSample();
       if (this.#stopped) return;
       // The limit counters are read after it, so the interval covers the ping too.
       const kernel = s.conn.pathInfo?.();
-      const now = performance.now();
+      const now = this.#clock.now();
       const reasons: string[] = [];
       if (peerHeld) reasons.push("the peer's session not reading");
       if (holdingBefore || peerHolding(kernel, s, now, holdMs))
