@@ -1,5 +1,5 @@
 // The HDE page frames (docs/PROTOCOL.md §14) on the codecs of codec_core.cc: the
-// native twins of src/codec/pages.ts encodePages() and decodePages(), the same
+// native twins of encodePages() (src/codec/pages/encode.ts) and decodePages() (decode.ts), the same
 // decisions and checks in the same order, so for the same codec library they write
 // the same bytes and fail with the same codes (tested). One call per batch, on the
 // libuv pool.

@@ -87,7 +87,7 @@ export type NativePageJob = Omit<Parameters<NonNullable<NativeBinding["encodePag
 
 /**
  * @internal The addon's page-frame coder: one batch per call on the libuv pool,
- * the same bytes and error codes as the TypeScript coder in `./pages.ts`.
+ * the same bytes and error codes as the TypeScript coder in `./pages/encode.ts` and `./pages/decode.ts`.
  */
 export interface NativePageCoder {
   encode(
