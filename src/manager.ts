@@ -27,9 +27,17 @@
 import { EventEmitter } from "node:events";
 import type { ZstdDictionary } from "./codec/index.js";
 import type { PagePolicy } from "./codec/pages/encode.js";
+import { nodeEnv } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
 import { shouldUseV3 } from "./flags/rollout.js";
+import {
+  type BreakerPolicy,
+  type BreakerSnapshot,
+  type BreakerState,
+  CircuitBreaker,
+  DEFAULT_BREAKER,
+} from "./manager/breaker.js";
 import {
   type Generation,
   type GenerationChange,
@@ -42,6 +50,8 @@ import { policyFor, tuneParams } from "./mode/policy.js";
 import { DWCPNode, type NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
 import { type Listener, tunable } from "./transport/contract.js";
+
+export type { BreakerPolicy, BreakerSnapshot, BreakerState } from "./manager/breaker.js";
 
 export {
   DEFAULT_LINK_OPTIONS,
@@ -92,21 +102,11 @@ export interface ComponentChoice {
   refused?: string;
 }
 
-/** Thresholds of the automatic rollback (defaults from the migration plan). */
-export interface RollbackPolicy {
-  /** Share of failed v3 sends that trips the breaker. @default 0.01 */
-  maxErrorRate: number;
-  /** v3 ack latency above this multiple of the baseline trips the breaker. @default 2 */
-  maxLatencyFactor: number;
-  /**
-   * ...and only when it is also this much above the baseline, ms: doubling a
-   * sub-millisecond latency is scheduling noise, not a degraded path. @default 1
-   */
-  minLatencyIncreaseMs: number;
-  /** Sends observed before the error rate is judged. @default 50 */
-  minSamples: number;
-  /** Time before v3 is retried after a trip, ms. @default 30000 */
-  coolDownMs: number;
+/**
+ * Thresholds of the automatic rollback: each peer's transport breaker judges
+ * that peer's v3 sends (failures, ack latency) by them.
+ */
+export interface RollbackPolicy extends BreakerPolicy {
   /**
    * A v3 send's ack latency counts only when the session had at most this many
    * bytes outstanding, the message included: an ack that waited behind the
@@ -116,12 +116,9 @@ export interface RollbackPolicy {
   latencySampleMaxBytes: number;
 }
 
+/** Defaults of {@link RollbackPolicy}: 1 % errors, 2× latency and 1 ms more, 30 s cool-down. */
 export const DEFAULT_ROLLBACK: Readonly<RollbackPolicy> = Object.freeze({
-  maxErrorRate: 0.01,
-  maxLatencyFactor: 2,
-  minLatencyIncreaseMs: 1,
-  minSamples: 50,
-  coolDownMs: 30_000,
+  ...DEFAULT_BREAKER,
   latencySampleMaxBytes: 64 * 1024,
 });
 
@@ -198,7 +195,8 @@ export interface ManagerEvents {
   link: [PeerLink];
   mode: [PeerLink, ModeEvent];
   generation: [PeerLink, GenerationChange];
-  breaker: [PeerLink, { state: "open" | "half-open" | "closed"; reason: string }];
+  /** A breaker of a component towards a peer changed state. */
+  breaker: [PeerLink, { state: BreakerState; reason: string; component: Component }];
   /**
    * A link started refusing application data (no encrypted generation may carry
    * it on a path not known to be datacenter), or stopped refusing.
@@ -250,6 +248,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   /** Links whose detection will start once connect() has dialled v3. */
   readonly #awaitingDetection = new Set<PeerLink>();
   readonly #refusing = new Map<PeerLink, string | undefined>();
+  /** Each link's breakers, one per component that has one (the transport's, from its v3 sends). */
+  readonly #breakers = new Map<PeerLink, Map<Component, CircuitBreaker>>();
   /** Links whose `link` event has fired: only they get `refusal` events. */
   readonly #announced = new Set<PeerLink>();
   readonly #listeners: Listener[] = [];
@@ -483,8 +483,17 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   }
 
   #newLink(peerId: string): PeerLink {
+    const breaker = new CircuitBreaker(this.policy, nodeEnv.clock, "v3");
+    const maxOwn = this.policy.latencySampleMaxBytes;
     const link = new PeerLink(peerId, this.#opts.link ?? {}, {
       changed: (l) => this.#reevaluate(l, "session ended"),
+      v3Sent: () => breaker.recordCall(),
+      v3Failed: () => breaker.recordFailure(),
+      // The breaker judges v3's latency, not this sender's own queue: an ack that
+      // waited behind megabytes we queued ahead of it measures us, not the path.
+      v3Acked: (_l, ms, ownBytes) => {
+        if (ownBytes <= maxOwn) breaker.recordLatency(ms);
+      },
       error: (_l, err) => {
         if (err instanceof DWCPError && err.code === "ERR_PROTOCOL" && !err.remote)
           this.#metrics.linkViolations++;
@@ -498,11 +507,12 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         this.#detectors.get(l)?.detector.stop();
         this.#detectors.delete(l);
         this.#refusing.delete(l);
+        this.#breakers.delete(l);
         this.#announced.delete(l);
         this.#awaitingDetection.delete(l);
       },
     });
-    link.latencySampleMaxBytes = this.policy.latencySampleMaxBytes;
+    this.#breakers.set(link, new Map([["transport", breaker]]));
     if (this.#opts.assumeMode) link.mode = this.#opts.assumeMode;
     link.on("generation", (g) => this.emit("generation", link, g));
     this.#links.set(peerId, link);
@@ -574,7 +584,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         // The internet generation crosses untrusted networks: TLS 1.3 with mutual
         // certificates or nothing (a PSK over plain TCP is for datacenter paths).
         reason = `${path} requires TLS for v3 (v3 transport is ${this.v3.transport.name})`;
-      } else if (link?.breaker === "open") reason = "automatic rollback (breaker open)";
+      } else if (link && this.#breakers.get(link)?.get("transport")?.state === "open")
+        reason = "automatic rollback (breaker open)";
       else if (c === "transport" && link && link.v3?.state !== "open") reason = "no open v3 session";
       else {
         generation = "v3";
@@ -585,6 +596,17 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         out[c].refused =
           link && this.#measuring(link) ? `${refused} (sends wait for the first measurement)` : refused;
     }
+    return out;
+  }
+
+  /**
+   * The breakers towards `peerId`, by component: their state and the figures they
+   * judge. Empty for a peer without a link.
+   */
+  breakers(peerId: string): Partial<Record<Component, BreakerSnapshot>> {
+    const link = this.#links.get(peerId);
+    const out: Partial<Record<Component, BreakerSnapshot>> = {};
+    if (link) for (const [c, b] of this.#breakers.get(link) ?? []) out[c] = b.snapshot();
     return out;
   }
 
@@ -631,48 +653,17 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   }
 
   #checkHealth(): void {
-    const p = this.policy;
-    const now = performance.now();
     for (const link of this.#links.values()) {
       if (link.state !== "open") continue;
-      if (link.breaker === "open") {
-        if (now < link.breakerUntil) continue;
-        link.breaker = "half-open";
-        link.stats.v3 = 0;
-        link.stats.v3Failures = 0;
-        link.v3Latency.length = 0;
-        link.v3Baseline = 0;
-        this.emit("breaker", link, { state: "half-open", reason: "cool-down over: retrying v3" });
-        void this.#redialV3(link).then(() => this.#reevaluate(link, "breaker half-open"));
-        continue;
-      }
-      if (link.active !== "v3" && !(link.stats.v3Failures > 0)) continue;
-      const lat = link.v3Latency;
-      // The baseline is v3's own latency once it has a few samples after (re)activation:
-      // the policy catches v3 getting worse, not v3 being a different path than v1.
-      if (link.v3Baseline === 0 && lat.length >= 16) link.v3Baseline = median(lat.slice(0, 16));
-      const sent = link.stats.v3;
-      const errorRate = sent > 0 ? link.stats.v3Failures / sent : 0;
-      const recent = median(lat.slice(-16));
-      let reason = "";
-      if (link.stats.v3Failures > 0 && (sent >= p.minSamples || !link.v3) && errorRate > p.maxErrorRate) {
-        reason = `v3 error rate ${(errorRate * 100).toFixed(2)}% > ${p.maxErrorRate * 100}%`;
-      } else if (
-        link.v3Baseline > 0 &&
-        lat.length >= 32 &&
-        recent > p.maxLatencyFactor * link.v3Baseline &&
-        recent - link.v3Baseline > p.minLatencyIncreaseMs
-      ) {
-        reason = `v3 latency ${recent.toFixed(2)} ms > ${p.maxLatencyFactor}× baseline ${link.v3Baseline.toFixed(2)} ms`;
-      }
-      if (reason) {
-        link.breaker = "open";
-        link.breakerUntil = now + p.coolDownMs;
-        this.emit("breaker", link, { state: "open", reason });
-        this.#reevaluate(link, `automatic rollback: ${reason}`);
-      } else if (link.breaker === "half-open" && link.active === "v3" && lat.length >= 32) {
-        link.breaker = "closed";
-        this.emit("breaker", link, { state: "closed", reason: "v3 healthy again" });
+      for (const [component, breaker] of this.#breakers.get(link) ?? []) {
+        // Every breaker is the transport's today: it judges v3 while v3 carries the
+        // link's messages (or has failed), and early once no v3 session is left.
+        const t = breaker.evaluate({ inUse: link.active === "v3", connected: link.v3 !== undefined });
+        if (!t) continue;
+        this.emit("breaker", link, { ...t, component });
+        if (t.state === "half-open")
+          void this.#redialV3(link).then(() => this.#reevaluate(link, "breaker half-open"));
+        else if (t.state === "open") this.#reevaluate(link, `automatic rollback: ${t.reason}`);
       }
     }
   }
@@ -744,10 +735,4 @@ function isSession(v: unknown): v is Session {
   return (
     typeof v === "object" && v !== null && typeof (v as Session).destroy === "function" && "negotiated" in v
   );
-}
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
 }

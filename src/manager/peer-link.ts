@@ -162,6 +162,16 @@ export interface PeerLinkHooks {
   /** `n` sends were refused: no generation may carry them on this path. */
   refused?(link: PeerLink, n: number): void;
   closed?(link: PeerLink, err: Error | undefined): void;
+  /** A message was handed to a v3 session (a resend counts again). */
+  v3Sent?(link: PeerLink): void;
+  /** v3 failed: a session ended with an error, or failed under a message. */
+  v3Failed?(link: PeerLink): void;
+  /**
+   * The peer acknowledged a message on v3 `ms` after it was handed over, with
+   * `ownBytes` of this side's own outstanding on that session then (the message
+   * included): an ack that waited behind our own queue measures us, not the path.
+   */
+  v3Acked?(link: PeerLink, ms: number, ownBytes: number): void;
 }
 
 interface Outgoing {
@@ -173,7 +183,8 @@ interface Outgoing {
   gen: Generation;
   acked: boolean;
   settled: boolean;
-  sample: boolean;
+  /** On v3: this side's bytes outstanding on the session at hand-off, the message included. */
+  ownBytes: number;
   sentAt: number;
   resolve: (seq: number) => void;
   reject: (err: Error) => void;
@@ -246,10 +257,6 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     reorderPeakMessages: 0,
     reorderPeakBytes: 0,
   };
-  /** Recent v3 ack latencies, ms, of messages sent with (almost) nothing queued ahead: the breaker's input. */
-  readonly v3Latency: number[] = [];
-  /** v3's own ack latency when it was last (re)activated: the rollback baseline. */
-  v3Baseline = 0;
   /** The path class the manager measured (or was told); undefined counts as internet. */
   mode: Mode | undefined;
   /** Set by the manager: whether v3 may carry new messages for this peer. */
@@ -264,13 +271,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    * only v1 could carry wait (queued, unnumbered) for the verdict instead of failing.
    */
   measuring = false;
-  breaker: "closed" | "open" | "half-open" = "closed";
-  breakerUntil = 0;
   peerFlagEpoch = 0;
   /** When the last switch to v1 happened (ms, the link's clock). */
   lastSwitchAt = 0;
-  /** @internal Largest own bytes (ahead + the message) a v3 send may have for its ack latency to count. */
-  latencySampleMaxBytes = 64 * 1024;
 
   readonly #hooks: PeerLinkHooks;
   readonly #windowBytesMax: number;
@@ -531,7 +534,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       gen: route.session ? route.gen : "v1",
       acked: false,
       settled: false,
-      sample: false,
+      ownBytes: 0,
       sentAt: 0,
       resolve,
       reject,
@@ -599,11 +602,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     rec.gen = gen;
     rec.session = session;
     this.stats[gen]++;
-    // The breaker judges v3's latency, not this sender's own queue: an ack that
-    // waited behind megabytes we queued ahead of it measures us, not the path.
-    rec.sample =
-      gen === "v3" &&
-      session.unackedBytes + session.conn.bufferedAmount + rec.charge <= this.latencySampleMaxBytes;
+    if (gen === "v3") {
+      rec.ownBytes = session.unackedBytes + session.conn.bufferedAmount + rec.charge;
+      this.#hooks.v3Sent?.(this);
+    }
     rec.sentAt = this.#clock.now();
     session.send(rec.parts!).then(
       () => this.#onAcked(rec, session),
@@ -614,10 +616,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #onAcked(rec: Outgoing, session: Session): void {
     if (rec.session !== session || rec.acked || rec.settled) return;
     rec.acked = true;
-    if (rec.sample) {
-      this.v3Latency.push(this.#clock.now() - rec.sentAt);
-      if (this.v3Latency.length > 256) this.v3Latency.shift();
-    }
+    if (rec.gen === "v3" && this.#hooks.v3Acked)
+      this.#hooks.v3Acked(this, this.#clock.now() - rec.sentAt, rec.ownBytes);
     // The window slides only past acknowledged messages at its start, and only
     // they are reported as sent: the peer's session acknowledges what it handed to
     // the peer's link, which holds everything after a missing number out of order
@@ -646,7 +646,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       rec.gen === "v3" &&
       !(err instanceof DWCPError && err.code === "ERR_CLOSED" && session.state === "closing")
     )
-      this.stats.v3Failures++;
+      this.#v3Failed();
     if (rec.gen === "v3" && this.#active === "v3" && !usable(this.#v3))
       this.setActive("v1", `v3 failed: ${err.message}`);
     let i = this.#held.length;
@@ -731,6 +731,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       this.#pumping = false;
     }
     this.#checkIdle();
+  }
+
+  #v3Failed(): void {
+    this.stats.v3Failures++;
+    this.#hooks.v3Failed?.(this);
   }
 
   #refused(n: number): void {
@@ -854,7 +859,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (i >= 0) list.splice(i, 1);
     // What it delivered while nobody listened is still in its queue: kept until a listener takes it.
     if (this.listenerCount("message") > 0 || session.queuedMessages === 0) this.#readers.delete(session);
-    if (gen === "v3" && err) this.stats.v3Failures++;
+    if (gen === "v3" && err) this.#v3Failed();
     if (this.#state === "closed") return;
     if (err && !this.#failed.has(session)) this.#report(err);
     if (this.#active === "v3" && !usable(this.#v3))
