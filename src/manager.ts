@@ -11,10 +11,13 @@
  * messages already on v3 either complete there or, if v3 fails, are re-sent on
  * v1, and duplicates are dropped by number at the receiver.
  *
- * Component selection follows DESIGN §1: in internet and hybrid mode a
- * component uses v3 when the node is in the rollout and that component's flag
- * is on; in datacenter mode only the transport may use v3 (its flag decides),
- * the rest stay on v1. Components not built yet are reported as such.
+ * The manager is the composition root: it builds each component from its entry
+ * in the registry (manager/registry.ts), asks the pure selection
+ * (manager/selection.ts) which generation each may use for a peer, and keeps
+ * one {@link CircuitBreaker} per component and peer. In internet and hybrid
+ * mode a component uses v3 when the node is in the rollout and that component's
+ * flag is on; in datacenter mode only the transport may use v3 (its flag
+ * decides), the rest stay on v1. Components not built yet are reported as such.
  *
  * The mode rule holds on both sides and before anything is measured: both the
  * dialling and the accepting side measure the path, a path not (yet) known to be
@@ -30,7 +33,6 @@ import type { PagePolicy } from "./codec/pages/encode.js";
 import { nodeEnv } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
-import { shouldUseV3 } from "./flags/rollout.js";
 import {
   type BreakerPolicy,
   type BreakerSnapshot,
@@ -44,10 +46,12 @@ import {
   PeerLink,
   type PeerLinkOptions,
 } from "./manager/peer-link.js";
+import { COMPONENT_KEYS, type Component, REGISTRY } from "./manager/registry.js";
+import { type ComponentChoice, type Selection, selectGenerations } from "./manager/selection.js";
 import type { Mode, ModeThresholds } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { policyFor, tuneParams } from "./mode/policy.js";
-import { DWCPNode, type NodeOptions } from "./session/node.js";
+import type { DWCPNode, NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
 import { type Listener, tunable } from "./transport/contract.js";
 
@@ -67,40 +71,13 @@ export {
   type PeerLinkStats,
 } from "./manager/peer-link.js";
 
-/** The six components and the flag of each. */
-export const COMPONENTS = {
-  transport: "enableV3Transport",
-  compression: "enableV3Compression",
-  prediction: "enableV3Prediction",
-  sync: "enableV3StateSync",
-  consensus: "enableV3Consensus",
-  placement: "enableV3Placement",
-} as const satisfies Record<string, keyof FeatureFlags>;
-export type Component = keyof typeof COMPONENTS;
+export type { Component } from "./manager/registry.js";
+export type { ComponentChoice } from "./manager/selection.js";
 
-/** Which components have working v1/v3 implementations in this version. */
-const IMPLEMENTED: Record<Component, boolean> = {
-  transport: true,
-  compression: true,
-  prediction: false,
-  sync: false,
-  consensus: false,
-  placement: false,
-};
-
-/** Per-component choice for one peer. */
-export interface ComponentChoice {
-  generation: Generation;
-  /** False when the component is not built yet: the choice is what *would* apply. */
-  implemented: boolean;
-  reason: string;
-  /**
-   * Present when the component's data may not travel to this peer now, and why:
-   * the choice is v1, v1 is not encrypted, and the path is not known to be
-   * datacenter. Sends on the link fail with `ERR_UNSUPPORTED` meanwhile.
-   */
-  refused?: string;
-}
+/** The six components and the flag of each (from the {@link REGISTRY}). */
+export const COMPONENTS = Object.freeze(
+  Object.fromEntries(COMPONENT_KEYS.map((c) => [c, REGISTRY[c].flag])),
+) as { readonly [C in Component]: (typeof REGISTRY)[C]["flag"] };
 
 /**
  * Thresholds of the automatic rollback: each peer's transport breaker judges
@@ -274,8 +251,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     this.#opts = options;
     this.policy = { ...DEFAULT_ROLLBACK, ...options.rollback };
     this.flags = options.flags instanceof FlagStore ? options.flags : new FlagStore(options.flags ?? {});
-    this.v1 = new DWCPNode({ ...options.v1, nodeId: options.nodeId, versions: [1] });
-    this.v3 = new DWCPNode({ ...options.v3, nodeId: options.nodeId, versions: [3] });
+    this.v1 = REGISTRY.transport.v1({ ...options.v1, nodeId: options.nodeId });
+    this.v3 = REGISTRY.transport.v3({ ...options.v3, nodeId: options.nodeId });
     // Listening before the first load: a bad flags file at start-up is reported like
     // any later one (the flags stay as they were), not thrown out of the constructor.
     this.flags.on("change", this.#onFlagsChange);
@@ -565,38 +542,20 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
 
   /** The generation each component uses for `peerId` now, and why. */
   components(peerId: string): Record<Component, ComponentChoice> {
-    const link = this.#links.get(peerId);
-    const f = this.flags.flags;
-    const inRollout = shouldUseV3(this.nodeId, f);
-    const mode = link?.mode;
-    const path = describePath(mode);
-    const datacenter = mode === "datacenter";
-    const refused = this.#v1Refusal(mode);
-    const out = {} as Record<Component, ComponentChoice>;
-    for (const [c, flag] of Object.entries(COMPONENTS) as [Component, keyof FeatureFlags][]) {
-      let generation: Generation = "v1";
-      let reason: string;
-      if (f.forceV1) reason = "forceV1 (kill switch)";
-      else if (!inRollout) reason = `not in the ${f.v3RolloutPercentage}% rollout`;
-      else if (!f[flag]) reason = `${flag} is off`;
-      else if (datacenter && c !== "transport") reason = "datacenter mode keeps this component on v1";
-      else if (!datacenter && !this.v3.transport.secure) {
-        // The internet generation crosses untrusted networks: TLS 1.3 with mutual
-        // certificates or nothing (a PSK over plain TCP is for datacenter paths).
-        reason = `${path} requires TLS for v3 (v3 transport is ${this.v3.transport.name})`;
-      } else if (link && this.#breakers.get(link)?.get("transport")?.state === "open")
-        reason = "automatic rollback (breaker open)";
-      else if (c === "transport" && link && link.v3?.state !== "open") reason = "no open v3 session";
-      else {
-        generation = "v3";
-        reason = mode ? `${mode} mode, ${flag} on, in rollout` : `${flag} on, in rollout`;
-      }
-      out[c] = { generation, implemented: IMPLEMENTED[c], reason };
-      if (generation === "v1" && refused)
-        out[c].refused =
-          link && this.#measuring(link) ? `${refused} (sends wait for the first measurement)` : refused;
-    }
-    return out;
+    return this.#select(this.#links.get(peerId)).components;
+  }
+
+  /** {@link selectGenerations} for `link` (or for a peer without one: what would apply). */
+  #select(link: PeerLink | undefined): Selection {
+    const open: Component[] = [];
+    if (link) for (const [c, b] of this.#breakers.get(link) ?? []) if (b.state === "open") open.push(c);
+    return selectGenerations(this.flags.flags, this.nodeId, link?.mode, {
+      v1: { transport: this.v1.transport.name, secure: this.v1.transport.secure === true },
+      v3: { transport: this.v3.transport.name, secure: this.v3.transport.secure === true },
+      ...(link
+        ? { v3Open: link.v3?.state === "open", breakersOpen: open, measuring: this.#measuring(link) }
+        : {}),
+    });
   }
 
   /**
@@ -610,20 +569,14 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     return out;
   }
 
-  /** Why v1 may not carry application data on a path of `mode`, or undefined when it may. */
-  #v1Refusal(mode: Mode | undefined): string | undefined {
-    if (mode === "datacenter" || this.v1.transport.secure) return undefined;
-    return `${describePath(mode)} never carries application data unencrypted, and v1 (${this.v1.transport.name}) is not encrypted`;
-  }
-
   /**
    * How HDE compresses page frames for `peerId` now: the mode policy
    * ({@link policyFor}) with v3 (zstd, the dictionary) only where the compression
    * component is on v3 for this peer.
    */
   pagePolicy(peerId: string, dictionary?: ZstdDictionary): PagePolicy {
-    const v3 = this.components(peerId).compression.generation === "v3";
-    return policyFor(this.#links.get(peerId)?.mode, { v3, ...(dictionary ? { dictionary } : {}) });
+    const generation = this.components(peerId).compression.generation;
+    return REGISTRY.compression[generation](this.#links.get(peerId)?.mode, dictionary);
   }
 
   #reevaluateAll(why: string): void {
@@ -633,10 +586,10 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
 
   #reevaluate(link: PeerLink, why: string): void {
     if (link.state === "closed") return;
-    const t = this.components(link.peerId).transport;
+    const { v3Allowed, v1Refusal } = this.#select(link);
     // v1's refusal holds whatever v3's state: when v3 fails under messages, the link
     // must not fall back to v1 on its own.
-    link.setPolicy(t.generation === "v3", this.#v1Refusal(link.mode), why, this.#measuring(link));
+    link.setPolicy(v3Allowed, v1Refusal, why, this.#measuring(link));
     if (!this.#announced.has(link)) return;
     const refusing = link.refusing;
     if (refusing !== this.#refusing.get(link)) {
@@ -710,10 +663,6 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     for (const l of this.#listeners) await l.close();
     await Promise.all([this.v1.close({ timeoutMs: closeMs }), this.v3.close({ timeoutMs: closeMs })]);
   }
-}
-
-function describePath(mode: Mode | undefined): string {
-  return mode ? `${mode} mode` : "an unmeasured path (counted as internet)";
 }
 
 /** A signal that fires when either does. */

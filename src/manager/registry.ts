@@ -1,0 +1,75 @@
+/**
+ * The six components a manager composes: each one's flag, and what it is built
+ * from on each generation where it is built at all. The manager makes its
+ * session nodes and HDE's page policy from these entries, and reports the
+ * components without them as not implemented; a component that comes adds its
+ * factories here and its protocol in its own layer.
+ */
+import type { ZstdDictionary } from "../codec/index.js";
+import type { PagePolicy } from "../codec/pages/encode.js";
+import type { FeatureFlags } from "../flags/flags.js";
+import type { Mode } from "../mode/classifier.js";
+import { policyFor } from "../mode/policy.js";
+import { DWCPNode, type NodeOptions } from "../session/node.js";
+
+/** A component with a working implementation on both generations. */
+export interface BuiltComponent<F> {
+  /** Its short name (AMST, HDE, PBA, ASS, ACP, ITP). */
+  readonly name: string;
+  /** The flag that lets it use v3. */
+  readonly flag: keyof FeatureFlags;
+  readonly implemented: true;
+  /** Builds its v1 (datacenter) form. */
+  readonly v1: F;
+  /** Builds its v3 (internet) form. */
+  readonly v3: F;
+}
+
+/** A component not built yet: selection still says which generation it *would* use. */
+export interface PlannedComponent {
+  /** Its short name. */
+  readonly name: string;
+  /** The flag that will let it use v3. */
+  readonly flag: keyof FeatureFlags;
+  readonly implemented: false;
+  readonly v1?: undefined;
+  readonly v3?: undefined;
+}
+
+/** One entry of the {@link REGISTRY}. */
+export type ComponentEntry<F = unknown> = BuiltComponent<F> | PlannedComponent;
+
+/** Builds a generation's session node, offering only that generation's protocol version. */
+export type NodeFactory = (options: Omit<NodeOptions, "versions">) => DWCPNode;
+
+/** HDE's page policy for a path of `mode` (undefined: not measured yet). */
+export type PagePolicyFactory = (mode: Mode | undefined, dictionary?: ZstdDictionary) => PagePolicy;
+
+function node(version: number): NodeFactory {
+  return (options) => new DWCPNode({ ...options, versions: [version] });
+}
+const pagePolicyV1: PagePolicyFactory = (mode) => policyFor(mode, { v3: false });
+const pagePolicyV3: PagePolicyFactory = (mode, dictionary) =>
+  policyFor(mode, { v3: true, ...(dictionary ? { dictionary } : {}) });
+
+/** The components, in the order they are reported. */
+export const REGISTRY = Object.freeze({
+  transport: { name: "AMST", flag: "enableV3Transport", implemented: true, v1: node(1), v3: node(3) },
+  compression: {
+    name: "HDE",
+    flag: "enableV3Compression",
+    implemented: true,
+    v1: pagePolicyV1,
+    v3: pagePolicyV3,
+  },
+  prediction: { name: "PBA", flag: "enableV3Prediction", implemented: false, v1: undefined, v3: undefined },
+  sync: { name: "ASS", flag: "enableV3StateSync", implemented: false, v1: undefined, v3: undefined },
+  consensus: { name: "ACP", flag: "enableV3Consensus", implemented: false, v1: undefined, v3: undefined },
+  placement: { name: "ITP", flag: "enableV3Placement", implemented: false, v1: undefined, v3: undefined },
+} as const satisfies Record<string, ComponentEntry>);
+
+/** A component's key in the {@link REGISTRY}. */
+export type Component = keyof typeof REGISTRY;
+
+/** Every component's key, in registry order. */
+export const COMPONENT_KEYS = Object.freeze(Object.keys(REGISTRY) as Component[]);
