@@ -410,7 +410,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       this.#awaitingDetection.add(link);
     const l = link;
     s.on("control", (msg: { flagEpoch?: { epoch: number } }) => {
-      if (msg.flagEpoch) l.peerFlagEpoch = msg.flagEpoch.epoch;
+      if (msg.flagEpoch) l.notePeerFlagEpoch(msg.flagEpoch.epoch);
     });
     this.#sendEpoch(s);
     if (accepted && gen === "v1") {
@@ -490,7 +490,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       },
     });
     this.#breakers.set(link, new Map([["transport", breaker]]));
-    if (this.#opts.assumeMode) link.mode = this.#opts.assumeMode;
+    if (this.#opts.assumeMode) link.setMode(this.#opts.assumeMode);
     link.on("generation", (g) => this.emit("generation", link, g));
     this.#links.set(peerId, link);
     return link;
@@ -517,7 +517,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     const d = new ModeDetector(s, this.#opts.thresholds ? { thresholds: this.#opts.thresholds } : {});
     d.on("mode", (e) => {
       if (link.state === "closed") return;
-      link.mode = e.mode;
+      link.setMode(e.mode);
       // AMST follows the path: the stream count from the measured RTT and bandwidth.
       if (tunable(s.conn)) s.conn.tune(tuneParams({ mode: e.mode, ...e.estimate }));
       this.emit("mode", link, e);

@@ -85,7 +85,7 @@ describe("DWCPManager generation selection", () => {
       reason: "not in the 0% rollout",
     });
     expect(linkA.active).toBe("v1");
-    linkA.mode = "datacenter";
+    linkA.setMode("datacenter");
     a.flags.update({ v3RolloutPercentage: 100, enableV3Compression: true });
     expect(a.components("node-b").compression.reason).toBe("datacenter mode keeps this component on v1");
     expect(a.pagePolicy("node-b")).toEqual({ codec: 1, level: 1 });
@@ -99,7 +99,7 @@ describe("DWCPManager generation selection", () => {
       v3: () => memory({}, net),
       addresses: { v1: "t1:0", v3: "t3:0" },
     });
-    linkA.mode = "internet";
+    linkA.setMode("internet");
     a.flags.update({ enableV3Compression: true });
     expect(a.components("node-b").transport).toMatchObject({
       generation: "v1",
@@ -120,15 +120,15 @@ describe("DWCPManager generation selection", () => {
     });
     const { ZstdDictionary } = await import("../src/codec/index.js");
     const dict = new ZstdDictionary(new Uint8Array(64).fill(3));
-    linkA.mode = "internet";
+    linkA.setMode("internet");
     expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 1, level: 1 }); // flag off
     a.flags.update({ enableV3Compression: true });
     expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 2, level: 9, dictionary: dict });
-    linkA.mode = "hybrid";
+    linkA.setMode("hybrid");
     expect(a.pagePolicy("node-b")).toEqual({ codec: 2, level: 3 });
-    linkA.mode = "datacenter";
+    linkA.setMode("datacenter");
     expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 1, level: 1 });
-    linkA.mode = "internet";
+    linkA.setMode("internet");
     a.flags.update({ forceV1: true });
     expect(a.pagePolicy("node-b", dict)).toEqual({ codec: 1, level: 1 });
   });

@@ -243,7 +243,7 @@ function usable(s: Session | undefined): s is Session {
  */
 export class PeerLink extends EventEmitter<PeerLinkEvents> {
   readonly peerId: string;
-  readonly stats: PeerLinkStats = {
+  readonly #stats: PeerLinkStats = {
     sent: 0,
     delivered: 0,
     duplicatesDropped: 0,
@@ -257,25 +257,18 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     reorderPeakMessages: 0,
     reorderPeakBytes: 0,
   };
-  /** The path class the manager measured (or was told); undefined counts as internet. */
-  mode: Mode | undefined;
-  /** Set by the manager: whether v3 may carry new messages for this peer. */
-  v3Allowed = false;
-  /**
-   * Set by the manager: why v1 may not carry application data on this path (it is
-   * not encrypted and the path is not known to be datacenter), or undefined.
-   */
-  v1Refusal: string | undefined;
-  /**
-   * Set by the manager while the path's first measurement is under way: sends that
-   * only v1 could carry wait (queued, unnumbered) for the verdict instead of failing.
-   */
-  measuring = false;
-  peerFlagEpoch = 0;
-  /** When the last switch to v1 happened (ms, the link's clock). */
-  lastSwitchAt = 0;
 
   readonly #hooks: PeerLinkHooks;
+  #mode: Mode | undefined;
+  #peerFlagEpoch = 0;
+  // The manager's policy (setPolicy): whether v3 may carry new messages; why v1
+  // may not carry application data on this path (it is not encrypted and the path
+  // is not known to be datacenter); and whether the path's first measurement is
+  // under way, during which sends only v1 could carry wait (queued, unnumbered)
+  // for the verdict instead of failing.
+  #v3Allowed = false;
+  #v1Refusal: string | undefined;
+  #measuring = false;
   readonly #windowBytesMax: number;
   readonly #windowMessagesMax: number;
   readonly #highWater: number;
@@ -359,6 +352,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     });
   }
 
+  /** A snapshot of the link's counters. */
+  get stats(): PeerLinkStats {
+    return { ...this.#stats };
+  }
+
   /** The generation new messages take when it may carry them. */
   get active(): Generation {
     return this.#active;
@@ -425,6 +423,26 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     return { messages: this.#reorder.size, bytes: this.#reorderBytes };
   }
 
+  /** The path class the manager measured (or was told); undefined counts as internet. */
+  get mode(): Mode | undefined {
+    return this.#mode;
+  }
+
+  /** @internal Records the path class the manager measured or was told. */
+  setMode(mode: Mode): void {
+    this.#mode = mode;
+  }
+
+  /** The latest flag epoch the peer announced (0 until it has). */
+  get peerFlagEpoch(): number {
+    return this.#peerFlagEpoch;
+  }
+
+  /** @internal Records a flag epoch the peer announced. */
+  notePeerFlagEpoch(epoch: number): void {
+    this.#peerFlagEpoch = epoch;
+  }
+
   /** @internal The credential the link's sessions of `gen` hold (fixed by the first one). */
   credential(gen: Generation): string | undefined {
     return this.#credentials[gen];
@@ -435,9 +453,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    * or undefined while one can.
    */
   get refusing(): string | undefined {
-    if (this.#state === "closed" || this.measuring) return undefined;
-    if (this.#active === "v3" && this.v3Allowed && usable(this.#v3)) return undefined;
-    return this.v1Refusal;
+    if (this.#state === "closed" || this.#measuring) return undefined;
+    if (this.#active === "v3" && this.#v3Allowed && usable(this.#v3)) return undefined;
+    return this.#v1Refusal;
   }
 
   /** @internal Adds a session of generation `gen`; `lends` when it lends its messages. */
@@ -464,23 +482,20 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    * not carry yet wait in the queue instead of being refused.
    */
   setPolicy(v3Allowed: boolean, v1Refusal: string | undefined, why: string, measuring = false): void {
-    this.v3Allowed = v3Allowed;
-    this.v1Refusal = v1Refusal;
-    this.measuring = measuring;
-    this.setActive(v3Allowed && usable(this.#v3) ? "v3" : "v1", why);
+    this.#v3Allowed = v3Allowed;
+    this.#v1Refusal = v1Refusal;
+    this.#measuring = measuring;
+    this.#setActive(v3Allowed && usable(this.#v3) ? "v3" : "v1", why);
     this.#pump();
   }
 
-  /** @internal Switches the generation new messages take; emits `generation` on a change. */
-  setActive(gen: Generation, reason = "manager"): boolean {
-    if (gen === "v3" && !usable(this.#v3)) return false;
-    if (this.#active === gen) return false;
+  /** Switches the generation new messages take; emits `generation` on a change. */
+  #setActive(gen: Generation, reason: string): void {
+    if (gen === "v3" && !usable(this.#v3)) return;
+    if (this.#active === gen) return;
     const from = this.#active;
     this.#active = gen;
-    const at = this.#clock.now();
-    if (gen === "v1") this.lastSwitchAt = at;
-    this.emit("generation", { from, to: gen, reason, at });
-    return true;
+    this.emit("generation", { from, to: gen, reason, at: this.#clock.now() });
   }
 
   // ---------------------------------------------------------------- sending
@@ -509,7 +524,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     }
     const signal = options.signal;
     if (signal?.aborted) {
-      this.stats.aborted++;
+      this.#stats.aborted++;
       return Promise.reject(new DWCPError("ERR_ABORTED", "send aborted", { cause: signal.reason }));
     }
     if (this.#state !== "open")
@@ -563,10 +578,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #route(): Route {
     if (this.#state === "closed")
       return { error: new DWCPError("ERR_CLOSED", `link to ${this.peerId} is closed`) };
-    if (this.#active === "v3" && this.v3Allowed && usable(this.#v3)) return { gen: "v3", session: this.#v3 };
-    if (this.v1Refusal) {
-      if (this.measuring) return { wait: true };
-      return { error: new DWCPError("ERR_UNSUPPORTED", `refused: ${this.v1Refusal}`) };
+    if (this.#active === "v3" && this.#v3Allowed && usable(this.#v3)) return { gen: "v3", session: this.#v3 };
+    if (this.#v1Refusal) {
+      if (this.#measuring) return { wait: true };
+      return { error: new DWCPError("ERR_UNSUPPORTED", `refused: ${this.#v1Refusal}`) };
     }
     if (!usable(this.#v1))
       return { error: new DWCPError("ERR_CLOSED", `no open session to ${this.peerId} may carry messages`) };
@@ -591,7 +606,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     rec.parts = [header, rec.data];
     this.#window.push(rec);
     this.#windowBytes += rec.charge;
-    this.stats.sent++;
+    this.#stats.sent++;
     if (rec.onAbort) {
       rec.signal?.removeEventListener("abort", rec.onAbort);
       rec.onAbort = undefined;
@@ -601,7 +616,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #handOff(rec: Outgoing, gen: Generation, session: Session): void {
     rec.gen = gen;
     rec.session = session;
-    this.stats[gen]++;
+    this.#stats[gen]++;
     if (gen === "v3") {
       rec.ownBytes = session.unackedBytes + session.conn.bufferedAmount + rec.charge;
       this.#hooks.v3Sent?.(this);
@@ -648,7 +663,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     )
       this.#v3Failed();
     if (rec.gen === "v3" && this.#active === "v3" && !usable(this.#v3))
-      this.setActive("v1", `v3 failed: ${err.message}`);
+      this.#setActive("v1", `v3 failed: ${err.message}`);
     let i = this.#held.length;
     while (i > 0 && this.#held[i - 1]!.seq > rec.seq) i--;
     this.#held.splice(i, 0, rec);
@@ -657,7 +672,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   #withdraw(rec: Outgoing): void {
     if (rec.settled || rec.seq !== 0) return;
-    this.stats.aborted++;
+    this.#stats.aborted++;
     this.#settle(rec, new DWCPError("ERR_ABORTED", "send aborted", { cause: rec.signal?.reason }));
     this.#pump();
   }
@@ -687,7 +702,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         const r = this.#route();
         if (!r.session) break;
         const rec = this.#held.shift()!;
-        this.stats.resent++;
+        this.#stats.resent++;
         this.#handOff(rec, r.gen, r.session);
       }
       // Nothing new goes before the messages waiting to go again; on a closing link
@@ -734,12 +749,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 
   #v3Failed(): void {
-    this.stats.v3Failures++;
+    this.#stats.v3Failures++;
     this.#hooks.v3Failed?.(this);
   }
 
   #refused(n: number): void {
-    this.stats.refused += n;
+    this.#stats.refused += n;
     if (n > 0) this.#hooks.refused?.(this, n);
   }
 
@@ -774,7 +789,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       return;
     }
     if (seq < this.#expectSeq || this.#reorder.has(seq)) {
-      this.stats.duplicatesDropped++;
+      this.#stats.duplicatesDropped++;
       return;
     }
     if (seq === this.#expectSeq) {
@@ -811,14 +826,14 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       : data.subarray(LINK_HEADER_BYTES);
     this.#reorder.set(seq, { data: payload, generation: gen, charge });
     this.#reorderBytes += charge;
-    if (this.#reorder.size > this.stats.reorderPeakMessages)
-      this.stats.reorderPeakMessages = this.#reorder.size;
-    if (this.#reorderBytes > this.stats.reorderPeakBytes) this.stats.reorderPeakBytes = this.#reorderBytes;
+    if (this.#reorder.size > this.#stats.reorderPeakMessages)
+      this.#stats.reorderPeakMessages = this.#reorder.size;
+    if (this.#reorderBytes > this.#stats.reorderPeakBytes) this.#stats.reorderPeakBytes = this.#reorderBytes;
   }
 
   #deliver(seq: number, data: Uint8Array, generation: Generation): void {
     this.#expectSeq = seq + 1;
-    this.stats.delivered++;
+    this.#stats.delivered++;
     this.emit("message", { seq, data, generation });
   }
 
@@ -842,7 +857,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   #violation(session: Session, message: string): void {
     const err = new DWCPError("ERR_PROTOCOL", `${this.peerId}: ${message}`);
-    this.stats.violations++;
+    this.#stats.violations++;
     this.#failed.add(session);
     session.destroy(err);
     this.#report(err);
@@ -863,7 +878,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.#state === "closed") return;
     if (err && !this.#failed.has(session)) this.#report(err);
     if (this.#active === "v3" && !usable(this.#v3))
-      this.setActive("v1", `v3 session ended${err ? `: ${err.message}` : ""}`);
+      this.#setActive("v1", `v3 session ended${err ? `: ${err.message}` : ""}`);
     if (this.#sessions.v1.length === 0 && this.#sessions.v3.length === 0) {
       this.#finish(err);
       return;
