@@ -31,6 +31,15 @@ import { PartsCursor } from "../wire/parts.js";
 import { type Control, decodeControl, encodeControl, errorControl, type Hello } from "../wire/proto.js";
 import type { ConnReader } from "../wire/reader.js";
 import { remoteError } from "./handshake.js";
+import {
+  ControlRouter,
+  DEFAULT_REQUESTS_IN_FLIGHT,
+  REQUEST_ENVELOPE_BYTES,
+  type RequestHandler,
+  type RequestOptions,
+} from "./router.js";
+
+export type { RequestContext, RequestHandler, RequestOptions } from "./router.js";
 
 type ProbeAckBody = Extract<Control, { probeAck: unknown }>["probeAck"];
 
@@ -131,6 +140,12 @@ export interface SessionLimits {
    * always copies the reader owns. @default false
    */
   lendMessages?: boolean;
+  /**
+   * Requests ({@link Session.request}) this side keeps unanswered at once, at most
+   * 256 (what a peer accepts, PROTOCOL §8.1); further requests wait for a slot.
+   * @default 64
+   */
+  maxRequestsInFlight?: number;
 }
 
 /** @internal What the handshake hands a session besides its limits. */
@@ -204,6 +219,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   readonly #mac: FrameMac | undefined;
   /** Largest DATA payload per frame: the negotiated frame size less the MAC tag. */
   readonly #frameMax: number;
+  readonly #router: ControlRouter;
 
   // --- send side ---
   #nextSendId = 1;
@@ -271,6 +287,28 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.#resolveClosed = r;
     });
     this.closed = this.#closedPromise.then(() => this.#error);
+    this.#router = new ControlRouter(
+      {
+        env: this.#env,
+        maxPayload: this.#frameMax - REQUEST_ENVELOPE_BYTES,
+        checkOpen: () => {
+          if (this.#state !== "open" || this.#remoteClosing) {
+            throw new DWCPError(
+              "ERR_CLOSED",
+              `session is ${this.#remoteClosing && this.#state !== "closed" ? "closing (by the peer)" : this.#state}`,
+              this.#error ? { cause: this.#error } : {},
+            );
+          }
+        },
+        send: (msg) => this.#sendControl(msg),
+        writable: () => this.#writable,
+        drained: () =>
+          this.conn.onDrain().then(() => {
+            this.#writable = true;
+          }),
+      },
+      limits.maxRequestsInFlight ?? DEFAULT_REQUESTS_IN_FLIGHT,
+    );
     // Messages that arrived before the first `message` listener was attached were
     // queued for iteration; hand them to the listener instead, in order.
     this.on("newListener", (event) => {
@@ -631,6 +669,50 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     );
   }
 
+  // ---------------------------------------------------------------- requests
+
+  /**
+   * Answers the peer's requests of `kind` (a `RequestKind` of proto/dwcp.proto;
+   * 1000–1999 for an application's own) with `handler`. One handler per kind;
+   * the peer's requests of a kind with none fail there with `ERR_UNSUPPORTED`.
+   *
+   * @returns a function that removes the handler
+   * @throws DWCPError `ERR_INVALID_ARG` for a bad kind or a kind already handled
+   */
+  handle(kind: number, handler: RequestHandler): () => void {
+    return this.#router.handle(kind, handler);
+  }
+
+  /**
+   * Sends a request of `kind` to the peer's handler and resolves with its answer.
+   * Requests and answers are control frames on the session's connection: while
+   * the peer's application leaves its messages unread, a request waits behind them.
+   *
+   * @throws DWCPError `ERR_TIMEOUT` after `timeout`, `ERR_ABORTED` when `signal`
+   *   fires, `ERR_CLOSED` when the session is closing or ends first,
+   *   `ERR_MESSAGE_TOO_LARGE` over {@link maxRequestBytes}, `ERR_UNSUPPORTED` when
+   *   the peer has no handler for `kind`, `ERR_REMOTE` when its handler failed
+   *   (the handler's code in the message and as the code of `cause`)
+   */
+  request(kind: number, payload: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
+    return this.#router.request(kind, payload, options);
+  }
+
+  /** Largest payload of a request or an answer: one control frame's worth. */
+  get maxRequestBytes(): number {
+    return this.#frameMax - REQUEST_ENVELOPE_BYTES;
+  }
+
+  /** Requests of this side the peer has not answered (those whose callers gave up included). */
+  get requestsInFlight(): number {
+    return this.#router.inFlight;
+  }
+
+  /** The peer's requests this side holds: handlers running, answers waiting to be sent. */
+  get requestsInHand(): number {
+    return this.#router.inHand;
+  }
+
   /**
    * Sends a control message the session itself does not interpret (ModeChange,
    * FlagEpoch); the peer's session emits it as `control`.
@@ -838,6 +920,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     } else if ("pong" in msg) this.#onPong(msg.pong);
     else if ("probe" in msg) this.#onProbe(msg.probe);
     else if ("probeAck" in msg) this.#onProbeAck(msg.probeAck);
+    else if ("request" in msg) this.#router.onRequest(msg.request);
+    else if ("response" in msg) this.#router.onResponse(msg.response);
     else if ("error" in msg) throw remoteError(msg.error);
     else if ("close" in msg) this.#onRemoteClose();
     else if ("hello" in msg) throw new DWCPError("ERR_PROTOCOL", "Hello after the handshake");
@@ -1105,6 +1189,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.#state = "closed";
       this.#wakeReaders();
       this.#failWaiters(new DWCPError("ERR_CLOSED", "session closed"));
+      this.#router.end(new DWCPError("ERR_CLOSED", "session closed"));
       void this.#reader.discard();
       this.#closeConn(2000);
       this.#resolveClosed();
@@ -1136,6 +1221,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     w?.();
     this.#wakeReaders();
     this.#failWaiters(err);
+    this.#router.end(err);
     // Let an Error frame already queued go out before the connection is torn down.
     this.#closeConn(200, err);
     void this.#reader.discard();

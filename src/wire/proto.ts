@@ -65,7 +65,30 @@ export type Control =
   | { probe: { round: number; last: boolean; padding: Uint8Array } }
   | { probeAck: { round: number; bytes: number; durationUs: number; busyUs: number } }
   | { rdma: RdmaInfo }
-  | { rdmaEnd: { bytes: number; abort: boolean } };
+  | { rdmaEnd: { bytes: number; abort: boolean } }
+  | { request: RequestBody }
+  | { response: ResponseBody };
+
+/** A request to the peer's control router (PROTOCOL §8.1). */
+export interface RequestBody {
+  id: number;
+  /**
+   * A `RequestKind` of proto/dwcp.proto: each component's requests take numbers
+   * from its own range there; 1000–1999 are for private use, never assigned.
+   */
+  kind: number;
+  payload: Uint8Array;
+}
+
+/** The answer to the {@link RequestBody} of the same id. */
+export interface ResponseBody {
+  id: number;
+  payload?: Uint8Array;
+  /** Set when the request failed: the handler's error code, or why it was refused. */
+  error?: { code: string; message: string } | null;
+  /** The receiver has no handler for the request's kind. */
+  unhandled?: boolean;
+}
 
 export function encodeControl(msg: Control): Uint8Array {
   return ControlType.encode(ControlType.fromObject(msg)).finish();
