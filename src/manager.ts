@@ -30,7 +30,7 @@
 import { EventEmitter } from "node:events";
 import type { ZstdDictionary } from "./codec/index.js";
 import type { PagePolicy } from "./codec/pages/encode.js";
-import { nodeEnv } from "./env/index.js";
+import { type Clock, deadline, type Env, nodeEnv, type Timer } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
 import {
@@ -102,10 +102,10 @@ export const DEFAULT_ROLLBACK: Readonly<RollbackPolicy> = Object.freeze({
 /** Options of {@link DWCPManager}. */
 export interface ManagerOptions {
   nodeId: string;
-  /** Node options for the v1 generation (transport, psk, limits). */
-  v1: Omit<NodeOptions, "nodeId" | "versions">;
-  /** Node options for the v3 generation. */
-  v3: Omit<NodeOptions, "nodeId" | "versions">;
+  /** Node options for the v1 generation (transport, psk, limits); its env is the manager's. */
+  v1: Omit<NodeOptions, "nodeId" | "versions" | "env">;
+  /** Node options for the v3 generation; its env is the manager's. */
+  v3: Omit<NodeOptions, "nodeId" | "versions" | "env">;
   /** Initial flags, or a store shared with the rest of the agent. */
   flags?: Partial<FeatureFlags> | FlagStore;
   /**
@@ -137,8 +137,15 @@ export interface ManagerOptions {
   connectTimeoutMs?: number;
   /** Time `close()` waits for each link's messages to be acknowledged before destroying it, ms. @default 2000 */
   closeTimeoutMs?: number;
-  /** Windows and backpressure of every {@link PeerLink}. */
-  link?: PeerLinkOptions;
+  /** Windows and backpressure of every {@link PeerLink}; their env is the manager's. */
+  link?: Omit<PeerLinkOptions, "env">;
+  /**
+   * Time and randomness of the manager and everything it builds: its session
+   * nodes, links, mode detectors, flag store (unless one is passed in `flags`),
+   * health checks and deadlines (the simulator's, under simulation). The
+   * transports in `v1` and `v3` take their own. @default nodeEnv
+   */
+  env?: Env;
 }
 
 /** Where a peer can be reached, per generation. */
@@ -241,7 +248,9 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   };
   readonly #onFlagsChange = () => this.#reevaluateAll("flags");
   readonly #onFlagsError = (e: Error) => this.#report(e);
-  #healthTimer: NodeJS.Timeout | undefined;
+  readonly #env: Env;
+  readonly #clock: Clock;
+  #healthTimer: Timer | undefined;
   #closing = false;
   #constructed = false;
 
@@ -249,10 +258,14 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     super();
     this.nodeId = options.nodeId;
     this.#opts = options;
+    this.#env = options.env ?? nodeEnv;
+    this.#clock = this.#env.clock;
+    const env = this.#env;
     this.policy = { ...DEFAULT_ROLLBACK, ...options.rollback };
-    this.flags = options.flags instanceof FlagStore ? options.flags : new FlagStore(options.flags ?? {});
-    this.v1 = REGISTRY.transport.v1({ ...options.v1, nodeId: options.nodeId });
-    this.v3 = REGISTRY.transport.v3({ ...options.v3, nodeId: options.nodeId });
+    this.flags =
+      options.flags instanceof FlagStore ? options.flags : new FlagStore(options.flags ?? {}, { env });
+    this.v1 = REGISTRY.transport.v1({ ...options.v1, nodeId: options.nodeId, env });
+    this.v3 = REGISTRY.transport.v3({ ...options.v3, nodeId: options.nodeId, env });
     // Listening before the first load: a bad flags file at start-up is reported like
     // any later one (the flags stay as they were), not thrown out of the constructor.
     this.flags.on("change", this.#onFlagsChange);
@@ -270,9 +283,20 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         }
       });
     }
-    this.#healthTimer = setInterval(() => this.#checkHealth(), 250);
-    this.#healthTimer.unref();
+    this.#scheduleHealthCheck();
     this.#constructed = true;
+  }
+
+  /** Judges every link's breakers every 250 ms until the manager closes. */
+  #scheduleHealthCheck(): void {
+    this.#healthTimer = this.#clock.setTimeout(() => {
+      try {
+        this.#checkHealth();
+      } finally {
+        if (!this.#closing) this.#scheduleHealthCheck();
+      }
+    }, 250);
+    this.#healthTimer.unref();
   }
 
   /** Links to peers, by peer node id. */
@@ -309,7 +333,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
    */
   async connect(address: PeerAddress, options: ConnectOptions = {}): Promise<PeerLink> {
     const timeoutMs = options.timeoutMs ?? this.#opts.connectTimeoutMs ?? 30_000;
-    const timeout = AbortSignal.timeout(timeoutMs);
+    const limit = deadline(this.#env, timeoutMs, "ERR_HANDSHAKE_TIMEOUT", `connect to ${address.v1}`);
+    const timeout = limit.signal;
     const signal = anySignal(timeout, options.signal);
     const opened: Session[] = [];
     let stage = `dialling v1 at ${address.v1}`;
@@ -365,6 +390,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       const e = err as Error;
       for (const s of opened) s.destroy(e instanceof DWCPError ? e : undefined);
       throw e;
+    } finally {
+      limit.clear();
     }
   }
 
@@ -418,18 +445,28 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       // verdict (a ModeChange is not authenticated on CRC-only frames), and until
       // it has its own the path counts as internet.
       const ms = this.#connectTimeoutMs();
-      void this.#detect(link, s, AbortSignal.timeout(ms))?.catch((err: Error) => {
-        if (s.state !== "open" || link.state !== "open") return;
-        this.#report(
-          err instanceof DWCPError && err.code === "ERR_ABORTED"
-            ? new DWCPError(
-                "ERR_HANDSHAKE_TIMEOUT",
-                `mode detection on the link from ${peerId} did not decide within ${ms} ms: its path counts as internet`,
-                { cause: err },
-              )
-            : err,
-        );
-      });
+      const limit = deadline(
+        this.#env,
+        ms,
+        "ERR_HANDSHAKE_TIMEOUT",
+        `mode detection on the link from ${peerId}`,
+      );
+      const detecting = this.#detect(link, s, limit.signal);
+      if (!detecting) limit.clear();
+      void detecting
+        ?.finally(() => limit.clear())
+        .catch((err: Error) => {
+          if (s.state !== "open" || link.state !== "open") return;
+          this.#report(
+            err instanceof DWCPError && err.code === "ERR_ABORTED"
+              ? new DWCPError(
+                  "ERR_HANDSHAKE_TIMEOUT",
+                  `mode detection on the link from ${peerId} did not decide within ${ms} ms: its path counts as internet`,
+                  { cause: err },
+                )
+              : err,
+          );
+        });
     }
     // The link's policy is in force before anyone sees it: a send from a `link`
     // listener already follows the mode rule.
@@ -460,9 +497,10 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   }
 
   #newLink(peerId: string): PeerLink {
-    const breaker = new CircuitBreaker(this.policy, nodeEnv.clock, "v3");
+    const breaker = new CircuitBreaker(this.policy, this.#clock, "v3");
     const maxOwn = this.policy.latencySampleMaxBytes;
-    const link = new PeerLink(peerId, this.#opts.link ?? {}, {
+    const options = { ...this.#opts.link, env: this.#env };
+    const link = new PeerLink(peerId, options, {
       changed: (l) => this.#reevaluate(l, "session ended"),
       v3Sent: () => breaker.recordCall(),
       v3Failed: () => breaker.recordFailure(),
@@ -514,7 +552,10 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     const running = this.#detectors.get(link);
     if (running && running.session.state === "open") return running.first;
     running?.detector.stop();
-    const d = new ModeDetector(s, this.#opts.thresholds ? { thresholds: this.#opts.thresholds } : {});
+    const d = new ModeDetector(s, {
+      env: this.#env,
+      ...(this.#opts.thresholds ? { thresholds: this.#opts.thresholds } : {}),
+    });
     d.on("mode", (e) => {
       if (link.state === "closed") return;
       link.setMode(e.mode);
@@ -600,7 +641,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         this.emit("refusal", link, {
           refusing: refusing !== undefined,
           reason: refusing ?? `${why}: ${link.active} may carry application data again`,
-          at: performance.now(),
+          at: this.#clock.now(),
         });
     }
   }
@@ -624,11 +665,19 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   async #redialV3(link: PeerLink): Promise<void> {
     const address = this.#addresses.get(link.peerId)?.v3;
     if (link.v3?.state === "open" || !address || link.state !== "open") return;
+    const limit = deadline(
+      this.#env,
+      this.#connectTimeoutMs(),
+      "ERR_HANDSHAKE_TIMEOUT",
+      `redialling v3 at ${address}`,
+    );
     try {
-      const s = await this.v3.connect(address, { signal: AbortSignal.timeout(this.#connectTimeoutMs()) });
+      const s = await this.v3.connect(address, { signal: limit.signal });
       this.#adopt(s.remoteNodeId, "v3", s, false);
     } catch (err) {
       this.#report(err as Error);
+    } finally {
+      limit.clear();
     }
   }
 
@@ -638,7 +687,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     const m = this.#metrics.errors;
     m.count++;
     m.byCode[code] = (m.byCode[code] ?? 0) + 1;
-    m.last = { code, message: err.message, at: Date.now() };
+    m.last = { code, message: err.message, at: this.#clock.wall() };
     // Errors of the constructor (the flags file's first load) go to listeners added
     // right after it.
     if (!this.#constructed) queueMicrotask(() => this.listenerCount("error") > 0 && this.emit("error", err));
@@ -651,14 +700,18 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
    */
   async close(): Promise<void> {
     this.#closing = true;
-    clearInterval(this.#healthTimer);
+    this.#clock.clearTimeout(this.#healthTimer);
     this.flags.unwatch();
     this.flags.off("change", this.#onFlagsChange);
     this.flags.off("error", this.#onFlagsError);
     for (const { detector } of this.#detectors.values()) detector.stop();
     const closeMs = this.#opts.closeTimeoutMs ?? 2000;
     await Promise.all(
-      [...this.#links.values()].map((l) => l.close({ signal: AbortSignal.timeout(closeMs) }).catch(() => {})),
+      [...this.#links.values()].map(async (l) => {
+        const limit = deadline(this.#env, closeMs, "ERR_TIMEOUT", `closing the link to ${l.peerId}`);
+        await l.close({ signal: limit.signal }).catch(() => {});
+        limit.clear();
+      }),
     );
     for (const l of this.#listeners) await l.close();
     await Promise.all([this.v1.close({ timeoutMs: closeMs }), this.v3.close({ timeoutMs: closeMs })]);
