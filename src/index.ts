@@ -24,6 +24,9 @@ export {
 export { type RolloutFlags, rolloutHash, shouldUseV3 } from "./flags/rollout.js";
 export { type BytesLike, crc32c, hashPages, xxh3_64 } from "./hash/index.js";
 export {
+  type BreakerPolicy,
+  type BreakerSnapshot,
+  type BreakerState,
   COMPONENTS,
   type Component,
   type ComponentChoice,

@@ -117,6 +117,7 @@ export interface ModeEvent extends ModeDecision {
   sources: { rtt: string[]; bandwidth: string[] };
 }
 
+/** Events of a {@link ModeDetector}: `mode` on every change of the path's classification. */
 export interface DetectorEvents {
   mode: [ModeEvent];
 }

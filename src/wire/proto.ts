@@ -19,6 +19,7 @@ export const AuthMethod = { NONE: 0, PSK_HMAC_SHA256: 1, TLS: 2 } as const;
 /** `Integrity` values: per-frame protection after the handshake. */
 export const Integrity = { CRC: 0, MAC: 1 } as const;
 
+/** A payload codec a node offers in its Hello: id, name, and the zstd dictionaries it holds. */
 export interface CodecInfo {
   id: number;
   name: string;

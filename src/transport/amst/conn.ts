@@ -173,6 +173,11 @@ interface Stream {
 /** Dials one more stream of this bundle (the dialling side only). */
 export type StreamDialer = (index: number) => Promise<{ conn: Conn; reader: ConnReader }>;
 
+/**
+ * One AMST connection: a byte stream striped over a bundle of streams, with
+ * resend on stream loss, redial, pacing, and the stream count tunable
+ * ({@link Tunable}) on the dialling side.
+ */
 export class AmstConn extends AbstractConn implements Tunable {
   readonly transport: string;
   readonly localAddress: string;
