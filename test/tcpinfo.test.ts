@@ -118,10 +118,10 @@ describeNative("tcpInfo on a loopback connection", () => {
 });
 
 describe("tcpInfo without the addon", () => {
-  const title = tcpInfoSupported
+  const title = tcpInfoSupported()
     ? "returns undefined in this process [skipped: native tcpinfo in use here; the fresh-process test below covers the TS path]"
     : "returns undefined in this process (TypeScript path)";
-  it.skipIf(tcpInfoSupported)(title, async () => {
+  it.skipIf(tcpInfoSupported())(title, async () => {
     const { client } = await loopbackPair();
     expect(tcpInfo(client)).toBeUndefined();
     expect(congestionControl(client)).toBeUndefined();
@@ -134,7 +134,7 @@ describe("tcpInfo without the addon", () => {
        import { tcpInfo, congestionControl, setCongestionControl, tcpInfoSupported } from "./src/transport/public.ts";
        const srv = createServer((s) => s.resume()).listen(0, "127.0.0.1", () => {
          const c = connect(srv.address().port, "127.0.0.1", () => {
-           console.log(JSON.stringify({ supported: tcpInfoSupported, info: tcpInfo(c) ?? "undefined",
+           console.log(JSON.stringify({ supported: tcpInfoSupported(), info: tcpInfo(c) ?? "undefined",
              cc: congestionControl(c) ?? "undefined", set: setCongestionControl(c, "cubic") ?? "undefined" }));
            c.destroy(); srv.close();
          });

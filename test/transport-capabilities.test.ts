@@ -53,12 +53,12 @@ describe("Tunable", () => {
   });
 });
 
-describe(`pathInfo() (${tcpInfoSupported ? "kernel TCP state read by the addon" : "no addon: undefined"})`, () => {
+describe(`pathInfo() (${tcpInfoSupported() ? "kernel TCP state read by the addon" : "no addon: undefined"})`, () => {
   it("tcp: the socket's TCP_INFO, with its congestion control", async () => {
     const { dialled, accepted } = await pair(tcp(), "127.0.0.1:0");
     for (const c of [dialled, accepted]) {
       const info = c.pathInfo?.();
-      if (!tcpInfoSupported) {
+      if (!tcpInfoSupported()) {
         expect(info).toBeUndefined();
         continue;
       }
@@ -72,7 +72,7 @@ describe(`pathInfo() (${tcpInfoSupported ? "kernel TCP state read by the addon" 
     const r = await pair(rdma(), "127.0.0.1:0");
     for (const c of [a.dialled, a.accepted, r.dialled, r.accepted]) {
       const info = c.pathInfo?.();
-      if (!tcpInfoSupported) {
+      if (!tcpInfoSupported()) {
         expect(info).toBeUndefined();
         continue;
       }

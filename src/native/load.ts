@@ -89,8 +89,6 @@ interface Refused {
 
 const forced = new Map<FeatureName, BackendName>();
 const chosen = new Map<FeatureName, BackendName | "refused">();
-/** Features chosen at import ({@link chooseBackend}), before any injection could apply. */
-const atImport = new Set<FeatureName>();
 const statuses = new Map<FeatureName, () => FeatureStatus>();
 
 function decide<T>(feature: FeatureName, spec: BackendSpec<T>): Chosen<T> | Refused {
@@ -166,33 +164,6 @@ export function defineBackend<T>(feature: FeatureName, spec: BackendSpec<T>): Ba
   };
 }
 
-/**
- * Chooses `feature`'s backend now, for a module that picks at import. Importing
- * never throws: when native is demanded and unavailable, each function of what
- * this returns throws `ERR_NATIVE_REQUIRED` when called. Such a choice is made
- * before any injection can apply; {@link defineBackend} waits for the first use.
- */
-export function chooseBackend<T>(
-  feature: FeatureName,
-  fromNative: (b: NativeBinding) => T | undefined,
-  ts: T,
-  detail: (b: NativeBinding) => string = () => `native ${feature}`,
-): T {
-  atImport.add(feature);
-  try {
-    return defineBackend(feature, { native: fromNative, ts: () => ts, detail }).get();
-  } catch (err) {
-    const fail = (): never => {
-      throw err;
-    };
-    if (typeof ts === "function") return fail as T;
-    if (ts === null || typeof ts !== "object") return ts;
-    return Object.fromEntries(
-      Object.entries(ts).map(([k, v]) => [k, typeof v === "function" ? fail : v]),
-    ) as T;
-  }
-}
-
 function checkFeature(feature: FeatureName): void {
   if (!(FEATURES as readonly string[]).includes(feature))
     throw new DWCPError(
@@ -216,9 +187,7 @@ export function useBackend(feature: FeatureName, name: BackendName): void {
   if (now !== undefined && now !== name)
     throw new DWCPError(
       "ERR_UNSUPPORTED",
-      atImport.has(feature)
-        ? `the ${feature} backend is chosen when its module is imported (${now})`
-        : `the ${feature} backend was chosen on first use (${now}); useBackend() must come before it`,
+      `the ${feature} backend was chosen on first use (${now}); useBackend() must come before it`,
     );
   forced.set(feature, name);
 }
@@ -232,7 +201,7 @@ export function useBackend(feature: FeatureName, name: BackendName): void {
  *   addon found before
  */
 export function useNativeBinding(source: NativeBindingSource): void {
-  const used = [...chosen.keys()].filter((f) => !atImport.has(f));
+  const used = [...chosen.keys()];
   if (used.length > 0)
     throw new DWCPError(
       "ERR_UNSUPPORTED",

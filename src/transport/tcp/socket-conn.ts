@@ -64,7 +64,7 @@ export class SocketConn extends AbstractConn {
   readonly release?: (keep: ArrayBufferLike | undefined) => void;
 
   /** Native writev, for a plain TCP socket only: on TLS it would bypass encryption. */
-  readonly #writev: typeof nativeWritev;
+  readonly #writev: ReturnType<typeof nativeWritev>;
   /** Bytes written straight to the kernel, and through Node's socket. */
   readonly writeStats = { direct: 0, queued: 0 };
   /** Chunks sent this tick, written together at its end (direct writes). */
@@ -78,7 +78,7 @@ export class SocketConn extends AbstractConn {
   constructor(transport: string, socket: Socket, limits?: ConnLimits, lent?: LentReads, plainTcp = false) {
     super(limits);
     this.#lent = lent;
-    this.#writev = plainTcp ? nativeWritev : undefined;
+    this.#writev = plainTcp ? nativeWritev() : undefined;
     this.#writeHighWater = limits?.writeHighWater ?? 4 * 1024 * 1024;
     this.transport = transport;
     this.socket = socket;

@@ -9,13 +9,20 @@
  *
  * @packageDocumentation
  */
-import { chooseBackend } from "../../native/load.js";
+import { defineBackend } from "../../native/load.js";
 
 type Writev = (fd: number, chunks: Uint8Array[]) => number;
 
+// Chosen on first use; not demanded by DWCP_NATIVE=1, since without it the same
+// bytes go through Node's socket.
+const backend = defineBackend<Writev | undefined>("sockio", {
+  native: (b) => (b.features.sockio && b.writev ? b.writev : undefined),
+  ts: () => undefined,
+  detail: () => "writev(2) on plain TCP sockets",
+  demanded: false,
+});
+
 /** The native writev, or undefined on the TypeScript path. */
-export const nativeWritev: Writev | undefined = chooseBackend<Writev | undefined>(
-  "sockio",
-  (b) => (b.features.sockio && b.writev ? b.writev : undefined),
-  undefined,
-);
+export function nativeWritev(): Writev | undefined {
+  return backend.get();
+}

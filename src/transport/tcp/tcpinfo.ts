@@ -11,7 +11,7 @@
 import type { Socket } from "node:net";
 import { DWCPError, invalidArg } from "../../errors.js";
 import type { NativeTcpInfo } from "../../native/binding.js";
-import { chooseBackend } from "../../native/load.js";
+import { defineBackend } from "../../native/load.js";
 
 /** BBR's own path model, present when the socket's congestion control is BBR. */
 export interface BbrInfo {
@@ -122,9 +122,10 @@ function rethrow(err: unknown): never {
   throw err;
 }
 
-const backend: TcpInfoBackend = chooseBackend<TcpInfoBackend>(
-  "tcpinfo",
-  (b) => {
+// Chosen on first use. Not demanded by DWCP_NATIVE=1: without the addon there is
+// no twin, only "no kernel TCP state" (undefined), as on a platform without it.
+const backend = defineBackend<TcpInfoBackend>("tcpinfo", {
+  native: (b) => {
     const { tcpInfo, getCongestion, setCongestion } = b;
     if (!b.features.tcpinfo || !tcpInfo || !getCongestion || !setCongestion) return undefined;
     const guard =
@@ -143,11 +144,15 @@ const backend: TcpInfoBackend = chooseBackend<TcpInfoBackend>(
       set: guard(setCongestion),
     };
   },
-  tsBackend,
-);
+  ts: () => tsBackend,
+  detail: () => "getsockopt(TCP_INFO, TCP_CC_INFO, TCP_CONGESTION)",
+  demanded: false,
+});
 
 /** True when this process can read TCP_INFO (native addon on Linux). */
-export const tcpInfoSupported: boolean = backend.native;
+export function tcpInfoSupported(): boolean {
+  return backend.get().native;
+}
 
 /**
  * The OS file descriptor behind a connected socket (TLS sockets included), or -1.
@@ -175,14 +180,16 @@ function fdOf(socket: Socket): number {
  * @throws DWCPError `ERR_NOT_CONNECTED` when the socket has no descriptor
  */
 export function tcpInfo(socket: Socket): TcpInfo | undefined {
-  if (!backend.native) return undefined;
-  return backend.info(fdOf(socket));
+  const b = backend.get();
+  if (!b.native) return undefined;
+  return b.info(fdOf(socket));
 }
 
 /** The socket's congestion control name, or `undefined` without the addon. */
 export function congestionControl(socket: Socket): string | undefined {
-  if (!backend.native) return undefined;
-  return backend.get(fdOf(socket));
+  const b = backend.get();
+  if (!b.native) return undefined;
+  return b.get(fdOf(socket));
 }
 
 /**
@@ -197,6 +204,7 @@ export function setCongestionControl(socket: Socket, name: string): string | und
   if (typeof name !== "string" || name.length === 0) {
     throw invalidArg("name", "a congestion control name", name);
   }
-  if (!backend.native) return undefined;
-  return backend.set(fdOf(socket), name);
+  const b = backend.get();
+  if (!b.native) return undefined;
+  return b.set(fdOf(socket), name);
 }
