@@ -1,5 +1,5 @@
 /**
- * The one transport contract that memory, TCP, TLS (and later RDMA) implement.
+ * The one transport contract that memory, TCP, TLS, RDMA and AMST implement.
  *
  * A {@link Conn} is a reliable, ordered byte stream with backpressure in both
  * directions: `send()` returns false when the outbound buffer is above its
