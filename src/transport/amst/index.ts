@@ -16,10 +16,13 @@ import { ConnReader } from "../../wire/reader.js";
 import type { Conn, DialOptions, Listener, ListenOptions, Transport } from "../contract.js";
 import { closeWithin, hostOf, throwIfAborted } from "../contract.js";
 import { ReorderBudget } from "./budget.js";
-import { AMST_FRAME_TYPES, AmstConn, type BundleConfig, SEGMENT_MAX, type SEGMENT_OVERHEAD } from "./conn.js";
+import { AmstConn, type BundleConfig } from "./conn.js";
+import { kernelSendBufferMax } from "./kernel.js";
+import { AMST_FRAME_TYPES, SEGMENT_MAX, type SEGMENT_OVERHEAD } from "./protocol.js";
 
 export { ReorderBudget } from "./budget.js";
-export { AmstConn, type AmstStats, SEGMENT_OVERHEAD, type StreamInfo } from "./conn.js";
+export { AmstConn, type AmstStats, type StreamInfo } from "./conn.js";
+export { SEGMENT_OVERHEAD } from "./protocol.js";
 export { perStreamBps, type StreamPath, streamCount } from "./tune.js";
 
 /** Options of {@link amst}. */
@@ -221,6 +224,9 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
     Math.floor(cfg.maxReorderBytes / 2),
   );
   const budget = new ReorderBudget(cfg.maxReorderBytes, reserve);
+  // What one stream's window is when a tune() estimate does not say: the
+  // bundles stripe over any transport, and this one is what Linux TCP allows.
+  const streamWindowBytes = kernelSendBufferMax;
   const initial = Math.max(cfg.minStreams, Math.min(cfg.maxStreams, options.streams ?? 4));
   const openTimeoutMs = options.openTimeoutMs ?? 10_000;
   const maxOpeningPerAddress = options.maxOpeningPerAddress ?? 8;
@@ -292,7 +298,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
           first.peerWindow,
           (index) => openStream(address, bundle, KIND_JOIN, index, { lend: dialOptions.lend === true }),
           dialOptions.lend === true,
-          { env, budget, peerStreams: first.peerStreams },
+          { env, budget, streamWindowBytes, peerStreams: first.peerStreams },
         );
       } catch (err) {
         first.conn.abort();
@@ -389,6 +395,7 @@ export function amst(inner: Transport, options: AmstOptions = {}): Transport {
               {
                 env,
                 budget,
+                streamWindowBytes,
                 onAuthenticated: () => {
                   pending.delete(conn);
                   count();
