@@ -2,6 +2,7 @@
 // floods of empty messages and of Pings must stay within stated bounds, and a
 // node must not let handshakes outlive close() (§12).
 import { afterEach, describe, expect, it } from "vitest";
+import { PathProber } from "../src/path/prober.js";
 import { DWCPNode } from "../src/session/node.js";
 import { MESSAGE_OVERHEAD, type Session } from "../src/session/session.js";
 import type { Conn, Listener } from "../src/transport/contract.js";
@@ -137,10 +138,14 @@ describe("a peer that stops reading during a bandwidth probe", () => {
     const b = await session;
     expect(peer.remote.nodeId).toBe("server");
     const t0 = performance.now();
-    await expect(b.probe(512 << 20, { timeoutMs: 300 })).rejects.toMatchObject({ code: "ERR_TIMEOUT" });
+    await expect(PathProber.of(b).probe(512 << 20, { timeoutMs: 300 })).rejects.toMatchObject({
+      code: "ERR_TIMEOUT",
+    });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 200);
-    await expect(b.probe(512 << 20, { timeoutMs: 60_000, signal: ac.signal })).rejects.toMatchObject({
+    await expect(
+      PathProber.of(b).probe(512 << 20, { timeoutMs: 60_000, signal: ac.signal }),
+    ).rejects.toMatchObject({
       code: "ERR_ABORTED",
     });
     expect(performance.now() - t0).toBeLessThan(10_000);

@@ -1,6 +1,7 @@
 // Issue #15 §6–7: a handshake that cannot be downgraded, frames that cannot be
 // altered when MACs are on, and node ids bound to credentials.
 import { afterEach, describe, expect, it } from "vitest";
+import { PathProber } from "../src/path/prober.js";
 import { DWCPNode, type NodeOptions } from "../src/session/node.js";
 import type { Session } from "../src/session/session.js";
 import { tcp } from "../src/transport/tcp/index.js";
@@ -136,8 +137,8 @@ describe("frames after the handshake, through a proxy that alters a DATA frame",
     a.on("message", (m) => back.push(m.data));
     const msgs = sizes.map((n) => new Uint8Array(n).map((_, i) => (i * 7 + n) & 0xff));
     await Promise.all(msgs.map((m) => a.send(m)));
-    expect(await a.ping()).toBeGreaterThanOrEqual(0);
-    const probe = await a.probe(4 << 20);
+    expect(await PathProber.of(a).ping()).toBeGreaterThanOrEqual(0);
+    const probe = await PathProber.of(a).probe(4 << 20);
     expect(probe.bytes).toBe(4 << 20);
     while (back.length < sizes.length) await new Promise((r) => setTimeout(r, 5));
     expect(got).toEqual(sizes);

@@ -3,6 +3,7 @@
 import { randomFillSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DWCPError } from "../src/errors.js";
+import { PathProber } from "../src/path/prober.js";
 import type { Message } from "../src/session/session.js";
 import { tcp } from "../src/transport/tcp/index.js";
 import { encodeFrame, FrameFlags, FrameType } from "../src/wire/frame.js";
@@ -145,19 +146,19 @@ describe("session messages", () => {
   it("a Pong says when the peer's session stopped reading for its application (Pong.held)", async () => {
     const { a, b } = await sessionPair({ receiveQueueBytes: 4 << 20 }, { sendWindowBytes: 32 << 20 });
     // Nobody reads b: its queue fills and its session stops reading.
-    expect((await a.rttSample()).peerHeld).toBe(false);
+    expect((await PathProber.of(a).rttSample()).peerHeld).toBe(false);
     const msg = new Uint8Array(1 << 20);
     const sends = Array.from({ length: 16 }, () => a.send(msg));
     await new Promise((r) => setTimeout(r, 200));
     // This Ping waits behind the unread messages; b answers it once read again.
-    const behind = a.rttSample();
+    const behind = PathProber.of(a).rttSample();
     await new Promise((r) => setTimeout(r, 100));
     let n = 0;
     for await (const _ of b) if (++n === 16) break;
     expect((await behind).peerHeld).toBe(true);
     await Promise.all(sends);
     // Reading freely since that answer: the next one is not held.
-    expect((await a.rttSample()).peerHeld).toBe(false);
+    expect((await PathProber.of(a).rttSample()).peerHeld).toBe(false);
   });
 
   it("a probe round stops sending when its sendMs is up, and the peer's figures cover what was sent", async () => {
@@ -165,7 +166,7 @@ describe("session messages", () => {
     // 64 GiB would take tens of seconds on any path here: the round must end at
     // the time bound, with its last frame marked so the peer answers.
     const t0 = performance.now();
-    const r = await a.probe(64 * 2 ** 30, { sendMs: 150 });
+    const r = await PathProber.of(a).probe(64 * 2 ** 30, { sendMs: 150 });
     const took = performance.now() - t0;
     expect(took).toBeGreaterThanOrEqual(150);
     expect(took).toBeLessThan(3_000);
@@ -181,8 +182,8 @@ describe("session messages", () => {
     // and nothing sent after that is answered.
     const sends = Promise.allSettled(Array.from({ length: 8 }, () => a.send(new Uint8Array(1 << 20))));
     await new Promise((r) => setTimeout(r, 100));
-    const ping = a.rttSample({ timeoutMs: 60_000 });
-    const probe = a.probe(1 << 20, { timeoutMs: 60_000 });
+    const ping = PathProber.of(a).rttSample({ timeoutMs: 60_000 });
+    const probe = PathProber.of(a).probe(1 << 20, { timeoutMs: 60_000 });
     await new Promise((r) => setTimeout(r, 100));
     const t0 = performance.now();
     a.destroy();
@@ -190,7 +191,7 @@ describe("session messages", () => {
     await expect(probe).rejects.toMatchObject({ code: "ERR_ABORTED" });
     expect(performance.now() - t0).toBeLessThan(1_000);
     await sends;
-    await expect(a.rttSample()).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    await expect(PathProber.of(a).rttSample()).rejects.toMatchObject({ code: "ERR_ABORTED" });
     void b;
   });
 

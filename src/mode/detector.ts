@@ -29,6 +29,7 @@ import { EventEmitter } from "node:events";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import { type Clock, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError } from "../errors.js";
+import { PathProber } from "../path/prober.js";
 import type { Session } from "../session/session.js";
 import type { TcpInfo } from "../transport/tcp/tcpinfo.js";
 import { type Mode, type ModeDecision, type ModeThresholds, ModeTracker } from "./classifier.js";
@@ -203,7 +204,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     // to an RTT, so the minimum is the one closest to the path's.
     let minPing = Number.POSITIVE_INFINITY;
     for (let i = 0; i < Math.max(1, this.#opts.initialPings ?? 3); i++) {
-      minPing = Math.min(minPing, await s.ping());
+      minPing = Math.min(minPing, await PathProber.of(s).ping());
       this.#throwIfStopped();
     }
     this.#addAppRtt(minPing, kernel?.minRttUs);
@@ -268,7 +269,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       if (left <= 0 || size < minRound) break;
       // The round's sending stops when the budget is up whatever its size: a rate
       // inflated by one bunched sample cannot make a round outlast the budget.
-      const r = await this.#session.probe(Math.min(size, maxBytes - spent), {
+      const r = await PathProber.of(this.#session).probe(Math.min(size, maxBytes - spent), {
         sendMs: left,
         signal: this.#stopSignal.signal,
       });
@@ -328,7 +329,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // sample is the ping itself, a few bytes that say nothing about the path.
       const before = s.conn.pathInfo?.();
       const holdingBefore = peerHolding(before, s, this.#clock.now(), holdMs);
-      const { rttMs: ping, peerHeld } = await s.rttSample();
+      const { rttMs: ping, peerHeld } = await PathProber.of(s).rttSample();
       if (this.#stopped) return;
       // The limit counters are read after it, so the interval covers the ping too.
       const kernel = s.conn.pathInfo?.();

@@ -11,7 +11,6 @@
  *   sender also keeps at most `sendWindowBytes` unacknowledged.
  */
 import { EventEmitter } from "node:events";
-import type { EventLoopUtilization } from "node:perf_hooks";
 import { type Clock, deadline, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError } from "../errors.js";
 import { type Conn, throwIfAborted } from "../transport/contract.js";
@@ -31,6 +30,7 @@ import { PartsCursor } from "../wire/parts.js";
 import { type Control, decodeControl, encodeControl, errorControl, type Hello } from "../wire/proto.js";
 import type { ConnReader } from "../wire/reader.js";
 import { remoteError } from "./handshake.js";
+import { ProbeAnswers, type ProbeHook, type ProbeListener } from "./probes.js";
 import {
   ControlRouter,
   DEFAULT_REQUESTS_IN_FLIGHT,
@@ -39,9 +39,8 @@ import {
   type RequestOptions,
 } from "./router.js";
 
+export type { RttSample } from "./probes.js";
 export type { RequestContext, RequestHandler, RequestOptions } from "./router.js";
-
-type ProbeAckBody = Extract<Control, { probeAck: unknown }>["probeAck"];
 
 /** Messages up to this size may be coalesced into one BATCH frame. */
 const BATCH_MESSAGE_MAX = 16 * 1024;
@@ -108,13 +107,6 @@ function ownCopy(msg: Message): Message {
   return new InboundMessage(msg.id, [bytes], msg.length);
 }
 
-/** One Ping/Pong round trip ({@link Session.rttSample}). */
-export interface RttSample {
-  rttMs: number;
-  /** The peer's session had stopped reading for its application since its previous Pong. */
-  peerHeld: boolean;
-}
-
 /** Options of {@link Session.send}. */
 export interface SendOptions {
   signal?: AbortSignal;
@@ -167,14 +159,6 @@ export interface SessionStats {
 }
 
 type SessionState = "open" | "closing" | "closed";
-
-/** An answer the session waits for from its peer (a Pong, a ProbeAck). */
-interface Waiter<T> {
-  done(answer: T): void;
-  fail(err: Error): void;
-  /** Starts the answer's timeout (a probe's, once its last frame is queued). */
-  arm?(): void;
-}
 
 interface PendingSend {
   id: number;
@@ -287,6 +271,16 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       this.#resolveClosed = r;
     });
     this.closed = this.#closedPromise.then(() => this.#error);
+    this.#answers = new ProbeAnswers({
+      clock: this.#clock,
+      sendControl: (msg) => this.#sendControl(msg),
+      writable: () => this.#writable,
+      drained: () =>
+        this.conn.onDrain().then(() => {
+          this.#writable = true;
+        }),
+      closed: () => this.#state === "closed",
+    });
     this.#router = new ControlRouter(
       {
         env: this.#env,
@@ -629,46 +623,6 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (this.conn.status === "open") this.#sendChunks(this.#controlChunks(msg));
   }
 
-  /**
-   * Answers the peer owes us nothing for (Pong, ProbeAck) are sent once per read
-   * of the connection, the latest of each kind: an honest peer has one Ping or
-   * probe round out at a time, while a flood of thousands per read would queue
-   * an object per answer. Those the transport has no room for wait for drain,
-   * again only the latest of each kind; reading goes on, so two peers sending
-   * bulk data to each other cannot deadlock.
-   */
-  readonly #replies = new Map<"pong" | "probeAck", Control>();
-  readonly #owed = new Map<"pong" | "probeAck", Control>();
-
-  #reply(kind: "pong" | "probeAck", msg: Control): void {
-    this.#replies.set(kind, msg);
-  }
-
-  #sendReplies(): void {
-    if (this.#replies.size === 0) return;
-    for (const [kind, msg] of this.#replies) this.#answer(kind, msg);
-    this.#replies.clear();
-  }
-
-  #answer(kind: "pong" | "probeAck", msg: Control): void {
-    if (this.#writable) {
-      this.#sendControl(msg);
-      return;
-    }
-    const first = this.#owed.size === 0;
-    this.#owed.set(kind, msg);
-    if (!first) return;
-    this.conn.onDrain().then(
-      () => {
-        this.#writable = true;
-        const owed = [...this.#owed.values()];
-        this.#owed.clear();
-        if (this.#state !== "closed") for (const m of owed) this.#sendControl(m);
-      },
-      () => this.#owed.clear(),
-    );
-  }
-
   // ---------------------------------------------------------------- requests
 
   /**
@@ -739,14 +693,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
           }
           if (this.#state === "closed") return;
           while (this.#queueFull() && (this.#state as SessionState) !== "closed") {
-            this.#sendReplies();
-            this.#heldSincePong = true;
+            this.#answers.flush();
+            this.#answers.held();
             await new Promise<void>((r) => {
               this.#spaceWaiter = r;
             });
           }
         }
-        this.#sendReplies();
+        this.#answers.flush();
         // Every chunk is decoded and every complete message delivered: a lending
         // connection may reuse all but what the message in progress still holds.
         if (this.conn.release) this.#reader.release(this.#parts[0]);
@@ -914,12 +868,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   #onControl(msg: Control): void {
     if ("ack" in msg) this.#onAck(msg.ack.upTo);
-    else if ("ping" in msg) {
-      this.#reply("pong", { pong: { ...msg.ping, held: this.#heldSincePong } });
-      this.#heldSincePong = false;
-    } else if ("pong" in msg) this.#onPong(msg.pong);
-    else if ("probe" in msg) this.#onProbe(msg.probe);
-    else if ("probeAck" in msg) this.#onProbeAck(msg.probeAck);
+    else if ("ping" in msg) this.#answers.onPing(msg.ping);
+    else if ("pong" in msg) this.#prober?.pong(msg.pong);
+    else if ("probe" in msg) this.#answers.onProbe(msg.probe);
+    else if ("probeAck" in msg) this.#prober?.probeAck(msg.probeAck);
     else if ("request" in msg) this.#router.onRequest(msg.request);
     else if ("response" in msg) this.#router.onResponse(msg.response);
     else if ("error" in msg) throw remoteError(msg.error);
@@ -951,188 +903,30 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   // ---------------------------------------------------------------- measuring
 
-  #nextPingId = 1;
-  /** Pings and probe rounds awaiting their answer: settled with it, or failed when the session ends. */
-  readonly #pings = new Map<number, Waiter<RttSample>>();
-  /** This side stopped reading (its receive queue full) since it last answered a Ping. */
-  #heldSincePong = false;
+  /** Answers to the peer's Pings and Probes. */
+  readonly #answers: ProbeAnswers;
+  /** The path prober that asks through this session, once there is one. */
+  #prober: ProbeListener | undefined;
 
   /**
-   * Round-trip time through the session's control channel, in ms (Ping/Pong).
-   * Works on every transport and through proxies, unlike the kernel's TCP RTT.
+   * @internal The control channel for this session's one path prober
+   * (`PathProber.of(session)`), which receives the Pongs and ProbeAcks.
    */
-  async ping(options: { timeoutMs?: number } = {}): Promise<number> {
-    return (await this.rttSample(options)).rttMs;
-  }
-
-  /**
-   * A {@link ping} with what the peer said about it: `peerHeld` when the peer's
-   * session had stopped reading for its application since its previous answer,
-   * so the round trip may include time the Ping waited behind unread data.
-   */
-  rttSample(options: { timeoutMs?: number } = {}): Promise<RttSample> {
-    if (this.#state === "closed")
-      return Promise.reject(this.#error ?? new DWCPError("ERR_CLOSED", "session closed"));
-    const id = this.#nextPingId++;
-    const sentAt = this.#clock.now();
-    return new Promise<RttSample>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => {
-        this.#pings.delete(id);
-        reject(new DWCPError("ERR_TIMEOUT", `no pong within ${options.timeoutMs ?? 5000} ms`));
-      }, options.timeoutMs ?? 5000);
-      this.#pings.set(id, {
-        done: (sample) => {
-          this.#clock.clearTimeout(timer);
-          resolve(sample);
-        },
-        fail: (err) => {
-          this.#clock.clearTimeout(timer);
-          reject(err);
-        },
-      });
-      this.#sendControl({ ping: { id, sentAtUs: Math.round(sentAt * 1000) } });
-    });
-  }
-
-  #onPong(p: { id: number; sentAtUs: number; held?: boolean }): void {
-    const w = this.#pings.get(p.id);
-    if (!w) return;
-    this.#pings.delete(p.id);
-    w.done({ rttMs: this.#clock.now() - p.sentAtUs / 1000, peerHeld: p.held === true });
-  }
-
-  // Receiver side of probes: one round at a time.
-  #probeIn: { round: number; bytes: number; first: number; loop: EventLoopUtilization } | undefined;
-  readonly #probeWaiters = new Map<number, Waiter<ProbeAckBody>>();
-  #nextProbeRound = 1;
-
-  #onProbe(p: { round: number; last: boolean; padding: Uint8Array }): void {
-    const now = this.#clock.now();
-    if (!this.#probeIn || this.#probeIn.round !== p.round)
-      this.#probeIn = { round: p.round, bytes: 0, first: now, loop: performance.eventLoopUtilization() };
-    this.#probeIn.bytes += p.padding.length;
-    if (p.last) {
-      const r = this.#probeIn;
-      this.#probeIn = undefined;
-      this.#reply("probeAck", {
-        probeAck: {
-          round: r.round,
-          bytes: r.bytes,
-          durationUs: Math.round((now - r.first) * 1000),
-          busyUs: Math.round(performance.eventLoopUtilization(r.loop).active * 1000),
-        },
-      });
-    }
-  }
-
-  #onProbeAck(a: ProbeAckBody): void {
-    const w = this.#probeWaiters.get(a.round);
-    this.#probeWaiters.delete(a.round);
-    w?.done(a);
-  }
-
-  /**
-   * Sends `bytes` of probe traffic (control frames the peer drops after counting)
-   * and returns the peer's receive rate. Measured at the receiver, between the
-   * first and the last probe frame, so the path's latency does not dilute it.
-   *
-   * `senderBusy` and `receiverBusy` are the shares of the round each end's event
-   * loop spent working (0–1; the receiver's is 0 from a peer that does not report
-   * it). Near 1, a host rather than the path limited the rate, which is then only
-   * a lower bound of what the path carries.
-   *
-   * `sendMs` bounds the time spent sending: the frame going out when it is up is
-   * the round's last, so a round sized from an optimistic rate (a burst, a peer
-   * that read late and saw frames bunched) cannot outlast the caller's budget by
-   * more than the bytes already in the socket buffers. `timeoutMs` counts from
-   * the last frame. A wait for the connection to drain (a peer that stopped
-   * reading) ends after `timeoutMs` too (`ERR_CLOSED`), or when `signal` fires
-   * (`ERR_ABORTED`).
-   *
-   * @returns bits per second, the bytes, the receiver-side duration and the busy shares
-   */
-  async probe(
-    bytes: number,
-    options: { frameBytes?: number; timeoutMs?: number; sendMs?: number; signal?: AbortSignal } = {},
-  ) {
-    this.#throwIfClosed();
-    throwIfAborted(options.signal, "probe");
-    const frame = Math.min(options.frameBytes ?? 256 * 1024, this.#frameMax - 64);
-    const round = this.#nextProbeRound++;
-    const padding = new Uint8Array(frame);
-    let timer: Timer | undefined;
-    const acked = new Promise<ProbeAckBody>((resolve, reject) => {
-      this.#probeWaiters.set(round, {
-        done: resolve,
-        fail: reject,
-        arm: () => {
-          timer = this.#clock.setTimeout(() => {
-            this.#probeWaiters.delete(round);
-            reject(
-              new DWCPError("ERR_TIMEOUT", `probe not acknowledged within ${options.timeoutMs ?? 10_000} ms`),
-            );
-          }, options.timeoutMs ?? 10_000);
-        },
-      });
-    });
-    acked.catch(() => {});
-    const loop = performance.eventLoopUtilization();
-    const until = this.#clock.now() + (options.sendMs ?? Number.POSITIVE_INFINITY);
-    // Every full frame but the last is the same bytes: encode it once, so the probe
-    // measures the path rather than this host's encoder and allocator.
-    // (With frame MACs every frame has its own tag, so nothing is reused.)
-    const full =
-      bytes > frame && !this.#mac ? controlFrame({ probe: { round, last: false, padding } }) : undefined;
-    try {
-      for (let sent = 0; sent < bytes; ) {
-        const n = Math.min(frame, bytes - sent);
-        sent += n;
-        this.#throwIfClosed();
-        const last = sent >= bytes || this.#clock.now() >= until;
-        const wire =
-          full && !last && n === frame
-            ? [full]
-            : this.#controlChunks({ probe: { round, last, padding: padding.subarray(0, n) } });
-        if (last) this.#probeWaiters.get(round)?.arm?.();
-        let ok = true;
-        for (const c of wire) ok = this.conn.send(c);
-        if (!ok) {
-          const limit = deadline(
-            this.#env,
-            options.timeoutMs ?? 10_000,
-            "ERR_TIMEOUT",
-            "probe: waiting for the peer to read",
-          );
-          const signal = options.signal ? AbortSignal.any([options.signal, limit.signal]) : limit.signal;
-          try {
-            await this.conn.onDrain({ signal }).catch((err) => {
-              throw limit.signal.aborted ? limit.signal.reason : err;
-            });
-          } finally {
-            limit.clear();
-          }
-        }
-        if (last) break;
-      }
-    } catch (err) {
-      this.#probeWaiters.delete(round);
-      // A connection failing under the round fails the session: report why it did.
-      throw this.#error ?? err;
-    }
-    let r: ProbeAckBody;
-    try {
-      r = await acked;
-    } finally {
-      this.#clock.clearTimeout(timer);
-    }
-    // The first frame's own transfer is not inside the measured interval.
-    const measured = Math.max(0, r.bytes - frame);
+  attachProber(listener: ProbeListener): ProbeHook {
+    if (this.#prober) throw new DWCPError("ERR_INVALID_ARG", "the session already has a path prober");
+    this.#prober = listener;
+    const session = this;
     return {
-      bps: r.durationUs > 0 ? (measured * 8) / (r.durationUs / 1e6) : Number.POSITIVE_INFINITY,
-      bytes: r.bytes,
-      durationUs: r.durationUs,
-      senderBusy: performance.eventLoopUtilization(loop).utilization,
-      receiverBusy: r.durationUs > 0 ? Math.min(1, r.busyUs / r.durationUs) : 0,
+      env: this.#env,
+      conn: this.conn,
+      frameMax: this.#frameMax,
+      sealed: this.#mac !== undefined,
+      sendControl: (msg) => this.#sendControl(msg),
+      controlChunks: (msg) => this.#controlChunks(msg),
+      throwIfClosed: () => this.#throwIfClosed(),
+      get error() {
+        return session.#error;
+      },
     };
   }
 
@@ -1188,7 +982,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (this.#remoteClosing) {
       this.#state = "closed";
       this.#wakeReaders();
-      this.#failWaiters(new DWCPError("ERR_CLOSED", "session closed"));
+      this.#prober?.end(new DWCPError("ERR_CLOSED", "session closed"));
       this.#router.end(new DWCPError("ERR_CLOSED", "session closed"));
       void this.#reader.discard();
       this.#closeConn(2000);
@@ -1220,7 +1014,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.#windowWaiter = undefined;
     w?.();
     this.#wakeReaders();
-    this.#failWaiters(err);
+    this.#prober?.end(err);
     this.#router.end(err);
     // Let an Error frame already queued go out before the connection is torn down.
     this.#closeConn(200, err);
@@ -1240,13 +1034,6 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   #throwIfClosed(): void {
     if (this.#state === "closed") throw this.#error ?? new DWCPError("ERR_CLOSED", "session closed");
-  }
-
-  /** A closed session answers no Ping or probe: their callers learn it now, not at their timeout. */
-  #failWaiters(err: Error): void {
-    for (const w of [...this.#pings.values(), ...this.#probeWaiters.values()]) w.fail(err);
-    this.#pings.clear();
-    this.#probeWaiters.clear();
   }
 
   #wakeReaders(): void {
