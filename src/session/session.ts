@@ -9,28 +9,27 @@
  * - Backpressure is end to end: an unread inbound queue stops reading the
  *   connection, which stops the peer's transport, which stops its `send()`s; the
  *   sender also keeps at most `sendWindowBytes` unacknowledged.
+ * - Requests by kind go through the control router (`handle`, `request`).
+ *
+ * The send path (sender.ts), the receive path (receiver.ts), the control router
+ * (router.ts) and the answers to path probes (probes.ts) each do one job; this
+ * class owns the session's life: reading the connection, dispatching control
+ * messages, closing and tearing down.
  */
 import { EventEmitter } from "node:events";
-import { type Clock, deadline, type Env, nodeEnv, type Timer } from "../env/index.js";
+import { type Clock, deadline, type Env, nodeEnv } from "../env/index.js";
 import { DWCPError } from "../errors.js";
-import { type Conn, throwIfAborted } from "../transport/contract.js";
+import type { Conn } from "../transport/contract.js";
 import type { Role } from "../wire/auth.js";
-import { CONTROL_HEADER, controlFrame } from "../wire/control.js";
-import {
-  type DecoderStats,
-  encodeHeader,
-  encodeSealed,
-  type Frame,
-  FrameFlags,
-  FrameType,
-} from "../wire/frame.js";
+import { type DecoderStats, FrameType } from "../wire/frame.js";
 import { type FrameMac, TAG_SIZE } from "../wire/integrity.js";
 import type { Negotiated } from "../wire/negotiate.js";
-import { PartsCursor } from "../wire/parts.js";
-import { type Control, decodeControl, encodeControl, errorControl, type Hello } from "../wire/proto.js";
+import { type Control, decodeControl, errorControl, type Hello } from "../wire/proto.js";
 import type { ConnReader } from "../wire/reader.js";
 import { remoteError } from "./handshake.js";
+import type { Message } from "./message.js";
 import { ProbeAnswers, type ProbeHook, type ProbeListener } from "./probes.js";
+import { Receiver } from "./receiver.js";
 import {
   ControlRouter,
   DEFAULT_REQUESTS_IN_FLIGHT,
@@ -38,79 +37,12 @@ import {
   type RequestHandler,
   type RequestOptions,
 } from "./router.js";
+import { Sender, type SendOptions } from "./sender.js";
 
+export { MESSAGE_OVERHEAD, type Message } from "./message.js";
 export type { RttSample } from "./probes.js";
 export type { RequestContext, RequestHandler, RequestOptions } from "./router.js";
-
-/** Messages up to this size may be coalesced into one BATCH frame. */
-const BATCH_MESSAGE_MAX = 16 * 1024;
-/**
- * Largest BATCH frame payload the sender builds (capped by the negotiated frame
- * size): with 4 KiB messages on loopback, 6–40 % more messages/s than 64 KiB
- * (three A/B pairs), one header, checksum and write per 64 messages instead of 16.
- */
-const BATCH_BYTES_MAX = 256 * 1024;
-/**
- * What a queued inbound message costs beyond its bytes (its record, its views),
- * charged against `receiveQueueBytes` so that empty messages are not free.
- */
-export const MESSAGE_OVERHEAD = 64;
-/** Acks while data keeps arriving: at most one per this many ms… */
-const ACK_DELAY_MS = 1;
-/** …unless this many bytes arrived since the last one. */
-const ACK_BYTES = 1 << 20;
-
-/** An inbound message. */
-export interface Message {
-  /** Per-direction message id, 1, 2, 3, … */
-  readonly id: number;
-  /** Size in bytes. */
-  readonly length: number;
-  /**
-   * The bytes as they arrived, as views into the connection's buffers (no copy).
-   * Use these to checksum, hash or write the message out without joining it.
-   * A message lent to a listener (`lendMessages`) is valid only during the call.
-   */
-  readonly chunks: readonly Uint8Array[];
-  /** The bytes, contiguous: joined from `chunks` on first access (one copy) when there are several. */
-  readonly data: Uint8Array;
-}
-
-class InboundMessage implements Message {
-  #data: Uint8Array | undefined;
-  constructor(
-    readonly id: number,
-    readonly chunks: readonly Uint8Array[],
-    readonly length: number,
-  ) {}
-  get data(): Uint8Array {
-    if (this.#data === undefined) {
-      this.#data =
-        this.chunks.length === 1
-          ? this.chunks[0]!
-          : this.chunks.length === 0
-            ? new Uint8Array(0)
-            : Buffer.concat(this.chunks as Uint8Array[], this.length);
-    }
-    return this.#data;
-  }
-}
-
-/** `msg` with its bytes copied out of the connection's buffers. */
-function ownCopy(msg: Message): Message {
-  const bytes = new Uint8Array(msg.length);
-  let at = 0;
-  for (const c of msg.chunks) {
-    bytes.set(c, at);
-    at += c.length;
-  }
-  return new InboundMessage(msg.id, [bytes], msg.length);
-}
-
-/** Options of {@link Session.send}. */
-export interface SendOptions {
-  signal?: AbortSignal;
-}
+export type { SendOptions } from "./sender.js";
 
 /** Tunables of a session. */
 export interface SessionLimits {
@@ -160,15 +92,6 @@ export interface SessionStats {
 
 type SessionState = "open" | "closing" | "closed";
 
-interface PendingSend {
-  id: number;
-  bytes: number;
-  /** Some of it is in a frame (or an open batch): it can no longer be withdrawn. */
-  started?: boolean;
-  resolve: (id: number) => void;
-  reject: (err: Error) => void;
-}
-
 /** One established session. Created by {@link DWCPNode}; not constructed directly. */
 export class Session extends EventEmitter implements AsyncIterable<Message> {
   readonly localNodeId: string;
@@ -194,45 +117,19 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   readonly #reader: ConnReader;
   readonly #env: Env;
   readonly #clock: Clock;
-  readonly #sendWindow: number;
-  readonly #receiveQueueMax: number;
-  readonly #receiveQueueMessages: number;
-  /** Charged bytes of the queue: lengths plus MESSAGE_OVERHEAD each. */
-  #queuedCost = 0;
   /** The MAC of outbound frames, when the session authenticates every frame. */
   readonly #mac: FrameMac | undefined;
   /** Largest DATA payload per frame: the negotiated frame size less the MAC tag. */
   readonly #frameMax: number;
+  readonly #sender: Sender;
+  readonly #receiver: Receiver;
   readonly #router: ControlRouter;
-
-  // --- send side ---
-  #nextSendId = 1;
-  #writeLock: Promise<void> = Promise.resolve();
-  /** Sends waiting for or holding the write lock; the fast path needs none. */
-  #slowSends = 0;
-  #unackedBytes = 0;
-  #ackedBytesTotal = 0;
-  #lastDataWriteAt = 0;
-  readonly #pending: PendingSend[] = [];
-  #windowWaiter: (() => void) | undefined;
+  /** Answers to the peer's Pings and Probes. */
+  readonly #answers: ProbeAnswers;
+  /** The path prober that asks through this session, once there is one. */
+  #prober: ProbeListener | undefined;
   #remoteClosing = false;
   #sentClose = false;
-
-  // --- receive side ---
-  #expectId = 1;
-  #parts: Uint8Array[] = [];
-  #partBytes = 0;
-  #queue: Message[] = [];
-  #queuedBytes = 0;
-  readonly #lendMessages: boolean;
-  readonly #batchMax: number;
-  #queueWaiter: (() => void) | undefined;
-  #spaceWaiter: (() => void) | undefined;
-  #ackScheduled: "turn" | "timer" | undefined;
-  #ackTimer: Timer | undefined;
-  #lastAckAt = Number.NEGATIVE_INFINITY;
-  #bytesSinceAck = 0;
-  #lastDelivered = 0;
   #closedPromise: Promise<void>;
   #resolveClosed!: () => void;
   /** Settles once the session has ended: undefined after a graceful close, else the error. */
@@ -259,26 +156,56 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     this.remoteHello = remote;
     this.negotiated = negotiated;
     this.version = negotiated.version;
-    this.#sendWindow = limits.sendWindowBytes ?? 32 * 1024 * 1024;
-    this.#receiveQueueMax = limits.receiveQueueBytes ?? 16 * 1024 * 1024;
-    this.#receiveQueueMessages = limits.receiveQueueMessages ?? 16384;
-    this.#lendMessages = limits.lendMessages === true;
     this.peerCredential = limits.credential ?? "none";
     this.#mac = limits.macs?.send;
     this.#frameMax = negotiated.maxFrameSize - (this.#mac ? TAG_SIZE : 0);
-    this.#batchMax = Math.min(BATCH_BYTES_MAX, this.#frameMax);
+    const session = this;
+    this.#sender = new Sender(
+      {
+        checkSendable: () => this.#checkSendable(),
+        get error() {
+          return session.#error;
+        },
+        destroy: (err) => this.destroy(err),
+        maybeFinishClose: () => this.#maybeFinishClose(),
+      },
+      {
+        conn,
+        clock: this.#clock,
+        mac: this.#mac,
+        frameMax: this.#frameMax,
+        maxMessageSize: negotiated.maxMessageSize,
+        sendWindow: limits.sendWindowBytes ?? 32 * 1024 * 1024,
+        stats: this.stats,
+      },
+    );
+    this.#receiver = new Receiver(
+      {
+        listening: () => this.listenerCount("message") > 0,
+        emit: (msg) => this.emit("message", msg),
+        sendControl: (msg) => this.#sender.sendControl(msg),
+        closed: () => this.#state === "closed",
+      },
+      {
+        clock: this.#clock,
+        lending: conn.release !== undefined,
+        lendMessages: limits.lendMessages === true,
+        codecs: negotiated.codecs,
+        maxMessageSize: negotiated.maxMessageSize,
+        receiveQueueBytes: limits.receiveQueueBytes ?? 16 * 1024 * 1024,
+        receiveQueueMessages: limits.receiveQueueMessages ?? 16384,
+        stats: this.stats,
+      },
+    );
     this.#closedPromise = new Promise((r) => {
       this.#resolveClosed = r;
     });
     this.closed = this.#closedPromise.then(() => this.#error);
     this.#answers = new ProbeAnswers({
       clock: this.#clock,
-      sendControl: (msg) => this.#sendControl(msg),
-      writable: () => this.#writable,
-      drained: () =>
-        this.conn.onDrain().then(() => {
-          this.#writable = true;
-        }),
+      sendControl: (msg) => this.#sender.sendControl(msg),
+      writable: () => this.#sender.writable,
+      drained: () => this.#sender.whenDrained(),
       closed: () => this.#state === "closed",
     });
     this.#router = new ControlRouter(
@@ -294,19 +221,17 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
             );
           }
         },
-        send: (msg) => this.#sendControl(msg),
-        writable: () => this.#writable,
-        drained: () =>
-          this.conn.onDrain().then(() => {
-            this.#writable = true;
-          }),
+        send: (msg) => this.#sender.sendControl(msg),
+        writable: () => this.#sender.writable,
+        drained: () => this.#sender.whenDrained(),
       },
       limits.maxRequestsInFlight ?? DEFAULT_REQUESTS_IN_FLIGHT,
     );
     // Messages that arrived before the first `message` listener was attached were
     // queued for iteration; hand them to the listener instead, in order.
     this.on("newListener", (event) => {
-      if (event === "message" && this.#queue.length > 0) queueMicrotask(() => this.#flushQueueToListeners());
+      if (event === "message" && this.#receiver.queuedMessages > 0)
+        queueMicrotask(() => this.#receiver.flushToListeners());
     });
     conn.on("close", (err) => {
       if (this.#state !== "closed")
@@ -327,12 +252,12 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   /** Inbound bytes delivered but not yet read through iteration. */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#receiver.queuedBytes;
   }
 
   /** Inbound messages delivered but not yet read through iteration. */
   get queuedMessages(): number {
-    return this.#queue.length;
+    return this.#receiver.queuedMessages;
   }
 
   /**
@@ -347,147 +272,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     data: Uint8Array | Uint8Array[] | AsyncIterable<Uint8Array>,
     options: SendOptions = {},
   ): Promise<number> {
-    try {
-      this.#checkSendable();
-      // Parts of one message (a small header and a body): joined, one copy.
-      if (Array.isArray(data)) data = data.length === 1 ? data[0]! : Buffer.concat(data);
-      if (data instanceof Uint8Array) {
-        if (data.length > this.negotiated.maxMessageSize) {
-          throw new DWCPError(
-            "ERR_MESSAGE_TOO_LARGE",
-            `message of ${data.length} bytes exceeds ${this.negotiated.maxMessageSize}`,
-          );
-        }
-        // Fast path: nobody queued ahead, the transport takes data and the whole
-        // message fits the window, so it goes out now without a single await.
-        if (
-          this.#slowSends === 0 &&
-          this.#writable &&
-          (this.#unackedBytes === 0 || this.#unackedBytes + data.length <= this.#sendWindow) &&
-          !options.signal?.aborted
-        ) {
-          const p = this.#newPending();
-          if (data.length <= BATCH_MESSAGE_MAX) this.#appendToBatch(p, data);
-          else {
-            this.#flushBatch();
-            this.#writeWhole(p, data);
-          }
-          this.#countSent(data.length);
-          return p.promise;
-        }
-      }
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.#sendQueued(data, options);
-  }
-
-  #newPending(): PendingSend & { promise: Promise<number> } {
-    const p = { id: this.#nextSendId++, bytes: 0 } as PendingSend & { promise: Promise<number> };
-    p.promise = new Promise<number>((resolve, reject) => {
-      p.resolve = resolve;
-      p.reject = reject;
-    });
-    this.#pending.push(p);
-    return p;
-  }
-
-  #countSent(bytes: number): void {
-    this.stats.messagesSent++;
-    this.stats.bytesSent += bytes;
-  }
-
-  // Small messages sent in the same turn of the event loop leave as one BATCH
-  // frame: one header, one checksum and one write for all of them. The first
-  // message is only referenced (a batch of one is an ordinary frame); from the
-  // second on, entries are copied straight into the frame's payload.
-  #batch: { firstId: number; first: Uint8Array; buf: Buffer | undefined; bytes: number } | undefined;
-
-  #appendToBatch(p: PendingSend, data: Uint8Array): void {
-    if (this.#batch && this.#batch.bytes + 4 + data.length > this.#batchMax) this.#flushBatch();
-    const b = this.#batch;
-    if (!b) {
-      this.#batch = { firstId: p.id, first: data, buf: undefined, bytes: 4 + data.length };
-      // setImmediate, not nextTick: a sender paced by acks adds one message per
-      // microtask, and only the end of the event-loop turn collects them all.
-      this.#clock.setImmediate(() => this.#flushBatch());
-    } else {
-      if (!b.buf) {
-        b.buf = Buffer.allocUnsafe(this.#batchMax);
-        b.buf.writeUInt32LE(b.first.length, 0);
-        b.buf.set(b.first, 4);
-      }
-      b.buf.writeUInt32LE(data.length, b.bytes);
-      b.buf.set(data, b.bytes + 4);
-      b.bytes += 4 + data.length;
-    }
-    p.bytes = data.length;
-    this.#unackedBytes += data.length;
-  }
-
-  /** Writes the open batch, if any; called before any other DATA frame goes out. */
-  #flushBatch(): void {
-    const b = this.#batch;
-    if (!b) return;
-    this.#batch = undefined;
-    if (this.conn.status !== "open") return;
-    // A batch of one is an ordinary frame: no length prefixes.
-    if (!b.buf) this.#writeFrame(b.firstId, 0, b.first, true);
-    else this.#writeFrame(b.firstId, 0, b.buf.subarray(0, b.bytes), true, FrameFlags.BATCH);
-  }
-
-  /** Writes a whole message synchronously (the window has room for all of it). */
-  #writeWhole(p: PendingSend, data: Uint8Array): void {
-    const max = this.#frameMax;
-    let offset = 0;
-    do {
-      const piece = data.subarray(offset, offset + max);
-      this.#writeFrame(p.id, offset, piece, offset + piece.length >= data.length);
-      offset += piece.length;
-    } while (offset < data.length);
-    p.bytes = data.length;
-    this.#unackedBytes += data.length;
-  }
-
-  async #sendQueued(data: Uint8Array | AsyncIterable<Uint8Array>, options: SendOptions): Promise<number> {
-    this.#slowSends++;
-    let release!: () => void;
-    const prev = this.#writeLock;
-    this.#writeLock = new Promise((r) => {
-      release = r;
-    });
-    let acked: Promise<number>;
-    try {
-      await prev;
-      // Accepted before close(): still sent. Only a failed session stops it.
-      if (this.#error) throw this.#error;
-      throwIfAborted(options.signal, "send");
-      const pending = this.#newPending();
-      acked = pending.promise;
-      // The caller receives `acked` only once the message is written; a session
-      // that fails before then (destroyed while this waits for drain) rejects it
-      // first, and the caller still gets that rejection from the return below.
-      acked.catch(() => {});
-      try {
-        await this.#writeMessage(pending, data, options);
-      } catch (err) {
-        if (!pending.started && !this.#error) {
-          // Nothing of it left (aborted while waiting for the window or drain):
-          // withdraw it. It holds the newest id, as later sends wait for the lock.
-          this.#pending.pop();
-          this.#nextSendId--;
-          this.#maybeFinishClose();
-          throw err;
-        }
-        // A half-written message cannot be taken back: the session is unusable.
-        this.destroy(err as Error);
-        throw this.#error ?? err;
-      }
-    } finally {
-      this.#slowSends--;
-      release();
-    }
-    return acked;
+    return this.#sender.send(data, options);
   }
 
   #checkSendable(): void {
@@ -498,129 +283,6 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
         `session is ${this.#remoteClosing ? "closing (by the peer)" : this.#state}`,
       );
     }
-  }
-
-  async #writeMessage(
-    p: PendingSend,
-    data: Uint8Array | AsyncIterable<Uint8Array>,
-    o: SendOptions,
-  ): Promise<void> {
-    if (data instanceof Uint8Array && data.length <= BATCH_MESSAGE_MAX) {
-      // A small message queued behind backpressure still joins a batch: sent one
-      // frame each, a sender that outruns the socket would pay a header, a
-      // checksum and a write per message just when it can least afford them.
-      if (!this.#writable) await this.#drained(o.signal);
-      await this.#waitWindow(data.length, o.signal);
-      p.started = true;
-      this.#appendToBatch(p, data);
-      this.#countSent(data.length);
-      return;
-    }
-    const max = this.#frameMax;
-    let offset = 0;
-    this.#flushBatch();
-    if (!this.#writable) await this.#drained(o.signal);
-    const emit = async (chunk: Uint8Array, last: boolean) => {
-      if (offset + chunk.length > this.negotiated.maxMessageSize) {
-        throw new DWCPError(
-          "ERR_MESSAGE_TOO_LARGE",
-          `message exceeds ${this.negotiated.maxMessageSize} bytes`,
-        );
-      }
-      for (let at = 0; at < chunk.length || (at === 0 && chunk.length === 0); ) {
-        const piece = chunk.subarray(at, at + max);
-        const end = last && at + piece.length >= chunk.length;
-        await this.#waitWindow(piece.length, o.signal);
-        p.started = true;
-        this.#writeFrame(p.id, offset, piece, end);
-        p.bytes += piece.length;
-        this.#unackedBytes += piece.length;
-        offset += piece.length;
-        at += piece.length;
-        if (!this.#writable) await this.#drained(o.signal);
-        if (piece.length === 0) break;
-      }
-    };
-    if (data instanceof Uint8Array) {
-      await emit(data, true);
-    } else {
-      // Hold one chunk back so the last real chunk can carry END.
-      let held: Uint8Array | undefined;
-      for await (const chunk of data) {
-        if (!(chunk instanceof Uint8Array))
-          throw new DWCPError("ERR_INVALID_ARG", "message chunks must be Uint8Array");
-        if (held) await emit(held, false);
-        held = chunk;
-      }
-      await emit(held ?? new Uint8Array(0), true);
-    }
-    this.#countSent(offset);
-  }
-
-  /** False after the connection asked us to wait for `drain`. */
-  #writable = true;
-
-  /** Waits for the connection's `drain` (callers test `#writable` first: no await when writable). */
-  async #drained(signal: AbortSignal | undefined): Promise<void> {
-    await this.conn.onDrain(signal ? { signal } : {});
-    this.#writable = true;
-  }
-
-  #writeFrame(id: number, offset: number, payload: Uint8Array, end: boolean, extraFlags = 0): void {
-    const h = {
-      type: FrameType.DATA,
-      flags: (end ? FrameFlags.END : 0) | extraFlags,
-      streamId: 0,
-      messageId: id,
-      offset,
-      codecId: 0,
-    } as const;
-    if (this.#mac) {
-      const { header, tag } = encodeSealed(h, [payload], payload.length, this.#mac);
-      this.conn.send(header);
-      this.conn.send(payload);
-      this.#writable = this.conn.send(tag);
-    } else {
-      this.conn.send(encodeHeader(h, payload));
-      this.#writable = this.conn.send(payload);
-    }
-    this.#lastDataWriteAt = this.#clock.now();
-  }
-
-  /** A control message as the chunks of one frame (sealed when frames carry a MAC). */
-  #controlChunks(msg: Control): Uint8Array[] {
-    if (!this.#mac) return [controlFrame(msg)];
-    const payload = encodeControl(msg);
-    const { header, tag } = encodeSealed(CONTROL_HEADER, [payload], payload.length, this.#mac);
-    return [header, payload, tag];
-  }
-
-  /** Writes chunks of frames; a full transport (send() false) marks the session unwritable until drain. */
-  #sendChunks(chunks: readonly Uint8Array[]): void {
-    let ok = true;
-    for (const c of chunks) ok = this.conn.send(c);
-    if (!ok) this.#writable = false;
-  }
-
-  async #waitWindow(bytes: number, signal: AbortSignal | undefined): Promise<void> {
-    while (this.#unackedBytes > 0 && this.#unackedBytes + bytes > this.#sendWindow) {
-      if (this.#error) throw this.#error;
-      throwIfAborted(signal, "send");
-      // An ack or the abort wakes it; the loop's own checks say which.
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          signal?.removeEventListener("abort", wake);
-          if (this.#windowWaiter === wake) this.#windowWaiter = undefined;
-          resolve();
-        };
-        this.#windowWaiter = wake;
-        signal?.addEventListener("abort", wake, { once: true });
-      });
-    }
-  }
-
-  #sendControl(msg: Control): void {
-    if (this.conn.status === "open") this.#sendChunks(this.#controlChunks(msg));
   }
 
   // ---------------------------------------------------------------- requests
@@ -673,7 +335,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
    */
   sendControl(msg: Extract<Control, { modeChange: unknown } | { flagEpoch: unknown }>): void {
     this.#throwIfClosed();
-    this.#sendControl(msg);
+    this.#sender.sendControl(msg);
   }
 
   // ---------------------------------------------------------------- receiving
@@ -684,26 +346,24 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       for (;;) {
         for (;;) {
           // A batch frame cut short by a full queue goes on before any later frame.
-          if (this.#batchRest) this.#deliverBatch(this.#batchRest);
+          if (this.#receiver.batchWaiting) this.#receiver.continueBatch();
           else {
             const f = decoder.next();
             if (!f) break;
             if (f.type === FrameType.CONTROL) this.#onControl(decodeControl(f.payload));
-            else this.#onData(f);
+            else this.#receiver.onData(f);
           }
           if (this.#state === "closed") return;
-          while (this.#queueFull() && (this.#state as SessionState) !== "closed") {
+          while (this.#receiver.queueFull() && (this.#state as SessionState) !== "closed") {
             this.#answers.flush();
             this.#answers.held();
-            await new Promise<void>((r) => {
-              this.#spaceWaiter = r;
-            });
+            await this.#receiver.spaceFreed();
           }
         }
         this.#answers.flush();
         // Every chunk is decoded and every complete message delivered: a lending
         // connection may reuse all but what the message in progress still holds.
-        if (this.conn.release) this.#reader.release(this.#parts[0]);
+        if (this.conn.release) this.#reader.release(this.#receiver.heldChunk);
         if (!(await this.#reader.fill())) break;
       }
       if (this.#state !== "closed")
@@ -716,7 +376,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
           : new DWCPError("ERR_PROTOCOL", (err as Error).message, { cause: err });
       if (!e.remote && this.conn.status === "open") {
         try {
-          this.#sendChunks(this.#controlChunks(errorControl(e.code, e.message)));
+          this.#sender.sendChunks(this.#sender.controlChunks(errorControl(e.code, e.message)));
         } catch {
           // Connection already gone.
         }
@@ -725,149 +385,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     }
   }
 
-  #onData(f: Frame): void {
-    if (f.codecId !== 0 && !this.negotiated.codecs.some((c) => c.id === f.codecId)) {
-      throw new DWCPError("ERR_BAD_FRAME", `codec ${f.codecId} was not negotiated`);
-    }
-    if (f.codecId !== 0) throw new DWCPError("ERR_BAD_FRAME", `codec ${f.codecId} is not implemented yet`);
-    if (f.flags & FrameFlags.BATCH) {
-      this.#onBatch(f);
-      return;
-    }
-    if (f.messageId !== this.#expectId || f.offset !== this.#partBytes) {
-      throw new DWCPError(
-        "ERR_PROTOCOL",
-        `expected message ${this.#expectId} at offset ${this.#partBytes}, got message ${f.messageId} at ${f.offset}`,
-      );
-    }
-    if (this.#partBytes + f.length > this.negotiated.maxMessageSize) {
-      throw new DWCPError(
-        "ERR_MESSAGE_TOO_LARGE",
-        `inbound message exceeds ${this.negotiated.maxMessageSize} bytes`,
-      );
-    }
-    if (f.parts) for (const p of f.parts) this.#parts.push(p);
-    else if (f.length > 0) this.#parts.push(f.payload);
-    this.#partBytes += f.length;
-    if (!(f.flags & FrameFlags.END)) return;
-    const msg = new InboundMessage(this.#expectId++, this.#parts, this.#partBytes);
-    this.#parts = [];
-    this.#partBytes = 0;
-    this.stats.messagesReceived++;
-    this.stats.bytesReceived += msg.length;
-    this.#deliver(msg);
-  }
-
-  #onBatch(f: Frame): void {
-    if (
-      !(f.flags & FrameFlags.END) ||
-      f.offset !== 0 ||
-      this.#partBytes !== 0 ||
-      f.messageId !== this.#expectId
-    ) {
-      throw new DWCPError(
-        "ERR_PROTOCOL",
-        `batch frame out of place (message ${f.messageId}, offset ${f.offset})`,
-      );
-    }
-    // Entries are delivered as views into the frame's parts, never joined.
-    this.#deliverBatch(new PartsCursor(f.parts ?? [f.payload]));
-  }
-
-  /** The rest of a batch frame whose entries did not fit the receive queue. */
-  #batchRest: PartsCursor | undefined;
-
-  /**
-   * Delivers a batch's entries until the frame ends or the queue is full: a frame
-   * of thousands of empty entries must not become thousands of queued records at
-   * once. What is left waits in `#batchRest` until the application reads.
-   */
-  #deliverBatch(cur: PartsCursor): void {
-    this.#batchRest = undefined;
-    while (cur.remaining > 0) {
-      if (this.#queueFull()) {
-        this.#batchRest = cur;
-        return;
-      }
-      if (cur.remaining < 4) throw new DWCPError("ERR_BAD_FRAME", "truncated length in a batch frame");
-      const n = cur.u32();
-      if (n > cur.remaining)
-        throw new DWCPError("ERR_BAD_FRAME", `batch entry of ${n} bytes overruns its frame`);
-      const msg = new InboundMessage(this.#expectId++, cur.take(n), n);
-      this.stats.messagesReceived++;
-      this.stats.bytesReceived += n;
-      this.#deliver(msg);
-    }
-  }
-
-  /** The receive queue holds as much as it may: stop reading until the application takes some. */
-  #queueFull(): boolean {
-    return this.#queuedCost >= this.#receiveQueueMax || this.#queue.length >= this.#receiveQueueMessages;
-  }
-
-  #deliver(msg: Message): void {
-    // On a lending connection the bytes are views into buffers it will reuse:
-    // only a listener that agreed to borrow them gets them as they are.
-    const lent = this.conn.release !== undefined;
-    if (this.listenerCount("message") > 0) {
-      this.emit("message", lent && !this.#lendMessages ? ownCopy(msg) : msg);
-    } else {
-      if (lent) msg = ownCopy(msg);
-      this.#queue.push(msg);
-      this.#queuedBytes += msg.length;
-      this.#queuedCost += msg.length + MESSAGE_OVERHEAD;
-      const w = this.#queueWaiter;
-      this.#queueWaiter = undefined;
-      w?.();
-    }
-    this.#lastDelivered = msg.id;
-    this.#bytesSinceAck += msg.length;
-    this.#scheduleAck();
-  }
-
-  /**
-   * Cumulative acks, coalesced: at the end of this turn of the event loop when the
-   * last ack is at least ACK_DELAY_MS old or ACK_BYTES have arrived since, else
-   * when ACK_DELAY_MS has passed. A trickle is acked at once; a bulk stream gets
-   * an ack per ACK_BYTES instead of one per socket read, each of which cost the
-   * receiver an encode, a checksum and a write.
-   */
-  #scheduleAck(): void {
-    if (this.#ackScheduled === "turn") return;
-    const now = this.#clock.now();
-    if (now - this.#lastAckAt >= ACK_DELAY_MS || this.#bytesSinceAck >= ACK_BYTES) {
-      this.#clock.clearTimeout(this.#ackTimer);
-      this.#ackScheduled = "turn";
-      this.#clock.setImmediate(() => this.#sendAck());
-    } else if (!this.#ackScheduled) {
-      this.#ackScheduled = "timer";
-      this.#ackTimer = this.#clock.setTimeout(() => this.#sendAck(), ACK_DELAY_MS - (now - this.#lastAckAt));
-    }
-  }
-
-  #sendAck(): void {
-    this.#ackScheduled = undefined;
-    this.#ackTimer = undefined;
-    if (this.#state === "closed") return;
-    this.#lastAckAt = this.#clock.now();
-    this.#bytesSinceAck = 0;
-    this.#sendControl({ ack: { upTo: this.#lastDelivered } });
-  }
-
-  #flushQueueToListeners(): void {
-    while (this.#queue.length > 0 && this.listenerCount("message") > 0) {
-      const msg = this.#queue.shift()!;
-      this.#queuedBytes -= msg.length;
-      this.#queuedCost -= msg.length + MESSAGE_OVERHEAD;
-      this.emit("message", msg);
-    }
-    const s = this.#spaceWaiter;
-    this.#spaceWaiter = undefined;
-    s?.();
-  }
-
   #onControl(msg: Control): void {
-    if ("ack" in msg) this.#onAck(msg.ack.upTo);
+    if ("ack" in msg) this.#sender.onAck(msg.ack.upTo);
     else if ("ping" in msg) this.#answers.onPing(msg.ping);
     else if ("pong" in msg) this.#prober?.pong(msg.pong);
     else if ("probe" in msg) this.#answers.onProbe(msg.probe);
@@ -880,20 +399,6 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     else this.emit("control", msg);
   }
 
-  #onAck(upTo: number): void {
-    if (upTo >= this.#nextSendId) throw new DWCPError("ERR_PROTOCOL", `ack for message ${upTo}, never sent`);
-    while (this.#pending.length > 0 && this.#pending[0]!.id <= upTo) {
-      const p = this.#pending.shift()!;
-      this.#unackedBytes -= p.bytes;
-      this.#ackedBytesTotal += p.bytes;
-      p.resolve(p.id);
-    }
-    const w = this.#windowWaiter;
-    this.#windowWaiter = undefined;
-    w?.();
-    this.#maybeFinishClose();
-  }
-
   #onRemoteClose(): void {
     this.#remoteClosing = true;
     if (this.#state === "open") this.#state = "closing";
@@ -902,11 +407,6 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   // ---------------------------------------------------------------- measuring
-
-  /** Answers to the peer's Pings and Probes. */
-  readonly #answers: ProbeAnswers;
-  /** The path prober that asks through this session, once there is one. */
-  #prober: ProbeListener | undefined;
 
   /**
    * @internal The control channel for this session's one path prober
@@ -921,8 +421,8 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       conn: this.conn,
       frameMax: this.#frameMax,
       sealed: this.#mac !== undefined,
-      sendControl: (msg) => this.#sendControl(msg),
-      controlChunks: (msg) => this.#controlChunks(msg),
+      sendControl: (msg) => this.#sender.sendControl(msg),
+      controlChunks: (msg) => this.#sender.controlChunks(msg),
       throwIfClosed: () => this.#throwIfClosed(),
       get error() {
         return session.#error;
@@ -932,16 +432,16 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
 
   /** Bytes the peer has acknowledged so far (for goodput), and bytes still in flight. */
   get ackedBytes(): number {
-    return this.#ackedBytesTotal;
+    return this.#sender.ackedBytes;
   }
 
   get unackedBytes(): number {
-    return this.#unackedBytes;
+    return this.#sender.unackedBytes;
   }
 
   /** When the last DATA frame was handed to the connection (the session's clock, ms; 0 before any). */
   get lastDataWriteAt(): number {
-    return this.#lastDataWriteAt;
+    return this.#sender.lastDataWriteAt;
   }
 
   // ---------------------------------------------------------------- closing
@@ -964,7 +464,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      await Promise.race([this.#writeLock, this.#closedPromise]);
+      await Promise.race([this.#sender.writeLock, this.#closedPromise]);
       this.#maybeFinishClose();
       await this.#closedPromise;
     } finally {
@@ -974,10 +474,10 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   #maybeFinishClose(): void {
-    if (this.#state !== "closing" || this.#pending.length > 0) return;
+    if (this.#state !== "closing" || this.#sender.pendingSends > 0) return;
     if (!this.#sentClose) {
       this.#sentClose = true;
-      this.#sendControl({ close: { reason: "" } });
+      this.#sender.sendControl({ close: { reason: "" } });
     }
     if (this.#remoteClosing) {
       this.#state = "closed";
@@ -997,7 +497,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     const e = err ?? new DWCPError("ERR_ABORTED", "session destroyed");
     if (e instanceof DWCPError && !e.remote && this.conn.status === "open") {
       try {
-        this.#sendChunks(this.#controlChunks(errorControl(e.code, e.message)));
+        this.#sender.sendChunks(this.#sender.controlChunks(errorControl(e.code, e.message)));
       } catch {
         // Already gone.
       }
@@ -1009,10 +509,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#error = err;
-    for (const p of this.#pending.splice(0)) p.reject(err);
-    const w = this.#windowWaiter;
-    this.#windowWaiter = undefined;
-    w?.();
+    this.#sender.fail(err);
     this.#wakeReaders();
     this.#prober?.end(err);
     this.#router.end(err);
@@ -1037,26 +534,14 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
   }
 
   #wakeReaders(): void {
-    const q = this.#queueWaiter;
-    this.#queueWaiter = undefined;
-    q?.();
-    const s = this.#spaceWaiter;
-    this.#spaceWaiter = undefined;
-    s?.();
+    this.#receiver.wake();
   }
 
   /** Inbound messages in order; ends after a graceful close, throws on failure. */
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
     for (;;) {
-      const msg = this.#queue.shift();
+      const msg = this.#receiver.take();
       if (msg) {
-        this.#queuedBytes -= msg.length;
-        this.#queuedCost -= msg.length + MESSAGE_OVERHEAD;
-        if (!this.#queueFull()) {
-          const s = this.#spaceWaiter;
-          this.#spaceWaiter = undefined;
-          s?.();
-        }
         yield msg;
         continue;
       }
@@ -1066,9 +551,7 @@ export class Session extends EventEmitter implements AsyncIterable<Message> {
       )
         throw this.#error;
       if (this.#state === "closed" || this.#remoteClosing) return;
-      await new Promise<void>((r) => {
-        this.#queueWaiter = r;
-      });
+      await this.#receiver.arrival();
     }
   }
 }
