@@ -78,6 +78,12 @@ export {
   useNativeBinding,
 } from "./native/load.js";
 export { type FeatureStatus, type NativeStatus, nativeStatus } from "./native/status.js";
+export {
+  PathProber,
+  type PingOptions,
+  type ProbeOptions,
+  type ProbeResult,
+} from "./path/prober.js";
 export { certificateNodeIds, HELLO_MAX, type IdentityMode, NODE_URI_PREFIX } from "./session/handshake.js";
 export {
   DWCPNode,
@@ -90,6 +96,9 @@ export {
 export {
   MESSAGE_OVERHEAD,
   type Message,
+  type RequestContext,
+  type RequestHandler,
+  type RequestOptions,
   type RttSample,
   type SendOptions,
   Session,

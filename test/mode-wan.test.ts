@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_THRESHOLDS, type ModeThresholds } from "../src/mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "../src/mode/detector.js";
+import { PathProber } from "../src/path/prober.js";
 import { tcp } from "../src/transport/tcp/index.js";
 import { native } from "./helpers/native.js";
 import { closeAll, sessionPair } from "./helpers/nodes.js";
@@ -75,8 +76,9 @@ describe("mode detection: RTT samples", () => {
     // it; from `shifted` on, every ping carries 30 ms more, as on a longer path.
     let n = 0;
     let shifted = false;
-    const sample = a.rttSample.bind(a);
-    a.rttSample = async (o) => {
+    const prober = PathProber.of(a);
+    const sample = prober.rttSample.bind(prober);
+    prober.rttSample = async (o) => {
       const r = await sample(o);
       return { ...r, rttMs: r.rttMs + (shifted ? 30 : ++n % 3 === 0 ? 60 : 0) };
     };
@@ -99,12 +101,12 @@ describe("mode detection: the probe budget", () => {
   it("a round sized from one bunched sample ends within the probe's time budget", async () => {
     const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
     // A 20 Mbit/s path, stood in for by the probe itself (a round's sending lasts
-    // its bytes at that rate, or until its sendMs, as Session.probe's does; a
+    // its bytes at that rate, or until its sendMs, as PathProber.probe's does; a
     // session test shows the real one keeps that bound). The second round reports
     // 1 Tbit/s, as when the receiver read its two frames late and saw them
     // together: sized from it alone, the next round would take 25 s.
     const rounds: { bytes: number; sendMs: number | undefined; ms: number }[] = [];
-    a.probe = async (bytes, o = {}) => {
+    PathProber.of(a).probe = async (bytes, o = {}) => {
       const ms = Math.min(((bytes * 8) / 20e6) * 1000, o.sendMs ?? Number.POSITIVE_INFINITY);
       rounds.push({ bytes, sendMs: o.sendMs, ms });
       await new Promise((r) => setTimeout(r, ms));

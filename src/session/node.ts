@@ -19,6 +19,7 @@ import { MIN_FRAME_SIZE, PROTOCOL_VERSIONS } from "../wire/negotiate.js";
 import type { CodecInfo, Hello } from "../wire/proto.js";
 import { errorControl } from "../wire/proto.js";
 import { type AuthMode, handshake, type IdentityMode } from "./handshake.js";
+import { REQUESTS_IN_FLIGHT_MAX } from "./router.js";
 import { Session, type SessionLimits } from "./session.js";
 
 /** A pre-shared key: bytes, or a string taken as UTF-8. */
@@ -195,6 +196,14 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
     this.transport = options.transport;
     this.#opts = { ...options, versions, maxFrameSize: maxFrame };
     this.#env = options.env ?? nodeEnv;
+    // Checked here, not at the first session: a bad value would otherwise fail
+    // each connection after its handshake.
+    const inFlight = options.maxRequestsInFlight;
+    if (
+      inFlight !== undefined &&
+      (!Number.isInteger(inFlight) || inFlight < 1 || inFlight > REQUESTS_IN_FLIGHT_MAX)
+    )
+      throw invalidArg("maxRequestsInFlight", `an integer between 1 and ${REQUESTS_IN_FLIGHT_MAX}`, inFlight);
     this.#psk = options.psk === undefined ? undefined : toKey("psk", options.psk);
     const ring =
       options.keyring instanceof Map ? [...options.keyring] : Object.entries(options.keyring ?? {});

@@ -11,6 +11,7 @@
 import type { Env } from "../../src/env/index.js";
 import { DWCPError } from "../../src/errors.js";
 import { type Generation, PeerLink } from "../../src/manager/peer-link.js";
+import { PathProber } from "../../src/path/prober.js";
 import { DWCPNode } from "../../src/session/node.js";
 import type { Session } from "../../src/session/session.js";
 import {
@@ -206,7 +207,7 @@ export async function runLink(o: LinkRunOptions): Promise<LinkRunResult> {
       }
       for (const session of [link?.v1, link?.v3]) {
         if (session?.state !== "open") continue;
-        session.ping({ timeoutMs: 250 }).catch((err: DWCPError) => {
+        PathProber.of(session).ping({ timeoutMs: 250 }).catch((err: DWCPError) => {
           if (err.code === "ERR_TIMEOUT") session.destroy(err);
         });
         // A path that drops whole frames can drop the last ack of a session that
