@@ -207,9 +207,11 @@ export async function runLink(o: LinkRunOptions): Promise<LinkRunResult> {
       }
       for (const session of [link?.v1, link?.v3]) {
         if (session?.state !== "open") continue;
-        PathProber.of(session).ping({ timeoutMs: 250 }).catch((err: DWCPError) => {
-          if (err.code === "ERR_TIMEOUT") session.destroy(err);
-        });
+        PathProber.of(session)
+          .ping({ timeoutMs: 250 })
+          .catch((err: DWCPError) => {
+            if (err.code === "ERR_TIMEOUT") session.destroy(err);
+          });
         // A path that drops whole frames can drop the last ack of a session that
         // then carries nothing more: pings still pass, the message waits forever.
         // No progress for 500 ms with bytes outstanding ends the session.
