@@ -9,6 +9,7 @@
  * suite covers v3 over TLS 1.3).
  */
 import { randomBytes } from "node:crypto";
+import { codecBackend } from "../codec/public.js";
 import {
   crc32c,
   DWCPManager,
@@ -27,6 +28,13 @@ function line(label: string, value: string): void {
 }
 
 async function main(): Promise<void> {
+  // Backends are chosen on first use and this demo compresses nothing: ask the
+  // codec's, so the report says which one this installation uses.
+  try {
+    codecBackend();
+  } catch {
+    // A refused choice (DWCP_NATIVE=1 without the addon): nativeStatus() says why.
+  }
   const s = nativeStatus();
   console.log("DWCP: two local agents\n");
   line("native addon", s.loaded ? `loaded (hash ${s.features.hash.detail})` : `not loaded: ${s.reason}`);
