@@ -20,6 +20,8 @@ export interface Env {
   readonly random: Random;
 }
 
+const RANDOM_SPAN = 2 ** 48 - 1;
+
 /** The real environment: `performance.now()`, Node's timers, the OS's randomness. */
 export const nodeEnv: Env = Object.freeze({
   clock: Object.freeze({
@@ -32,9 +34,10 @@ export const nodeEnv: Env = Object.freeze({
     },
   }),
   random: Object.freeze({
-    next: () => randomInt(2 ** 48) / 2 ** 48,
+    // randomInt's range must be below 2^48.
+    next: () => randomInt(RANDOM_SPAN) / RANDOM_SPAN,
     int: (n: number) =>
-      n <= 1 ? 0 : n <= 2 ** 48 ? randomInt(n) : Math.floor((randomInt(2 ** 48) / 2 ** 48) * n),
+      n <= 1 ? 0 : n <= RANDOM_SPAN ? randomInt(n) : Math.floor((randomInt(RANDOM_SPAN) / RANDOM_SPAN) * n),
     bytes: (n: number) => new Uint8Array(randomBytes(n)),
   }),
 });

@@ -187,9 +187,8 @@ export class SimNetwork {
         const to = owner(address);
         if (this.#down.has(node) || this.#down.has(to))
           throw new DWCPError("ERR_CONNECT", `${this.#down.has(node) ? node : to} is down`);
-        const c = track(await inner.dial(address, options));
-        // The accepted end belongs to the listener's node.
-        return c;
+        // The accepted end is tracked by the listener's node (listen below).
+        return track(await inner.dial(address, options));
       },
       listen: (address, onConn, options) => {
         if (owner(address) !== node)

@@ -15,6 +15,8 @@ import { createHash, type Hash } from "node:crypto";
 import type { Clock, Env, Random, Timer } from "../env/index.js";
 import { seededRandom } from "../env/index.js";
 import { DWCPError } from "../errors.js";
+// The fleet's FNV-1a of a node id: a node's random stream is named by it.
+import { rolloutHash } from "../flags/rollout.js";
 import { Heap } from "./heap.js";
 
 /** Wall-clock time at the start of every run (2026-01-01T00:00:00Z): runs do not depend on the day. */
@@ -147,7 +149,7 @@ export class Simulator {
         this.after(0, fn, `${node} immediate`);
       },
     };
-    return Object.freeze({ clock, random: seededRandom(mix(this.seed, hashString(node))) });
+    return Object.freeze({ clock, random: seededRandom(mix(this.seed, rolloutHash(node))) });
   }
 
   /**
@@ -179,13 +181,6 @@ export class Simulator {
       await turn();
     }
   }
-}
-
-/** 32-bit FNV-1a of a string (stream ids from names). */
-export function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
 }
 
 /** Mixes two 32-bit values into one seed. */

@@ -1,7 +1,7 @@
 // The simulator's own pieces: event order, node clocks, the network's fault
 // knobs and the storage model.
 import { describe, expect, it } from "vitest";
-import { CLEAN_LINK, SimDisks, SimNetwork, Simulator } from "../../src/testing/index.js";
+import { CLEAN_LINK, nodeEnv, SimDisks, SimNetwork, Simulator } from "../../src/testing/index.js";
 
 describe("Simulator", () => {
   it("runs events by virtual time, then in the order they were scheduled; a cancelled one never runs", async () => {
@@ -42,6 +42,17 @@ describe("Simulator", () => {
     expect(draw(b)).toEqual(first);
     expect(draw(c)).not.toEqual(first);
     expect(draw(d)).not.toEqual(first);
+  });
+
+  it("the real environment's randomness stays in range (next in [0, 1), int in [0, n))", () => {
+    for (let i = 0; i < 1000; i++) {
+      const x = nodeEnv.random.next();
+      expect(x >= 0 && x < 1).toBe(true);
+      const k = nodeEnv.random.int(7);
+      expect(Number.isInteger(k) && k >= 0 && k < 7).toBe(true);
+    }
+    expect(nodeEnv.random.int(2 ** 50)).toBeLessThan(2 ** 50);
+    expect(nodeEnv.random.bytes(16)).toHaveLength(16);
   });
 
   it("stops at `until` and fails a run that never ends (maxEvents)", async () => {

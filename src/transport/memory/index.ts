@@ -181,7 +181,8 @@ class MemoryConn extends AbstractConn {
   #enqueue(e: PipeEntry): void {
     let i = this.#pipe.length;
     if (this.opts.path) while (i > 0 && this.#pipe[i - 1]!.at > e.at) i--;
-    this.#pipe.splice(i, 0, e);
+    if (i === this.#pipe.length) this.#pipe.push(e);
+    else this.#pipe.splice(i, 0, e);
     if (!this.opts.path && (this.opts.latencyMs ?? 0) <= 0) {
       if (this.#pipe.length === 1) queueMicrotask(() => this.#flush(Number.POSITIVE_INFINITY));
       return;
