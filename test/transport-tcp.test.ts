@@ -33,10 +33,12 @@ describe("tcp transport socket options", () => {
 });
 
 describe("tcp direct writes (native writev while Node has nothing queued)", () => {
-  // The reader stalls now and then, so the kernel's buffers fill: writes go
+  // The reader stalls now and then until the kernel's buffers are full: writes go
   // straight to the kernel, stop part-way (EAGAIN), leave the rest to Node's
   // socket, and go direct again once Node has drained. Every byte must arrive once
-  // and in order, whichever way it went.
+  // and in order, whichever way it went. A stall lasts until a write was queued
+  // (bounded by 2 s), not a fixed time: how much the kernel holds depends on the
+  // machine's tcp_rmem/tcp_wmem, and a short fixed stall may never fill it.
   itNative(
     "random chunks through a stalling reader arrive in order; both paths were used",
     async () => {
@@ -48,6 +50,8 @@ describe("tcp direct writes (native writev while Node has nothing queued)", () =
       const done = new Promise<void>((resolve, reject) => {
         finish = (err) => (err ? reject(err) : resolve());
       });
+      let stats: { direct: number; queued: number } | undefined;
+      let stalls = 0;
       const listener = await t.listen("127.0.0.1:0", (c) => {
         void (async () => {
           let n = 0;
@@ -56,12 +60,20 @@ describe("tcp direct writes (native writev while Node has nothing queued)", () =
               if (mismatch < 0 && chunk[i] !== ((received + i) * 31) % 251) mismatch = received + i;
             }
             received += chunk.length;
-            if (++n % 64 === 0) await new Promise((r) => setTimeout(r, 5));
+            if (++n % 64 === 0 && stalls < 8) {
+              stalls++;
+              const queued = stats?.queued ?? 0;
+              const until = Date.now() + 2000;
+              while ((stats?.queued ?? 0) === queued && Date.now() < until && received < total) {
+                await new Promise((r) => setTimeout(r, 2));
+              }
+            }
             if (received >= total) break;
           }
         })().then(() => finish(), finish);
       });
       const conn = await t.dial(listener.address);
+      stats = (conn as unknown as { writeStats: { direct: number; queued: number } }).writeStats;
       let sent = 0;
       let seed = 12345;
       while (sent < total) {
@@ -76,7 +88,6 @@ describe("tcp direct writes (native writev while Node has nothing queued)", () =
         else if (seed % 3 === 0) await new Promise((r) => setImmediate(r));
       }
       await done;
-      const stats = (conn as unknown as { writeStats: { direct: number; queued: number } }).writeStats;
       await conn.close();
       await listener.close();
       expect(mismatch).toBe(-1);
