@@ -1,0 +1,14 @@
+// The benchmarks `npm run bench` knows, in the order `all` runs them and the
+// report lists them.
+export const BENCHES = [
+  "hash",
+  "crc",
+  "transport-loopback",
+  "transport-small",
+  "transport-wan",
+  "codec",
+  "delta",
+  "mode-detect",
+] as const;
+
+export type BenchName = (typeof BENCHES)[number];
