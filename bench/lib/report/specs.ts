@@ -144,6 +144,8 @@ export function decisionSpec(name: string, rows: ModeRow[]): TopLevelSpec {
     goalMs: r.goalMs,
     outcome: r.decided === r.expected ? "the expected mode" : "another mode",
     label: `${label(r.decisionMs)} ms: ${r.decided}${r.decided === r.expected ? "" : ` (expected ${r.expected})`}`,
+    // Right of the goal's tick too, so the tick never crosses the text.
+    labelAt: Math.max(r.decisionMs, r.goalMs),
   }));
   const top = Math.max(...rows.map((r) => Math.max(r.decisionMs, r.goalMs))) * (LABEL_ROOM + 0.25);
   const y = { field: "profile", type: "nominal", sort: null, title: null } as const;
@@ -180,7 +182,7 @@ export function decisionSpec(name: string, rows: ModeRow[]): TopLevelSpec {
       },
       {
         mark: { type: "text", align: "left", dx: 4 },
-        encoding: { y, x: { field: "decisionMs", type: "quantitative" }, text: { field: "label" } },
+        encoding: { y, x: { field: "labelAt", type: "quantitative" }, text: { field: "label" } },
       },
     ],
   };
@@ -201,7 +203,7 @@ export function timelineSpec(name: string, rows: ModeRow[]): TopLevelSpec {
       values.push({ profile: r.profile, metric: RTT, s: p.atMs / 1000, value: p.rttMs, kind: "estimate" });
       values.push({ profile: r.profile, metric: BW, s: p.atMs / 1000, value: p.mbps, kind: "estimate" });
     }
-    for (const e of r.events) {
+    r.events.forEach((e, i) => {
       for (const metric of [RTT, BW]) {
         values.push({
           profile: r.profile,
@@ -209,10 +211,12 @@ export function timelineSpec(name: string, rows: ModeRow[]): TopLevelSpec {
           s: e.atMs / 1000,
           mode: e.mode,
           label: `${e.mode} @ ${label(e.atMs)} ms`,
+          // Pixels from the top, alternating: events close in time must not print over each other.
+          labelY: 2 + (i % 2) * 11,
           kind: "event",
         });
       }
-    }
+    });
   }
   const x = { field: "s", type: "quantitative", title: "s since the detector started" } as const;
   return {
@@ -250,8 +254,12 @@ export function timelineSpec(name: string, rows: ModeRow[]): TopLevelSpec {
         },
         {
           transform: [{ filter: "datum.kind === 'event'" }],
-          mark: { type: "text", align: "left", baseline: "top", dx: 3, y: 2, fontSize: 9 },
-          encoding: { x, text: { field: "label" } },
+          mark: { type: "text", align: "left", baseline: "top", dx: 3, fontSize: 9 },
+          encoding: {
+            x,
+            y: { field: "labelY", type: "quantitative", scale: null },
+            text: { field: "label" },
+          },
         },
       ],
     },
