@@ -1,0 +1,105 @@
+/**
+ * `dwcp recv`: listens, takes one transfer, and exits: 0 when it arrived whole
+ * and matched the sender's length and SHA-256, 1 otherwise.
+ */
+import { dirname, join } from "node:path";
+import type { Command } from "commander";
+import { DWCPError, DWCPManager } from "../index.js";
+import { resolveAddress } from "./address.js";
+import { type AgentCliOptions, agentOptions, withAgentOptions } from "./agent.js";
+import { printManagerEvents, printTransferEnd, printTransferStart } from "./events.js";
+import { EXIT, knownCode } from "./exit.js";
+import { output, printError } from "./output.js";
+import { type Progress, progress } from "./progress.js";
+import type { Runner } from "./run.js";
+import { checkDir, maxSizeOption } from "./serve.js";
+import { LinkReceiver, type TransferReport } from "./transfer/receiver.js";
+import { fileSink, type Sink, stdoutSink } from "./transfer/sink.js";
+
+interface RecvOptions extends AgentCliOptions {
+  listen: string;
+  listenV3?: string;
+  outDir: string;
+  maxSize: number;
+  json?: boolean;
+  progress: boolean;
+}
+
+async function recv(dest: string | undefined, o: RecvOptions): Promise<number> {
+  const toStdout = dest === "-";
+  const json = o.json === true;
+  const out = output(json, toStdout);
+  const agent = agentOptions(o);
+  const outDir = dest === undefined ? checkDir(o.outDir, "--out-dir") : undefined;
+  if (dest !== undefined && !toStdout) checkDir(dirname(dest), "the destination's directory");
+  const v1 = await resolveAddress(o.listen, "--listen", { anyPort: true, defaultHost: "0.0.0.0" });
+  const v3 =
+    o.listenV3 === undefined
+      ? undefined
+      : await resolveAddress(o.listenV3, "--listen-v3", { anyPort: true, defaultHost: "0.0.0.0" });
+  const manager = new DWCPManager(agent.options);
+  const showBar = o.progress && !json && process.stderr.isTTY === true;
+  try {
+    // Only what matters for one transfer: links and why they fail.
+    if (json) printManagerEvents(manager, out);
+    let owner: LinkReceiver | undefined;
+    let bar: Progress | undefined;
+    const done = new Promise<TransferReport>((resolve) => {
+      manager.on("link", (link) => {
+        const receiver: LinkReceiver = new LinkReceiver(link, {
+          maxBytes: o.maxSize,
+          open: async (header): Promise<Sink> => {
+            if (owner !== undefined && owner !== receiver)
+              throw new DWCPError("ERR_UNSUPPORTED", "this receiver takes one transfer, and has one");
+            owner = receiver;
+            if (toStdout) return stdoutSink();
+            return fileSink(outDir === undefined ? dest! : join(outDir, header.name), outDir === undefined);
+          },
+          started: (t) => {
+            if (json) printTransferStart(out, t);
+            bar = progress(showBar, "received", t.size);
+          },
+          progress: (bytes) => bar?.update(bytes),
+          finished: (r) => {
+            if (owner !== receiver) return;
+            bar?.stop();
+            resolve(r);
+          },
+        });
+      });
+    });
+    const bound = await manager.listen({ v1, ...(v3 ? { v3 } : {}) });
+    out.event(
+      "listening",
+      {
+        nodeId: manager.nodeId,
+        v1: { address: bound.v1, transport: agent.transports.v1 },
+        v3: bound.v3 ? { address: bound.v3, transport: agent.transports.v3 } : null,
+      },
+      `listening as ${manager.nodeId}: v1 ${agent.transports.v1} ${bound.v1}` +
+        (bound.v3 ? `, v3 ${agent.transports.v3} ${bound.v3}` : ""),
+    );
+    const r = await done;
+    if (json || r.ok) printTransferEnd(out, r);
+    else printError(new DWCPError(knownCode(r.code), r.message), false);
+    return r.ok ? EXIT.ok : EXIT.failure;
+  } finally {
+    await manager.close();
+  }
+}
+
+/** Adds `recv` to `program`. */
+export function recvCommand(program: Command, run: Runner): void {
+  withAgentOptions(
+    program
+      .command("recv")
+      .argument("[file]", "where to write (- for standard output; default: the sender's name in --out-dir)")
+      .description("listen, receive one transfer, and exit (0 when it arrived whole and verified)")
+      .option("--listen <addr>", "v1 address, host:port or :port (all interfaces)", ":7100")
+      .option("--listen-v3 <addr>", "v3 address (none: v1 only)")
+      .option("--out-dir <dir>", "where the sender's name is written when no file is given", ".")
+      .addOption(maxSizeOption())
+      .option("--no-progress", "no progress bar")
+      .option("--json", "JSON lines: listening, then the transfer's result"),
+  ).action((file: string | undefined, o: RecvOptions) => run(o.json, () => recv(file, o)));
+}
