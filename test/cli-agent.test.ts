@@ -271,6 +271,41 @@ describe("send and recv", () => {
   });
 });
 
+describe("recv interrupted", () => {
+  it("SIGINT mid-transfer: exit 1 (ERR_ABORTED), the partial file removed, the sender not told it arrived", async () => {
+    const into = join(dir, "interrupted");
+    mkdirSync(into);
+    const recv = startCli(["recv", "--listen", "127.0.0.1:0", ...PSK, "--out-dir", into]);
+    try {
+      await recv.until(() => /listening as .* v1 tcp (\S+)/.test(recv.stdout), 30_000, "listening");
+      const address = /v1 tcp (\S+)/.exec(recv.stdout)![1]!;
+      const send = startCli(["send", address, "-", ...PSK, "--name", "part.bin", "--timeout", "5"], {
+        keepStdin: true,
+      });
+      try {
+        send.stdin.write(randomBytes(2 * CHUNK_BYTES));
+        await recv.until(() => readdirSync(into).some((f) => f.endsWith(".part")), 20_000, "a partial file");
+        recv.signal("SIGINT");
+        const r = await recv.result(15_000);
+        expect(r.status, r.stderr).toBe(1);
+        expect(errorLine(r.stderr)).toMatchObject({
+          code: "ERR_ABORTED",
+          message: expect.stringMatching(/SIGINT/),
+        });
+        expect(readdirSync(into)).toEqual([]);
+        send.stdin.end(randomBytes(10));
+        const s = await send.result(30_000);
+        expect(s.status).not.toBe(0);
+        expect(s.stdout).not.toMatch(/^sent /m);
+      } finally {
+        send.kill();
+      }
+    } finally {
+      recv.kill();
+    }
+  });
+});
+
 describe("serve against a hostile sender", () => {
   let p: CliProcess;
   let address: string;

@@ -18,7 +18,7 @@ import { describeError, EXIT } from "./exit.js";
 import { changedKeys, flagsText, parseAssignments, readFlags, writeFlags } from "./flags-file.js";
 import { type Output, output } from "./output.js";
 import type { Runner } from "./run.js";
-import { untilSignal } from "./signals.js";
+import { onSignal } from "./signals.js";
 
 interface FlagsOptions {
   json?: boolean;
@@ -74,6 +74,7 @@ async function set(path: string, assignments: string[], o: FlagsOptions): Promis
 
 async function watch(path: string, o: FlagsOptions): Promise<number> {
   const out = output(o.json === true);
+  const stop = onSignal();
   const store = new FlagStore();
   store.watchFile(path);
   out.event(
@@ -94,9 +95,10 @@ async function watch(path: string, o: FlagsOptions): Promise<number> {
     out.event("rejected", { error: e }, `rejected: ${e.code}: ${e.message} (the flags stay as they were)`);
   });
   try {
-    await untilSignal();
+    await stop.received;
   } finally {
     store.unwatch();
+    stop.dispose();
   }
   return EXIT.ok;
 }

@@ -13,6 +13,7 @@ import { output, printError } from "./output.js";
 import { type Progress, progress } from "./progress.js";
 import type { Runner } from "./run.js";
 import { checkDir, maxSizeOption } from "./serve.js";
+import { onSignal } from "./signals.js";
 import { LinkReceiver, type TransferReport } from "./transfer/receiver.js";
 import { fileSink, type Sink, stdoutSink } from "./transfer/sink.js";
 
@@ -38,6 +39,7 @@ async function recv(dest: string | undefined, o: RecvOptions): Promise<number> {
       ? undefined
       : await resolveAddress(o.listenV3, "--listen-v3", { anyPort: true, defaultHost: "0.0.0.0" });
   const manager = new DWCPManager(agent.options);
+  const stop = onSignal();
   const showBar = o.progress && !json && process.stderr.isTTY === true;
   try {
     // Only what matters for one transfer: links and why they fail.
@@ -79,12 +81,20 @@ async function recv(dest: string | undefined, o: RecvOptions): Promise<number> {
       `listening as ${manager.nodeId}: v1 ${agent.transports.v1} ${bound.v1}` +
         (bound.v3 ? `, v3 ${agent.transports.v3} ${bound.v3}` : ""),
     );
-    const r = await done;
+    const r = await Promise.race([
+      done,
+      stop.received.then((signal): never => {
+        bar?.stop();
+        // Closing the manager ends the link, and the receiver removes what it wrote.
+        throw new DWCPError("ERR_ABORTED", `interrupted by ${signal} before a transfer completed`);
+      }),
+    ]);
     if (json || r.ok) printTransferEnd(out, r);
     else printError(new DWCPError(knownCode(r.code), r.message), false);
     return r.ok ? EXIT.ok : EXIT.failure;
   } finally {
     await manager.close();
+    stop.dispose();
   }
 }
 

@@ -15,7 +15,7 @@ import { byteCount } from "./input.js";
 import { type MetricsServer, serveMetrics } from "./metrics-http.js";
 import { output } from "./output.js";
 import type { Runner } from "./run.js";
-import { untilSignal } from "./signals.js";
+import { onSignal } from "./signals.js";
 import { LinkReceiver } from "./transfer/receiver.js";
 import { discardSink, fileSink } from "./transfer/sink.js";
 
@@ -64,6 +64,7 @@ async function serve(o: ServeOptions): Promise<number> {
       ? undefined
       : parseAddress(o.metrics, "--metrics", { anyPort: true, defaultHost: "0.0.0.0" });
   const manager = new DWCPManager(agent.options);
+  const stop = onSignal();
   let metrics: MetricsServer | undefined;
   try {
     printManagerEvents(manager, out);
@@ -93,11 +94,12 @@ async function serve(o: ServeOptions): Promise<number> {
         (metrics ? `, metrics ${metrics.url}` : "") +
         (outDir ? `, files to ${outDir}` : ", files checked and discarded"),
     );
-    const signal = await untilSignal();
+    const signal = await stop.received;
     out.event("stopping", { signal }, `stopping (${signal})`);
   } finally {
     await metrics?.close();
     await manager.close();
+    stop.dispose();
   }
   return EXIT.ok;
 }

@@ -99,10 +99,15 @@ export class CliProcess {
     }
   }
 
-  /** Resolves once `test()` holds; fails after `ms` (or when the process ends first), saying what it saw. */
+  /**
+   * Resolves once `test()` holds, checked on each output and every 50 ms (for
+   * conditions outside the output, such as files); fails after `ms` (or when the
+   * process ends first), saying what it saw.
+   */
   async until(test: () => boolean, ms: number, what: string): Promise<void> {
     if (test()) return;
     let timer: NodeJS.Timeout | undefined;
+    const poll = setInterval(() => this.#check(), 50);
     try {
       await Promise.race([
         new Promise<void>((resolve) => this.#waiters.push({ test, resolve })),
@@ -122,6 +127,7 @@ export class CliProcess {
       ]);
     } finally {
       clearTimeout(timer);
+      clearInterval(poll);
     }
   }
 
