@@ -23,6 +23,10 @@ import ts from "typescript";
  */
 export const LAYERS = [
   { names: ["errors"], holds: "DWCPError and the stable code table" },
+  {
+    names: ["diagnostics"],
+    holds: "the diagnostics_channel channels and their messages (plain data, published from every layer)",
+  },
   { names: ["env"], holds: "Clock, timers, seeded Random: the only door to time and randomness" },
   { names: ["native"], holds: "the addon loader, the backend registry, the binding's declarations" },
   { names: ["hash"], holds: "CRC32C and XXH3, native or TypeScript" },
@@ -40,6 +44,12 @@ export const LAYERS = [
       "feature flags and rollout. They import only errors (and may take env for their file watch), " +
       "so they could sit lower; they are policy that only component selection reads, so they sit " +
       "above every mechanism and no transport, codec or session can consult a flag",
+  },
+  {
+    names: ["metrics"],
+    holds:
+      "Prometheus metrics (prom-client): the registry's instruments, read from plain snapshots on scrape; " +
+      "the components above register theirs here",
   },
   { names: ["prediction"], holds: "PBA: estimators, live error, allocation" },
   {

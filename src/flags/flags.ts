@@ -17,6 +17,7 @@ import {
   watch,
 } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { channels, errorInfo, publish } from "../diagnostics/index.js";
 import { type Clock, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError, invalidArg } from "../errors.js";
 
@@ -147,6 +148,8 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
   #epoch = 0;
   #watch: FlagFileWatch | undefined;
   #lastError: DWCPError | undefined;
+  /** The watched file whose flags are being applied (for the reload's diagnostics message). */
+  #applying: string | undefined;
 
   readonly #env: Env;
 
@@ -197,6 +200,15 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
     this.#flags = Object.freeze(next);
     this.#epoch++;
     this.emit("change", this.#flags, this.#epoch, previous);
+    const file = this.#applying;
+    publish(channels.flagsReload, () => ({
+      source: file === undefined ? ("api" as const) : ("file" as const),
+      ...(file === undefined ? {} : { file }),
+      ok: true,
+      epoch: this.#epoch,
+      flags: { ...next },
+      changed: (Object.keys(next) as (keyof FeatureFlags)[]).filter((k) => next[k] !== previous[k]),
+    }));
     return this.#epoch;
   }
 
@@ -225,13 +237,28 @@ export class FlagStore extends EventEmitter<FlagStoreEvents> {
     const opts = checkFileOptions(options);
     this.unwatch();
     this.#lastError = undefined;
-    const w: FlagFileWatch = new FlagFileWatch(resolve(path), opts, this.#env.clock, {
+    const file = resolve(path);
+    const w: FlagFileWatch = new FlagFileWatch(file, opts, this.#env.clock, {
       apply: (flags) => {
         this.#lastError = undefined;
-        this.update(flags);
+        this.#applying = file;
+        try {
+          this.update(flags);
+        } finally {
+          this.#applying = undefined;
+        }
       },
       report: (err, later) => {
         this.#lastError = err;
+        publish(channels.flagsReload, () => ({
+          source: "file" as const,
+          file,
+          ok: false,
+          epoch: this.#epoch,
+          flags: { ...this.#flags },
+          changed: [],
+          error: errorInfo(err),
+        }));
         const deliver = () => {
           if (this.#watch !== w) return;
           if (this.listenerCount("error") > 0) this.emit("error", err);

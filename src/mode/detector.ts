@@ -27,6 +27,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { EventLoopUtilization } from "node:perf_hooks";
+import { channels, publish } from "../diagnostics/index.js";
 import { type Clock, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError } from "../errors.js";
 import { PathProber } from "../path/prober.js";
@@ -309,6 +310,16 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       sources: { rtt: [...this.#sources.rtt], bandwidth: [...this.#sources.bandwidth] },
     };
     this.emit("mode", ev);
+    const s = this.#session;
+    publish(channels.modeChange, () => ({
+      localNodeId: s.localNodeId,
+      peerId: s.remoteNodeId,
+      mode: ev.mode,
+      ...(ev.previous ? { previous: ev.previous } : {}),
+      estimate: { ...ev.estimate },
+      sources: { rtt: [...ev.sources.rtt], bandwidth: [...ev.sources.bandwidth] },
+      sinceStartMs: ev.sinceStartMs,
+    }));
     return ev;
   }
 

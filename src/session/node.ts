@@ -3,6 +3,7 @@
  * runs the handshake and hands out {@link Session}s.
  */
 import { EventEmitter } from "node:events";
+import { channels, errorInfo, publish, type SessionInfo } from "../diagnostics/index.js";
 import { deadline, type Env, nodeEnv } from "../env/index.js";
 import { DWCPError, type DWCPErrorCode, invalidArg } from "../errors.js";
 import {
@@ -148,6 +149,23 @@ function refuseEarly(conn: Conn, err: DWCPError, env: Env): void {
     .finally(() => grace.clear());
 }
 
+/** Numbers sessions for diagnostics messages, process-wide. */
+let sessionIds = 0;
+
+function sessionInfo(s: Session, sessionId: number): SessionInfo {
+  return {
+    sessionId,
+    localNodeId: s.localNodeId,
+    remoteNodeId: s.remoteNodeId,
+    version: s.version,
+    role: s.role,
+    transport: s.conn.transport,
+    localAddress: s.conn.localAddress,
+    remoteAddress: s.conn.remoteAddress,
+    credential: s.peerCredential,
+  };
+}
+
 /** A DWCP endpoint. */
 export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
   readonly nodeId: string;
@@ -286,12 +304,31 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
         ...(macs ? { macs } : {}),
       });
       this.#sessions.add(session);
-      void session.closed.then(() => this.#sessions.delete(session));
+      const info = sessionInfo(session, ++sessionIds);
+      const openedAt = this.#env.clock.now();
+      publish(channels.sessionOpen, () => info);
+      void session.closed.then((error) => {
+        this.#sessions.delete(session);
+        publish(channels.sessionClose, () => ({
+          ...info,
+          durationMs: this.#env.clock.now() - openedAt,
+          stats: { ...session.stats },
+          ...(error ? { error: errorInfo(error) } : {}),
+        }));
+      });
       return session;
     } catch (err) {
       const e = err as DWCPError;
       this.#metrics.handshakes.failed++;
       this.#metrics.handshakes.byCode[e.code] = (this.#metrics.handshakes.byCode[e.code] ?? 0) + 1;
+      publish(channels.handshakeError, () => ({
+        localNodeId: this.nodeId,
+        role,
+        transport: this.transport.name,
+        remoteAddress: conn.remoteAddress,
+        ...errorInfo(e),
+        reason: errorInfo(e).code,
+      }));
       throw e;
     } finally {
       this.#metrics.pendingHandshakes--;
@@ -345,6 +382,15 @@ export class DWCPNode extends EventEmitter<DWCPNodeEvents> {
             this.#env,
           );
           this.emit("refused", refused, conn.remoteAddress);
+          publish(channels.handshakeError, () => ({
+            localNodeId: this.nodeId,
+            role: "S",
+            transport: this.transport.name,
+            remoteAddress: conn.remoteAddress,
+            code: "ERR_CLOSED",
+            message: `connection refused: ${refused} limit reached`,
+            reason: `limit:${refused}`,
+          }));
           return;
         }
         this.#track(conn, host || "?", "S").then(
