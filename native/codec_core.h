@@ -76,7 +76,14 @@ struct PageJob {
   int codec = 1, level = 1;
   std::shared_ptr<Dict> dict;
   uint32_t imageId = 0, version = 1, baseVersion = 0;
+  // Where the pages' kinds are counted, or null: zero, same, duplicate, delta
+  // (sparse included) and full pages, then the bytes delta pages put in the raw
+  // section. Written once the frame is built; a kept-alive JS Float64Array.
+  double* stats = nullptr;
 };
+
+/** Slots of PageJob::stats. */
+constexpr size_t kPageStatSlots = 6;
 
 bool EncodePages(const PageJob& j, Out* out);
 

@@ -37,7 +37,7 @@ void TakeBaseline(const Napi::CallbackInfo& info, size_t at, const uint8_t** bas
 }
 
 // encodePagesAsync(image, baseline|null, baselineHashes|null, o: {pageSize, first, count,
-// codec, level, dict?, imageId, version, baseVersion}) -> Promise<frame>. The TS layer
+// codec, level, dict?, imageId, version, baseVersion, stats?}) -> Promise<frame>. The TS layer
 // validates every argument first; the ranges that pointers are computed from are
 // checked again here, so a caller's mistake is an error, not a stray read.
 Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
@@ -71,6 +71,15 @@ Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
   Napi::Value d = o.Get("dict");
   j.dict = DictOf(d);
   if (j.dict) keep.push_back(d);
+  Napi::Value st = o.Get("stats");
+  if (!st.IsUndefined()) {
+    if (!st.IsTypedArray() || st.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        st.As<Napi::TypedArray>().ElementLength() != kPageStatSlots)
+      return Rejected(env, "ERR_INVALID_ARG", "encodePagesAsync: stats must be a Float64Array of 6");
+    Napi::TypedArray t = st.As<Napi::TypedArray>();
+    j.stats = reinterpret_cast<double*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    keep.push_back(st);
+  }
   return RunOnPool(env, [j](Out* out) { EncodePages(j, out); }, keep, true);
 }
 

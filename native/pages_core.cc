@@ -114,6 +114,7 @@ bool EncodePages(const PageJob& j, Out* out) {
   size_t pageBytes = 0;
   std::unique_ptr<uint8_t[]> scratch(new uint8_t[ps]);
   std::unique_ptr<uint8_t[]> runs(new uint8_t[ps / 2 + 8]);
+  size_t deltaBytes = 0;
   for (size_t i = 0; i < n; i++) {
     const uint8_t* page = batch + i * ps;
     const uint8_t* basePage = j.base ? j.base + (j.first + i) * ps : nullptr;
@@ -144,18 +145,34 @@ bool EncodePages(const PageJob& j, Out* out) {
         std::memcpy(dst, runs.get(), sparse);
         kinds[i] = kSparse;
         pageBytes += sparse;
+        deltaBytes += sparse;
         continue;
       }
       if (nonZero < ps / 2) {
         std::memcpy(dst, scratch.get(), ps);
         kinds[i] = kDelta;
         pageBytes += ps;
+        deltaBytes += ps;
         continue;
       }
     }
     std::memcpy(dst, page, ps);
     kinds[i] = kFull;
     pageBytes += ps;
+  }
+  if (j.stats) {
+    double counts[kPageStatSlots] = {0, 0, 0, 0, 0, static_cast<double>(deltaBytes)};
+    for (size_t i = 0; i < n; i++) {
+      switch (kinds[i]) {
+        case kZero: counts[0]++; break;
+        case kSame: counts[1]++; break;
+        case kDup: counts[2]++; break;
+        case kSparse:
+        case kDelta: counts[3]++; break;
+        default: counts[4]++; break;
+      }
+    }
+    std::memcpy(j.stats, counts, sizeof counts);
   }
   for (size_t k = 0; k < refs.size(); k++) PutU32(raw.get() + n + 4 * k, refs[k]);
   size_t rawLength = n + refs.size() * 4 + pageBytes;

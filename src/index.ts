@@ -4,13 +4,26 @@
  *
  * This entry holds what an agent uses: the manager and its links, the session
  * node, the transports' factories, feature flags, mode classification and
- * policies, the native addon's status and injection, checksums and errors. The
+ * policies, the native addon's status and injection, checksums, errors, and the
+ * names of the diagnostics channels (metrics: `manager.metrics()`). The
  * transport contract and each transport's own API are in `dwcp/transport`;
  * HDE's codecs and page frames in `dwcp/codec`; the simulator in `dwcp/testing`.
  *
  * @packageDocumentation
  */
 
+export {
+  type BreakerMessage,
+  channels as diagnosticsChannels,
+  type FlagsReloadMessage,
+  type GenerationSwitchMessage,
+  type HandshakeErrorMessage,
+  type ModeChangeMessage,
+  type SessionCloseMessage,
+  type SessionInfo,
+  type SessionOpenMessage,
+  type TypedChannel,
+} from "./diagnostics/index.js";
 export { DWCPError, type DWCPErrorCode, type DWCPErrorOptions, ERROR_CODES, isDWCPError } from "./errors.js";
 export {
   DEFAULT_FLAGS,

@@ -28,8 +28,11 @@
  * {@link DWCPManager.components} and the `refusal` event.
  */
 import { EventEmitter } from "node:events";
+import { Registry } from "prom-client";
 import type { ZstdDictionary } from "./codec/index.js";
+import { pageTally } from "./codec/pages/counters.js";
 import type { PagePolicy } from "./codec/pages/encode.js";
+import { channels, errorInfo, publish } from "./diagnostics/index.js";
 import { type Clock, deadline, type Env, nodeEnv, type Timer } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
@@ -48,6 +51,8 @@ import {
 } from "./manager/peer-link.js";
 import { COMPONENT_KEYS, type Component, REGISTRY } from "./manager/registry.js";
 import { type ComponentChoice, type Selection, selectGenerations } from "./manager/selection.js";
+import { MAX_PEER_SERIES, PeerTotals } from "./manager/telemetry.js";
+import { attachNode, attachPages, type NodeSample } from "./metrics/index.js";
 import type { Mode, ModeThresholds } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { policyFor, tuneParams } from "./mode/policy.js";
@@ -110,7 +115,7 @@ export interface ManagerOptions {
   flags?: Partial<FeatureFlags> | FlagStore;
   /**
    * A JSON file of flags to watch. A file that cannot be read or parsed leaves the
-   * flags as they were and is reported as an error (see {@link DWCPManager.metrics}).
+   * flags as they were and is reported as an error (see {@link DWCPManager.counters}).
    */
   flagsFile?: string;
   thresholds?: Partial<ModeThresholds>;
@@ -139,6 +144,12 @@ export interface ManagerOptions {
   closeTimeoutMs?: number;
   /** Windows and backpressure of every {@link PeerLink}; their env is the manager's. */
   link?: Omit<PeerLinkOptions, "env">;
+  /**
+   * The prom-client registry to report in (the agent's own, to serve with its
+   * other metrics). Several managers may share one: their series differ by the
+   * `node` label. @default a new registry of this manager's own
+   */
+  registry?: Registry;
   /**
    * Time and randomness of the manager and everything it builds: its session
    * nodes, links, mode detectors, flag store (unless one is passed in `flags`),
@@ -191,13 +202,13 @@ export interface ManagerEvents {
   /**
    * Errors that are nobody's call to await (flags file, background dials, mode
    * detection, failed sessions, peers breaking the link protocol). Emitted only
-   * when there are listeners; every one is counted in {@link DWCPManager.metrics}
+   * when there are listeners; every one is counted in {@link DWCPManager.counters}
    * either way, so an agent without a listener never crashes on one.
    */
   error: [Error];
 }
 
-/** Counters of a manager. */
+/** Counters of a manager ({@link DWCPManager.counters}). */
 export interface ManagerMetrics {
   links: number;
   /** Sessions refused because the peer's live link holds another credential. */
@@ -223,6 +234,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   readonly v1: DWCPNode;
   readonly v3: DWCPNode;
   readonly policy: RollbackPolicy;
+  /** The prom-client registry this manager reports in ({@link ManagerOptions.registry}). */
+  readonly registry: Registry;
   readonly #opts: ManagerOptions;
   readonly #links = new Map<string, PeerLink>();
   readonly #detectors = new Map<
@@ -246,8 +259,15 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     refusedSends: 0,
     errors: { count: 0, byCode: {} },
   };
+  /** Totals per peer for the metrics; they outlive links (at most {@link MAX_PEER_SERIES} peers). */
+  readonly #totals = new Map<string, PeerTotals>();
+  #flagFileRefusals = 0;
+  readonly #detachMetrics: () => void;
   readonly #onFlagsChange = () => this.#reevaluateAll("flags");
-  readonly #onFlagsError = (e: Error) => this.#report(e);
+  readonly #onFlagsError = (e: Error) => {
+    this.#flagFileRefusals++;
+    this.#report(e);
+  };
   readonly #env: Env;
   readonly #clock: Clock;
   #healthTimer: Timer | undefined;
@@ -266,6 +286,9 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       options.flags instanceof FlagStore ? options.flags : new FlagStore(options.flags ?? {}, { env });
     this.v1 = REGISTRY.transport.v1({ ...options.v1, nodeId: options.nodeId, env });
     this.v3 = REGISTRY.transport.v3({ ...options.v3, nodeId: options.nodeId, env });
+    this.registry = options.registry ?? new Registry();
+    this.#detachMetrics = attachNode(this.registry, () => this.#sample());
+    attachPages(this.registry, pageTally);
     // Listening before the first load: a bad flags file at start-up is reported like
     // any later one (the flags stay as they were), not thrown out of the constructor.
     this.flags.on("change", this.#onFlagsChange);
@@ -304,9 +327,94 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     return this.#links;
   }
 
-  /** A snapshot of the counters. */
-  metrics(): ManagerMetrics {
+  /** A snapshot of the manager's own counters (links, refusals, errors by code). */
+  counters(): ManagerMetrics {
     return structuredClone({ ...this.#metrics, links: this.#links.size });
+  }
+
+  /**
+   * This manager's metrics in Prometheus' text format (with whatever else its
+   * {@link registry} holds): per peer and generation, messages and bytes sent
+   * and received, send latency and session errors; each path's mode, RTT and
+   * bandwidth; generation switches; breakers; AMST streams; HDE pages by kind;
+   * handshake refusals. docs/observability.md lists every series.
+   */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The content type of {@link metrics}' text, for an HTTP `/metrics` answer. */
+  get metricsContentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The totals of `peerId`, created on first use (dropping the oldest peer without a link past the cap). */
+  #peerTotals(peerId: string): PeerTotals {
+    let t = this.#totals.get(peerId);
+    if (t) return t;
+    if (this.#totals.size >= MAX_PEER_SERIES) {
+      for (const id of this.#totals.keys()) {
+        if (this.#links.has(id)) continue;
+        this.#totals.delete(id);
+        break;
+      }
+    }
+    t = new PeerTotals();
+    this.#totals.set(peerId, t);
+    return t;
+  }
+
+  /** What the metrics read at a scrape. */
+  #sample(): NodeSample {
+    const peers = [];
+    for (const [peer, totals] of this.#totals) {
+      const link = this.#links.get(peer);
+      const open = link && link.state !== "closed" ? link : undefined;
+      const stripes: Parameters<PeerTotals["sample"]>[1]["stripes"] = {};
+      for (const g of ["v1", "v3"] as const) {
+        const s = open?.[g];
+        if (s && s.state !== "closed" && s.conn.stripes) stripes[g] = s.conn.stripes();
+      }
+      const measuring = open && this.#detectors.get(open);
+      const estimate =
+        measuring && measuring.session.state === "open" ? measuring.detector.tracker.estimate : undefined;
+      const breakers = [];
+      if (open)
+        for (const [component, b] of this.#breakers.get(open) ?? [])
+          breakers.push({ component, state: b.state });
+      peers.push(
+        totals.sample(peer, {
+          ...(open?.mode ? { mode: open.mode } : {}),
+          ...(estimate ? { estimate } : {}),
+          ...(open ? { active: open.active } : {}),
+          stripes,
+          breakers,
+        }),
+      );
+    }
+    const handshakeRefusals: NodeSample["handshakeRefusals"] = [];
+    for (const [generation, node] of [
+      ["v1", this.v1],
+      ["v3", this.v3],
+    ] as const) {
+      const m = node.metrics();
+      for (const [reason, count] of Object.entries(m.handshakes.byCode))
+        handshakeRefusals.push({ generation, reason, count: count ?? 0 });
+      for (const [reason, count] of Object.entries(m.refused))
+        handshakeRefusals.push({ generation, reason: `limit:${reason}`, count: count ?? 0 });
+    }
+    const errors: Record<string, number> = {};
+    for (const [code, n] of Object.entries(this.#metrics.errors.byCode)) errors[code] = n ?? 0;
+    let links = 0;
+    for (const l of this.#links.values()) if (l.state !== "closed") links++;
+    return {
+      node: this.nodeId,
+      links,
+      peers,
+      handshakeRefusals,
+      errors,
+      flags: { epoch: this.flags.epoch, fileRefusals: this.#flagFileRefusals },
+    };
   }
 
   /** Starts accepting peers on both generations. */
@@ -433,6 +541,11 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       created = true;
     }
     link.attach(gen, s, credential, this.#opts[gen].lendMessages === true);
+    const totals = this.#peerTotals(peerId);
+    void s.closed.then((err) => {
+      if (err) totals.sessionFailed(gen, errorInfo(err).code);
+      if (s.conn.stripes) totals.stripesEnded(gen, s.conn.stripes());
+    });
     if (gen === "v1" && !accepted && this.#detecting() && !this.#detectors.has(link))
       this.#awaitingDetection.add(link);
     const l = link;
@@ -498,6 +611,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
 
   #newLink(peerId: string): PeerLink {
     const breaker = new CircuitBreaker(this.policy, this.#clock, "v3");
+    const totals = this.#peerTotals(peerId);
     const maxOwn = this.policy.latencySampleMaxBytes;
     const options = { ...this.#opts.link, env: this.#env };
     const link = new PeerLink(peerId, options, {
@@ -506,9 +620,11 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       v3Failed: () => breaker.recordFailure(),
       // The breaker judges v3's latency, not this sender's own queue: an ack that
       // waited behind megabytes we queued ahead of it measures us, not the path.
-      v3Acked: (_l, ms, ownBytes) => {
-        if (ownBytes <= maxOwn) breaker.recordLatency(ms);
+      acked: (_l, gen, ms, ownBytes, bytes) => {
+        totals.acked(gen, ms, bytes);
+        if (gen === "v3" && ownBytes <= maxOwn) breaker.recordLatency(ms);
       },
+      delivered: (_l, gen, bytes) => totals.delivered(gen, bytes),
       error: (_l, err) => {
         if (err instanceof DWCPError && err.code === "ERR_PROTOCOL" && !err.remote)
           this.#metrics.linkViolations++;
@@ -529,7 +645,17 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     });
     this.#breakers.set(link, new Map([["transport", breaker]]));
     if (this.#opts.assumeMode) link.setMode(this.#opts.assumeMode);
-    link.on("generation", (g) => this.emit("generation", link, g));
+    link.on("generation", (g) => {
+      totals.switched(g.from, g.to);
+      publish(channels.generationSwitch, () => ({
+        localNodeId: this.nodeId,
+        peerId,
+        from: g.from,
+        to: g.to,
+        reason: g.reason,
+      }));
+      this.emit("generation", link, g);
+    });
     this.#links.set(peerId, link);
     return link;
   }
@@ -558,6 +684,9 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     });
     d.on("mode", (e) => {
       if (link.state === "closed") return;
+      const totals = this.#peerTotals(link.peerId);
+      totals.modeChanges++;
+      totals.estimate = { rttMs: e.estimate.rttMs, bandwidthBps: e.estimate.bandwidthBps };
       link.setMode(e.mode);
       // AMST follows the path: the stream count from the measured RTT and bandwidth.
       if (tunable(s.conn)) s.conn.tune(tuneParams({ mode: e.mode, ...e.estimate }));
@@ -654,6 +783,14 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         // link's messages (or has failed), and early once no v3 session is left.
         const t = breaker.evaluate({ inUse: link.active === "v3", connected: link.v3 !== undefined });
         if (!t) continue;
+        if (t.state === "open") this.#peerTotals(link.peerId).tripped(component);
+        publish(channels.breaker, () => ({
+          localNodeId: this.nodeId,
+          peerId: link.peerId,
+          component,
+          state: t.state,
+          reason: t.reason,
+        }));
         this.emit("breaker", link, { ...t, component });
         if (t.state === "half-open")
           void this.#redialV3(link).then(() => this.#reevaluate(link, "breaker half-open"));
@@ -700,6 +837,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
    */
   async close(): Promise<void> {
     this.#closing = true;
+    this.#detachMetrics();
     this.#clock.clearTimeout(this.#healthTimer);
     this.flags.unwatch();
     this.flags.off("change", this.#onFlagsChange);

@@ -118,7 +118,7 @@ describe("reorder map bounded (item 4a)", () => {
     expect(linkB.stats.reorderPeakBytes).toBeLessThanOrEqual(32 << 20);
     // What the listener held during the flood: the window and a few messages in transit.
     expect(peak - before).toBeLessThan(40 << 20);
-    expect(b.metrics().linkViolations).toBe(1);
+    expect(b.counters().linkViolations).toBe(1);
     const after = await settledArrayBuffers();
     console.log(
       `reorder flood: ${sent} MiB accepted before ERR_PROTOCOL, peak held ${(linkB.stats.reorderPeakBytes / 2 ** 20).toFixed(1)} MiB, ` +
@@ -140,7 +140,7 @@ describe("reorder map bounded (item 4a)", () => {
       const err = await within(s.closed, 2000, "the session's end");
       expect((err as DWCPError).code).toBe("ERR_PROTOCOL");
       expect(linkB.reorder).toEqual({ messages: 0, bytes: 0 });
-      expect(b.metrics().linkViolations).toBe(1);
+      expect(b.counters().linkViolations).toBe(1);
       await closeManagers();
     }
   });
@@ -195,7 +195,7 @@ describe("a live link keeps its credential (item 7)", () => {
     expect(err).toMatchObject({ code: "ERR_AUTH_FAILED" });
     expect(refusals).toHaveLength(1);
     expect(refusals[0]).toMatchObject({ generation: "v3", error: { code: "ERR_AUTH_FAILED" } });
-    expect(b.metrics().sessionsRefused).toBe(1);
+    expect(b.counters().sessionsRefused).toBe(1);
     expect(linkB.v3).toBe(honestV3);
     await linkB.send(new Uint8Array(321));
     await until(() => gotA.length === 1, 2000, "the honest peer's message");

@@ -69,7 +69,7 @@ describe("DWCPManager on the simulator's env", () => {
     expect(linkA.active).toBe("v1");
     expect(a.components("b").transport.reason).toBe("automatic rollback (breaker open)");
     // The failure was reported at the simulated wall clock, not the machine's.
-    const last = a.metrics().errors.last!;
+    const last = a.counters().errors.last!;
     expect(last.at).toBeGreaterThanOrEqual(wallBefore);
     expect(last.at).toBeLessThanOrEqual(sim.env("observer").clock.wall());
 

@@ -222,7 +222,7 @@ describe("PeerLink events and backpressure (item 9)", () => {
     await until(() => errors.length > 0, 1000);
     expect(errors[0]).toBeInstanceOf(DWCPError);
     // No listener on the manager: the same failure is counted, not thrown.
-    expect(a.metrics().errors.count).toBeGreaterThan(0);
+    expect(a.counters().errors.count).toBeGreaterThan(0);
     linkA.removeAllListeners("error");
     const closed = new Promise<Error | undefined>((r) => linkA.once("close", r));
     linkA.v1!.conn.abort(new DWCPError("ERR_CLOSED", "injected v1"));
@@ -308,15 +308,15 @@ describe("errors without an `error` listener (item 9)", () => {
         detectMode: false,
       });
     }).not.toThrow();
-    await until(() => m!.metrics().errors.count === 1, 1000, "the start-up error counted");
-    expect(m!.metrics().errors).toMatchObject({ count: 1, byCode: { ERR_INVALID_FLAGS: 1 } });
+    await until(() => m!.counters().errors.count === 1, 1000, "the start-up error counted");
+    expect(m!.counters().errors).toMatchObject({ count: 1, byCode: { ERR_INVALID_FLAGS: 1 } });
     expect(m!.flags.flags.forceV1).toBe(false);
     writeFileSync(flagsFile, JSON.stringify({ forceV1: true }));
     await until(() => m!.flags.flags.forceV1, 2000, "forceV1 loaded");
     writeFileSync(flagsFile, '{"forceV1": "yes"}');
-    await until(() => m!.metrics().errors.count >= 2, 2000, "second error counted");
+    await until(() => m!.counters().errors.count >= 2, 2000, "second error counted");
     expect(m!.flags.flags.forceV1).toBe(true);
-    expect(m!.metrics().errors.last).toMatchObject({ code: "ERR_INVALID_FLAGS" });
+    expect(m!.counters().errors.last).toMatchObject({ code: "ERR_INVALID_FLAGS" });
     const seen: Error[] = [];
     m!.on("error", (e) => seen.push(e));
     writeFileSync(flagsFile, "{");
@@ -422,7 +422,7 @@ describe("the mode rule on both sides (item 8)", () => {
     expect(b.links.get("node-a")!.mode).toBe("datacenter");
     await until(() => got.length === 1, 2000);
     expect(got).toEqual(["v1"]);
-    expect(b.metrics().refusedSends).toBe(0);
+    expect(b.counters().refusedSends).toBe(0);
   }, 20_000);
 
   it("the kill switch on an internet path with PSK-over-TCP v1: refused, said why, nothing in plain text; lifted, v3 carries again", async () => {

@@ -123,7 +123,7 @@ export interface PeerLinkEvents {
   /**
    * A session of the link failed, or the peer broke the link protocol. Emitted only
    * when there are listeners (no listener never crashes the process); the manager
-   * counts every one in `metrics().errors` either way.
+   * counts every one in its `counters().errors` either way.
    */
   error: [Error];
   /** The link has ended: closed, destroyed, or its last session ended (with that session's error). */
@@ -167,11 +167,14 @@ export interface PeerLinkHooks {
   /** v3 failed: a session ended with an error, or failed under a message. */
   v3Failed?(link: PeerLink): void;
   /**
-   * The peer acknowledged a message on v3 `ms` after it was handed over, with
-   * `ownBytes` of this side's own outstanding on that session then (the message
-   * included): an ack that waited behind our own queue measures us, not the path.
+   * The peer acknowledged a message of `bytes` on `gen` `ms` after it was handed
+   * over, with `ownBytes` of this side's own outstanding on that session then
+   * (the message included): an ack that waited behind our own queue measures
+   * us, not the path.
    */
-  v3Acked?(link: PeerLink, ms: number, ownBytes: number): void;
+  acked?(link: PeerLink, gen: Generation, ms: number, ownBytes: number, bytes: number): void;
+  /** A message of `bytes` from `gen` was delivered to the application. */
+  delivered?(link: PeerLink, gen: Generation, bytes: number): void;
 }
 
 interface Outgoing {
@@ -617,10 +620,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     rec.gen = gen;
     rec.session = session;
     this.#stats[gen]++;
-    if (gen === "v3") {
-      rec.ownBytes = session.unackedBytes + session.conn.bufferedAmount + rec.charge;
-      this.#hooks.v3Sent?.(this);
-    }
+    rec.ownBytes = session.unackedBytes + session.conn.bufferedAmount + rec.charge;
+    if (gen === "v3") this.#hooks.v3Sent?.(this);
     rec.sentAt = this.#clock.now();
     session.send(rec.parts!).then(
       () => this.#onAcked(rec, session),
@@ -631,8 +632,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #onAcked(rec: Outgoing, session: Session): void {
     if (rec.session !== session || rec.acked || rec.settled) return;
     rec.acked = true;
-    if (rec.gen === "v3" && this.#hooks.v3Acked)
-      this.#hooks.v3Acked(this, this.#clock.now() - rec.sentAt, rec.ownBytes);
+    this.#hooks.acked?.(this, rec.gen, this.#clock.now() - rec.sentAt, rec.ownBytes, rec.data.length);
     // The window slides only past acknowledged messages at its start, and only
     // they are reported as sent: the peer's session acknowledges what it handed to
     // the peer's link, which holds everything after a missing number out of order
@@ -834,6 +834,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #deliver(seq: number, data: Uint8Array, generation: Generation): void {
     this.#expectSeq = seq + 1;
     this.#stats.delivered++;
+    this.#hooks.delivered?.(this, generation, data.length);
     this.emit("message", { seq, data, generation });
   }
 

@@ -142,6 +142,12 @@ export interface NativeBinding {
       imageId: number;
       version: number;
       baseVersion: number;
+      /**
+       * Filled once the frame is built: zero, same, duplicate, delta (sparse
+       * included) and full pages, then the bytes of the delta pages before
+       * compression. Exactly 6 slots.
+       */
+      stats?: Float64Array;
     },
   ): Promise<Uint8Array>;
   decodePagesAsync?(

@@ -82,10 +82,27 @@ export interface Conn extends AsyncIterable<Uint8Array> {
    * @throws DWCPError `ERR_NOT_CONNECTED` when the socket has no descriptor any more
    */
   pathInfo?(): TcpInfo | undefined;
+  /**
+   * Present on a connection striped over several streams (AMST): its streams
+   * and their recoveries, for metrics. Counters grow over the connection's life.
+   */
+  stripes?(): StripeStats;
   on(event: "close", listener: (err?: Error) => void): this;
   on(event: "drain", listener: () => void): this;
   once(event: "close", listener: (err?: Error) => void): this;
   off(event: string, listener: (...args: unknown[]) => void): this;
+}
+
+/** What {@link Conn.stripes} reports. */
+export interface StripeStats {
+  /** Streams open now. */
+  streams: number;
+  streamsOpened: number;
+  streamsLost: number;
+  /** Segments sent again on another stream after theirs was lost. */
+  segmentsResent: number;
+  /** Streams redialled after a loss. */
+  reconnects: number;
 }
 
 /**

@@ -30,6 +30,7 @@ export type {
   DialOptions,
   Listener,
   ListenOptions,
+  StripeStats,
   Transport,
   Tunable,
   TuneParams,

@@ -4,6 +4,7 @@
  * one. Both paths take the same options and refuse the same bad ones, because
  * one `validate` serves both.
  */
+
 import { DWCPError } from "../../errors.js";
 import { hashPages } from "../../hash/index.js";
 import {
@@ -13,6 +14,7 @@ import {
   zstdCompress,
   zstdFrameDictId,
 } from "../index.js";
+import { countBatch } from "./counters.js";
 import {
   baselineDigest,
   frameCrc,
@@ -199,6 +201,7 @@ function encodeBatch(
   const refs: number[] = [];
   const raw: Uint8Array[] = [];
   let rawBytes = 0;
+  let deltaBytes = 0;
   const stats: BatchStats = {
     pages: count,
     zero: 0,
@@ -245,6 +248,7 @@ function encodeBatch(
         kinds[i] = PageKind.SPARSE;
         raw.push(enc);
         rawBytes += sparse;
+        deltaBytes += sparse;
         stats.delta++;
         continue;
       }
@@ -252,6 +256,7 @@ function encodeBatch(
         kinds[i] = PageKind.DELTA;
         raw.push(x);
         rawBytes += pageSize;
+        deltaBytes += pageSize;
         stats.delta++;
         continue;
       }
@@ -321,6 +326,7 @@ function encodeBatch(
   v.setUint32(64, frameCrc(frame), true);
   stats.rawBytes = rawBytes;
   stats.frameBytes = size;
+  countBatch(pageSize, { ...stats, deltaBytes, frameBytes: size });
   return { frame, stats };
 }
 
@@ -334,8 +340,9 @@ export async function encodePagesAsync(image: Uint8Array, o: EncodeOptions): Pro
   const native = nativePageCoder();
   if (!native) return encodePages(image, o).frame;
   const dict = v.policy.codec === PageCodec.ZSTD ? v.policy.dictionary : undefined;
+  const kinds = new Float64Array(6);
   try {
-    return await native.encode(image, v.base?.image ?? null, v.base?.hashes ?? null, {
+    const frame = await native.encode(image, v.base?.image ?? null, v.base?.hashes ?? null, {
       pageSize: v.pageSize,
       first: v.first,
       count: v.count,
@@ -345,7 +352,19 @@ export async function encodePagesAsync(image: Uint8Array, o: EncodeOptions): Pro
       imageId: o.imageId >>> 0,
       version: o.version,
       baseVersion: v.base?.version ?? 0,
+      stats: kinds,
     });
+    const [zero, same, dup, delta, full, deltaBytes] = kinds as unknown as number[];
+    countBatch(v.pageSize, {
+      zero: zero!,
+      same: same!,
+      dup: dup!,
+      delta: delta!,
+      full: full!,
+      deltaBytes: deltaBytes!,
+      frameBytes: frame.length,
+    });
+    return frame;
   } catch (err) {
     const e = err as Error & { code?: string };
     throw new DWCPError((e.code ?? "ERR_CODEC") as "ERR_CODEC", e.message, { cause: e });

@@ -29,7 +29,14 @@ import type { Clock, Env, Timer } from "../../env/index.js";
 import { DWCPError } from "../../errors.js";
 import { type Frame, FrameType } from "../../wire/frame.js";
 import type { ConnReader } from "../../wire/reader.js";
-import { AbstractConn, type Conn, closeWithin, type Tunable, type TuneParams } from "../contract.js";
+import {
+  AbstractConn,
+  type Conn,
+  closeWithin,
+  type StripeStats,
+  type Tunable,
+  type TuneParams,
+} from "../contract.js";
 import { OutboundQueue } from "../outbound.js";
 import type { TcpInfo } from "../tcp/tcpinfo.js";
 import type { ReorderBudget } from "./budget.js";
@@ -343,6 +350,18 @@ export class AmstConn extends AbstractConn implements Tunable {
     for (const s of this.#streams.values())
       if (s.state === "open" && s.conn.pathInfo) return s.conn.pathInfo();
     return undefined;
+  }
+
+  /** The bundle's streams and recoveries ({@link Conn.stripes}). */
+  stripes(): StripeStats {
+    const s = this.stats;
+    return {
+      streams: s.streams,
+      streamsOpened: s.streamsOpened,
+      streamsLost: s.streamsLost,
+      segmentsResent: s.segmentsResent,
+      reconnects: s.reconnects,
+    };
   }
 
   get bufferedAmount(): number {

@@ -1,0 +1,95 @@
+/**
+ * What a node reports to its metrics: plain numbers, read when the registry is
+ * scraped. Counters here are totals since the node started (what closed links
+ * and sessions carried included), so they never go down between scrapes.
+ */
+import type { LatencyHistogram } from "./histogram.js";
+
+/** The two protocol generations. */
+export type GenerationName = "v1" | "v3";
+
+/** Application messages and their payload bytes on one generation. */
+export interface TrafficCounts {
+  /** Messages acknowledged by the peer's link, and their bytes (resends not counted again). */
+  messagesSent: number;
+  bytesSent: number;
+  /** Messages delivered to the application from this generation, and their bytes. */
+  messagesReceived: number;
+  bytesReceived: number;
+}
+
+/** A striped connection's counters (AMST). */
+export interface StripeCounts {
+  /** Streams open now. */
+  streams: number;
+  streamsOpened: number;
+  streamsLost: number;
+  segmentsResent: number;
+  reconnects: number;
+}
+
+/** One peer of a node. */
+export interface PeerSample {
+  peer: string;
+  /** The path's mode, once decided. */
+  mode?: "datacenter" | "internet" | "hybrid";
+  modeChanges: number;
+  /** The mode detector's latest estimate. */
+  rttSeconds?: number;
+  bandwidthBps?: number;
+  /** The generation carrying new messages now. */
+  active?: GenerationName;
+  traffic: Record<GenerationName, TrafficCounts>;
+  /** From hand-over to the session until the peer's link acknowledged, per generation. */
+  sendLatency: Record<GenerationName, LatencyHistogram>;
+  /** Sessions that failed, by generation and error code. */
+  errors: Record<GenerationName, Record<string, number>>;
+  /** Changes of the generation carrying new messages, by direction. */
+  switches: { from: GenerationName; to: GenerationName; count: number }[];
+  /** Each component's breaker: its state now (while the peer has a link) and how often it opened. */
+  breakers: { component: string; state?: "closed" | "open" | "half-open"; trips: number }[];
+  /** Striped connections by generation: totals of closed sessions plus live ones. */
+  stripes: Partial<Record<GenerationName, StripeCounts>>;
+}
+
+/** A node: its peers and what happened outside any one peer. */
+export interface NodeSample {
+  node: string;
+  /** Peers with an open link now. */
+  links: number;
+  /** Every peer with totals: those linked now, and those that were (up to the manager's cap). */
+  peers: PeerSample[];
+  /** Connections that did not become sessions, by generation and reason (error code or `limit:<name>`). */
+  handshakeRefusals: { generation: GenerationName; reason: string; count: number }[];
+  /** Errors the node reported (its `error` event), by code. */
+  errors: Record<string, number>;
+  /** Flag changes taken (epoch) and flags files refused. */
+  flags: { epoch: number; fileRefusals: number };
+}
+
+/** Pages an HDE encoder classified, and their bytes, by kind. */
+export interface PageKindCounts {
+  pages: number;
+  /** Image bytes of these pages (pages × page size). */
+  bytesIn: number;
+  /**
+   * What they put in frames before the frame's compression: nothing for zero
+   * and unchanged pages, a 4-byte reference for a duplicate, the delta's bytes,
+   * a full page.
+   */
+  bytesOut: number;
+}
+
+/** The kinds of pages HDE tells apart. */
+export const PAGE_KINDS = ["zero", "same", "duplicate", "delta", "full"] as const;
+
+/** One of {@link PAGE_KINDS}. */
+export type PageKind = (typeof PAGE_KINDS)[number];
+
+/** HDE's page encoders in this process. */
+export interface PageSample {
+  kinds: Record<PageKind, PageKindCounts>;
+  frames: number;
+  /** Frames' bytes as sent: headers, hashes and the compressed payload. */
+  frameBytes: number;
+}
