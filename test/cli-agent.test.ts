@@ -3,7 +3,9 @@
 // (exit 4), `send` to `recv` and `serve` (exit 0 only once the receiver confirmed
 // the bytes), a receiver that dies (never reported as sent), and a hostile
 // sender whose names, sizes and digests the receiver refuses.
+import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
 import {
   existsSync,
   mkdirSync,
@@ -26,7 +28,7 @@ import {
 } from "../src/cli/transfer/protocol.js";
 import { DWCPManager, type LinkMessage, tcp } from "../src/index.js";
 import { testPki } from "./helpers/certs.js";
-import { type CliProcess, runCli, startCli, stopAll, v1Address } from "./helpers/cli.js";
+import { type CliProcess, dwcpArgv, ROOT, runCli, startCli, stopAll, v1Address } from "./helpers/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dwcp-cli-agent-"));
 const KEY = randomBytes(32);
@@ -267,6 +269,33 @@ describe("send and recv", () => {
     } finally {
       recv.kill();
       send.kill();
+    }
+  });
+});
+
+const hasScript = spawnSync("sh", ["-c", "command -v script"]).status === 0;
+
+describe(`the progress bar on a terminal${hasScript ? "" : " [skipped: needs script(1) from util-linux for a terminal]"}`, () => {
+  it.skipIf(!hasScript)("send shows a bar with percentage, rate and ETA, then its summary", async () => {
+    const { p, address } = await serve(PSK);
+    try {
+      const src = file("bar.bin", randomBytes(8 * CHUNK_BYTES));
+      const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+      const argv = dwcpArgv(["send", address, src, ...PSK]);
+      // script(1) runs the command on a pseudo-terminal, as a user's shell would.
+      const tty = spawn("script", ["-q", "-e", "-c", argv.map(quote).join(" "), "/dev/null"], { cwd: ROOT });
+      let out = "";
+      tty.stdout.setEncoding("utf8").on("data", (d: string) => {
+        out += d;
+      });
+      const t = setTimeout(() => tty.kill("SIGKILL"), 60_000);
+      const [status] = (await once(tty, "close")) as [number | null];
+      clearTimeout(t);
+      expect(status, out).toBe(0);
+      expect(out).toMatch(/sent =+ 100% \| 8\.00 MiB \/ 8\.00 MiB \| [\d.]+ (?:[KMG]i)?B\/s \| ETA /);
+      expect(out).toMatch(/^sent "bar\.bin" to .*confirmed by the receiver/m);
+    } finally {
+      p.kill();
     }
   });
 });

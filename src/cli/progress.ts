@@ -40,7 +40,7 @@ export function progress(enabled: boolean, label: string, total: number | null):
     clearOnComplete: false,
     barsize: 28,
     format: known
-      ? `${label} {bar} {percentage}% | {done} / {size} | {rate} | ETA {eta}`
+      ? `${label} {bar} {percentage}% | {done} / {size} | {rate} | ETA {remaining}`
       : `${label} {done} | {rate} | {elapsed}`,
   });
   const samples: { at: number; bytes: number }[] = [];
@@ -55,7 +55,7 @@ export function progress(enabled: boolean, label: string, total: number | null):
       done: formatBytes(bytes),
       size: known ? formatBytes(total) : "",
       rate: formatRate(rate),
-      eta: known && rate > 0 ? formatEta((total - bytes) / rate) : "-",
+      remaining: known && rate > 0 ? formatEta((total - bytes) / rate) : "-",
       elapsed: formatEta((now - start) / 1000),
     };
   };
