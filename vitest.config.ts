@@ -11,6 +11,7 @@ const TIMED = [
   "test/amst-pacing.test.ts",
   "test/peerlink.test.ts",
   "test/manager-hostile.test.ts",
+  "test/cli-wan.test.ts",
 ];
 
 export default defineConfig({

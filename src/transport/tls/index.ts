@@ -2,7 +2,7 @@
  * TLS transport: TLS 1.3 only, mutual certificate authentication (both sides
  * present a certificate signed by a CA the other trusts).
  */
-import type { Socket } from "node:net";
+import { isIP, type Socket } from "node:net";
 import {
   type Server,
   type TLSSocket,
@@ -24,7 +24,10 @@ export interface TlsOptions extends TcpOptions {
   key: string | Buffer;
   /** CA certificate(s) that sign peers' certificates (PEM). */
   ca: string | Buffer | (string | Buffer)[];
-  /** Name expected in the server certificate when dialling. @default the host of the address */
+  /**
+   * Name sent in SNI and expected in the server certificate when dialling.
+   * @default the host of the address; none for an IP address (SNI carries no addresses, RFC 6066)
+   */
   servername?: string;
   /**
    * Time an accepted connection has to complete its TLS handshake, in ms (Node's
@@ -138,7 +141,12 @@ export function tls(
     async dial(address: string, dialOptions: DialOptions = {}): Promise<Conn> {
       const { host, port } = parseHostPort(address, "tls");
       throwIfAborted(dialOptions.signal, "dial");
-      const socket = tlsConnect({ ...common, host, port, servername: options.servername ?? host });
+      const socket = tlsConnect({
+        ...common,
+        host,
+        port,
+        servername: options.servername ?? (isIP(host) ? undefined : host),
+      });
       await connectOrFail(
         socket,
         "secureConnect",
