@@ -53,10 +53,15 @@ export interface PredictorOptions {
   scoreEveryMs?: number;
   /** The estimator used while none has `minHistory` resolved predictions; first among equals. @default "harmonic" */
   fallback?: EstimatorName;
+  /** Settings of the EWMA estimator. */
   ewma?: EwmaOptions;
+  /** Settings of the damped Holt estimator. */
   holt?: HoltOptions;
+  /** Settings of the Kalman estimator. */
   kalman?: KalmanOptions;
+  /** Settings of robustMPC's harmonic mean. */
   harmonic?: HarmonicOptions;
+  /** Settings of BBR's windowed max and min RTT. */
   bbr?: BbrOptions;
   /** Called for each prediction as it is scored (a replay's totals, metrics). */
   onScore?: (scored: ScoredPrediction) => void;
@@ -70,8 +75,9 @@ export interface ScoredPrediction {
   at: number;
   /** The predicted mean rate, bits/s. */
   bps: number;
-  /** The interval it was issued with, bits/s. */
+  /** Lower end of the interval it was issued with, bits/s. */
   low: number;
+  /** Upper end of the interval it was issued with, bits/s. */
   high: number;
   /** The mean of the measurements taken in `(at, at + horizon]`, bits/s. */
   realised: number;
