@@ -10,6 +10,8 @@ import { nativeInUse, round, writeResult } from "./lib/result.js";
 
 const STEADY_MS = Number(process.env.BENCH_STEADY_MS ?? 60_000);
 const SCALED = { datacenterRttMs: 2, internetRttMs: 20, bandwidthBps: 50e6 };
+/** How often the timeline records the detector's smoothed estimate (as the rig agent does). */
+const TRACE_MS = 250;
 
 interface Row {
   profile: string;
@@ -19,6 +21,10 @@ interface Row {
   goalMs: number;
   changesDuringSteady: number;
   estimate: unknown;
+  /** Every mode event, the first decision included, in ms since the detector started. */
+  events: { atMs: number; mode: string }[];
+  /** The smoothed estimate every TRACE_MS: [ms since the detector started, RTT ms, Mbit/s]. */
+  trace: number[][];
 }
 
 async function loopback(): Promise<Row> {
@@ -28,11 +34,19 @@ async function loopback(): Promise<Row> {
   const client = new DWCPNode({ nodeId: "c", transport: tcp(), psk });
   const s = await client.connect(l.address);
   const d = new ModeDetector(s, { sampleIntervalMs: 250 });
-  let events = 0;
-  d.on("mode", () => events++);
+  const events: Row["events"] = [];
+  d.on("mode", (e) => events.push({ atMs: round(e.sinceStartMs, 1), mode: e.mode }));
+  const trace: number[][] = [];
+  const t0 = performance.now();
+  const tracer = setInterval(() => {
+    const e = d.tracker.estimate;
+    if (e)
+      trace.push([Math.round(performance.now() - t0), round(e.rttMs, 3), round(e.bandwidthBps / 1e6, 1)]);
+  }, TRACE_MS);
   const first = await d.start();
   await new Promise((r) => setTimeout(r, STEADY_MS));
   d.stop();
+  clearInterval(tracer);
   await s.close();
   await l.close();
   return {
@@ -41,8 +55,10 @@ async function loopback(): Promise<Row> {
     decided: first.mode,
     decisionMs: round(first.sinceStartMs, 1),
     goalMs: 1000,
-    changesDuringSteady: events - 1,
+    changesDuringSteady: events.length - 1,
     estimate: first.estimate,
+    events,
+    trace,
   };
 }
 
@@ -57,6 +73,13 @@ async function underRig(
   try {
     const lines = await runAgents(wan, { durationMs: STEADY_MS, ...(thresholds ? { thresholds } : {}) });
     const modes = lines.filter((l) => l.event === "mode");
+    // The agent times its trace from before it connects; its detector starts
+    // connectMs later, the origin of sinceStartMs.
+    const done = lines.find((l) => l.event === "done");
+    const connectMs = Number(done?.connectMs ?? 0);
+    const trace = Array.isArray(done?.trace)
+      ? (done.trace as number[][]).map(([ms, rtt, mbps]) => [Math.round(Number(ms) - connectMs), rtt!, mbps!])
+      : [];
     return {
       profile: name,
       expected,
@@ -65,6 +88,8 @@ async function underRig(
       goalMs,
       changesDuringSteady: modes.length - 1,
       estimate: modes[0]?.estimate,
+      events: modes.map((m) => ({ atMs: round(Number(m.sinceStartMs), 1), mode: String(m.mode) })),
+      trace,
     };
   } finally {
     await wan.down();
