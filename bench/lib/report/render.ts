@@ -61,11 +61,16 @@ function plotsOf(r: BenchResult): Plot[] {
   return plots;
 }
 
-function envLine(r: BenchResult, measured: Extract<ReportEntry, { ok: true }>["measured"]): string {
-  const when = `${date(measured.at)}${measured.source === "file time" ? " (the file's time)" : ""}`;
+type Measured = Extract<ReportEntry, { ok: true }>["measured"];
+
+function when(m: Measured): string {
+  return `${date(m.at)}${m.source === "file time" ? " (file time)" : ""}`;
+}
+
+function envLine(r: BenchResult, measured: Measured): string {
   return [
     `**Unit:** ${esc(r.unit)}`,
-    `**measured:** ${when}`,
+    `**measured:** ${when(measured)}`,
     `node ${esc(r.env.node)}`,
     `native addon: ${r.env.native ? "yes" : "no"}`,
     `${r.env.cpus} × ${esc(r.env.cpu)}`,
@@ -74,6 +79,7 @@ function envLine(r: BenchResult, measured: Extract<ReportEntry, { ok: true }>["m
 }
 
 function figuresTable(r: BenchResult): string {
+  if (Object.keys(r.peers).length === 0) return `**Ours (DWCP):** ${r.ours} (no peer in this result)`;
   const rows = ratioRows(r);
   const goals = rows.some((x) => x.goal !== undefined);
   const head = ["contender", esc(r.unit), "ours ÷ contender", ...(goals ? ["goal (ours ÷ contender)"] : [])];
@@ -168,7 +174,7 @@ export async function renderReport(
         ["benchmark", "measured", "node", "native addon", "CPUs", "load (1 / 5 / 15 min)"],
         ok.map((e) => [
           `[${esc(e.name)}](#${e.name.toLowerCase().replace(/[^a-z0-9 _-]/g, "")})`,
-          `${date(e.measured.at)}${e.measured.source === "file time" ? " (file time)" : ""}`,
+          when(e.measured),
           esc(e.result.env.node),
           e.result.env.native ? "yes" : "no",
           `${e.result.env.cpus} × ${esc(e.result.env.cpu)}`,

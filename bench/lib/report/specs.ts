@@ -9,6 +9,8 @@ const GOAL_NOTE = "black tick: the goal";
 /** Room right of the longest bar for its printed value. */
 const LABEL_ROOM = 1.25;
 const LEGEND = { orient: "bottom", direction: "horizontal" } as const;
+/** Names of contenders and profiles run long ("200 Mbit/s + 10 ms RTT, thresholds ÷20"): not cut. */
+const NAME_AXIS = { labelLimit: 320 } as const;
 
 /** A plotted value as printed beside its mark. */
 export function label(x: number): string {
@@ -36,7 +38,7 @@ export function ratioSpec(name: string, unit: string, dir: Direction, rows: Rati
     { standing: "ours ÷ peer", colour: "#9d9d9d" },
   ].filter((s) => values.some((v) => v.standing === s.standing));
   const top = Math.max(1, ...rows.map((r) => Math.max(r.ratio, r.goal ?? 0))) * LABEL_ROOM;
-  const y = { field: "peer", type: "nominal", sort: null, title: null } as const;
+  const y = { field: "peer", type: "nominal", sort: null, title: null, axis: NAME_AXIS } as const;
   return {
     title: {
       text: `${name}: ours ÷ peer`,
@@ -97,7 +99,7 @@ export function cpuSpec(name: string, rows: CpuRow[]): TopLevelSpec {
   });
   // The printed sums are long ("0.295 + 0.378 = 0.673"): more room than a single value.
   const top = Math.max(0, ...totals.map((t) => t.total)) * (LABEL_ROOM + 0.25);
-  const y = { field: "contender", type: "nominal", sort: null, title: null } as const;
+  const y = { field: "contender", type: "nominal", sort: null, title: null, axis: NAME_AXIS } as const;
   return {
     title: {
       text: `${name}: CPU seconds per GB moved`,
@@ -148,7 +150,7 @@ export function decisionSpec(name: string, rows: ModeRow[]): TopLevelSpec {
     labelAt: Math.max(r.decisionMs, r.goalMs),
   }));
   const top = Math.max(...rows.map((r) => Math.max(r.decisionMs, r.goalMs))) * (LABEL_ROOM + 0.25);
-  const y = { field: "profile", type: "nominal", sort: null, title: null } as const;
+  const y = { field: "profile", type: "nominal", sort: null, title: null, axis: NAME_AXIS } as const;
   return {
     title: {
       text: `${name}: time to the first decision`,
@@ -226,7 +228,14 @@ export function timelineSpec(name: string, rows: ModeRow[]): TopLevelSpec {
     },
     data: { values },
     facet: {
-      row: { field: "profile", type: "nominal", sort: rows.map((r) => r.profile), title: null },
+      row: {
+        field: "profile",
+        type: "nominal",
+        sort: rows.map((r) => r.profile),
+        title: null,
+        // Above each row, level: a profile's name is longer than a row is high.
+        header: { labelOrient: "top", labelAngle: 0, labelAnchor: "start", labelFontWeight: "bold" },
+      },
       column: { field: "metric", type: "nominal", sort: [RTT, BW], title: null },
     },
     spec: {
