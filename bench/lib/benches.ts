@@ -9,6 +9,7 @@ export const BENCHES = [
   "codec",
   "delta",
   "mode-detect",
+  "predict",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];

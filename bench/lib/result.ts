@@ -17,7 +17,8 @@ export interface BenchResult {
   peers: Record<string, number>;
   /** ours ÷ peer, each pair measured in the same interleaved rounds. */
   ratios: Record<string, number>;
-  env: { node: string; cpus: number; cpu: string; native: boolean; loadavg: number[] };
+  /** Where and when it ran; `date` is an ISO timestamp of the end of the run. */
+  env: { node: string; cpus: number; cpu: string; native: boolean; loadavg: number[]; date: string };
   /** Anything else worth keeping: per-round samples, method, goals. */
   detail?: Record<string, unknown>;
 }
@@ -45,6 +46,7 @@ export function writeResult(r: Omit<BenchResult, "env" | "ratios">, native: bool
       cpu: cpus()[0]?.model ?? "unknown",
       native,
       loadavg: loadavg().map((x) => round(x, 2)),
+      date: new Date().toISOString(),
     },
   };
   mkdirSync(RESULTS_DIR, { recursive: true });

@@ -187,6 +187,42 @@ export class WanRig {
     await this.#setDelay(profile.delayMs, profile.lossPct ?? 0);
   }
 
+  /**
+   * Changes only the bottleneck's rate, in place (`tc qdisc replace`): the delay
+   * emulator and the packets it holds stay, so a trace can step or ramp the rate
+   * under a running transfer. `rate` undefined removes the limit.
+   */
+  setRate(rate: string | undefined, burst?: string): void {
+    const { rate: _old, ...rest } = this.#profile;
+    this.#profile = rate ? { ...rest, rate } : rest;
+    for (const dev of ["ra", "rb"]) {
+      if (!rate) {
+        spawnSync("ip", ["netns", "exec", this.r, "tc", "qdisc", "del", "dev", dev, "root"]);
+        continue;
+      }
+      const mbit = Number.parseFloat(rate) * (rate.endsWith("gbit") ? 1000 : 1);
+      const b = burst ?? (mbit >= 500 ? "512kb" : "64kb");
+      run("ip", [
+        "netns",
+        "exec",
+        this.r,
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        dev,
+        "root",
+        "tbf",
+        "rate",
+        rate,
+        "burst",
+        b,
+        "latency",
+        "50ms",
+      ]);
+    }
+  }
+
   async #setDelay(delayMs: number, lossPct: number): Promise<void> {
     await this.#stopDelay();
     spawnSync("ip", ["netns", "exec", this.r, "iptables", "-t", "mangle", "-F", "FORWARD"]);

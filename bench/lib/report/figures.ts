@@ -60,7 +60,9 @@ function finite(x: unknown): x is number {
 }
 
 export function direction(unit: string): Direction {
-  // Rates first: "MB/s … (uncompressed bytes …)" is a rate, not a size.
+  // A unit that says so, then rates: "MB/s … (uncompressed bytes …)" is a rate, not a size.
+  if (/lower is better/i.test(unit)) return "lower";
+  if (/higher is better/i.test(unit)) return "higher";
   if (/\/s\b|per second/i.test(unit)) return "higher";
   if (/\bbytes\b|\bseconds\b|\bms\b|fraction of its goal/i.test(unit)) return "lower";
   return undefined;
