@@ -73,7 +73,13 @@ export {
   ModeTracker,
   type PathEstimate,
 } from "./mode/classifier.js";
-export { type DetectorEvents, type DetectorOptions, ModeDetector, type ModeEvent } from "./mode/detector.js";
+export {
+  type BandwidthSample,
+  type DetectorEvents,
+  type DetectorOptions,
+  ModeDetector,
+  type ModeEvent,
+} from "./mode/detector.js";
 export {
   chunkBytesFor,
   DEFAULT_STREAM_BOUNDS,
@@ -97,6 +103,31 @@ export {
   type ProbeOptions,
   type ProbeResult,
 } from "./path/prober.js";
+export {
+  type AllocateOptions,
+  allocate,
+  DEFAULT_CLASS_WEIGHTS,
+  type EstimatorForecast,
+  type EstimatorName,
+  FLOW_CLASSES,
+  type Flow,
+  type FlowClass,
+  type Forecast,
+  type Horizon,
+  type HorizonForecast,
+  Predictor,
+  type PredictorOptions,
+  readTrace,
+  type Sample,
+  type SampleKind,
+  type Score,
+  scoreTrace,
+  streamsForRate,
+  type Trace,
+  type TraceScore,
+  tuneForRate,
+  writeTrace,
+} from "./prediction/index.js";
 export { certificateNodeIds, HELLO_MAX, type IdentityMode, NODE_URI_PREFIX } from "./session/handshake.js";
 export {
   DWCPNode,

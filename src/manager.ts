@@ -53,9 +53,9 @@ import { COMPONENT_KEYS, type Component, REGISTRY } from "./manager/registry.js"
 import { type ComponentChoice, type Selection, selectGenerations } from "./manager/selection.js";
 import { MAX_PEER_SERIES, PeerTotals } from "./manager/telemetry.js";
 import { attachNode, attachPages, type NodeSample } from "./metrics/index.js";
-import type { Mode, ModeThresholds } from "./mode/classifier.js";
+import type { Mode, ModeThresholds, PathEstimate } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
-import { policyFor, tuneParams } from "./mode/policy.js";
+import { policyFor } from "./mode/policy.js";
 import type { DWCPNode, NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
 import { type Listener, tunable } from "./transport/contract.js";
@@ -378,6 +378,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       const measuring = open && this.#detectors.get(open);
       const estimate =
         measuring && measuring.session.state === "open" ? measuring.detector.tracker.estimate : undefined;
+      const forecast = open?.forecast();
       const breakers = [];
       if (open)
         for (const [component, b] of this.#breakers.get(open) ?? [])
@@ -389,6 +390,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
           ...(open ? { active: open.active } : {}),
           stripes,
           breakers,
+          ...(forecast ? { forecast } : {}),
         }),
       );
     }
@@ -680,6 +682,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     running?.detector.stop();
     const d = new ModeDetector(s, {
       env: this.#env,
+      // Goodput from whichever session carries the link's messages now.
+      traffic: () => (link.active === "v3" && link.v3?.state === "open" ? link.v3 : s),
       ...(this.#opts.thresholds ? { thresholds: this.#opts.thresholds } : {}),
     });
     d.on("mode", (e) => {
@@ -688,10 +692,15 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       totals.modeChanges++;
       totals.estimate = { rttMs: e.estimate.rttMs, bandwidthBps: e.estimate.bandwidthBps };
       link.setMode(e.mode);
-      // AMST follows the path: the stream count from the measured RTT and bandwidth.
-      if (tunable(s.conn)) s.conn.tune(tuneParams({ mode: e.mode, ...e.estimate }));
+      this.#tune(link, e.estimate);
       this.emit("mode", link, e);
       this.#reevaluate(link, `mode ${e.mode}`);
+    });
+    d.on("sample", (smp) => {
+      if (link.state === "closed") return;
+      link.observe(smp);
+      const estimate = d.tracker.estimate;
+      if (estimate && link.mode) this.#tune(link, estimate);
     });
     const first = d.start(signal ? { signal } : {});
     const entry = { detector: d, session: s, first, settled: false };
@@ -708,6 +717,19 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     void s.closed.then(() => d.stop());
     this.#detectors.set(link, entry);
     return first;
+  }
+
+  /**
+   * AMST follows the path: each tunable session's stream count from the rate ×
+   * RTT. PBA decides which rate: on v1 the detector's measurement, on v3 its
+   * forecast.
+   */
+  #tune(link: PeerLink, estimate: PathEstimate): void {
+    const mode = link.mode;
+    if (!mode) return;
+    const gen = this.components(link.peerId).prediction.generation;
+    const params = REGISTRY.prediction[gen]({ mode, estimate, forecast: link.forecast() });
+    for (const s of [link.v1, link.v3]) if (s && s.state === "open" && tunable(s.conn)) s.conn.tune(params);
   }
 
   /** The generation each component uses for `peerId` now, and why. */

@@ -16,12 +16,12 @@ import { MemoryNetwork, memory } from "../src/transport/memory/index.js";
 import { PSK } from "./helpers/nodes.js";
 
 describe("the component registry", () => {
-  it("holds the six components with their flags; AMST and HDE are built, PBA, ASS, ACP and ITP are not", () => {
+  it("holds the six components with their flags; AMST, HDE and PBA are built, ASS, ACP and ITP are not", () => {
     const rows = COMPONENT_KEYS.map((c) => [c, REGISTRY[c].name, REGISTRY[c].flag, REGISTRY[c].implemented]);
     expect(rows).toEqual([
       ["transport", "AMST", "enableV3Transport", true],
       ["compression", "HDE", "enableV3Compression", true],
-      ["prediction", "PBA", "enableV3Prediction", false],
+      ["prediction", "PBA", "enableV3Prediction", true],
       ["sync", "ASS", "enableV3StateSync", false],
       ["consensus", "ACP", "enableV3Consensus", false],
       ["placement", "ITP", "enableV3Placement", false],
@@ -306,7 +306,7 @@ describe("selectGenerations", () => {
 
   it("unbuilt components get a choice too, reported as not implemented", () => {
     const s = run({ name: "", mode: "internet", want: {}, v3Allowed: true });
-    for (const comp of ["prediction", "sync", "consensus", "placement"] as const)
+    for (const comp of ["sync", "consensus", "placement"] as const)
       expect(s.components[comp]).toMatchObject({ generation: "v3", implemented: false });
   });
 

@@ -76,7 +76,8 @@ describe("DWCPManager generation selection", () => {
       implemented: true,
       reason: "enableV3Compression is off",
     });
-    expect(c.prediction.implemented).toBe(false);
+    expect(c.prediction).toMatchObject({ implemented: true, generation: "v1" });
+    expect(c.sync.implemented).toBe(false);
     // HDE on v1: LZ4 whatever the path.
     expect(a.pagePolicy("node-b")).toEqual({ codec: 1, level: 1 });
     a.flags.update({ v3RolloutPercentage: 0 });

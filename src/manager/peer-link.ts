@@ -29,6 +29,7 @@ import { EventEmitter } from "node:events";
 import { type Clock, type Env, nodeEnv } from "../env/index.js";
 import { DWCPError, invalidArg } from "../errors.js";
 import type { Mode } from "../mode/classifier.js";
+import { type Forecast, Predictor, type Sample } from "../prediction/index.js";
 import type { Message, Session } from "../session/session.js";
 
 /** A protocol generation of the manager: v1 (datacenter) or v3 (internet). */
@@ -312,6 +313,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   #closeError: Error | undefined;
   readonly #clock: Clock;
+  /** PBA: the path's bandwidth forecast, fed with the mode detector's measurements. */
+  readonly #predictor: Predictor;
   readonly #closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -322,6 +325,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#hooks = hooks;
     const env = options.env ?? nodeEnv;
     this.#clock = env.clock;
+    this.#predictor = new Predictor({ env });
     this.#hello = new Uint8Array(LINK_HEADER_BYTES + LINK_INCARNATION_BYTES);
     this.#hello.set(env.random.bytes(LINK_INCARNATION_BYTES), LINK_HEADER_BYTES);
     this.incarnation = Buffer.from(this.#hello.subarray(LINK_HEADER_BYTES)).toString("hex");
@@ -429,6 +433,22 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** The path class the manager measured (or was told); undefined counts as internet. */
   get mode(): Mode | undefined {
     return this.#mode;
+  }
+
+  /**
+   * PBA's forecast of the path's bandwidth: the mean rate over the next 1 s and
+   * 10 s, each with an interval and the live error of the estimator that made it
+   * (the one with the lowest recent error), and every estimator's figures.
+   * Undefined until the path has been measured (the manager feeds the mode
+   * detector's samples; without detection, nothing).
+   */
+  forecast(): Forecast | undefined {
+    return this.#predictor.forecast();
+  }
+
+  /** @internal A bandwidth measurement of the path, for the forecast. */
+  observe(sample: Sample): void {
+    this.#predictor.add(sample);
   }
 
   /** @internal Records the path class the manager measured or was told. */

@@ -8,9 +8,11 @@
 import type { ZstdDictionary } from "../codec/index.js";
 import type { PagePolicy } from "../codec/pages/encode.js";
 import type { FeatureFlags } from "../flags/flags.js";
-import type { Mode } from "../mode/classifier.js";
-import { policyFor } from "../mode/policy.js";
+import type { Mode, PathEstimate } from "../mode/classifier.js";
+import { policyFor, tuneParams } from "../mode/policy.js";
+import { type Forecast, tuneForRate } from "../prediction/index.js";
 import { DWCPNode, type NodeOptions } from "../session/node.js";
+import type { TuneParams } from "../transport/contract.js";
 
 /** A component with a working implementation on both generations. */
 export interface BuiltComponent<F> {
@@ -45,6 +47,27 @@ export type NodeFactory = (options: Omit<NodeOptions, "versions">) => DWCPNode;
 /** HDE's page policy for a path of `mode` (undefined: not measured yet). */
 export type PagePolicyFactory = (mode: Mode | undefined, dictionary?: ZstdDictionary) => PagePolicy;
 
+/** What a path's tuning is made from: its mode, the detector's estimate, PBA's forecast. */
+export interface TuningInput {
+  mode: Mode;
+  estimate: PathEstimate;
+  forecast: Forecast | undefined;
+}
+
+/** AMST's tuning of a path (stream count from the rate × RTT): PBA's job. */
+export type TuningFactory = (input: TuningInput) => TuneParams;
+
+/** v1: the measured rate only. */
+const tuningV1: TuningFactory = ({ mode, estimate }) => tuneParams({ mode, ...estimate });
+/**
+ * v3: the forecast's next-second rate and the path's smallest recent RTT (the
+ * BDP a stream count must cover), once there is a forecast.
+ */
+const tuningV3: TuningFactory = ({ mode, estimate, forecast }) =>
+  forecast
+    ? tuneForRate(forecast.horizons["1s"].bps, { mode, rttMs: forecast.minRttMs ?? estimate.rttMs })
+    : tuningV1({ mode, estimate, forecast });
+
 function node(version: number): NodeFactory {
   return (options) => new DWCPNode({ ...options, versions: [version] });
 }
@@ -62,7 +85,7 @@ export const REGISTRY = Object.freeze({
     v1: pagePolicyV1,
     v3: pagePolicyV3,
   },
-  prediction: { name: "PBA", flag: "enableV3Prediction", implemented: false, v1: undefined, v3: undefined },
+  prediction: { name: "PBA", flag: "enableV3Prediction", implemented: true, v1: tuningV1, v3: tuningV3 },
   sync: { name: "ASS", flag: "enableV3StateSync", implemented: false, v1: undefined, v3: undefined },
   consensus: { name: "ACP", flag: "enableV3Consensus", implemented: false, v1: undefined, v3: undefined },
   placement: { name: "ITP", flag: "enableV3Placement", implemented: false, v1: undefined, v3: undefined },

@@ -3,7 +3,13 @@
  * peer's links and sessions (a counter must not drop when a link is replaced)
  * and are turned into a {@link NodeSample} when the registry is scraped.
  */
-import type { GenerationName, PeerSample, StripeCounts, TrafficCounts } from "../metrics/index.js";
+import type {
+  ForecastSample,
+  GenerationName,
+  PeerSample,
+  StripeCounts,
+  TrafficCounts,
+} from "../metrics/index.js";
 import { LatencyHistogram } from "../metrics/index.js";
 import type { Mode } from "../mode/classifier.js";
 import type { StripeStats } from "../transport/contract.js";
@@ -91,6 +97,7 @@ export class PeerTotals {
       active?: GenerationName;
       stripes: Partial<Record<GenerationName, StripeStats>>;
       breakers: { component: string; state: "closed" | "open" | "half-open" }[];
+      forecast?: ForecastSample;
     },
   ): PeerSample {
     const stripes: Partial<Record<GenerationName, StripeCounts>> = {};
@@ -129,6 +136,7 @@ export class PeerTotals {
       }),
       breakers,
       stripes,
+      ...(live.forecast ? { forecast: live.forecast } : {}),
     };
   }
 }

@@ -5,7 +5,9 @@
 export { LATENCY_BUCKETS, LatencyHistogram } from "./histogram.js";
 export { attachNode, attachPages } from "./instruments.js";
 export {
+  type ForecastSample,
   type GenerationName,
+  type HorizonSample,
   type NodeSample,
   PAGE_KINDS,
   type PageKind,

@@ -263,6 +263,51 @@ function register(registry: Registry, a: Attached): void {
         out.push({ value: b.trips, labels: { node: n.node, peer: p.peer, component: b.component } });
     }),
   );
+  def(
+    "dwcp_forecast_bits_per_second",
+    "gauge",
+    "PBA's forecast of a path's mean rate over the horizon: the figure used (bound=mean) and its interval (low, high)",
+    perPeer((n, p, out) => {
+      for (const [horizon, h] of Object.entries(p.forecast?.horizons ?? {}))
+        for (const [bound, v] of [
+          ["mean", h.bps],
+          ["low", h.low],
+          ["high", h.high],
+        ] as const)
+          out.push({ value: v, labels: { node: n.node, peer: p.peer, horizon, bound } });
+    }),
+  );
+  def(
+    "dwcp_forecast_estimator",
+    "gauge",
+    "The estimator PBA uses for a horizon (lowest recent error): 1 for it",
+    perPeer((n, p, out) => {
+      for (const [horizon, h] of Object.entries(p.forecast?.horizons ?? {}))
+        out.push({ value: 1, labels: { node: n.node, peer: p.peer, horizon, estimator: h.estimator } });
+    }),
+  );
+  def(
+    "dwcp_forecast_error_ratio",
+    "gauge",
+    "Each PBA estimator's live error: mean absolute percentage error over its recent scored predictions, as a fraction",
+    perPeer((n, p, out) => {
+      for (const [estimator, byH] of Object.entries(p.forecast?.estimators ?? {}))
+        for (const [horizon, e] of Object.entries(byH))
+          if (e.mape !== undefined)
+            out.push({ value: e.mape, labels: { node: n.node, peer: p.peer, horizon, estimator } });
+    }),
+  );
+  def(
+    "dwcp_forecast_coverage_ratio",
+    "gauge",
+    "Share of each PBA estimator's recent realised rates that fell inside its interval",
+    perPeer((n, p, out) => {
+      for (const [estimator, byH] of Object.entries(p.forecast?.estimators ?? {}))
+        for (const [horizon, e] of Object.entries(byH))
+          if (e.coverage !== undefined)
+            out.push({ value: e.coverage, labels: { node: n.node, peer: p.peer, horizon, estimator } });
+    }),
+  );
   def("dwcp_amst_streams", "gauge", "AMST streams open to a peer", stripes("streams"));
   def("dwcp_amst_streams_opened_total", "counter", "AMST streams opened", stripes("streamsOpened"));
   def("dwcp_amst_streams_lost_total", "counter", "AMST streams lost", stripes("streamsLost"));

@@ -50,6 +50,26 @@ export interface PeerSample {
   breakers: { component: string; state?: "closed" | "open" | "half-open"; trips: number }[];
   /** Striped connections by generation: totals of closed sessions plus live ones. */
   stripes: Partial<Record<GenerationName, StripeCounts>>;
+  /** PBA's forecast of the path, while the peer has a link and the path was measured. */
+  forecast?: ForecastSample;
+}
+
+/** One horizon of a forecast: the rate, its interval, the estimator used and its live error. */
+export interface HorizonSample {
+  bps: number;
+  low: number;
+  high: number;
+  estimator: string;
+  /** Mean absolute percentage error as a fraction, over the recent window; absent before any was scored. */
+  mape?: number;
+  /** Share of recent realised rates inside the issued interval, 0–1. */
+  coverage?: number;
+}
+
+/** PBA's forecast: per horizon (`1s`, `10s`), and each estimator's live error. */
+export interface ForecastSample {
+  horizons: Record<string, HorizonSample>;
+  estimators: Record<string, Record<string, { bps: number; mape?: number; coverage?: number }>>;
 }
 
 /** A node: its peers and what happened outside any one peer. */

@@ -105,6 +105,13 @@ export interface DetectorOptions {
   /** Budget of the initial bandwidth probe. @default 64 MiB and 1500 ms */
   probe?: { maxBytes?: number; maxMs?: number };
   /**
+   * The session whose acknowledged data is the goodput sample, asked at each
+   * sample: the one carrying the application's traffic when that is not the
+   * measured session (a link's v3 session while detection runs on v1). RTT and
+   * the kernel's figures still come from the measured session. @default the measured session
+   */
+  traffic?: () => Session | undefined;
+  /**
    * Clock of the sampling timer and of the detector's times; give the session's
    * (its node's `env`), as the session's write times are compared with it. @default nodeEnv
    */
@@ -119,9 +126,34 @@ export interface ModeEvent extends ModeDecision {
   sources: { rtt: string[]; bandwidth: string[] };
 }
 
-/** Events of a {@link ModeDetector}: `mode` on every change of the path's classification. */
+/**
+ * A bandwidth measurement the detector took, as it took it (before smoothing):
+ * what a bandwidth predictor is fed.
+ */
+export interface BandwidthSample {
+  /** When, ms on the detector's clock. */
+  at: number;
+  /** Bits per second. */
+  bps: number;
+  /**
+   * `probe`: a probe round; `goodput`: our acknowledged data over an interval
+   * the sender never ran dry; `bbrBw`: the kernel's BBR bottleneck estimate;
+   * `deliveryRate`: the kernel's latest delivery-rate sample.
+   */
+  kind: "probe" | "goodput" | "bbrBw" | "deliveryRate";
+  /** True when the path carries at least this much: a host or the ends, not the path, limited it. */
+  lowerBound?: boolean;
+  /** The detector's smoothed RTT at the time, ms. */
+  rttMs?: number;
+}
+
+/**
+ * Events of a {@link ModeDetector}: `mode` on every change of the path's
+ * classification, `sample` on every bandwidth measurement.
+ */
 export interface DetectorEvents {
   mode: [ModeEvent];
+  sample: [BandwidthSample];
 }
 
 /** Detects the mode of one session's path. */
@@ -133,7 +165,14 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
   #timer: Timer | undefined;
   #started = 0;
   #last:
-    | { at: number; acked: number; busy: boolean; loop: EventLoopUtilization; kernel: TcpInfo | undefined }
+    | {
+        at: number;
+        carrier: Session;
+        acked: number;
+        busy: boolean;
+        loop: EventLoopUtilization;
+        kernel: TcpInfo | undefined;
+      }
     | undefined;
   readonly #sources = { rtt: new Set<string>(), bandwidth: new Set<string>() };
   readonly #recentPings: number[] = [];
@@ -219,9 +258,22 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     );
     this.#throwIfStopped();
     this.tracker.setBandwidth(probed.bps, probed.lowerBound);
+    this.#emitSample("probe", probed.bps, probed.lowerBound);
     const first = this.#decide()!;
     this.#schedule();
     return first;
+  }
+
+  #emitSample(kind: BandwidthSample["kind"], bps: number, lowerBound: boolean): void {
+    if (this.listenerCount("sample") === 0) return;
+    const rttMs = this.tracker.estimate?.rttMs;
+    this.emit("sample", {
+      at: this.#clock.now(),
+      bps,
+      kind,
+      ...(lowerBound ? { lowerBound: true } : {}),
+      ...(rttMs !== undefined ? { rttMs } : {}),
+    });
   }
 
   /** Ends a probe round in progress when the detector stops (its wait for drain included). */
@@ -360,16 +412,16 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       if (ends) this.#sources.rtt.add(`ping/pong (not counted while ${why})`);
       else this.#addAppRtt(ping, kernel?.minRttUs);
       const loop = performance.eventLoopUtilization();
-      const busy = s.unackedBytes > 0;
-      const acked = s.ackedBytes;
+      const carrier = this.#opts.traffic?.() ?? s;
+      const busy = carrier.unackedBytes > 0;
+      const acked = carrier.ackedBytes;
       // Goodput counts only over intervals where the sender never ran dry; while
       // our event loop was saturated it is a lower bound (the host limited it).
-      if (this.#last?.busy && busy && acked > this.#last.acked) {
+      if (this.#last?.carrier === carrier && this.#last.busy && busy && acked > this.#last.acked) {
         const hostLimited = performance.eventLoopUtilization(loop, this.#last.loop).utilization >= HOST_BUSY;
-        this.tracker.addBandwidth(
-          ((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000),
-          hostLimited || ends,
-        );
+        const bps = ((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000);
+        this.tracker.addBandwidth(bps, hostLimited || ends);
+        this.#emitSample("goodput", bps, hostLimited || ends);
         this.#sources.bandwidth.add(
           hostLimited ? "goodput (host-limited: a lower bound)" : ends ? `goodput${endsNote}` : "goodput",
         );
@@ -377,14 +429,16 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
         // BBR's windowed-max bottleneck estimate, once it has left STARTUP: built
         // from delivery rates, so a window-limited interval holds it down too.
         this.tracker.addBandwidth(before.bbr.bandwidthBps, ends);
+        this.#emitSample("bbrBw", before.bbr.bandwidthBps, ends);
         this.#sources.bandwidth.add(`TCP_CC_INFO bbr_bw${ends ? endsNote : ""}`);
       } else if (busy && before?.deliveryRateBps && before.deliveryRateAppLimited === false) {
         // Only while our data flows: with pings alone the kernel's "not app-limited"
         // sample may be a lone small segment.
         this.tracker.addBandwidth(before.deliveryRateBps, ends);
+        this.#emitSample("deliveryRate", before.deliveryRateBps, ends);
         this.#sources.bandwidth.add(`tcp_info delivery_rate${ends ? endsNote : ""}`);
       }
-      this.#last = { at: now, acked, busy, loop, kernel };
+      this.#last = { at: now, carrier, acked, busy, loop, kernel };
       this.#decide();
     } catch {
       // A lost ping on a closing session ends sampling quietly.
