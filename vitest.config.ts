@@ -12,6 +12,7 @@ const TIMED = [
   "test/peerlink.test.ts",
   "test/manager-hostile.test.ts",
   "test/cli-wan.test.ts",
+  "test/flows-wan.test.ts",
 ];
 
 export default defineConfig({

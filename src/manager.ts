@@ -61,13 +61,14 @@ import type { Session } from "./session/session.js";
 import { type Listener, tunable } from "./transport/contract.js";
 
 export type { BreakerPolicy, BreakerSnapshot, BreakerState } from "./manager/breaker.js";
-
+export { DEFAULT_FLOW, type FlowSettings } from "./manager/flows.js";
 export {
   DEFAULT_LINK_OPTIONS,
   type Generation,
   type GenerationChange,
   LINK_HEADER_BYTES,
   LINK_MESSAGE_OVERHEAD,
+  type LinkFlowInfo,
   type LinkMessage,
   type LinkSendOptions,
   PeerLink,
@@ -75,7 +76,6 @@ export {
   type PeerLinkOptions,
   type PeerLinkStats,
 } from "./manager/peer-link.js";
-
 export type { Component } from "./manager/registry.js";
 export type { ComponentChoice } from "./manager/selection.js";
 
@@ -391,6 +391,17 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
           stripes,
           breakers,
           ...(forecast ? { forecast } : {}),
+          ...(open
+            ? {
+                flows: open.flows().map((f) => ({
+                  id: f.id,
+                  bytesSent: f.bytesSent,
+                  messagesSent: f.messagesSent,
+                  queuedBytes: f.queuedBytes,
+                  ...(f.allocatedBps !== undefined ? { allocatedBps: f.allocatedBps } : {}),
+                })),
+              }
+            : {}),
         }),
       );
     }

@@ -98,6 +98,7 @@ export class PeerTotals {
       stripes: Partial<Record<GenerationName, StripeStats>>;
       breakers: { component: string; state: "closed" | "open" | "half-open" }[];
       forecast?: ForecastSample;
+      flows?: PeerSample["flows"];
     },
   ): PeerSample {
     const stripes: Partial<Record<GenerationName, StripeCounts>> = {};
@@ -137,6 +138,7 @@ export class PeerTotals {
       breakers,
       stripes,
       ...(live.forecast ? { forecast: live.forecast } : {}),
+      ...(live.flows ? { flows: live.flows } : {}),
     };
   }
 }

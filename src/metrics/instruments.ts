@@ -308,6 +308,34 @@ function register(registry: Registry, a: Attached): void {
             out.push({ value: e.coverage, labels: { node: n.node, peer: p.peer, horizon, estimator } });
     }),
   );
+  def(
+    "dwcp_flow_allocated_bits_per_second",
+    "gauge",
+    "A flow's share of the forecast capacity (PBA's weighted max-min over the link's active flows)",
+    perPeer((n, p, out) => {
+      for (const f of p.flows ?? [])
+        if (f.allocatedBps !== undefined)
+          out.push({ value: f.allocatedBps, labels: { node: n.node, peer: p.peer, flow: f.id } });
+    }),
+  );
+  def(
+    "dwcp_flow_bytes_sent_total",
+    "counter",
+    "Payload bytes a flow handed to sessions on the current link (restarts with a new link)",
+    perPeer((n, p, out) => {
+      for (const f of p.flows ?? [])
+        out.push({ value: f.bytesSent, labels: { node: n.node, peer: p.peer, flow: f.id } });
+    }),
+  );
+  def(
+    "dwcp_flow_queued_bytes",
+    "gauge",
+    "Bytes of a flow waiting in the link's queue",
+    perPeer((n, p, out) => {
+      for (const f of p.flows ?? [])
+        out.push({ value: f.queuedBytes, labels: { node: n.node, peer: p.peer, flow: f.id } });
+    }),
+  );
   def("dwcp_amst_streams", "gauge", "AMST streams open to a peer", stripes("streams"));
   def("dwcp_amst_streams_opened_total", "counter", "AMST streams opened", stripes("streamsOpened"));
   def("dwcp_amst_streams_lost_total", "counter", "AMST streams lost", stripes("streamsLost"));

@@ -52,6 +52,14 @@ export interface PeerSample {
   stripes: Partial<Record<GenerationName, StripeCounts>>;
   /** PBA's forecast of the path, while the peer has a link and the path was measured. */
   forecast?: ForecastSample;
+  /** The link's flows, while the peer has a link (their counters restart with a new link). */
+  flows?: {
+    id: string;
+    bytesSent: number;
+    messagesSent: number;
+    queuedBytes: number;
+    allocatedBps?: number;
+  }[];
 }
 
 /** One horizon of a forecast: the rate, its interval, the estimator used and its live error. */
