@@ -10,7 +10,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Sample, writeTrace } from "../src/prediction/index.js";
-import { ADDR_B, WanRig, wanRigAvailability } from "../test/rig/wan.js";
+import { ADDR_B, onLines as lines, WanRig, wanRigAvailability } from "../test/rig/wan.js";
 
 const AGENT = fileURLToPath(new URL("./trace-agent.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -32,6 +32,14 @@ const ramp: Step[] = [];
 for (let i = 0; i <= 8; i++) ramp.push({ atS: i * 3, rateMbit: 20 + i * 10 });
 for (let i = 1; i <= 8; i++) ramp.push({ atS: 24 + i * 3, rateMbit: 100 - i * 10 });
 
+const STEPS: Step[] = [
+  { atS: 0, rateMbit: 100 },
+  { atS: 8, rateMbit: 40 },
+  { atS: 16, rateMbit: 80 },
+  { atS: 24, rateMbit: 20 },
+  { atS: 32, rateMbit: 100 },
+];
+
 const TRACES: TraceSpec[] = [
   {
     name: "steady",
@@ -45,13 +53,7 @@ const TRACES: TraceSpec[] = [
     cc: "cubic",
     what: "100 → 40 → 80 → 20 → 100 Mbit/s, 8 s each",
     durationS: 40,
-    steps: [
-      { atS: 0, rateMbit: 100 },
-      { atS: 8, rateMbit: 40 },
-      { atS: 16, rateMbit: 80 },
-      { atS: 24, rateMbit: 20 },
-      { atS: 32, rateMbit: 100 },
-    ],
+    steps: STEPS,
   },
   {
     name: "ramp",
@@ -78,26 +80,9 @@ const TRACES: TraceSpec[] = [
     cc: "bbr",
     what: "as steps, the sender on BBR (the kernel's BBR bandwidth recorded too)",
     durationS: 40,
-    steps: [
-      { atS: 0, rateMbit: 100 },
-      { atS: 8, rateMbit: 40 },
-      { atS: 16, rateMbit: 80 },
-      { atS: 24, rateMbit: 20 },
-      { atS: 32, rateMbit: 100 },
-    ],
+    steps: STEPS,
   },
 ];
-
-function lines(child: ChildProcess, onLine: (l: string) => void): void {
-  let buf = "";
-  child.stdout!.on("data", (d) => {
-    buf += d;
-    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

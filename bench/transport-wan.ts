@@ -5,9 +5,9 @@
 // and BBR). Each side runs in its own process in its own namespace; goodput is
 // taken at the receiver over a fixed window after slow start.
 // Goals (#5): ≥ 95 % of the link without loss; with loss ≥ 5× one TCP stream.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { ADDR_B, WanRig, wanRigAvailability } from "../test/rig/wan.js";
+import { ADDR_B, iperf3Goodput, onLines as lines, WanRig, wanRigAvailability } from "../test/rig/wan.js";
 import { median, nativeInUse, round, writeResult } from "./lib/result.js";
 
 const OMIT_S = Number(process.env.BENCH_OMIT_S ?? 3);
@@ -31,50 +31,8 @@ const CONTENDERS = [
   "amst16-bbr",
 ] as const;
 
-function lines(child: ChildProcess, onLine: (l: string) => void): void {
-  let buf = "";
-  child.stdout!.on("data", (d) => {
-    buf += d;
-    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-}
-
 function iperf3(rig: WanRig, cc: string): number {
-  const port = 5201;
-  const server = spawn("ip", ["netns", "exec", rig.b, "iperf3", "-s", "-1", "-B", ADDR_B, "-p", `${port}`], {
-    stdio: "ignore",
-  });
-  try {
-    execFileSync("sleep", ["0.5"]);
-    const out = execFileSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        rig.a,
-        "iperf3",
-        "-c",
-        ADDR_B,
-        "-p",
-        `${port}`,
-        "-C",
-        cc,
-        "-t",
-        `${MEASURE_S}`,
-        "-O",
-        `${OMIT_S}`,
-        "-J",
-      ],
-      { encoding: "utf8" },
-    );
-    const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
-    return j.end.sum_received.bits_per_second;
-  } finally {
-    server.kill();
-  }
+  return iperf3Goodput(rig, { cc, seconds: MEASURE_S, omitS: OMIT_S });
 }
 
 async function dwcp(rig: WanRig, kind: string): Promise<number> {

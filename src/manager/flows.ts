@@ -3,8 +3,8 @@
  * the path is full, each backlogged flow's share of what the link admits is its
  * weight over the backlogged flows' total (weighted max-min, as PBA's water-
  * filling computes it), and a flow that stops sending leaves its share to the
- * others at once. Within a flow, messages keep their order. With one flow it is
- * a plain FIFO.
+ * others at once. A flow with a demand is paced to it by a token bucket. Within
+ * a flow, messages keep their order. With one unpaced flow it is a plain FIFO.
  */
 import { DEFAULT_CLASS_WEIGHTS, type FlowClass } from "../prediction/index.js";
 
@@ -24,7 +24,11 @@ export interface FlowSettings {
   class?: FlowClass;
   /** Weight within the class, > 0. @default 1 */
   weight?: number;
-  /** The most the flow wants, bits per second (its allocation never exceeds it). @default unlimited */
+  /**
+   * The most the flow wants, bits per second: it is paced to this rate (a token
+   * bucket holding 50 ms of it, at least 64 KiB) and its allocation never
+   * exceeds it. @default unlimited
+   */
   demandBps?: number;
 }
 
@@ -43,6 +47,15 @@ interface FlowState<T> {
   deficit: number;
   /** Whether this round's quantum was added. */
   visited: boolean;
+  /** Pacing, for a flow with a demand: bytes per ms, the bucket's size and its tokens at `filledAt`. */
+  pace: { perMs: number; burst: number; tokens: number; filledAt: number } | undefined;
+}
+
+function paceOf(s: FlowSettings, now: number): FlowState<never>["pace"] {
+  if (s.demandBps === undefined) return undefined;
+  const perMs = s.demandBps / 8 / 1000;
+  const burst = Math.max(64 * 1024, perMs * 50);
+  return { perMs, burst, tokens: burst, filledAt: now };
 }
 
 /** The effective weight of `s`: its class's times its own. */
@@ -59,6 +72,27 @@ export class FlowQueues<T extends Queued> {
   #length = 0;
   /** The flow whose head `peek` chose, until `shift` takes it. */
   #chosen: FlowState<T> | undefined;
+  readonly #now: () => number;
+  /** When `peek` found only paced flows without tokens: the earliest time one has some. */
+  #wakeAt: number | undefined;
+
+  /** `now`: the clock pacing runs on, ms. */
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  /**
+   * Set when `peek` returned nothing though messages are queued, because every
+   * backlogged flow waits for its pacing: the time to ask again, ms.
+   */
+  get wakeAt(): number | undefined {
+    return this.#wakeAt;
+  }
+
+  /** True when flow `id` is paced (a message of it must go through the queue). */
+  paced(id: string): boolean {
+    return this.#flows.get(id)?.pace !== undefined;
+  }
 
   get length(): number {
     return this.#length;
@@ -75,6 +109,7 @@ export class FlowQueues<T extends Queued> {
     if (f) {
       f.settings = settings;
       f.weight = flowWeight(settings);
+      f.pace = paceOf(settings, this.#now());
     } else this.#flows.set(id, this.#state(id, settings));
   }
 
@@ -101,7 +136,16 @@ export class FlowQueues<T extends Queued> {
   }
 
   #state(id: string, settings: FlowSettings): FlowState<T> {
-    return { id, settings, weight: flowWeight(settings), queue: [], head: 0, deficit: 0, visited: false };
+    return {
+      id,
+      settings,
+      weight: flowWeight(settings),
+      queue: [],
+      head: 0,
+      deficit: 0,
+      visited: false,
+      pace: paceOf(settings, this.#now()),
+    };
   }
 
   push(x: T): void {
@@ -118,6 +162,11 @@ export class FlowQueues<T extends Queued> {
   /** The message deficit round robin serves next (the same until `shift`). */
   peek(): T | undefined {
     if (this.#chosen) return this.#chosen.queue[this.#chosen.head];
+    this.#wakeAt = undefined;
+    const now = this.#now();
+    // Flows passed over for want of tokens this call: when every flow in the ring
+    // is, nothing can go before the earliest refill.
+    let waiting = 0;
     while (this.#ring.length > 0) {
       if (this.#cursor >= this.#ring.length) this.#cursor = 0;
       const f = this.#ring[this.#cursor]!;
@@ -127,7 +176,25 @@ export class FlowQueues<T extends Queued> {
         continue;
       }
       // Withdrawn messages cost nothing: served as soon as they are at the head.
-      if (head.settled || this.#ring.length === 1) {
+      if (head.settled) {
+        this.#chosen = f;
+        return head;
+      }
+      const p = f.pace;
+      if (p) {
+        p.tokens = Math.min(p.burst, p.tokens + (now - p.filledAt) * p.perMs);
+        p.filledAt = now;
+        if (p.tokens <= 0) {
+          const at = now + -p.tokens / p.perMs + 0.001;
+          if (this.#wakeAt === undefined || at < this.#wakeAt) this.#wakeAt = at;
+          f.visited = false;
+          this.#cursor++;
+          if (++waiting >= this.#ring.length) return undefined;
+          continue;
+        }
+      }
+      waiting = 0;
+      if (this.#ring.length === 1) {
         this.#chosen = f;
         return head;
       }
@@ -153,6 +220,8 @@ export class FlowQueues<T extends Queued> {
     f.queue[f.head++] = undefined as unknown as T;
     this.#length--;
     if (!x.settled && this.#ring.length > 1) f.deficit -= x.charge;
+    // A paced flow may overdraw by one message: its next waits until the bucket refills.
+    if (!x.settled && f.pace) f.pace.tokens -= x.charge;
     if (f.head >= f.queue.length) this.#drop(f);
     else if (f.head > 1024 && f.head * 2 > f.queue.length) {
       f.queue.splice(0, f.head);
@@ -172,6 +241,13 @@ export class FlowQueues<T extends Queued> {
     f.head = 0;
     f.deficit = 0;
     f.visited = false;
+  }
+
+  /** Empties the queue, pacing or not: every queued message, flow by flow. */
+  takeAll(): T[] {
+    const all = [...this];
+    this.clear();
+    return all;
   }
 
   *[Symbol.iterator](): IterableIterator<T> {

@@ -26,7 +26,7 @@
  * allows and fails a session that sends beyond it (`ERR_PROTOCOL`).
  */
 import { EventEmitter } from "node:events";
-import { type Clock, type Env, nodeEnv } from "../env/index.js";
+import { type Clock, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError, invalidArg } from "../errors.js";
 import type { Mode } from "../mode/classifier.js";
 import { allocate, type Forecast, Predictor, type Sample } from "../prediction/index.js";
@@ -309,7 +309,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   // --- send side ---
   #nextSeq = 1;
-  readonly #queue = new FlowQueues<Outgoing>();
+  readonly #queue: FlowQueues<Outgoing>;
+  /** Set while paced flows wait for tokens with nothing else to send: the next pump. */
+  #paceTimer: Timer | undefined;
   /** Per flow: messages and bytes numbered, and when it last sent (for the allocation's active set). */
   readonly #flowSent = new Map<string, { messages: number; bytes: number; lastAt: number }>();
   /** Numbered messages from the oldest unacknowledged to the newest, in order. */
@@ -352,6 +354,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const env = options.env ?? nodeEnv;
     this.#clock = env.clock;
     this.#predictor = new Predictor({ env });
+    this.#queue = new FlowQueues<Outgoing>(() => this.#clock.now());
     this.#hello = new Uint8Array(LINK_HEADER_BYTES + LINK_INCARNATION_BYTES);
     this.#hello.set(env.random.bytes(LINK_INCARNATION_BYTES), LINK_HEADER_BYTES);
     this.incarnation = Buffer.from(this.#hello.subarray(LINK_HEADER_BYTES)).toString("hex");
@@ -613,7 +616,13 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.#queuedBytes >= this.#highWater) this.#needDrain = true;
     // Fast path: nothing queued or held ahead and room in the window: numbered
     // and handed to the session now.
-    if (route.session && this.#queue.length === 0 && this.#held.length === 0 && this.#fits(rec)) {
+    if (
+      route.session &&
+      this.#queue.length === 0 &&
+      this.#held.length === 0 &&
+      !this.#queue.paced(flow) &&
+      this.#fits(rec)
+    ) {
       this.#number(rec);
       this.#handOff(rec, route.gen, route.session);
       return promise;
@@ -861,7 +870,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         if (!r.session) {
           // Not numbered yet: refusing them loses nothing.
           let n = 0;
-          for (let q = this.#queue.shift(); q; q = this.#queue.shift()) {
+          for (const q of this.#queue.takeAll()) {
             if (!q.settled) n++;
             this.#settle(q, r.error);
           }
@@ -875,6 +884,16 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       }
     } finally {
       this.#pumping = false;
+    }
+    const wake = this.#queue.length > 0 ? this.#queue.wakeAt : undefined;
+    if (wake !== undefined && !this.#paceTimer) {
+      this.#paceTimer = this.#clock.setTimeout(
+        () => {
+          this.#paceTimer = undefined;
+          this.#pump();
+        },
+        Math.max(1, wake - this.#clock.now()),
+      );
     }
     this.#checkIdle();
   }
@@ -1066,8 +1085,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#closeError = err;
+    this.#clock.clearTimeout(this.#paceTimer);
+    this.#paceTimer = undefined;
     const e = err ?? new DWCPError("ERR_CLOSED", `link to ${this.peerId} closed`);
-    for (let q = this.#queue.shift(); q; q = this.#queue.shift()) this.#settle(q, e);
+    for (const q of this.#queue.takeAll()) this.#settle(q, e);
     this.#rejectHeld(e);
     for (let w = this.#window.shift(); w; w = this.#window.shift()) this.#settle(w, e);
     this.#windowBytes = 0;

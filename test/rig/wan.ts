@@ -159,31 +159,7 @@ export class WanRig {
   /** Changes the link in place: bottleneck rate and/or delay and loss. */
   async shape(profile: WanProfile): Promise<void> {
     this.#profile = profile;
-    for (const dev of ["ra", "rb"]) {
-      spawnSync("ip", ["netns", "exec", this.r, "tc", "qdisc", "del", "dev", dev, "root"]);
-      if (profile.rate) {
-        const mbit = Number.parseFloat(profile.rate) * (profile.rate.endsWith("gbit") ? 1000 : 1);
-        const burst = profile.burst ?? (mbit >= 500 ? "512kb" : "64kb");
-        run("ip", [
-          "netns",
-          "exec",
-          this.r,
-          "tc",
-          "qdisc",
-          "add",
-          "dev",
-          dev,
-          "root",
-          "tbf",
-          "rate",
-          profile.rate,
-          "burst",
-          burst,
-          "latency",
-          "50ms",
-        ]);
-      }
-    }
+    this.setRate(profile.rate, profile.burst);
     await this.#setDelay(profile.delayMs, profile.lossPct ?? 0);
   }
 
@@ -193,8 +169,8 @@ export class WanRig {
    * under a running transfer. `rate` undefined removes the limit.
    */
   setRate(rate: string | undefined, burst?: string): void {
-    const { rate: _old, ...rest } = this.#profile;
-    this.#profile = rate ? { ...rest, rate } : rest;
+    const { rate: _rate, burst: _burst, ...rest } = this.#profile;
+    this.#profile = { ...rest, ...(rate ? { rate } : {}), ...(burst ? { burst } : {}) };
     for (const dev of ["ra", "rb"]) {
       if (!rate) {
         spawnSync("ip", ["netns", "exec", this.r, "tc", "qdisc", "del", "dev", dev, "root"]);
@@ -304,5 +280,59 @@ export class WanRig {
   async down(): Promise<void> {
     await this.#stopDelay();
     for (const n of [this.a, this.r, this.b]) spawnSync("ip", ["netns", "del", n]);
+  }
+}
+
+/** Calls `onLine` with each line `child` writes on stdout. */
+export function onLines(child: ChildProcess, onLine: (line: string) => void): void {
+  let buf = "";
+  child.stdout!.on("data", (d) => {
+    buf += d;
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+}
+
+/**
+ * Goodput of one iperf3 stream from A to B across the rig, bits/s (payload, at
+ * the receiver), after `omitS` seconds of slow start.
+ */
+export function iperf3Goodput(
+  rig: WanRig,
+  o: { cc: string; seconds: number; omitS: number; port?: number },
+): number {
+  const port = `${o.port ?? 5201}`;
+  const server = spawn("ip", ["netns", "exec", rig.b, "iperf3", "-s", "-1", "-B", ADDR_B, "-p", port], {
+    stdio: "ignore",
+  });
+  try {
+    execFileSync("sleep", ["0.5"]);
+    const out = execFileSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        rig.a,
+        "iperf3",
+        "-c",
+        ADDR_B,
+        "-p",
+        port,
+        "-C",
+        o.cc,
+        "-t",
+        `${o.seconds}`,
+        "-O",
+        `${o.omitS}`,
+        "-J",
+      ],
+      { encoding: "utf8" },
+    );
+    return (JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received
+      .bits_per_second;
+  } finally {
+    server.kill();
   }
 }
