@@ -13,16 +13,7 @@ import {
   streamsForRate,
   tuneForRate,
 } from "../src/prediction/index.js";
-
-const M = 1e6;
-const code = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return "no error";
-};
+import { code, M } from "./helpers/prediction.js";
 
 /**
  * The textbook progressive filling, in real numbers: raise a common level; any

@@ -15,14 +15,8 @@ import {
   type Sample,
   type SampleKind,
 } from "../src/prediction/index.js";
+import { g, M } from "./helpers/prediction.js";
 
-const M = 1e6;
-const g = (at: number, bps: number, extra: Partial<Sample> = {}): Sample => ({
-  at,
-  bps,
-  kind: "goodput",
-  ...extra,
-});
 const all = (): Estimator[] => [new Harmonic(), new Ewma(), new Holt(), new Kalman(), new Bbr()];
 
 /** A synthetic series: `rate(t)` sampled every `dt` ms for `ms`, times (1 ± noise) from a seeded PRNG. */

@@ -13,14 +13,7 @@ import {
   type ScoredPrediction,
 } from "../src/prediction/index.js";
 import { Simulator } from "../src/testing/index.js";
-
-const M = 1e6;
-const g = (at: number, bps: number, extra: Partial<Sample> = {}): Sample => ({
-  at,
-  bps,
-  kind: "goodput",
-  ...extra,
-});
+import { code, g, M } from "./helpers/prediction.js";
 
 /** A predictor on a hand-driven clock that follows the samples fed to it. */
 function manual(options: Omit<PredictorOptions, "env"> = {}) {
@@ -41,15 +34,6 @@ function manual(options: Omit<PredictorOptions, "env"> = {}) {
     },
   };
 }
-
-const code = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return "no error";
-};
 
 describe("live error: hand-computed", () => {
   it("MAPE and coverage of each scored prediction (EWMA 0.5 and robustMPC on 100, 200, 100)", () => {

@@ -18,19 +18,10 @@ import {
   type Trace,
   writeTrace,
 } from "../src/prediction/index.js";
+import { code, M } from "./helpers/prediction.js";
 
-const M = 1e6;
 const dir = mkdtempSync(join(tmpdir(), "dwcp-trace-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const code = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return "no error";
-};
 
 /** A synthetic trace: 100 → 40 Mbit/s at 10 s, ±5 % noise, goodput and delivery rate every 200 ms. */
 function synthetic(): Trace {

@@ -7,6 +7,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { DWCPError } from "../index.js";
+import { formatHostPort } from "../transport/contract.js";
 
 /** How long a name may take to resolve before the address counts as unresolvable, ms. */
 const RESOLVE_TIMEOUT_MS = 10_000;
@@ -49,7 +50,7 @@ export function parseAddress(text: string, what: string, options: ParseOptions =
 
 /** Formats host and port as an address the transports accept. */
 export function formatAddress({ host, port }: HostPort): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  return formatHostPort(host, port);
 }
 
 /**

@@ -343,6 +343,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   readonly #clock: Clock;
   /** PBA: the path's bandwidth forecast, fed with the mode detector's measurements. */
   readonly #predictor: Predictor;
+  /** What the window admits while several flows are used ({@link #admitBytes}); the whole window until a forecast. */
+  #flowsAdmit: number;
   readonly #closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -359,6 +361,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#hello.set(env.random.bytes(LINK_INCARNATION_BYTES), LINK_HEADER_BYTES);
     this.incarnation = Buffer.from(this.#hello.subarray(LINK_HEADER_BYTES)).toString("hex");
     this.#windowBytesMax = positiveInt("windowBytes", options.windowBytes, DEFAULT_LINK_OPTIONS.windowBytes);
+    this.#flowsAdmit = this.#windowBytesMax;
     this.#windowMessagesMax = positiveInt(
       "windowMessages",
       options.windowMessages,
@@ -475,9 +478,17 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     return this.#predictor.forecast();
   }
 
-  /** @internal A bandwidth measurement of the path, for the forecast. */
+  /**
+   * @internal A bandwidth measurement of the path, for the forecast. The window's
+   * limit for several flows is worked out here, once per sample, not per message.
+   */
   observe(sample: Sample): void {
     this.#predictor.add(sample);
+    const f = this.#predictor.forecast();
+    const rtt = f?.minRttMs ?? f?.rttMs;
+    if (!f || rtt === undefined) return;
+    const bdp = (f.horizons["1s"].high / 8) * (rtt / 1000);
+    this.#flowsAdmit = Math.min(this.#windowBytesMax, Math.max(2 << 20, Math.ceil(4 * bdp)));
   }
 
   /** @internal Records the path class the manager measured or was told. */
@@ -668,11 +679,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    */
   #admitBytes(): number {
     if (this.#queue.flowCount < 2) return this.#windowBytesMax;
-    const f = this.#predictor.forecast();
-    const rtt = f?.minRttMs ?? f?.rttMs;
-    if (!f || rtt === undefined) return this.#windowBytesMax;
-    const bdp = (f.horizons["1s"].high / 8) * (rtt / 1000);
-    return Math.min(this.#windowBytesMax, Math.max(2 << 20, Math.ceil(4 * bdp)));
+    return this.#flowsAdmit;
   }
 
   /**
