@@ -317,7 +317,8 @@ bool DecodePages(const DecodeJob& j, Out* out) {
         break;
       case kSame:
         if (!basePage) return out->Fail("ERR_CORRUPT_PAYLOAD", "SAME page without a baseline");
-        std::memcpy(dst, basePage, ps);
+        // A migration rebuilds its image in place: the baseline page may be this page.
+        if (dst != basePage) std::memcpy(dst, basePage, ps);
         break;
       case kDup: {
         if (ref >= refCount) return out->Fail("ERR_CORRUPT_PAYLOAD", "more DUP pages than references");
@@ -342,7 +343,7 @@ bool DecodePages(const DecodeJob& j, Out* out) {
       case kSparse: {
         if (h++ >= hashed) return out->Fail("ERR_CORRUPT_PAYLOAD", "more FULL/DELTA pages than hashes");
         if (!basePage) return out->Fail("ERR_CORRUPT_PAYLOAD", "SPARSE page without a baseline");
-        std::memcpy(dst, basePage, ps);
+        if (dst != basePage) std::memcpy(dst, basePage, ps);
         if (rawLength - at < 2) return out->Fail("ERR_CORRUPT_PAYLOAD", "page frame payload too short");
         const uint64_t runs = GetU16(raw + at);
         at += 2;

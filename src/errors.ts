@@ -72,6 +72,12 @@ const CODES = {
   /** A page delta refers to a baseline the receiver does not hold. */
   ERR_BASELINE_MISSING: "page-delta baseline missing",
 
+  // --- live migration ---
+  /** The destination refused a migration: the image is larger than it may hold. */
+  ERR_RESOURCE_LIMIT: "a resource limit would be exceeded",
+  /** A migration ended without its image: the destination's copy differs from the source's, or the run hit its limits. */
+  ERR_MIGRATION_FAILED: "migration failed",
+
   // --- dual mode ---
   /** A feature-flag update was rejected; the previous flags stay in force. */
   ERR_INVALID_FLAGS: "invalid feature flags",

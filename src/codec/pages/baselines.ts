@@ -9,10 +9,22 @@ import { DWCPError } from "../../errors.js";
 import { hashPages } from "../../hash/index.js";
 
 /**
+ * What a decoder needs of the baselines it deltas against: the image of a
+ * (image id, version), its page size once fixed, and its page hashes. A
+ * {@link BaselineStore} is one; a live migration's destination image, which
+ * is rebuilt in place round after round, is another.
+ */
+export interface BaselineSource {
+  get(imageId: number, version: number): Uint8Array | undefined;
+  pageSizeOf(imageId: number, version: number): number | undefined;
+  hashesOf(imageId: number, version: number, pageSize: number): BigUint64Array | undefined;
+}
+
+/**
  * The receiver's baselines: whole images by (image id, version), most recently
  * used kept, least recently used evicted above `maxBytes`.
  */
-export class BaselineStore {
+export class BaselineStore implements BaselineSource {
   readonly maxBytes: number;
   readonly #images = new Map<string, Uint8Array>();
   readonly #hashes = new Map<string, BigUint64Array>();

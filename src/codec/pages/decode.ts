@@ -13,7 +13,7 @@ import {
   type ZstdDictionary,
   zstdDecompress,
 } from "../index.js";
-import type { BaselineStore } from "./baselines.js";
+import type { BaselineSource } from "./baselines.js";
 import {
   baselineDigest,
   MAX_PAGE_SIZE,
@@ -29,8 +29,12 @@ import {
 export interface DecodeOptions {
   /** The image being rebuilt (its pages before the batch are already in place). */
   target: Uint8Array;
-  /** Baselines the receiver holds. */
-  baselines?: BaselineStore;
+  /**
+   * Baselines the receiver holds. The target may be a baseline itself (a
+   * migration rebuilds its image in place): every page is read from the
+   * baseline before its own bytes are written.
+   */
+  baselines?: BaselineSource;
   /** Dictionaries by id. */
   dictionaries?: ReadonlyMap<number, ZstdDictionary>;
   /** Largest page size accepted. @default 1 MiB ({@link MAX_PAGE_SIZE}) */

@@ -14,7 +14,7 @@ import {
   zstdCompress,
   zstdFrameDictId,
 } from "../index.js";
-import { countBatch } from "./counters.js";
+import { type BatchKinds, countBatch } from "./counters.js";
 import {
   baselineDigest,
   frameCrc,
@@ -127,6 +127,8 @@ export interface EncodeOptions {
    */
   baseline?: { version: number; image: Uint8Array; hashes?: BigUint64Array };
   policy?: PagePolicy;
+  /** Told the batch's page counts once it is encoded (a migration's per-run tally). */
+  onBatch?: (kinds: BatchKinds) => void;
 }
 
 /**
@@ -326,7 +328,9 @@ function encodeBatch(
   v.setUint32(64, frameCrc(frame), true);
   stats.rawBytes = rawBytes;
   stats.frameBytes = size;
-  countBatch(pageSize, { ...stats, deltaBytes, frameBytes: size });
+  const counted: BatchKinds = { ...stats, deltaBytes, frameBytes: size };
+  countBatch(pageSize, counted);
+  o.onBatch?.(counted);
   return { frame, stats };
 }
 
@@ -341,8 +345,9 @@ export async function encodePagesAsync(image: Uint8Array, o: EncodeOptions): Pro
   if (!native) return encodePages(image, o).frame;
   const dict = v.policy.codec === PageCodec.ZSTD ? v.policy.dictionary : undefined;
   const kinds = new Float64Array(6);
+  let frame: Uint8Array;
   try {
-    const frame = await native.encode(image, v.base?.image ?? null, v.base?.hashes ?? null, {
+    frame = await native.encode(image, v.base?.image ?? null, v.base?.hashes ?? null, {
       pageSize: v.pageSize,
       first: v.first,
       count: v.count,
@@ -354,19 +359,21 @@ export async function encodePagesAsync(image: Uint8Array, o: EncodeOptions): Pro
       baseVersion: v.base?.version ?? 0,
       stats: kinds,
     });
-    const [zero, same, dup, delta, full, deltaBytes] = kinds as unknown as number[];
-    countBatch(v.pageSize, {
-      zero: zero!,
-      same: same!,
-      dup: dup!,
-      delta: delta!,
-      full: full!,
-      deltaBytes: deltaBytes!,
-      frameBytes: frame.length,
-    });
-    return frame;
   } catch (err) {
     const e = err as Error & { code?: string };
     throw new DWCPError((e.code ?? "ERR_CODEC") as "ERR_CODEC", e.message, { cause: e });
   }
+  const [zero, same, dup, delta, full, deltaBytes] = kinds as unknown as number[];
+  const counted: BatchKinds = {
+    zero: zero!,
+    same: same!,
+    dup: dup!,
+    delta: delta!,
+    full: full!,
+    deltaBytes: deltaBytes!,
+    frameBytes: frame.length,
+  };
+  countBatch(v.pageSize, counted);
+  o.onBatch?.(counted);
+  return frame;
 }
