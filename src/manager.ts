@@ -32,6 +32,7 @@ import { Registry } from "prom-client";
 import type { ZstdDictionary } from "./codec/index.js";
 import { pageTally } from "./codec/pages/counters.js";
 import type { PagePolicy } from "./codec/pages/encode.js";
+import { PageCodec } from "./codec/pages/format.js";
 import { channels, errorInfo, publish } from "./diagnostics/index.js";
 import { type Clock, deadline, type Env, nodeEnv, type Timer } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode } from "./errors.js";
@@ -53,6 +54,13 @@ import { COMPONENT_KEYS, type Component, REGISTRY } from "./manager/registry.js"
 import { type ComponentChoice, type Selection, selectGenerations } from "./manager/selection.js";
 import { MAX_PEER_SERIES, PeerTotals } from "./manager/telemetry.js";
 import { attachNode, attachPages, type NodeSample } from "./metrics/index.js";
+import {
+  type AcceptMigrationOptions,
+  acceptMigration,
+  type IncomingMigration,
+} from "./migration/receiver.js";
+import { type MigrateOptions, type Migration, migrate } from "./migration/sender.js";
+import type { PageSource } from "./migration/source.js";
 import type { Mode, ModeThresholds, PathEstimate } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { policyFor } from "./mode/policy.js";
@@ -780,6 +788,42 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   pagePolicy(peerId: string, dictionary?: ZstdDictionary): PagePolicy {
     const generation = this.components(peerId).compression.generation;
     return REGISTRY.compression[generation](this.#links.get(peerId)?.mode, dictionary);
+  }
+
+  /**
+   * Live-migrates `source` to `peerId`, which takes it with
+   * {@link DWCPManager.acceptMigration}: the pages go in the link's
+   * `migration` flow (the highest class), compressed by the peer's page
+   * policy ({@link DWCPManager.pagePolicy}: LZ4 in the datacenter, zstd with a
+   * dictionary trained on the first round across the internet when HDE is on
+   * v3); switchover is planned with the link's PBA forecast.
+   * @throws DWCPError `ERR_NOT_CONNECTED` without a link to `peerId`
+   */
+  migrate(peerId: string, source: PageSource, options: MigrateOptions = {}): Migration {
+    const link = this.#openLink(peerId);
+    const policy = options.policy ?? this.pagePolicy(peerId);
+    const flow = options.flow ?? "migration";
+    if (!link.flows().some((f) => f.id === flow)) link.setFlow(flow, { class: "migration" });
+    return migrate(link, source, {
+      trainDictionary: policy.codec === PageCodec.ZSTD,
+      ...options,
+      policy,
+      flow,
+    });
+  }
+
+  /**
+   * Takes the next migration `peerId` offers (see {@link DWCPManager.migrate}).
+   * @throws DWCPError `ERR_NOT_CONNECTED` without a link to `peerId`
+   */
+  acceptMigration(peerId: string, options: AcceptMigrationOptions = {}): IncomingMigration {
+    return acceptMigration(this.#openLink(peerId), options);
+  }
+
+  #openLink(peerId: string): PeerLink {
+    const link = this.#links.get(peerId);
+    if (!link || link.state !== "open") throw new DWCPError("ERR_NOT_CONNECTED", `no open link to ${peerId}`);
+    return link;
   }
 
   #reevaluateAll(why: string): void {

@@ -57,7 +57,12 @@ describe("migrate() and acceptMigration()", () => {
       const h = stats.hde;
       if (kind === "zero") expect(stats.transferred).toBeLessThan(4096);
       if (kind === "random") expect(h.full.pages).toBeGreaterThanOrEqual(PAGES * 0.99);
-      if (kind === "duplicate") expect(h.duplicate.pages).toBeGreaterThan(PAGES / 2);
+      if (kind === "duplicate") {
+        // Repeats within a frame go as references, repeats of pages sent earlier as copy orders.
+        expect(h.duplicate.pages).toBeGreaterThan(0);
+        expect(h.copy.pages).toBeGreaterThan(PAGES / 4);
+        expect(stats.transferred).toBeLessThan(src.bytes.length * 0.02);
+      }
     });
 
   it("catches up with a guest that writes during pre-copy: the copy equals the paused source", async () => {
@@ -223,7 +228,7 @@ describe("migration failures", () => {
 
   it("a frame lost on the way fails the final check: no copy that differs is reported done", async () => {
     const [a, b] = channelPair();
-    const src = image("mixed");
+    const src = image("random"); // nothing later touches the lost pages: only the final check sees them
     let frames = 0;
     a.tap = (d) => (decodeMigrationMessage(d).type === MigrationMessage.FRAME && ++frames === 2 ? null : d);
     const incoming = acceptMigration(b);

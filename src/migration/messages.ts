@@ -35,6 +35,11 @@ export const MigrationMessage = {
   ABORT: 8,
   /** Sender → destination: a zstd dictionary the following frames use. */
   DICTIONARY: 9,
+  /**
+   * Sender → destination: pages to copy from pages the destination already
+   * holds (destination page, source page), applied in order before the next frame.
+   */
+  COPY: 10,
 } as const;
 export type MigrationMessageType = (typeof MigrationMessage)[keyof typeof MigrationMessage];
 
@@ -67,7 +72,8 @@ export type Decoded =
   | { type: 6; id: number; round: number; digest: bigint }
   | { type: 7; id: number }
   | { type: 8; id: number; error: DWCPError }
-  | { type: 9; id: number; dictId: number; dictionary: Uint8Array };
+  | { type: 9; id: number; dictId: number; dictionary: Uint8Array }
+  | { type: 10; id: number; pairs: Uint32Array };
 
 /** Whether a link message belongs to the migration protocol. */
 export function isMigrationMessage(data: Uint8Array): boolean {
@@ -146,6 +152,13 @@ export function encodeDictionary(id: number, dictId: number, dictionary: Uint8Ar
   return bytes;
 }
 
+/** A COPY message: `pairs` holds (destination page, source page) pairs. */
+export function encodeCopy(id: number, pairs: Uint32Array): Uint8Array {
+  const { bytes, view } = header(MigrationMessage.COPY, id, pairs.byteLength);
+  for (let i = 0; i < pairs.length; i++) view.setUint32(MIGRATION_HEADER + 4 * i, pairs[i]!, true);
+  return bytes;
+}
+
 function bad(what: string): DWCPError {
   return new DWCPError("ERR_PROTOCOL", `migration message: ${what}`);
 }
@@ -216,6 +229,13 @@ export function decodeMigrationMessage(data: Uint8Array): Decoded {
       if (dictionary.length === 0 || dictionary.length > MAX_DICTIONARY_BYTES)
         throw bad(`dictionary of ${dictionary.length} bytes`);
       return { type, id, dictId: view.getUint32(12, true), dictionary };
+    }
+    case MigrationMessage.COPY: {
+      const n = data.length - MIGRATION_HEADER;
+      if (n === 0 || n % 8 !== 0) throw bad(`COPY of ${n} bytes`);
+      const pairs = new Uint32Array(n / 4);
+      for (let i = 0; i < pairs.length; i++) pairs[i] = view.getUint32(MIGRATION_HEADER + 4 * i, true);
+      return { type, id, pairs };
     }
     default:
       throw bad(`unknown type ${type}`);

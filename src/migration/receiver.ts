@@ -213,6 +213,23 @@ class ReceiverRun {
         });
         return;
       }
+      case MigrationMessage.COPY: {
+        const { pairs } = m;
+        const charge = data.length;
+        if (charge > this.#window - this.#queued) {
+          this.#fail(
+            new DWCPError("ERR_PROTOCOL", "the sender sent beyond its window of unapplied frames"),
+            true,
+          );
+          return;
+        }
+        this.#queued += charge;
+        this.#then(() => {
+          this.#copy(pairs);
+          this.#queued -= charge;
+        });
+        return;
+      }
       case MigrationMessage.DICTIONARY: {
         const dict = new ZstdDictionary(new Uint8Array(m.dictionary));
         if (dict.id !== m.dictId) {
@@ -291,6 +308,24 @@ class ReceiverRun {
       .catch((err: unknown) => this.#fail(err as Error, false));
     this.#armTimer();
     this.#emit("offer", offer);
+  }
+
+  /** Copies pages this side holds onto others, in order: (destination, source) pairs. */
+  #copy(pairs: Uint32Array): void {
+    const { pageSize: ps, pageCount } = this.#offer!;
+    const image = this.#image!;
+    const hashes = this.#hashes!;
+    for (let i = 0; i < pairs.length; i += 2) {
+      const dst = pairs[i]!;
+      const src = pairs[i + 1]!;
+      if (dst >= pageCount || src >= pageCount)
+        throw new DWCPError(
+          "ERR_PROTOCOL",
+          `a copy of page ${src} to ${dst} in an image of ${pageCount} pages`,
+        );
+      image.copyWithin(dst * ps, src * ps, (src + 1) * ps);
+      hashes[dst] = hashes[src]!;
+    }
   }
 
   /** Decodes one frame in place, after the frames before it. */

@@ -12,6 +12,7 @@
  * compares with its own before it applies a byte.
  */
 import { EventEmitter } from "node:events";
+import { trainDictionary, ZstdDictionary } from "../codec/index.js";
 import type { BatchKinds } from "../codec/pages/counters.js";
 import { encodePagesAsync, type PagePolicy } from "../codec/pages/encode.js";
 import { PageCodec } from "../codec/pages/format.js";
@@ -25,6 +26,7 @@ import {
   decodeMigrationMessage,
   encodeAbort,
   encodeComplete,
+  encodeCopy,
   encodeDictionary,
   encodeFrame,
   encodeOffer,
@@ -39,6 +41,13 @@ import { addBatch, emptyStats, type MigrationStats } from "./stats.js";
 export interface MigrateOptions {
   /** How pages are compressed. @default LZ4 level 1 */
   policy?: PagePolicy;
+  /**
+   * With a zstd policy and no dictionary: train one on the first round's pages
+   * (up to {@link DICTIONARY_SAMPLE_BYTES} of them, spread over the image) and
+   * ship it once before the first frame. Needs the addon; without it the
+   * pages go without a dictionary. @default false
+   */
+  trainDictionary?: boolean;
   /** Downtime the switchover aims for, ms (QEMU's `downtime-limit`). @default 300 */
   downtimeLimitMs?: number;
   /**
@@ -94,6 +103,8 @@ const DEFAULTS = {
   timeoutMs: 30_000,
   flow: "migration",
 };
+/** Image bytes sampled to train a dictionary. */
+export const DICTIONARY_SAMPLE_BYTES = 8 << 20;
 /** Frames encoded at once (the libuv pool has four threads). */
 const ENCODES_IN_FLIGHT = 4;
 /** QEMU's auto-converge constants. */
@@ -167,6 +178,10 @@ class SenderRun {
   #paused = false;
   #throttle = 0;
   #highCount = 0;
+  #policy: PagePolicy;
+  /** A page the destination holds, by content hash: the whole-image dedup index. */
+  readonly #index = new Map<bigint, number>();
+  readonly #zeroHash: bigint;
   readonly #onMessage = (m: ChannelMessage) => this.#message(m.data);
   readonly #onClose = (err: Error | undefined) =>
     this.#fail(
@@ -193,6 +208,8 @@ class SenderRun {
     this.#id = 1 + this.#env.random.int(0xffff_fffe);
     this.#imageId = o.imageId ?? this.#env.random.int(0x1_0000_0000);
     this.#stats = emptyStats(ps * src.pageCount);
+    this.#policy = o.policy ?? { codec: PageCodec.LZ4, level: 1 };
+    this.#zeroHash = hashPages(new Uint8Array(ps), ps)[0]!;
   }
 
   snapshot(): MigrationStats {
@@ -234,8 +251,16 @@ class SenderRun {
     await this.#wait((m) => m.type === MigrationMessage.ACCEPT, "the destination's answer to the offer");
     this.#stats.setupTime = this.#env.clock.now() - this.#started;
     this.#stats.status = "active";
-    const dict = o.policy?.codec === PageCodec.ZSTD ? o.policy.dictionary : undefined;
-    if (dict) this.#send(encodeDictionary(this.#id, dict.id, dict.bytes));
+    let bitmap = await this.#src.dirty();
+    if (this.#policy.codec === PageCodec.ZSTD && !this.#policy.dictionary && o.trainDictionary) {
+      const dictionary = await this.#train(bitmap, this.#policy.level);
+      if (dictionary) this.#policy = { ...this.#policy, dictionary };
+    }
+    const dict = this.#policy.codec === PageCodec.ZSTD ? this.#policy.dictionary : undefined;
+    if (dict) {
+      this.#send(encodeDictionary(this.#id, dict.id, dict.bytes));
+      this.#stats.dictionaryBytes = dict.bytes.length;
+    }
 
     // What the destination holds: zeros at first, then every page as sent.
     const shadow = new Uint8Array(total);
@@ -245,7 +270,6 @@ class SenderRun {
     );
     const images = { shadow, staging, shadowHashes };
 
-    let bitmap = await this.#src.dirty();
     let round = 0;
     for (;;) {
       round++;
@@ -305,6 +329,67 @@ class SenderRun {
     this.#stats.remaining = 0;
   }
 
+  /**
+   * A dictionary trained on pages the first round will send, spread evenly over
+   * them; undefined where it cannot be trained (no addon, too few or too
+   * uniform pages): the migration then goes on without one.
+   */
+  async #train(bitmap: Uint8Array, level: number): Promise<ZstdDictionary | undefined> {
+    const dirty = countDirty(bitmap, this.#pages);
+    const want = Math.min(dirty, Math.floor(DICTIONARY_SAMPLE_BYTES / this.#ps));
+    if (want < 16) return undefined;
+    const step = dirty / want;
+    const samples: Uint8Array[] = [];
+    let seen = 0;
+    let next = 0;
+    for (let p = 0; p < this.#pages && samples.length < want; p++) {
+      if (!isDirty(bitmap, p)) continue;
+      if (seen++ < next) continue;
+      next += step;
+      const page = new Uint8Array(this.#ps);
+      await this.#src.read(p, 1, page);
+      samples.push(page);
+    }
+    try {
+      return new ZstdDictionary(trainDictionary(samples), level);
+    } catch (err) {
+      if (isDWCPError(err, "ERR_NATIVE_UNAVAILABLE") || isDWCPError(err, "ERR_DICTIONARY")) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Dirty pages of `lo … hi` equal to a page the destination already holds
+   * elsewhere in the image: the shadow takes the copy at once (so the frame
+   * sees them as SAME), and the pairs (destination page, source page) go ahead
+   * of the frame in a COPY message. Equality is checked byte for byte, never
+   * trusted to the hash alone.
+   */
+  #dedup(
+    lo: number,
+    hi: number,
+    staging: Uint8Array,
+    shadow: Uint8Array,
+    shadowHashes: BigUint64Array,
+  ): Uint32Array {
+    const ps = this.#ps;
+    const hashes = hashPages(staging.subarray(lo * ps, (hi + 1) * ps), ps);
+    const pairs: number[] = [];
+    for (let i = 0; i < hashes.length; i++) {
+      const p = lo + i;
+      const h = hashes[i]!;
+      if (h === shadowHashes[p] || h === this.#zeroHash) continue;
+      const q = this.#index.get(h);
+      if (q === undefined || q === p || shadowHashes[q] !== h) continue;
+      const from = shadow.subarray(q * ps, (q + 1) * ps);
+      if (Buffer.compare(from, staging.subarray(p * ps, (p + 1) * ps)) !== 0) continue;
+      shadow.copyWithin(p * ps, q * ps, (q + 1) * ps);
+      shadowHashes[p] = h;
+      pairs.push(p, q);
+    }
+    return Uint32Array.from(pairs);
+  }
+
   /** Pages of the paused source whose hash differs from what the destination holds. */
   async #unlogged(shadowHashes: BigUint64Array): Promise<Uint8Array> {
     const out = new Uint8Array(Math.ceil(this.#pages / 8));
@@ -348,7 +433,7 @@ class SenderRun {
     const t0 = this.#env.clock.now();
     const ps = this.#ps;
     const sentBefore = this.#stats.transferred;
-    const policy = this.#o.policy ?? { codec: PageCodec.LZ4, level: 1 };
+    const policy = this.#policy;
     let frames = 0;
     let pages = 0;
     const inFlight = new Set<Promise<void>>();
@@ -371,6 +456,12 @@ class SenderRun {
       }
       if (lo < 0) continue;
       this.#checkFailed();
+      const copies = this.#dedup(lo, hi, staging, shadow, shadowHashes);
+      if (copies.length > 0) {
+        this.#send(encodeCopy(this.#id, copies));
+        this.#stats.hde.copy.pages += copies.length / 2;
+        this.#stats.hde.copy.bytes += (copies.length / 2) * ps;
+      }
       while (inFlight.size >= ENCODES_IN_FLIGHT) await Promise.race(inFlight);
       await this.#credit();
       const first = lo;
@@ -389,6 +480,13 @@ class SenderRun {
         const range = staging.subarray(first * ps, (first + count) * ps);
         shadow.set(range, first * ps);
         hashPages(range, ps, shadowHashes.subarray(first, first + count));
+        // Only pages already sent may be copied from: the destination has them.
+        for (let p = first; p < first + count; p++) {
+          const h = shadowHashes[p]!;
+          if (h === this.#zeroHash) continue;
+          const at = this.#index.get(h);
+          if (at === undefined || shadowHashes[at] !== h) this.#index.set(h, p);
+        }
         this.#frameBytesSent += frame.length;
         this.#send(encodeFrame(this.#id, frame));
         frames++;

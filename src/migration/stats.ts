@@ -23,6 +23,8 @@ export interface HdeFigures {
   same: KindFigures;
   /** Pages equal to another page of their batch, sent as a reference. */
   duplicate: KindFigures;
+  /** Pages equal to a page the destination already holds anywhere in the image, sent as a copy order. */
+  copy: KindFigures;
   /** Changed pages sent as a delta against what the destination holds. */
   delta: KindFigures & { deltaBytes: number };
   /** Pages sent whole. */
@@ -66,6 +68,8 @@ export interface MigrationStats {
   /** The rate switchover was planned with, bit/s, and where it came from. */
   rateBps: number | undefined;
   rateSource: "forecast" | "measured" | undefined;
+  /** Bytes of the zstd dictionary shipped before the first frame (0: none). */
+  dictionaryBytes: number;
   hde: HdeFigures;
 }
 
@@ -91,10 +95,12 @@ export function emptyStats(total: number): MigrationStats {
     pages: 0,
     rateBps: undefined,
     rateSource: undefined,
+    dictionaryBytes: 0,
     hde: {
       zero: kind(),
       same: kind(),
       duplicate: kind(),
+      copy: kind(),
       delta: { ...kind(), deltaBytes: 0 },
       full: kind(),
     },
