@@ -249,19 +249,26 @@ describe("dwcp status", () => {
 });
 
 describe("dwcp without a subcommand: the demo", () => {
-  it("prints the demo's report (as npm start does) and exits 0", async () => {
+  it("migrates a guest that keeps writing (as npm start does), the kill switch flipped after round 1, and exits 0", async () => {
     const r = await runCli([], { env: { DWCP_DEMO_MIB: "16" } }, 120_000);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain("DWCP: two local agents");
     expect(r.stdout).toMatch(/^ {2}mode {19}datacenter$/m);
-    expect(r.stdout).toMatch(/messages +sent 16, received 16, lost 0, duplicated 0, bad checksum 0/);
+    expect(r.stdout).toMatch(/^ {2}round 1 /m);
+    expect(r.stdout).toMatch(/^ {2}status {17}completed$/m);
+    expect(r.stdout).toMatch(/^ {2}downtime {15}\d+\.\d ms/m);
+    expect(r.stdout).toMatch(/^ {2}destination {12}identical to the paused guest \(every byte\)$/m);
+    expect(r.stdout).toMatch(/^ {2}transport generation {3}v1 \(forceV1/m);
     const j = await runCli(["demo", "--json"], { env: { DWCP_DEMO_MIB: "8" } }, 120_000);
     expect(j.status, j.stderr).toBe(0);
     const report = JSON.parse(j.stdout);
     expect(report).toMatchObject({
       ok: true,
       mode: "datacenter",
-      transfer: { sent: 8, received: 8, lost: 0 },
+      migration: { status: "completed", identical: true, ram: { total: 8 << 20 } },
+      generationAfter: { generation: "v1" },
     });
+    expect(report.migration.downtime).toBeGreaterThanOrEqual(0);
+    expect(report.migration.ram.transferred).toBeGreaterThan(0);
   }, 240_000);
 });
