@@ -100,6 +100,23 @@ describe("migrate() and acceptMigration()", () => {
     expect(stats.hde.delta.pages + stats.hde.same.pages).toBeGreaterThan(0);
   });
 
+  it("plain pre-copy (hde: false): dirty pages go whole, no deltas, no copies, and the copy is still exact", async () => {
+    const [a, b] = channelPair();
+    const src = image("mixed");
+    const incoming = acceptMigration(b);
+    const m = migrate(a, src, { hde: false, policy: { codec: PageCodec.NONE, level: 0 } });
+    m.on("round", (s) => {
+      if (s.rounds === 1)
+        for (let p = 0; p < 64; p++) src.write(p * 4096 * 3, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+    });
+    const [stats, got] = await Promise.all([m.done, incoming.done]);
+    sameImage(src.bytes, got.image);
+    const h = stats.hde;
+    expect(h.same.pages + h.delta.pages + h.copy.pages).toBe(0);
+    // Every non-zero page went whole at least once, uncompressed.
+    expect(stats.transferred).toBeGreaterThan((PAGES - h.zero.pages - h.duplicate.pages) * 4096);
+  });
+
   it("zstd with a dictionary: the destination learns it from the sender", async () => {
     const { ZstdDictionary, trainDictionary } = await import("../src/codec/index.js");
     const src = image("structured");

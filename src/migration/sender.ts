@@ -84,6 +84,13 @@ export interface MigrateOptions {
    * tracking misses writes. @default false
    */
   verifySource?: boolean;
+  /**
+   * HDE on: deltas against what the destination holds, SAME pages, copy orders
+   * for pages it holds elsewhere. Off, dirty pages go whole in runs (zero pages
+   * still elided, as QEMU does by default), with `policy` deciding compression:
+   * plain pre-copy, for comparison. @default true
+   */
+  hde?: boolean;
 }
 
 /** Events of a {@link Migration}. */
@@ -102,6 +109,7 @@ const DEFAULTS = {
   windowBytes: 16 << 20,
   timeoutMs: 30_000,
   flow: "migration",
+  hde: true,
 };
 /** Image bytes sampled to train a dictionary. */
 export const DICTIONARY_SAMPLE_BYTES = 8 << 20;
@@ -439,60 +447,66 @@ class SenderRun {
     const inFlight = new Set<Promise<void>>();
     for (let b = 0; b < this.#pages; b += this.#o.batchPages) {
       const end = Math.min(b + this.#o.batchPages, this.#pages);
-      // The frame spans the batch's first to last dirty page; clean pages between travel as SAME.
-      let lo = -1;
-      let hi = -1;
+      // Read the batch's runs of dirty pages.
+      const runs: [number, number][] = [];
       for (let p = b; p < end; p++) {
         if (!isDirty(bitmap, p)) continue;
-        if (lo < 0) lo = p;
-        hi = p;
-        // Read runs of dirty pages.
         let q = p;
         while (q + 1 < end && isDirty(bitmap, q + 1)) q++;
         await this.#src.read(p, q - p + 1, staging.subarray(p * ps, (q + 1) * ps));
         pages += q - p + 1;
-        hi = q;
+        runs.push([p, q]);
         p = q;
       }
-      if (lo < 0) continue;
+      if (runs.length === 0) continue;
       this.#checkFailed();
-      const copies = this.#dedup(lo, hi, staging, shadow, shadowHashes);
-      if (copies.length > 0) {
-        this.#send(encodeCopy(this.#id, copies));
-        this.#stats.hde.copy.pages += copies.length / 2;
-        this.#stats.hde.copy.bytes += (copies.length / 2) * ps;
-      }
-      while (inFlight.size >= ENCODES_IN_FLIGHT) await Promise.race(inFlight);
-      await this.#credit();
-      const first = lo;
-      const count = hi - lo + 1;
-      const job = encodePagesAsync(staging, {
-        imageId: this.#imageId,
-        version: round + 1,
-        pageSize: ps,
-        firstPage: first,
-        pageCount: count,
-        baseline: { version: round, image: shadow, hashes: shadowHashes },
-        policy,
-        onBatch: (k: BatchKinds) => addBatch(this.#stats.hde, ps, k),
-      }).then((frame) => {
-        // The destination will hold these pages as staged now.
-        const range = staging.subarray(first * ps, (first + count) * ps);
-        shadow.set(range, first * ps);
-        hashPages(range, ps, shadowHashes.subarray(first, first + count));
-        // Only pages already sent may be copied from: the destination has them.
-        for (let p = first; p < first + count; p++) {
-          const h = shadowHashes[p]!;
-          if (h === this.#zeroHash) continue;
-          const at = this.#index.get(h);
-          if (at === undefined || shadowHashes[at] !== h) this.#index.set(h, p);
+      // With HDE one frame spans the batch's first to last dirty page (clean
+      // pages between travel as SAME); without, each run goes whole on its own.
+      const spans: [number, number][] = this.#o.hde ? [[runs[0]![0], runs.at(-1)![1]]] : runs;
+      for (const [lo, hi] of spans) {
+        if (this.#o.hde) {
+          const copies = this.#dedup(lo, hi, staging, shadow, shadowHashes);
+          if (copies.length > 0) {
+            this.#send(encodeCopy(this.#id, copies));
+            this.#stats.hde.copy.pages += copies.length / 2;
+            this.#stats.hde.copy.bytes += (copies.length / 2) * ps;
+          }
         }
-        this.#frameBytesSent += frame.length;
-        this.#send(encodeFrame(this.#id, frame));
-        frames++;
-      });
-      const tracked: Promise<void> = job.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
+        while (inFlight.size >= ENCODES_IN_FLIGHT) await Promise.race(inFlight);
+        await this.#credit();
+        const first = lo;
+        const count = hi - lo + 1;
+        const job = encodePagesAsync(staging, {
+          imageId: this.#imageId,
+          version: round + 1,
+          pageSize: ps,
+          firstPage: first,
+          pageCount: count,
+          ...(this.#o.hde ? { baseline: { version: round, image: shadow, hashes: shadowHashes } } : {}),
+          policy,
+          onBatch: (k: BatchKinds) => addBatch(this.#stats.hde, ps, k),
+        }).then((frame) => {
+          // The destination will hold these pages as staged now.
+          const range = staging.subarray(first * ps, (first + count) * ps);
+          shadow.set(range, first * ps);
+          hashPages(range, ps, shadowHashes.subarray(first, first + count));
+          // Only pages already sent may be copied from: the destination has them.
+          if (this.#o.hde)
+            for (let p = first; p < first + count; p++) {
+              const h = shadowHashes[p]!;
+              if (h === this.#zeroHash) continue;
+              const at = this.#index.get(h);
+              if (at === undefined || shadowHashes[at] !== h) this.#index.set(h, p);
+            }
+          this.#frameBytesSent += frame.length;
+          this.#send(encodeFrame(this.#id, frame));
+          frames++;
+        });
+        const tracked: Promise<void> = job.finally(() => inFlight.delete(tracked));
+        // Awaited below (race or all); this only keeps an early exit from leaving it unobserved.
+        tracked.catch(() => {});
+        inFlight.add(tracked);
+      }
     }
     await Promise.all(inFlight);
     this.#send(encodeRound(this.#id, round, frames));
