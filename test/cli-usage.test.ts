@@ -30,7 +30,7 @@ describe("dwcp --help", () => {
   it("lists every subcommand and the exit codes, exit 0", async () => {
     const r = await runCli(["--help"]);
     expect(r.status).toBe(0);
-    for (const c of ["demo", "serve", "probe", "send", "recv", "flags", "status"])
+    for (const c of ["demo", "serve", "probe", "send", "recv", "migrate", "accept", "flags", "status"])
       expect(r.stdout).toContain(c);
     for (const code of [
       "0  ok",

@@ -24,7 +24,7 @@ import {
   toQueryMigrate,
 } from "../index.js";
 import { EXIT } from "./exit.js";
-import { formatBits, formatBytes } from "./format.js";
+import { migrationLines, roundLine } from "./migration-report.js";
 import { output } from "./output.js";
 import type { Runner } from "./run.js";
 
@@ -127,11 +127,7 @@ async function demo(json: boolean): Promise<number> {
       const migration = a.migrate("agent-b", guest);
       let flipAt = 0;
       migration.on("round", (st) => {
-        line(
-          `round ${st.rounds}`,
-          `${formatBytes(st.transferred)} sent, ${st.hde.zero.pages + st.hde.same.pages + st.hde.duplicate.pages + st.hde.copy.pages + st.hde.delta.pages + st.hde.full.pages} pages; ` +
-            `${formatBytes(st.remaining)} dirty, expected downtime ${st.expectedDowntime?.toFixed(0)} ms`,
-        );
+        line(`round ${st.rounds}`, roundLine(st));
         if (flipAt === 0) {
           flipAt = performance.now();
           a.flags.update({ forceV1: true });
@@ -140,39 +136,15 @@ async function demo(json: boolean): Promise<number> {
       const [st, got] = await Promise.all([migration.done, incoming.done]);
       // The guest is paused: its memory now is what the destination must hold.
       const identical = Buffer.compare(guest.bytes, got.image) === 0;
-      const h = st.hde;
       const q = toQueryMigrate(st);
-      report.migration = { ...q, policy: { codec: policy.codec, level: policy.level }, identical, hde: h };
-      text("\nquery-migrate");
-      line("status", st.status);
-      line("total-time", `${st.totalTime.toFixed(0)} ms (setup ${st.setupTime.toFixed(1)} ms)`);
-      line("downtime", `${st.downtime?.toFixed(1)} ms (limit 300 ms)`);
-      line(
-        "transferred",
-        `${formatBytes(st.transferred)} of a ${formatBytes(st.total)} guest (${((100 * st.transferred) / st.total).toFixed(1)} %)`,
-      );
-      line(
-        "rounds",
-        `${st.rounds} (dirty syncs ${st.dirtySyncCount}, throttle ${st.cpuThrottlePercentage} %)`,
-      );
-      line(
-        "rate",
-        `${formatBits(st.mbps * 1e6)} last round; switchover planned at ${formatBits(st.rateBps ?? 0)} (${st.rateSource})`,
-      );
-      text("\nwhat HDE did (pages, image bytes they stand for)");
-      const kinds: [string, { pages: number; bytes: number }, string][] = [
-        ["zero", h.zero, "not sent"],
-        ["same as held", h.same, "not sent"],
-        ["duplicate in frame", h.duplicate, "a 4-byte reference"],
-        ["copy of held page", h.copy, "an 8-byte copy order"],
-        ["delta", h.delta, `${formatBytes(h.delta.deltaBytes)} of XOR before compression`],
-        [
-          "whole",
-          h.full,
-          `compressed (${policy.codec === 1 ? "LZ4" : policy.codec === 2 ? "zstd" : "none"})`,
-        ],
-      ];
-      for (const [label, k, how] of kinds) line(label, `${k.pages} pages, ${formatBytes(k.bytes)}: ${how}`);
+      report.migration = {
+        ...q,
+        policy: { codec: policy.codec, level: policy.level },
+        identical,
+        hde: st.hde,
+      };
+      text("\nquery-migrate, and what HDE did (pages, the image bytes they stand for)");
+      for (const [label, value] of migrationLines(st, policy.codec)) line(label, value);
       line(
         "destination",
         identical ? "identical to the paused guest (every byte)" : "DIFFERS from the paused guest",

@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { demoCommand } from "./demo.js";
 import { EXIT, EXIT_HELP, usage } from "./exit.js";
 import { flagsCommand } from "./flags.js";
+import { migrationCommands } from "./migrate.js";
 import { printError } from "./output.js";
 import { probeCommand } from "./probe.js";
 import { recvCommand } from "./recv.js";
@@ -19,7 +20,9 @@ import { packageVersion } from "./version.js";
 /** The program, every subcommand attached. */
 export function program(): Command {
   const p = new Command("dwcp")
-    .description("DWCP node agent: serve, probe a path, send and receive files, manage feature flags")
+    .description(
+      "DWCP node agent: serve, probe a path, send and receive files, live-migrate an image, manage feature flags",
+    )
     .version(packageVersion(), "-V, --version")
     .exitOverride()
     // Commander's own messages ("error: unknown option") are printed in the form
@@ -35,6 +38,7 @@ export function program(): Command {
   probeCommand(p, run);
   sendCommand(p, run);
   recvCommand(p, run);
+  migrationCommands(p, run);
   flagsCommand(p, run);
   statusCommand(p, run);
   return p;

@@ -2,8 +2,9 @@
  * The source side of a live migration: QEMU-style pre-copy. Round one sends
  * every page that is not zero; each later round sends what the guest dirtied
  * during the one before, as HDE deltas against what the destination holds.
- * Once the expected downtime (the wire bytes still dirty ÷ the path's rate) is
- * within the limit, the source is paused, the last dirty pages go, and the
+ * Once the expected downtime (the wire bytes still dirty ÷ the path's rate, or
+ * the dirty pages × what a page cost in the last round, whichever is longer)
+ * is within the limit, the source is paused, the last dirty pages go, and the
  * destination checks every page's hash before it says done.
  *
  * The sender keeps a shadow of what the destination holds (the image as sent),
@@ -115,6 +116,8 @@ const DEFAULTS = {
 export const DICTIONARY_SAMPLE_BYTES = 8 << 20;
 /** Frames encoded at once (the libuv pool has four threads). */
 const ENCODES_IN_FLIGHT = 4;
+/** Fewest pages a round must send for its time per page to count. */
+const MIN_PAGES_TO_TIME = 64;
 /** QEMU's auto-converge constants. */
 const THROTTLE_INITIAL = 20;
 const THROTTLE_STEP = 10;
@@ -294,7 +297,11 @@ class SenderRun {
       const rate = this.#rate(r);
       this.#stats.rateBps = rate.bps;
       this.#stats.rateSource = rate.source;
-      const expected = (wireLeft * 8 * 1000) / rate.bps + r.rttMs;
+      // The last round also measured what a page costs end to end (reading,
+      // encoding, the wire, decoding): on a fast path that, not the rate, bounds
+      // the downtime.
+      const perPageMs = r.pages >= MIN_PAGES_TO_TIME ? Math.max(0, r.ms - r.rttMs) / r.pages : 0;
+      const expected = Math.max((wireLeft * 8 * 1000) / rate.bps, dirty * perPageMs) + r.rttMs;
       this.#stats.expectedDowntime = expected;
       this.#emit("round", this.snapshot());
       this.#emit("progress", this.snapshot());
@@ -464,8 +471,10 @@ class SenderRun {
       // pages between travel as SAME); without, each run goes whole on its own.
       const spans: [number, number][] = this.#o.hde ? [[runs[0]![0], runs.at(-1)![1]]] : runs;
       for (const [lo, hi] of spans) {
+        let copied = 0;
         if (this.#o.hde) {
           const copies = this.#dedup(lo, hi, staging, shadow, shadowHashes);
+          copied = copies.length / 2;
           if (copies.length > 0) {
             this.#send(encodeCopy(this.#id, copies));
             this.#stats.hde.copy.pages += copies.length / 2;
@@ -484,7 +493,8 @@ class SenderRun {
           pageCount: count,
           ...(this.#o.hde ? { baseline: { version: round, image: shadow, hashes: shadowHashes } } : {}),
           policy,
-          onBatch: (k: BatchKinds) => addBatch(this.#stats.hde, ps, k),
+          // Copied pages reach the frame as SAME: count them once, as copies.
+          onBatch: (k: BatchKinds) => addBatch(this.#stats.hde, ps, { ...k, same: k.same - copied }),
         }).then((frame) => {
           // The destination will hold these pages as staged now.
           const range = staging.subarray(first * ps, (first + count) * ps);

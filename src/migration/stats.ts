@@ -41,7 +41,11 @@ export interface MigrationStats {
   totalTime: number;
   /** ms from the start to the first page sent (the offer and its answer). */
   setupTime: number;
-  /** Expected downtime at the latest dirty sync: remaining wire bytes ÷ the rate, ms. */
+  /**
+   * Expected downtime at the latest dirty sync, ms: a round trip plus the
+   * larger of the remaining wire bytes ÷ the rate and the dirty pages × what a
+   * page cost end to end in the round before.
+   */
   expectedDowntime: number | undefined;
   /** From pausing the source to the destination's confirmation, ms; once it ended. */
   downtime: number | undefined;
