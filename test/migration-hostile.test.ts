@@ -12,6 +12,7 @@ import {
   encodeCopy,
   encodeEmpty,
   encodeFrame,
+  encodeHeld,
   encodeOffer,
   encodeRound,
   MIGRATION_HEADER,
@@ -157,17 +158,19 @@ describe("a hostile sender", () => {
 });
 
 describe("a hostile destination", () => {
-  it("APPLIED for bytes never sent, and messages a destination never sends, fail the sender with ERR_PROTOCOL", async () => {
+  it("APPLIED for bytes never sent, messages a destination never sends, hashes of pages outside the image: ERR_PROTOCOL", async () => {
     for (const reply of [
       (id: number) => encodeApplied(id, { round: 1, frames: 1, bytes: 1 << 30 }),
       (id: number) => encodeRound(id, 1, 0),
+      // Hashes of pages beyond the 64 the image has.
+      (id: number) => encodeHeld(id, 60, new BigUint64Array(8)),
     ]) {
       const [a, b] = channelPair();
       b.on("message", (m) => {
         const msg = decodeMigrationMessage(m.data);
         if (msg.type === MigrationMessage.OFFER) {
-          void b.send(encodeEmpty(MigrationMessage.ACCEPT, msg.id));
           void b.send(reply(msg.id));
+          void b.send(encodeEmpty(MigrationMessage.ACCEPT, msg.id));
         }
       });
       const src = new MemoryImage({ pageCount: 64 });

@@ -40,7 +40,15 @@ export const MigrationMessage = {
    * holds (destination page, source page), applied in order before the next frame.
    */
   COPY: 10,
+  /**
+   * Destination → source, before ACCEPT: the XXH3-64 of pages it already holds
+   * (first page u32, then the hashes), so those need not travel.
+   */
+  HELD: 11,
 } as const;
+
+/** Most page hashes in one HELD message (1 MiB of them). */
+export const HELD_CHUNK = 131_072;
 export type MigrationMessageType = (typeof MigrationMessage)[keyof typeof MigrationMessage];
 
 /** Largest dictionary a destination accepts (zstd's default trained size is 110 KiB). */
@@ -73,7 +81,8 @@ export type Decoded =
   | { type: 7; id: number }
   | { type: 8; id: number; error: DWCPError }
   | { type: 9; id: number; dictId: number; dictionary: Uint8Array }
-  | { type: 10; id: number; pairs: Uint32Array };
+  | { type: 10; id: number; pairs: Uint32Array }
+  | { type: 11; id: number; first: number; hashes: BigUint64Array };
 
 /** Whether a link message belongs to the migration protocol. */
 export function isMigrationMessage(data: Uint8Array): boolean {
@@ -159,6 +168,14 @@ export function encodeCopy(id: number, pairs: Uint32Array): Uint8Array {
   return bytes;
 }
 
+/** A HELD message: the hashes of pages `first …` the destination holds. */
+export function encodeHeld(id: number, first: number, hashes: BigUint64Array): Uint8Array {
+  const { bytes, view } = header(MigrationMessage.HELD, id, 4 + hashes.byteLength);
+  view.setUint32(MIGRATION_HEADER, first, true);
+  for (let i = 0; i < hashes.length; i++) view.setBigUint64(MIGRATION_HEADER + 4 + 8 * i, hashes[i]!, true);
+  return bytes;
+}
+
 function bad(what: string): DWCPError {
   return new DWCPError("ERR_PROTOCOL", `migration message: ${what}`);
 }
@@ -236,6 +253,14 @@ export function decodeMigrationMessage(data: Uint8Array): Decoded {
       const pairs = new Uint32Array(n / 4);
       for (let i = 0; i < pairs.length; i++) pairs[i] = view.getUint32(MIGRATION_HEADER + 4 * i, true);
       return { type, id, pairs };
+    }
+    case MigrationMessage.HELD: {
+      const n = data.length - MIGRATION_HEADER - 4;
+      if (n <= 0 || n % 8 !== 0 || n / 8 > HELD_CHUNK) throw bad(`HELD of ${n} hash bytes`);
+      const hashes = new BigUint64Array(n / 8);
+      for (let i = 0; i < hashes.length; i++)
+        hashes[i] = view.getBigUint64(MIGRATION_HEADER + 4 + 8 * i, true);
+      return { type, id, first: view.getUint32(MIGRATION_HEADER, true), hashes };
     }
     default:
       throw bad(`unknown type ${type}`);

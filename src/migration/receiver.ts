@@ -26,6 +26,8 @@ import {
   encodeAbort,
   encodeApplied,
   encodeEmpty,
+  encodeHeld,
+  HELD_CHUNK,
   isMigrationMessage,
   MigrationMessage,
   type Offer,
@@ -46,6 +48,13 @@ export interface AcceptMigrationOptions {
   signal?: AbortSignal;
   /** Clock. @default nodeEnv */
   env?: Env;
+  /**
+   * An image this side already holds of the same size: a copy left by an
+   * earlier migration of this guest (see {@link IncomingMigration.partial}).
+   * It is rebuilt in place; its pages' hashes are announced, and those the
+   * source finds unchanged do not travel. One of another size is not used.
+   */
+  holds?: Uint8Array;
 }
 
 /** A migrated image, complete and checked. */
@@ -83,6 +92,7 @@ type Emit = (ev: keyof IncomingMigrationEvents, v: Offer | IncomingProgress) => 
 export class IncomingMigration extends EventEmitter<IncomingMigrationEvents> {
   /** The image once every page is checked; rejects with a {@link DWCPError}. */
   readonly done: Promise<MigratedImage>;
+  readonly #run: ReceiverRun;
 
   /** @internal */
   constructor(ch: MigrationChannel, o: AcceptMigrationOptions) {
@@ -90,8 +100,19 @@ export class IncomingMigration extends EventEmitter<IncomingMigrationEvents> {
     const run = new ReceiverRun(ch, o, (ev: keyof IncomingMigrationEvents, v: Offer | IncomingProgress) => {
       if (this.listenerCount(ev) > 0) (this.emit as (e: string, x: unknown) => boolean)(ev, v);
     });
+    this.#run = run;
     this.done = run.start();
     this.done.catch(() => {});
+  }
+
+  /**
+   * The image as it stands, also after a failure: pass it as `holds` to the
+   * next attempt, which resends only the pages whose hashes differ. Not every
+   * page in it is checked (a frame may have failed half-way): never use it as
+   * the guest's memory. Undefined before an offer was taken.
+   */
+  partial(): Uint8Array | undefined {
+    return this.#run.image;
   }
 }
 
@@ -117,6 +138,7 @@ class ReceiverRun {
   #id = 0;
   #offer: Offer | undefined;
   #image: Uint8Array | undefined;
+  readonly #holds: Uint8Array | undefined;
   #hashes: BigUint64Array | undefined;
   /** Rounds whose frames are all applied: round r's frames delta against version r. */
   #round = 0;
@@ -142,6 +164,7 @@ class ReceiverRun {
     this.#window = o.windowBytes ?? 64 << 20;
     this.#timeoutMs = o.timeoutMs ?? 30_000;
     this.#signal = o.signal;
+    this.#holds = o.holds;
     this.#emit = emit;
     for (const [k, v] of [
       ["maxImageBytes", this.#maxImage],
@@ -149,6 +172,10 @@ class ReceiverRun {
       ["timeoutMs", this.#timeoutMs],
     ] as const)
       if (!(v > 0)) throw invalidArg(k, "a positive number", v);
+  }
+
+  get image(): Uint8Array | undefined {
+    return this.#image;
   }
 
   start(): Promise<MigratedImage> {
@@ -295,13 +322,21 @@ class ReceiverRun {
       );
       return;
     }
+    const held = this.#holds?.length === bytes ? this.#holds : undefined;
     try {
-      this.#image = new Uint8Array(bytes);
+      this.#image = held ?? new Uint8Array(bytes);
     } catch (err) {
       refuse(new DWCPError("ERR_RESOURCE_LIMIT", `cannot allocate ${bytes} bytes`, { cause: err }));
       return;
     }
-    this.#hashes = new BigUint64Array(pageCount).fill(hashPages(new Uint8Array(pageSize), pageSize)[0]!);
+    if (held) {
+      this.#hashes = hashPages(held, pageSize);
+      for (let p = 0; p < pageCount; p += HELD_CHUNK)
+        this.#ch
+          .send(encodeHeld(id, p, this.#hashes.subarray(p, Math.min(pageCount, p + HELD_CHUNK))))
+          .catch(() => {});
+    } else
+      this.#hashes = new BigUint64Array(pageCount).fill(hashPages(new Uint8Array(pageSize), pageSize)[0]!);
     this.#offer = offer;
     this.#ch
       .send(encodeEmpty(MigrationMessage.ACCEPT, id))
@@ -393,8 +428,7 @@ class ReceiverRun {
     const e = isDWCPError(err) ? err : new DWCPError("ERR_MIGRATION_FAILED", err.message, { cause: err });
     this.#failure = e;
     if (tell && this.#id !== 0) this.#ch.send(encodeAbort(this.#id, e)).catch(() => {});
-    // The partial image is dropped: nothing of a failed migration is handed out.
-    this.#image = undefined;
+    // Nothing of a failed migration is handed out as an image (only as `partial()`, for a retry).
     this.#settle.reject(e);
   }
 }

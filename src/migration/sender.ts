@@ -190,6 +190,8 @@ class SenderRun {
   #throttle = 0;
   #highCount = 0;
   #policy: PagePolicy;
+  /** Hashes of the pages the destination announced it holds (HELD), if it did. */
+  #held: BigUint64Array | undefined;
   /** A page the destination holds, by content hash: the whole-image dedup index. */
   readonly #index = new Map<bigint, number>();
   readonly #zeroHash: bigint;
@@ -263,6 +265,10 @@ class SenderRun {
     this.#stats.setupTime = this.#env.clock.now() - this.#started;
     this.#stats.status = "active";
     let bitmap = await this.#src.dirty();
+    // The destination holds an image already: round one compares every page
+    // with it, by hash, and sends only those that differ.
+    const held = this.#held;
+    if (held) bitmap.fill(0xff);
     if (this.#policy.codec === PageCodec.ZSTD && !this.#policy.dictionary && o.trainDictionary) {
       const dictionary = await this.#train(bitmap, this.#policy.level);
       if (dictionary) this.#policy = { ...this.#policy, dictionary };
@@ -276,15 +282,13 @@ class SenderRun {
     // What the destination holds: zeros at first, then every page as sent.
     const shadow = new Uint8Array(total);
     const staging = new Uint8Array(total);
-    const shadowHashes = new BigUint64Array(this.#pages).fill(
-      hashPages(new Uint8Array(this.#ps), this.#ps)[0]!,
-    );
+    const shadowHashes = held ?? new BigUint64Array(this.#pages).fill(this.#zeroHash);
     const images = { shadow, staging, shadowHashes };
 
     let round = 0;
     for (;;) {
       round++;
-      const r = await this.#round(round, bitmap, images);
+      const r = await this.#round(round, bitmap, images, round === 1 && held !== undefined);
       bitmap = await this.#src.dirty();
       this.#stats.dirtySyncCount++;
       const dirty = countDirty(bitmap, this.#pages);
@@ -405,6 +409,37 @@ class SenderRun {
     return Uint32Array.from(pairs);
   }
 
+  /**
+   * Runs of pages `b … end - 1` whose hash differs from the destination's
+   * announced one. The others the destination holds: the shadow takes their
+   * bytes from the source (equal by their 64-bit hash, which is all the
+   * destination's announcement gives).
+   */
+  #differing(
+    b: number,
+    end: number,
+    staging: Uint8Array,
+    shadow: Uint8Array,
+    shadowHashes: BigUint64Array,
+  ): [number, number][] {
+    const ps = this.#ps;
+    const hashes = hashPages(staging.subarray(b * ps, end * ps), ps);
+    const runs: [number, number][] = [];
+    for (let p = b; p < end; p++) {
+      if (hashes[p - b] === shadowHashes[p]) {
+        shadow.set(staging.subarray(p * ps, (p + 1) * ps), p * ps);
+        if (this.#o.hde && shadowHashes[p] !== this.#zeroHash) this.#index.set(shadowHashes[p]!, p);
+        this.#stats.hde.same.pages++;
+        this.#stats.hde.same.bytes += ps;
+        continue;
+      }
+      const last = runs.at(-1);
+      if (last && last[1] === p - 1) last[1] = p;
+      else runs.push([p, p]);
+    }
+    return runs;
+  }
+
   /** Pages of the paused source whose hash differs from what the destination holds. */
   async #unlogged(shadowHashes: BigUint64Array): Promise<Uint8Array> {
     const out = new Uint8Array(Math.ceil(this.#pages / 8));
@@ -444,6 +479,8 @@ class SenderRun {
       staging,
       shadowHashes,
     }: { shadow: Uint8Array; staging: Uint8Array; shadowHashes: BigUint64Array },
+    /** The shadow's bytes are not known yet, only the hashes the destination announced. */
+    unknownShadow = false,
   ): Promise<RoundResult> {
     const t0 = this.#env.clock.now();
     const ps = this.#ps;
@@ -468,11 +505,16 @@ class SenderRun {
       if (runs.length === 0) continue;
       this.#checkFailed();
       // With HDE one frame spans the batch's first to last dirty page (clean
-      // pages between travel as SAME); without, each run goes whole on its own.
-      const spans: [number, number][] = this.#o.hde ? [[runs[0]![0], runs.at(-1)![1]]] : runs;
+      // pages between travel as SAME); without, each run goes whole on its own;
+      // against an announced image, runs of the pages whose hash differs.
+      const spans: [number, number][] = unknownShadow
+        ? this.#differing(b, end, staging, shadow, shadowHashes)
+        : this.#o.hde
+          ? [[runs[0]![0], runs.at(-1)![1]]]
+          : runs;
       for (const [lo, hi] of spans) {
         let copied = 0;
-        if (this.#o.hde) {
+        if (this.#o.hde && !unknownShadow) {
           const copies = this.#dedup(lo, hi, staging, shadow, shadowHashes);
           copied = copies.length / 2;
           if (copies.length > 0) {
@@ -491,7 +533,9 @@ class SenderRun {
           pageSize: ps,
           firstPage: first,
           pageCount: count,
-          ...(this.#o.hde ? { baseline: { version: round, image: shadow, hashes: shadowHashes } } : {}),
+          ...(this.#o.hde && !unknownShadow
+            ? { baseline: { version: round, image: shadow, hashes: shadowHashes } }
+            : {}),
           policy,
           // Copied pages reach the frame as SAME: count them once, as copies.
           onBatch: (k: BatchKinds) => addBatch(this.#stats.hde, ps, { ...k, same: k.same - copied }),
@@ -581,6 +625,16 @@ class SenderRun {
         this.#applied = m.applied;
         this.#emit("progress", this.snapshot());
         break;
+      case MigrationMessage.HELD: {
+        const { first, hashes } = m;
+        if (first > this.#pages || hashes.length > this.#pages - first) {
+          this.#fail(new DWCPError("ERR_PROTOCOL", "the destination announced pages outside the image"));
+          return;
+        }
+        this.#held ??= new BigUint64Array(this.#pages).fill(this.#zeroHash);
+        this.#held.set(hashes, first);
+        break;
+      }
       case MigrationMessage.ACCEPT:
       case MigrationMessage.DONE:
         break;
