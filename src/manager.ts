@@ -822,7 +822,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
 
   #openLink(peerId: string): PeerLink {
     const link = this.#links.get(peerId);
-    if (!link || link.state !== "open") throw new DWCPError("ERR_NOT_CONNECTED", `no open link to ${peerId}`);
+    if (link?.state !== "open") throw new DWCPError("ERR_NOT_CONNECTED", `no open link to ${peerId}`);
     return link;
   }
 

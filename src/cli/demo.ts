@@ -86,7 +86,7 @@ async function demo(json: boolean): Promise<number> {
     const linkBReady = new Promise<PeerLink>((r) => b.once("link", r));
     const t0 = performance.now();
     const link = await a.connect({ v1: bound.v1, v3: bound.v3! });
-    const linkB = await linkBReady;
+    await linkBReady;
     const connectMs = performance.now() - t0;
 
     text("\nnegotiation and mode");

@@ -110,9 +110,9 @@ async function migrateCommandRun(address: string, image: string, o: MigrateCliOp
       const total = src.source.pageCount * src.source.pageSize;
       const bar = progress(o.progress && !json && process.stderr.isTTY === true, "migrated", total);
       m.on("progress", (s: MigrationStats) => bar.update(Math.min(total, s.pages * src.source.pageSize)));
-      m.on("round", (s: MigrationStats) => {
-        if (json) out.event("round", { rounds: s.rounds, ...toQueryMigrate(s) }, "");
-      });
+      m.on("round", (s: MigrationStats) =>
+        out.event("round", { rounds: s.rounds, ...toQueryMigrate(s) }, `round ${s.rounds}: ${roundLine(s)}`),
+      );
       let st: MigrationStats;
       try {
         st = await m.done;
