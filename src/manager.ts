@@ -35,7 +35,7 @@ import type { PagePolicy } from "./codec/pages/encode.js";
 import { PageCodec } from "./codec/pages/format.js";
 import { channels, errorInfo, publish } from "./diagnostics/index.js";
 import { type Clock, deadline, type Env, nodeEnv, type Timer } from "./env/index.js";
-import { DWCPError, type DWCPErrorCode } from "./errors.js";
+import { DWCPError, type DWCPErrorCode, isDWCPError } from "./errors.js";
 import { type FeatureFlags, FlagStore } from "./flags/flags.js";
 import {
   type BreakerPolicy,
@@ -804,12 +804,21 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     const policy = options.policy ?? this.pagePolicy(peerId);
     const flow = options.flow ?? "migration";
     if (!link.flows().some((f) => f.id === flow)) link.setFlow(flow, { class: "migration" });
-    return migrate(link, source, {
+    const m = migrate(link, source, {
       trainDictionary: policy.codec === PageCodec.ZSTD,
       ...options,
       policy,
       flow,
     });
+    const totals = this.#peerTotals(peerId);
+    m.done.then(
+      (s) => totals.migrationEnded("source", "completed", s.transferred, s.downtime),
+      () => {
+        const s = m.stats();
+        totals.migrationEnded("source", s.status === "cancelled" ? "cancelled" : "failed", s.transferred);
+      },
+    );
+    return m;
   }
 
   /**
@@ -817,7 +826,14 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
    * @throws DWCPError `ERR_NOT_CONNECTED` without a link to `peerId`
    */
   acceptMigration(peerId: string, options: AcceptMigrationOptions = {}): IncomingMigration {
-    return acceptMigration(this.#openLink(peerId), options);
+    const incoming = acceptMigration(this.#openLink(peerId), options);
+    const totals = this.#peerTotals(peerId);
+    incoming.done.then(
+      (got) => totals.migrationEnded("destination", "completed", got.frameBytes),
+      (err: unknown) =>
+        totals.migrationEnded("destination", isDWCPError(err, "ERR_ABORTED") ? "cancelled" : "failed", 0),
+    );
+    return incoming;
   }
 
   #openLink(peerId: string): PeerLink {

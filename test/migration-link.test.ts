@@ -5,12 +5,11 @@
 import { spawn } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryImage } from "../src/migration/memory-image.js";
-import { acceptMigration } from "../src/migration/receiver.js";
-import { migrate } from "../src/migration/sender.js";
 import { MemoryNetwork, memory } from "../src/transport/memory/index.js";
 import { ROOT } from "./helpers/child.js";
 import { closeManagers, managerPair } from "./helpers/managers.js";
 import { nativeBuilt } from "./helpers/native.js";
+import { parseProm, promValue } from "./helpers/prom.js";
 
 afterEach(closeManagers);
 
@@ -27,12 +26,12 @@ function memoryPair() {
 
 describe("migration over a PeerLink", () => {
   it("moves a 32 MiB image on v3, the kill switch flipped between rounds moves the rest to v1, nothing lost", async () => {
-    const { a, linkA, linkB } = await memoryPair();
+    const { a, b, linkA } = await memoryPair();
     const src = new MemoryImage({ pageCount: 8192 });
     src.fillPages("mixed", 3);
     expect(linkA.active).toBe("v3");
-    const incoming = acceptMigration(linkB);
-    const m = migrate(linkA, src, { downtimeLimitMs: 1 });
+    const incoming = b.acceptMigration("node-a");
+    const m = a.migrate("node-b", src, { downtimeLimitMs: 1 });
     let flipped = false;
     m.on("round", () => {
       if (flipped) return;
@@ -48,6 +47,43 @@ describe("migration over a PeerLink", () => {
     expect(linkA.stats.v1).toBeGreaterThan(0);
     expect(linkA.stats.v3).toBeGreaterThan(0);
     expect(stats.rounds).toBeGreaterThanOrEqual(2);
+    // The pages went in the link's migration flow, and both managers count the migration.
+    expect(linkA.flows().find((f) => f.id === "migration")?.settings.class).toBe("migration");
+    const [ma, mb] = [parseProm(await a.metrics()), parseProm(await b.metrics())];
+    const labels = (role: string) => ({ role, outcome: "completed" });
+    expect(promValue(ma, "dwcp_migrations_total", { peer: "node-b", ...labels("source") })).toBe(1);
+    expect(promValue(mb, "dwcp_migrations_total", { peer: "node-a", ...labels("destination") })).toBe(1);
+    expect(promValue(ma, "dwcp_migration_bytes_total", { peer: "node-b", role: "source" })).toBe(
+      stats.transferred,
+    );
+    expect(promValue(mb, "dwcp_migration_bytes_total", { peer: "node-a", role: "destination" })).toBe(
+      got.frameBytes,
+    );
+    expect(promValue(ma, "dwcp_migration_downtime_seconds_count", { peer: "node-b" })).toBe(1);
+    expect(promValue(ma, "dwcp_migration_downtime_seconds_sum", { peer: "node-b" })).toBeCloseTo(
+      stats.downtime! / 1000,
+      6,
+    );
+  });
+
+  it("a migration to a peer without a link is ERR_NOT_CONNECTED; a cancelled one is counted as cancelled", async () => {
+    const { a, b } = await memoryPair();
+    const src = new MemoryImage({ pageCount: 64 });
+    expect(() => a.migrate("nobody", src)).toThrow(expect.objectContaining({ code: "ERR_NOT_CONNECTED" }));
+    const ac = new AbortController();
+    const incoming = b.acceptMigration("node-a");
+    const m = a.migrate("node-b", src, { signal: ac.signal });
+    ac.abort();
+    await expect(m.done).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    await expect(incoming.done).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    const ma = parseProm(await a.metrics());
+    expect(
+      promValue(ma, "dwcp_migrations_total", { peer: "node-b", role: "source", outcome: "cancelled" }),
+    ).toBe(1);
+    const mb = parseProm(await b.metrics());
+    expect(
+      promValue(mb, "dwcp_migrations_total", { peer: "node-a", role: "destination", outcome: "cancelled" }),
+    ).toBe(1);
   });
 });
 

@@ -6,6 +6,8 @@
 import type {
   ForecastSample,
   GenerationName,
+  MigrationOutcome,
+  MigrationRole,
   PeerSample,
   StripeCounts,
   TrafficCounts,
@@ -50,6 +52,17 @@ export class PeerTotals {
   readonly stripesClosed: Partial<Record<GenerationName, StripeCounts>> = {};
   modeChanges = 0;
   estimate: { rttMs: number; bandwidthBps: number } | undefined;
+  readonly migrations = new Map<string, number>();
+  readonly migrationBytes: Record<MigrationRole, number> = { source: 0, destination: 0 };
+  readonly migrationDowntime = new LatencyHistogram();
+
+  /** A migration with this peer ended; `downtimeMs` for a source's completed one. */
+  migrationEnded(role: MigrationRole, outcome: MigrationOutcome, bytes: number, downtimeMs?: number): void {
+    const k = `${role}>${outcome}`;
+    this.migrations.set(k, (this.migrations.get(k) ?? 0) + 1);
+    this.migrationBytes[role] += bytes;
+    if (downtimeMs !== undefined) this.migrationDowntime.observe(downtimeMs / 1000);
+  }
 
   acked(gen: GenerationName, ms: number, bytes: number): void {
     const t = this.traffic[gen];
@@ -137,6 +150,12 @@ export class PeerTotals {
       }),
       breakers,
       stripes,
+      migrations: [...this.migrations].map(([k, count]) => {
+        const [role, outcome] = k.split(">") as [MigrationRole, MigrationOutcome];
+        return { role, outcome, count };
+      }),
+      migrationBytes: this.migrationBytes,
+      migrationDowntime: this.migrationDowntime,
       ...(live.forecast ? { forecast: live.forecast } : {}),
       ...(live.flows ? { flows: live.flows } : {}),
     };

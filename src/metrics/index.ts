@@ -8,6 +8,8 @@ export {
   type ForecastSample,
   type GenerationName,
   type HorizonSample,
+  type MigrationOutcome,
+  type MigrationRole,
   type NodeSample,
   PAGE_KINDS,
   type PageKind,

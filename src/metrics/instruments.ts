@@ -163,6 +163,52 @@ function register(registry: Registry, a: Attached): void {
     }),
   );
   def(
+    "dwcp_migrations_total",
+    "counter",
+    "Live migrations with a peer that ended, by this node's role (source, destination) and outcome (completed, failed, cancelled)",
+    perPeer((n, p, out) => {
+      for (const m of p.migrations)
+        out.push({
+          value: m.count,
+          labels: { node: n.node, peer: p.peer, role: m.role, outcome: m.outcome },
+        });
+    }),
+  );
+  def(
+    "dwcp_migration_bytes_total",
+    "counter",
+    "Bytes live migrations put on the link as source, or took off it as destination",
+    perPeer((n, p, out) => {
+      for (const role of ["source", "destination"] as const)
+        out.push({ value: p.migrationBytes[role], labels: { node: n.node, peer: p.peer, role } });
+    }),
+  );
+  def(
+    "dwcp_migration_downtime_seconds",
+    "histogram",
+    "Downtime of completed live migrations this node sent: from pausing the guest to the destination's confirmation",
+    perPeer((n, p, out) => {
+      const h = p.migrationDowntime;
+      const labels = { node: n.node, peer: p.peer };
+      let cum = 0;
+      for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+        cum += h.counts[i]!;
+        out.push({
+          value: cum,
+          labels: { ...labels, le: LATENCY_BUCKETS[i]! },
+          metricName: "dwcp_migration_downtime_seconds_bucket",
+        });
+      }
+      out.push({
+        value: h.count,
+        labels: { ...labels, le: "+Inf" },
+        metricName: "dwcp_migration_downtime_seconds_bucket",
+      });
+      out.push({ value: h.sum, labels, metricName: "dwcp_migration_downtime_seconds_sum" });
+      out.push({ value: h.count, labels, metricName: "dwcp_migration_downtime_seconds_count" });
+    }),
+  );
+  def(
     "dwcp_session_errors_total",
     "counter",
     "Sessions to a peer that failed, by generation and error code",

@@ -28,6 +28,11 @@ export interface StripeCounts {
   reconnects: number;
 }
 
+/** Which end of a live migration this node was. */
+export type MigrationRole = "source" | "destination";
+/** How a live migration ended. */
+export type MigrationOutcome = "completed" | "failed" | "cancelled";
+
 /** One peer of a node. */
 export interface PeerSample {
   peer: string;
@@ -52,6 +57,12 @@ export interface PeerSample {
   stripes: Partial<Record<GenerationName, StripeCounts>>;
   /** PBA's forecast of the path, while the peer has a link and the path was measured. */
   forecast?: ForecastSample;
+  /** Live migrations with this peer that ended, by role and outcome. */
+  migrations: { role: MigrationRole; outcome: MigrationOutcome; count: number }[];
+  /** Bytes migrations with this peer put on the link (as source) or took off it (as destination). */
+  migrationBytes: Record<MigrationRole, number>;
+  /** Downtime of the migrations this side sent to the peer that completed, seconds. */
+  migrationDowntime: LatencyHistogram;
   /** The link's flows, while the peer has a link (their counters restart with a new link). */
   flows?: {
     id: string;
