@@ -92,6 +92,12 @@ export interface MigrateOptions {
    * plain pre-copy, for comparison. @default true
    */
   hde?: boolean;
+  /**
+   * Send pages equal to one the destination holds elsewhere in the image as
+   * copy orders (the whole-image dedup); off, only repeats within a frame are
+   * references. @default true
+   */
+  dedup?: boolean;
 }
 
 /** Events of a {@link Migration}. */
@@ -111,6 +117,7 @@ const DEFAULTS = {
   timeoutMs: 30_000,
   flow: "migration",
   hde: true,
+  dedup: true,
 };
 /** Image bytes sampled to train a dictionary. */
 export const DICTIONARY_SAMPLE_BYTES = 8 << 20;
@@ -514,7 +521,7 @@ class SenderRun {
           : runs;
       for (const [lo, hi] of spans) {
         let copied = 0;
-        if (this.#o.hde && !unknownShadow) {
+        if (this.#o.hde && this.#o.dedup && !unknownShadow) {
           const copies = this.#dedup(lo, hi, staging, shadow, shadowHashes);
           copied = copies.length / 2;
           if (copies.length > 0) {
