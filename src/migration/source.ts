@@ -25,7 +25,7 @@ export interface PageSource {
   /**
    * The pages written since the previous call, one bit per page (bit `p & 7` of
    * byte `p >> 3`), and starts a new log. The first call reports every page
-   * that may differ from zero.
+   * that may differ from zero. The bitmap is the caller's (a new one each call).
    */
   dirty(): Uint8Array | Promise<Uint8Array>;
   /** Stops the guest's writes; settles once no write is in flight. */
