@@ -9,6 +9,7 @@ import {
   decodeMigrationMessage,
   encodeAbort,
   encodeApplied,
+  encodeComplete,
   encodeCopy,
   encodeEmpty,
   encodeFrame,
@@ -136,6 +137,24 @@ describe("a hostile sender", () => {
       await d.send(msg);
       expect(await codeOf(d.incoming.done), what).toBe("ERR_PROTOCOL");
     }
+  });
+
+  it("a COMPLETE whose digest is not the destination's pages: ERR_MIGRATION_FAILED, no image", async () => {
+    const d = await destination();
+    await d.send(offer());
+    await d.send(encodeRound(ID, 1, 0));
+    await d.send(encodeComplete(ID, 1, 123n));
+    expect(await codeOf(d.incoming.done)).toBe("ERR_MIGRATION_FAILED");
+    await new Promise((r) => setImmediate(r));
+    expect(d.told.map((m) => m.type)).toContain(MigrationMessage.ABORT);
+    expect(d.told.map((m) => m.type)).not.toContain(MigrationMessage.DONE);
+  });
+
+  it("a round that announces more frames than came: ERR_MIGRATION_FAILED", async () => {
+    const d = await destination();
+    await d.send(offer());
+    await d.send(encodeRound(ID, 1, 3));
+    expect(await codeOf(d.incoming.done)).toBe("ERR_MIGRATION_FAILED");
   });
 
   it("a sender that goes silent times out", async () => {

@@ -270,9 +270,9 @@ describe("migration failures", () => {
     expect(stats.rounds).toBe(3);
   });
 
-  it("a frame lost on the way fails the final check: no copy that differs is reported done", async () => {
+  it("a frame lost on the way is noticed at its round's end: no copy that differs is reported done", async () => {
     const [a, b] = channelPair();
-    const src = image("random"); // nothing later touches the lost pages: only the final check sees them
+    const src = image("random"); // nothing later touches the lost pages: no baseline digest sees them
     let frames = 0;
     a.tap = (d) => (decodeMigrationMessage(d).type === MigrationMessage.FRAME && ++frames === 2 ? null : d);
     const incoming = acceptMigration(b);

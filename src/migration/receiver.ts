@@ -143,6 +143,8 @@ class ReceiverRun {
   /** Rounds whose frames are all applied: round r's frames delta against version r. */
   #round = 0;
   #frames = 0;
+  /** Frames applied in the round under way. */
+  #roundFrames = 0;
   #frameBytes = 0;
   #reported = 0;
   #queued = 0;
@@ -234,9 +236,15 @@ class ReceiverRun {
         this.#then(() => {
           if (round !== this.#round + 1)
             throw new DWCPError("ERR_PROTOCOL", `round ${round} after ${this.#round}`);
+          // A frame that never came is noticed here, not only by the final digest.
+          if (frames !== this.#roundFrames)
+            throw new DWCPError(
+              "ERR_MIGRATION_FAILED",
+              `round ${round} had ${frames} frames; ${this.#roundFrames} arrived`,
+            );
           this.#round = round;
+          this.#roundFrames = 0;
           this.#report();
-          void frames;
         });
         return;
       }
@@ -392,6 +400,7 @@ class ReceiverRun {
     hashPages(image.subarray(first * ps, (first + count) * ps), ps, hashes.subarray(first, first + count));
     this.#queued -= frame.length;
     this.#frames++;
+    this.#roundFrames++;
     this.#frameBytes += frame.length;
     if (this.#frameBytes - this.#reported >= APPLIED_EVERY || this.#queued === 0) this.#report();
   }
