@@ -4,8 +4,14 @@
 //   the lz4 CLI's in-memory benchmark (`lz4 -b1 -B1048576`, one core), and
 //   lz4-napi's frame API, async (8 calls in flight on the libuv pool) and sync.
 // DWCP runs through its public API: lz4CompressAsync with 8 blocks in flight (both
-// cores) and lz4Decompress. Each contender runs in its own process.
-// Goals (#6): ≥ 1.0× the CLI's compress MB/s at ≥ its ratio; ≥ 3× lz4-napi.
+// cores), then decompression on the main thread two ways:
+//   dwcp: lz4Decompress, a new output buffer per block, one pass;
+//   dwcp-into: lz4DecompressInto, each block into its place in one image-sized
+//     buffer, best of three passes: what the CLI's -b times (LZ4 blocks decoded
+//     into a result buffer it allocated once, best of its -i passes).
+// Each contender runs in its own process.
+// Goals (#6): ≥ 1.0× the CLI's compress MB/s at ≥ its ratio; ≥ 3× lz4-napi;
+// decompression (#19) ≥ 0.8× the CLI's.
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -22,6 +28,8 @@ interface Measure {
   ratio: number;
   compressMBps: number;
   decompressMBps: number;
+  /** DWCP only: lz4DecompressInto into a buffer allocated once. */
+  decompressIntoMBps?: number;
 }
 
 function blocks(image: Uint8Array): Uint8Array[] {
@@ -84,6 +92,7 @@ async function child(kind: string): Promise<Measure> {
   const packed: Uint8Array[] = [];
   let cs: number;
   let ds: number;
+  let into: number | undefined;
   if (kind === "dwcp") {
     const c = await import("../src/codec/index.js");
     await pool(input.slice(0, 16), (b) => c.lz4CompressAsync(b), []); // warm-up
@@ -91,6 +100,15 @@ async function child(kind: string): Promise<Measure> {
     const t0 = performance.now();
     for (const p of packed) c.lz4Decompress(p, { maxBytes: BLOCK });
     ds = (performance.now() - t0) / 1000;
+    const target = new Uint8Array(image.length);
+    into = Number.POSITIVE_INFINITY;
+    for (let pass = 0; pass < 3; pass++) {
+      const t1 = performance.now();
+      for (let i = 0; i < packed.length; i++)
+        c.lz4DecompressInto(packed[i]!, target.subarray(i * BLOCK, (i + 1) * BLOCK));
+      into = Math.min(into, (performance.now() - t1) / 1000);
+    }
+    if (Buffer.compare(target, image) !== 0) throw new Error("lz4DecompressInto: the decoded image differs");
   } else if (kind === "lz4-napi") {
     const l = await import("lz4-napi");
     await pool(input.slice(0, 16), (b) => l.compressFrame(b), []);
@@ -114,6 +132,7 @@ async function child(kind: string): Promise<Measure> {
     ratio: image.length / compressed,
     compressMBps: image.length / 1e6 / cs,
     decompressMBps: image.length / 1e6 / ds,
+    ...(into === undefined ? {} : { decompressIntoMBps: image.length / 1e6 / into }),
   };
 }
 
@@ -151,12 +170,20 @@ async function main(): Promise<void> {
     for (const c of Object.keys(samples)) {
       const m = c === "lz4-cli" ? cli(file) : runChild(c);
       samples[c]!.push(m);
+      const into = m.decompressIntoMBps ? `  (into a buffer: ${m.decompressIntoMBps.toFixed(0)} MB/s)` : "";
       console.log(
-        `round ${r + 1} ${c.padEnd(9)} ratio ${m.ratio.toFixed(3)}  compress ${m.compressMBps.toFixed(0)} MB/s  decompress ${m.decompressMBps.toFixed(0)} MB/s`,
+        `round ${r + 1} ${c.padEnd(9)} ratio ${m.ratio.toFixed(3)}  compress ${m.compressMBps.toFixed(0)} MB/s  decompress ${m.decompressMBps.toFixed(0)} MB/s${into}`,
       );
     }
   }
-  const med = (c: string, k: keyof Measure) => round(median(samples[c]!.map((m) => m[k])), 3);
+  const med = (c: string, k: keyof Measure) => round(median(samples[c]!.map((m) => m[k] ?? Number.NaN)), 3);
+  const decompressMBps = {
+    dwcp: med("dwcp", "decompressMBps"),
+    "dwcp-into": med("dwcp", "decompressIntoMBps"),
+    "lz4-cli-b1": med("lz4-cli", "decompressMBps"),
+    "lz4-napi-async": med("lz4-napi", "decompressMBps"),
+    "lz4-napi-sync": med("lz4-napi-sync", "decompressMBps"),
+  };
   const reduction = JSON.parse(
     execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--child", "modes"], {
       encoding: "utf8",
@@ -177,21 +204,21 @@ async function main(): Promise<void> {
         "lz4-napi-sync": med("lz4-napi-sync", "compressMBps"),
       },
       detail: {
-        method: `${ROUNDS} interleaved rounds, each contender in its own process; DWCP and lz4-napi with ${IN_FLIGHT} blocks in flight on the libuv pool (both cores); the CLI's -b mode is single-threaded`,
+        method: `${ROUNDS} interleaved rounds, each contender in its own process; compression: DWCP and lz4-napi with ${IN_FLIGHT} blocks in flight on the libuv pool (both cores), the CLI's -b mode single-threaded; decompression single-threaded: dwcp is lz4Decompress (a new buffer per block, one pass), dwcp-into is lz4DecompressInto into one image-sized buffer (best of 3 passes, as the CLI's -i3 into its result buffer)`,
         ratio: {
           dwcp: med("dwcp", "ratio"),
           "lz4-cli-b1": med("lz4-cli", "ratio"),
           "lz4-napi-async": med("lz4-napi", "ratio"),
           "lz4-napi-sync": med("lz4-napi-sync", "ratio"),
         },
-        decompressMBps: {
-          dwcp: med("dwcp", "decompressMBps"),
-          "lz4-cli-b1": med("lz4-cli", "decompressMBps"),
-          "lz4-napi-async": med("lz4-napi", "decompressMBps"),
-          "lz4-napi-sync": med("lz4-napi-sync", "decompressMBps"),
+        decompressMBps,
+        decompressVsCli: {
+          dwcp: round(decompressMBps.dwcp / decompressMBps["lz4-cli-b1"], 3),
+          "dwcp-into": round(decompressMBps["dwcp-into"] / decompressMBps["lz4-cli-b1"], 3),
         },
         goals: {
           "lz4-cli-b1": 1.0,
+          "decompress vs lz4-cli-b1": 0.8,
           "lz4-napi-async": 3,
           ratio: "≥ the CLI's",
           "internet-mode size reduction": "70–85 % (migration plan)",
@@ -208,7 +235,11 @@ async function main(): Promise<void> {
         ours: result.ours,
         peers: result.peers,
         ratios: result.ratios,
-        detail: { ratio: result.detail?.ratio, decompressMBps: result.detail?.decompressMBps },
+        detail: {
+          ratio: result.detail?.ratio,
+          decompressMBps: result.detail?.decompressMBps,
+          decompressVsCli: result.detail?.decompressVsCli,
+        },
       },
       null,
       2,

@@ -122,6 +122,34 @@ Napi::Value Codec(const Napi::CallbackInfo& info) {
   return RunJob(info, std::move(job), Async);
 }
 
+// lz4Decompress(frame, maxBytes[, target]) -> a new buffer, or with `target` the
+// number of bytes decoded into its start (the limit is then the smaller of
+// `maxBytes` and its length). Only the synchronous form takes a target: it exists
+// so a caller that holds its destination (a reassembly buffer, an image) decodes
+// into memory it reuses; a fresh output costs a page fault per 4 KiB, more than
+// decoding the bytes.
+Napi::Value Lz4DecompressBinding(const Napi::CallbackInfo& info) {
+  if (info.Length() < 3 || info[2].IsUndefined()) return Codec<Job::kLz4D, false>(info);
+  Napi::Env env = info.Env();
+  Bytes frame, target;
+  if (!GetBytes(info, 0, &frame) || !GetBytes(info, 2, &target)) return env.Undefined();
+  // Decoding over its own input would read bytes it has already overwritten.
+  const uintptr_t f = reinterpret_cast<uintptr_t>(frame.data), t = reinterpret_cast<uintptr_t>(target.data);
+  if (frame.length && target.length && f < t + target.length && t < f + frame.length) {
+    ThrowCode(env, "ERR_INVALID_ARG", "the target overlaps the frame");
+    return env.Undefined();
+  }
+  const size_t maxOut = SizeArg(info[1]);
+  Out out;
+  size_t produced = 0;
+  if (!Lz4DecompressInto(frame.data, frame.length, const_cast<uint8_t*>(target.data),
+                         target.length < maxOut ? target.length : maxOut, &produced, &out)) {
+    ThrowCode(env, out.code, out.message);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(produced));
+}
+
 // zstdTrain(samples, sizes: Uint32Array, capacity) -> dictionary bytes
 Napi::Value Train(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -163,7 +191,7 @@ std::shared_ptr<Dict> DictOf(const Napi::Value& v) { return ZstdDictionary::Of(v
 
 void InitCodec(Napi::Env env, Napi::Object exports, Napi::Object features) {
   exports.Set("lz4Compress", Napi::Function::New(env, Codec<Job::kLz4C, false>, "lz4Compress"));
-  exports.Set("lz4Decompress", Napi::Function::New(env, Codec<Job::kLz4D, false>, "lz4Decompress"));
+  exports.Set("lz4Decompress", Napi::Function::New(env, Lz4DecompressBinding, "lz4Decompress"));
   exports.Set("lz4CompressAsync", Napi::Function::New(env, Codec<Job::kLz4C, true>, "lz4CompressAsync"));
   exports.Set("lz4DecompressAsync", Napi::Function::New(env, Codec<Job::kLz4D, true>, "lz4DecompressAsync"));
   exports.Set("zstdCompress", Napi::Function::New(env, Codec<Job::kZstdC, false>, "zstdCompress"));

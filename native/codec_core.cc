@@ -18,6 +18,7 @@
 #include <zstd_errors.h>
 
 #include <cstring>
+#include <memory>
 
 #include "le.h"
 
@@ -58,11 +59,37 @@ bool Lz4Compress(const uint8_t* src, size_t n, int level, Out* out) {
   return true;
 }
 
-bool Lz4Decompress(const uint8_t* src, size_t n, size_t maxOut, Out* out) {
-  LZ4F_dctx* dctx = nullptr;
-  if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
-    return out->Fail("ERR_CODEC", "cannot create an LZ4 decompression context");
-  std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)> guard(dctx, LZ4F_freeDecompressionContext);
+namespace {
+
+using Lz4DctxPtr = std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)>;
+
+// One decompression context per thread: creating one per frame costs an
+// allocation of the context and, on its first block, of its block buffers (the
+// frame's block size each, 4 MiB for DWCP's frames). It is kept only after a frame
+// decoded whole: after a failure, LZ4F_resetDecompressionContext (liblz4 1.9.4)
+// leaves the abandoned frame's remaining content size behind, and the next frame
+// that declares no size would fail on it.
+thread_local Lz4DctxPtr tKeptDctx{nullptr, LZ4F_freeDecompressionContext};
+
+Lz4DctxPtr TakeLz4Dctx() {
+  Lz4DctxPtr d = std::move(tKeptDctx);
+  if (d) {
+    LZ4F_resetDecompressionContext(d.get());
+    return d;
+  }
+  LZ4F_dctx* made = nullptr;
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&made, LZ4F_VERSION))) made = nullptr;
+  return Lz4DctxPtr(made, LZ4F_freeDecompressionContext);
+}
+
+// Decodes one LZ4 frame of exactly `n` bytes into at most `maxOut` bytes: into
+// `*buf` (capacity `*cap`) as given when `grow` is false, else into a buffer this
+// allocates and grows. `*produced` is the decoded length on success.
+bool Lz4Frame(const uint8_t* src, size_t n, size_t maxOut, bool grow, uint8_t** buf, size_t* cap, size_t* produced,
+              Out* out) {
+  Lz4DctxPtr kept = TakeLz4Dctx();
+  LZ4F_dctx* dctx = kept.get();
+  if (!dctx) return out->Fail("ERR_CODEC", "cannot create an LZ4 decompression context");
   LZ4F_frameInfo_t info;
   std::memset(&info, 0, sizeof info);
   size_t consumed = n;
@@ -78,30 +105,35 @@ bool Lz4Decompress(const uint8_t* src, size_t n, size_t maxOut, Out* out) {
                                                 std::to_string(n) + " bytes can hold");
   // The output never grows past `limit`: the declared size, or without one the
   // smaller of the caller's limit and what the input can expand to. Without a
-  // declared size it starts small and doubles only as bytes actually come out.
+  // declared size an output of its own starts small and doubles only as bytes
+  // actually come out.
   const size_t limit = declared ? static_cast<size_t>(declared) : (most < maxOut ? most : maxOut);
-  size_t cap = declared ? limit : (SatMul(n, 4) < limit ? SatMul(n, 4) : limit);
-  out->data = static_cast<uint8_t*>(std::malloc(cap ? cap : 1));
-  if (!out->data) return out->Fail("ERR_CODEC", "out of memory");
-  size_t at = consumed, produced = 0;
+  if (grow) {
+    *cap = declared ? limit : (SatMul(n, 4) < limit ? SatMul(n, 4) : limit);
+    *buf = static_cast<uint8_t*>(std::malloc(*cap ? *cap : 1));
+    if (!*buf) return out->Fail("ERR_CODEC", "out of memory");
+  } else if (*cap > limit) {
+    *cap = limit;
+  }
+  size_t at = consumed, done = 0;
   for (;;) {
-    if (produced == cap && cap < limit) {
-      size_t next = SatMul(cap ? cap : 32, 2);
+    if (grow && done == *cap && *cap < limit) {
+      size_t next = SatMul(*cap ? *cap : 32, 2);
       if (next > limit) next = limit;
-      uint8_t* grown = static_cast<uint8_t*>(std::realloc(out->data, next));
+      uint8_t* grown = static_cast<uint8_t*>(std::realloc(*buf, next));
       if (!grown) return out->Fail("ERR_CODEC", "out of memory");
-      out->data = grown;
-      cap = next;
+      *buf = grown;
+      *cap = next;
     }
-    size_t dst = cap - produced, in = n - at;
-    r = LZ4F_decompress(dctx, out->data + produced, &dst, src + at, &in, nullptr);
+    size_t dst = *cap - done, in = n - at;
+    r = LZ4F_decompress(dctx, *buf + done, &dst, src + at, &in, nullptr);
     if (LZ4F_isError(r)) return out->Fail("ERR_CORRUPT_PAYLOAD", std::string("corrupt LZ4 frame: ") + LZ4F_getErrorName(r));
-    produced += dst;
+    done += dst;
     at += in;
     if (r == 0) break;  // frame complete
     if (dst != 0 || in != 0) continue;
     // No progress: the output is at its limit, or the input has run out.
-    if (produced == cap) {
+    if (done == *cap) {
       if (declared) return out->Fail("ERR_CORRUPT_PAYLOAD", "LZ4 frame content size does not match its data");
       return out->Fail(limit == maxOut ? "ERR_MESSAGE_TOO_LARGE" : "ERR_CORRUPT_PAYLOAD",
                        "LZ4 frame decodes beyond the limit of " + std::to_string(limit) + " bytes");
@@ -109,10 +141,25 @@ bool Lz4Decompress(const uint8_t* src, size_t n, size_t maxOut, Out* out) {
     return out->Fail("ERR_CORRUPT_PAYLOAD", "truncated LZ4 frame");
   }
   if (at != n) return out->Fail("ERR_CORRUPT_PAYLOAD", "bytes after the end of the LZ4 frame");
-  if (declared && produced != declared)
+  if (declared && done != declared)
     return out->Fail("ERR_CORRUPT_PAYLOAD", "LZ4 frame content size does not match its data");
+  *produced = done;
+  tKeptDctx = std::move(kept);
+  return true;
+}
+
+}  // namespace
+
+bool Lz4Decompress(const uint8_t* src, size_t n, size_t maxOut, Out* out) {
+  size_t cap = 0, produced = 0;
+  if (!Lz4Frame(src, n, maxOut, true, &out->data, &cap, &produced, out)) return false;
   out->length = produced;
   return true;
+}
+
+bool Lz4DecompressInto(const uint8_t* src, size_t n, uint8_t* dst, size_t cap, size_t* produced, Out* out) {
+  *produced = 0;
+  return Lz4Frame(src, n, cap, false, &dst, &cap, produced, out);
 }
 
 // ---------------------------------------------------------------- zstd

@@ -58,6 +58,10 @@ bool Lz4Compress(const uint8_t* src, size_t n, int level, Out* out);
 // whatever its header declares. ERR_MESSAGE_TOO_LARGE above `maxOut`,
 // ERR_CORRUPT_PAYLOAD for anything malformed.
 bool Lz4Decompress(const uint8_t* src, size_t n, size_t maxOut, Out* out);
+// The same into `dst`, `cap` bytes the caller owns (`cap` is then the limit): no
+// allocation, and the bytes land where they are wanted. `*produced` is the decoded
+// length; on failure, `out` holds the code and `dst` is unspecified.
+bool Lz4DecompressInto(const uint8_t* src, size_t n, uint8_t* dst, size_t cap, size_t* produced, Out* out);
 
 bool ZstdCompress(const uint8_t* src, size_t n, int level, const Dict* dict, Out* out);
 // Decodes one zstd frame of exactly `n` bytes (content size required) with the

@@ -12,6 +12,7 @@ import {
   codecBackend,
   lz4Compress,
   lz4Decompress,
+  lz4DecompressInto,
   trainDictionary,
   ZstdDictionary,
   zstdCompress,
@@ -19,6 +20,7 @@ import {
   zstdFrameDictId,
 } from "../src/codec/index.js";
 import { ROOT } from "./helpers/child.js";
+import { lz4WithDeclaredSize, lz4WithoutSize } from "./helpers/hostile-frames.js";
 import { nativeBuilt } from "./helpers/native.js";
 
 const { image } = makeImage({ bytes: 8 << 20, seed: 7 });
@@ -135,6 +137,121 @@ describe("bad input ends in a DWCPError code", () => {
     expect(() => zstdDecompress(zstdCompress(sample), { dictionary: dict! })).toThrow(
       expect.objectContaining({ code: "ERR_DICTIONARY" }),
     );
+  });
+});
+
+describe(`lz4DecompressInto on the ${codecBackend()} backend`, () => {
+  const code = (f: () => unknown) => {
+    try {
+      f();
+      return "no error";
+    } catch (e) {
+      return (e as { code?: string }).code;
+    }
+  };
+
+  it("decodes into the start of the target: the same bytes as lz4Decompress, a view of the target, nothing written past a declared size", () => {
+    for (const d of [
+      image.subarray(0, 1 << 20),
+      image.subarray(0, (4 << 20) + 4097), // two 4 MiB blocks
+      new Uint8Array(0),
+      image.subarray(4096 * 100, 4096 * 100 + 77),
+    ]) {
+      const frame = lz4Compress(d);
+      const target = new Uint8Array(d.length + 64).fill(0xa5);
+      const out = lz4DecompressInto(frame, target);
+      expect(out.buffer).toBe(target.buffer);
+      expect(out.byteOffset).toBe(0);
+      expect(Buffer.compare(out, d)).toBe(0);
+      expect(Buffer.compare(out, lz4Decompress(frame))).toBe(0);
+      expect(target.subarray(d.length).every((b) => b === 0xa5)).toBe(true);
+    }
+    // Block after block into their places in one image, as a receiver fills its destination.
+    const whole = image.subarray(0, 4 << 20);
+    const frames = Array.from({ length: 4 }, (_, i) => lz4Compress(whole.subarray(i << 20, (i + 1) << 20)));
+    const dest = new Uint8Array(whole.length);
+    frames.forEach((f, i) => {
+      lz4DecompressInto(f, dest.subarray(i << 20, (i + 1) << 20));
+    });
+    expect(Buffer.compare(dest, whole)).toBe(0);
+  });
+
+  it("the limit is the smaller of the target's length and maxBytes: ERR_MESSAGE_TOO_LARGE above it", async () => {
+    const d = image.subarray(0, 64 * 1024);
+    const frame = lz4Compress(d);
+    expect(code(() => lz4DecompressInto(frame, new Uint8Array(d.length - 1)))).toBe("ERR_MESSAGE_TOO_LARGE");
+    expect(
+      code(() => lz4DecompressInto(frame, new Uint8Array(d.length * 2), { maxBytes: d.length - 1 })),
+    ).toBe("ERR_MESSAGE_TOO_LARGE");
+    expect(lz4DecompressInto(frame, new Uint8Array(d.length), { maxBytes: d.length }).length).toBe(d.length);
+    // A frame that declares no size stops at the limit too, and decodes within it.
+    const unsized = await lz4WithoutSize(lz4Compress(image.subarray(0, 1 << 20)));
+    expect(code(() => lz4DecompressInto(unsized, new Uint8Array((1 << 20) - 1)))).toBe(
+      "ERR_MESSAGE_TOO_LARGE",
+    );
+    const roomy = new Uint8Array(2 << 20);
+    expect(Buffer.compare(lz4DecompressInto(unsized, roomy), image.subarray(0, 1 << 20))).toBe(0);
+  });
+
+  it("corrupt, truncated, lying and foreign frames are ERR_CORRUPT_PAYLOAD; a target overlapping the frame is ERR_INVALID_ARG", async () => {
+    const d = image.subarray(0, 64 * 1024);
+    const frame = lz4Compress(d);
+    const target = new Uint8Array(1 << 20);
+    const flipped = new Uint8Array(frame);
+    flipped[30] = flipped[30]! ^ 0xff;
+    for (const bad of [
+      frame.subarray(0, frame.length - 5),
+      frame.subarray(0, 3),
+      zstdCompress(d),
+      await lz4WithDeclaredSize(frame, BigInt(d.length + 1)),
+      await lz4WithDeclaredSize(frame, BigInt(d.length - 1)),
+    ])
+      expect(code(() => lz4DecompressInto(bad, target))).toBe("ERR_CORRUPT_PAYLOAD");
+    expect(["ERR_CORRUPT_PAYLOAD", "no error"]).toContain(code(() => lz4DecompressInto(flipped, target)));
+    const shared = new Uint8Array(frame.length + d.length);
+    shared.set(frame);
+    expect(code(() => lz4DecompressInto(shared.subarray(0, frame.length), shared))).toBe("ERR_INVALID_ARG");
+    expect(
+      code(() => lz4DecompressInto(shared.subarray(0, frame.length), shared.subarray(frame.length - 1))),
+    ).toBe("ERR_INVALID_ARG");
+    // Side by side in one buffer is fine.
+    const out = lz4DecompressInto(shared.subarray(0, frame.length), shared.subarray(frame.length));
+    expect(Buffer.compare(out, d)).toBe(0);
+    expect(code(() => lz4DecompressInto(frame, {} as Uint8Array))).toBe("ERR_INVALID_ARG");
+  });
+
+  it("a failed frame leaves nothing behind for the next: frames with and without a size decode after each kind of failure", async () => {
+    const d = image.subarray(0, 300_000);
+    const sized = lz4Compress(d);
+    const unsized = await lz4WithoutSize(sized);
+    const lying = await lz4WithDeclaredSize(sized, 299_999n);
+    // Each fails inside the decoder (not on the header alone) but the first.
+    const failures: [string, () => unknown, string][] = [
+      [
+        "a declared size above the limit",
+        () => lz4Decompress(sized, { maxBytes: 1000 }),
+        "ERR_MESSAGE_TOO_LARGE",
+      ],
+      ["a truncated frame", () => lz4Decompress(sized.subarray(0, sized.length >> 1)), "ERR_CORRUPT_PAYLOAD"],
+      ["a declared size that lies", () => lz4Decompress(lying), "ERR_CORRUPT_PAYLOAD"],
+      [
+        "decoding past the limit",
+        () => lz4Decompress(unsized, { maxBytes: 100_000 }),
+        "ERR_MESSAGE_TOO_LARGE",
+      ],
+      [
+        "a lie into a target",
+        () => lz4DecompressInto(lying, new Uint8Array(d.length)),
+        "ERR_CORRUPT_PAYLOAD",
+      ],
+    ];
+    for (const [what, fail, expected] of failures) {
+      expect(code(fail), what).toBe(expected);
+      for (const f of [unsized, sized]) {
+        expect(Buffer.compare(lz4Decompress(f), d), what).toBe(0);
+        expect(Buffer.compare(lz4DecompressInto(f, new Uint8Array(d.length)), d), what).toBe(0);
+      }
+    }
   });
 });
 
@@ -263,6 +380,24 @@ describe.skipIf(Boolean(cliSkip))(`frames the stock lz4 CLI writes decode here${
       }
       // Too small a limit for a frame that declares no size: refused, not decoded past it.
       expect(() => lz4Decompress(frame, { maxBytes: 1 << 20 }), flags.join(" ")).toThrow(
+        expect.objectContaining({ code: "ERR_MESSAGE_TOO_LARGE" }),
+      );
+    }
+  });
+
+  it("lz4DecompressInto decodes them too, linked blocks included; a target one byte short is ERR_MESSAGE_TOO_LARGE", () => {
+    const input = image.subarray(0, (3 << 20) + 12345);
+    for (const flags of [
+      ["-BD", "-B4"],
+      ["-BD", "-B7", "--content-size"],
+      ["-B5", "-BX"],
+    ]) {
+      const r = spawnSync("lz4", [...flags, "-c", "-"], { input, maxBuffer: 64 << 20 });
+      expect(r.status, String(r.stderr)).toBe(0);
+      const frame = new Uint8Array(r.stdout);
+      const target = new Uint8Array(input.length);
+      expect(Buffer.compare(lz4DecompressInto(frame, target), input), flags.join(" ")).toBe(0);
+      expect(() => lz4DecompressInto(frame, new Uint8Array(input.length - 1)), flags.join(" ")).toThrow(
         expect.objectContaining({ code: "ERR_MESSAGE_TOO_LARGE" }),
       );
     }
