@@ -129,16 +129,9 @@ function rethrow(err: unknown): never {
   throw new DWCPError("ERR_CORRUPT_PAYLOAD", e?.message ?? String(e), { cause: e });
 }
 
-/**
- * The addon's `lz4Decompress` with its optional third argument, a destination: it
- * then decodes into it and returns the length (native/codec.cc).
- */
-type NativeLz4DecompressInto = (data: Uint8Array, maxBytes: number, target: Uint8Array) => number;
-
 function nativeBackend(b: NativeBinding): CodecBackend | undefined {
   if (!b.lz4Compress || !b.zstdCompress || !b.ZstdDictionary) return undefined;
   const nb = b as Required<NativeBinding>;
-  const lz4Into = nb.lz4Decompress as unknown as NativeLz4DecompressInto;
   const wrap =
     <A extends unknown[], R>(f: (...a: A) => R) =>
     (...a: A): R => {
@@ -162,7 +155,7 @@ function nativeBackend(b: NativeBinding): CodecBackend | undefined {
     lz4DecompressInto: wrap((d, max, target) => {
       const declared = lz4FrameHeader(d).contentSize;
       if (declared !== undefined) checkSize(declared, max, "LZ4");
-      return lz4Into(d, max, target);
+      return nb.lz4Decompress(d, max, target);
     }),
     lz4CompressAsync: (d, level) => nb.lz4CompressAsync(d, level).catch(rethrow),
     zstdCompress: wrap((d, level, dict) => nb.zstdCompress(d, level, dict?.native(b))),

@@ -15,6 +15,7 @@ export {
   lz4Compress,
   lz4CompressAsync,
   lz4Decompress,
+  lz4DecompressInto,
   trainDictionary,
   type ZstdCompressOptions,
   type ZstdDecompressOptions,

@@ -119,7 +119,11 @@ export interface NativeBinding {
   setCongestion?(fd: number, name: string): string;
   rdmaProbe?(): NativeRdmaProbe;
   lz4Compress?(data: Uint8Array, level: number): Uint8Array;
-  lz4Decompress?(data: Uint8Array, maxBytes: number): Uint8Array;
+  /** Decodes into a new buffer, or with `target` into it, returning the decoded length. */
+  lz4Decompress?: {
+    (data: Uint8Array, maxBytes: number): Uint8Array;
+    (data: Uint8Array, maxBytes: number, target: Uint8Array): number;
+  };
   lz4CompressAsync?(data: Uint8Array, level: number): Promise<Uint8Array>;
   lz4DecompressAsync?(data: Uint8Array, maxBytes: number): Promise<Uint8Array>;
   zstdCompress?(data: Uint8Array, level: number, dict?: NativeZstdDictionary): Uint8Array;

@@ -8,7 +8,7 @@ import { DWCPError } from "../../errors.js";
 import { hashPages } from "../../hash/index.js";
 import {
   DEFAULT_MAX_DECODED,
-  lz4Decompress,
+  lz4DecompressInto,
   nativePageCoder,
   type ZstdDictionary,
   zstdDecompress,
@@ -24,6 +24,22 @@ import {
   readPageFrame,
   xorInto,
 } from "./format.js";
+
+/**
+ * Where LZ4 payloads are decoded: one buffer reused across frames, since fresh
+ * memory for every frame costs a page fault per 4 KiB (the decoder itself runs
+ * at several GB/s). Decoding is synchronous, so no two frames share it at once;
+ * one larger than a typical frame is not kept.
+ */
+let lz4Scratch: Uint8Array | undefined;
+const SCRATCH_KEEP = 4 << 20;
+
+function scratch(bytes: number): Uint8Array {
+  if (lz4Scratch && lz4Scratch.length >= bytes) return lz4Scratch.subarray(0, bytes);
+  const b = new Uint8Array(bytes);
+  if (bytes <= SCRATCH_KEEP) lz4Scratch = b;
+  return b;
+}
 
 /** Options of {@link decodePages}. */
 export interface DecodeOptions {
@@ -79,7 +95,8 @@ export function decodePrepared(
   const payload = frame.subarray(PAGE_FRAME_HEADER + hashed * 8);
   let raw: Uint8Array;
   if (info.codec === PageCodec.NONE) raw = payload;
-  else if (info.codec === PageCodec.LZ4) raw = lz4Decompress(payload, { maxBytes: rawLength });
+  else if (info.codec === PageCodec.LZ4)
+    raw = lz4DecompressInto(payload, scratch(rawLength), { maxBytes: rawLength });
   else {
     const dict = info.dictId ? o.dictionaries?.get(info.dictId) : undefined;
     if (info.dictId && !dict)
