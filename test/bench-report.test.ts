@@ -207,7 +207,9 @@ describe("benchmark report", () => {
     expect(unreadable).toMatch(/^- crc\.json: cannot be read: .*JSON/m);
     expect(unreadable).toContain("- hash.json: ours is not a finite number");
     expect(sectionOf(markdown, "crc")).toBe("");
-    expect(markdown).toContain("**Not run** (no result file): transport-small, transport-wan, predict.");
+    expect(markdown).toContain(
+      "**Not run** (no result file): transport-small, transport-wan, predict, migrate.",
+    );
     expect(sectionOf(markdown, "transport-wan")).toBe("");
   });
 

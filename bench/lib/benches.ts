@@ -10,6 +10,7 @@ export const BENCHES = [
   "delta",
   "mode-detect",
   "predict",
+  "migrate",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];
