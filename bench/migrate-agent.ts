@@ -167,6 +167,10 @@ async function sender(): Promise<void> {
   if (contender === "dwcp") {
     const m = dwcpManager("client");
     close = () => m.close();
+    let estimate: unknown = null;
+    m.on("mode", (_link, e) => {
+      estimate ??= { ...e.estimate, decidedInMs: Math.round(e.sinceStartMs) };
+    });
     const c0 = performance.now();
     const link = await m.connect({ v1: `${host}:${port}`, v3: `${host}:${port + 1}` });
     const policy = m.pagePolicy("node-b");
@@ -174,6 +178,7 @@ async function sender(): Promise<void> {
       event: "connected",
       connectMs: Math.round(performance.now() - c0),
       mode: link.mode ?? null,
+      estimate,
       active: link.active,
       congestion: link.v3?.conn.pathInfo?.()?.congestion ?? null,
       policy: { codec: policy.codec, level: policy.level },
