@@ -66,7 +66,7 @@ Napi::Value JsXxh3Pages(const Napi::CallbackInfo& info) {
     ThrowCode(env, "ERR_INVALID_ARG", "out is too small for the number of pages");
     return Napi::Value();
   }
-  auto* dst = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset());
+  auto* dst = reinterpret_cast<uint64_t*>(TypedArrayData(out));
   Xxh3Pages(b.data, b.length, page, dst, count);
   return Napi::Number::New(env, static_cast<double>(count));
 }

@@ -30,7 +30,7 @@ void TakeBaseline(const Napi::CallbackInfo& info, size_t at, const uint8_t** bas
   if (info[at + 1].IsTypedArray()) {
     Napi::TypedArray t = info[at + 1].As<Napi::TypedArray>();
     if (t.TypedArrayType() != napi_biguint64_array) return;
-    *hashes = reinterpret_cast<const uint64_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    *hashes = reinterpret_cast<const uint64_t*>(TypedArrayData(t));
     *hashCount = t.ElementLength();
     keep->push_back(info[at + 1]);
   }
@@ -77,7 +77,7 @@ Napi::Value EncodePagesAsync(const Napi::CallbackInfo& info) {
         st.As<Napi::TypedArray>().ElementLength() != kPageStatSlots)
       return Rejected(env, "ERR_INVALID_ARG", "encodePagesAsync: stats must be a Float64Array of 6");
     Napi::TypedArray t = st.As<Napi::TypedArray>();
-    j.stats = reinterpret_cast<double*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    j.stats = reinterpret_cast<double*>(TypedArrayData(t));
     keep.push_back(st);
   }
   return RunOnPool(env, [j](Out* out) { EncodePages(j, out); }, keep, true);

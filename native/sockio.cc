@@ -45,7 +45,7 @@ Napi::Value JsWritev(const Napi::CallbackInfo& info) {
     size_t want = 0;
     for (; n < kIovBatch && first + n < count; n++) {
       Napi::TypedArray ta = chunks.Get(first + n).As<Napi::TypedArray>();
-      iov[n].iov_base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      iov[n].iov_base = TypedArrayData(ta);
       iov[n].iov_len = ta.ByteLength();
       want += iov[n].iov_len;
     }

@@ -17,6 +17,17 @@ struct Bytes {
   size_t length;
 };
 
+// The first byte of a typed array's view, whatever holds it: an ArrayBuffer or a
+// SharedArrayBuffer (a guest's memory shared with a worker), whose ArrayBuffer()
+// accessor fails. Node gives the pointer with the view's offset applied.
+inline uint8_t* TypedArrayData(const Napi::TypedArray& ta) {
+  void* data = nullptr;
+  napi_status st =
+      napi_get_typedarray_info(ta.Env(), ta, nullptr, nullptr, &data, nullptr, nullptr);
+  if (st != napi_ok) return nullptr;
+  return static_cast<uint8_t*>(data);
+}
+
 // Accepts any TypedArray/Buffer; the TS layer normalises DataView and ArrayBuffer to
 // Uint8Array before calling, so anything else is a programming error upstream.
 inline bool GetBytes(const Napi::CallbackInfo& info, size_t index, Bytes* out) {
@@ -28,8 +39,7 @@ inline bool GetBytes(const Napi::CallbackInfo& info, size_t index, Bytes* out) {
     return false;
   }
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer ab = ta.ArrayBuffer();
-  out->data = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
+  out->data = TypedArrayData(ta);
   out->length = ta.ByteLength();
   return true;
 }

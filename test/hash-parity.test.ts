@@ -2,8 +2,8 @@
 // at random offsets (unaligned views included), and random page sizes for batches.
 import { randomFillSync } from "node:crypto";
 import fc from "fast-check";
-import { expect } from "vitest";
-import { tsHashBackend } from "../src/hash/index.js";
+import { describe, expect, it } from "vitest";
+import { crc32c, hashPages, tsHashBackend, xxh3_64 } from "../src/hash/index.js";
 import { describeNative, itNative, native } from "./helpers/native.js";
 
 const MiB = 1 << 20;
@@ -96,5 +96,28 @@ describeNative("native == TypeScript hashing", () => {
       ),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("views of a SharedArrayBuffer (a guest's memory shared with a worker)", () => {
+  it("crc32c, xxh3_64 and hashPages read them, with offsets, as they read an ArrayBuffer's", () => {
+    const shared = new Uint8Array(new SharedArrayBuffer(64 * 1024 + 16));
+    shared.set(pool.subarray(0, shared.length));
+    const copy = Uint8Array.from(shared);
+    for (const [from, to] of [
+      [0, shared.length],
+      [16, 16 + 64 * 1024],
+      [3, 3 + 4097],
+    ] as const) {
+      const s = shared.subarray(from, to);
+      const c = copy.subarray(from, to);
+      expect(crc32c(s)).toBe(crc32c(c));
+      expect(xxh3_64(s)).toBe(xxh3_64(c));
+      if ((to - from) % 4096 === 0) expect(hashPages(s, 4096)).toEqual(hashPages(c, 4096));
+    }
+    // The output of hashPages may live in shared memory too.
+    const out = new BigUint64Array(new SharedArrayBuffer(16 * 8));
+    hashPages(shared.subarray(16, 16 + 64 * 1024), 4096, out);
+    expect([...out]).toEqual([...hashPages(copy.subarray(16, 16 + 64 * 1024), 4096)]);
   });
 });

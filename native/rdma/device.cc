@@ -133,7 +133,8 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
 
   struct Mr {
     ibv_mr* mr;
-    Napi::Reference<Napi::ArrayBuffer> keep;
+    // The view registered: it keeps its buffer (shared or not) alive.
+    Napi::Reference<Napi::TypedArray> keep;
     uint8_t* base;
     size_t length;
   };
@@ -161,15 +162,14 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
       return env.Undefined();
     }
     Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-    Napi::ArrayBuffer ab = ta.ArrayBuffer();
-    uint8_t* base = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+    uint8_t* base = TypedArrayData(ta);
     ibv_mr* mr = v_.reg_mr(pd_, base, ta.ByteLength(), IBV_ACCESS_LOCAL_WRITE);
     if (!mr) {
       ThrowErrno(env, errno ? errno : EINVAL, "ibv_reg_mr");
       return env.Undefined();
     }
     int id = nextMr_++;
-    mrs_[id] = Mr{mr, Napi::Persistent(ab), base, ta.ByteLength()};
+    mrs_[id] = Mr{mr, Napi::Persistent(ta), base, ta.ByteLength()};
     return Napi::Number::New(env, id);
   }
 
@@ -238,7 +238,7 @@ class RdmaDevice : public Napi::ObjectWrap<RdmaDevice> {
     Napi::Value g = r.Get("gid");
     if (g.IsTypedArray() && g.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
       Napi::TypedArray t = g.As<Napi::TypedArray>();
-      in.gid = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+      in.gid = TypedArrayData(t);
       in.gidLength = t.ByteLength();
     }
     PeerQp peer;
