@@ -68,7 +68,10 @@ export interface MigrateOptions {
   batchPages?: number;
   /** Frame bytes sent but not yet applied by the destination. @default 16 MiB */
   windowBytes?: number;
-  /** Longest wait for any answer of the destination, ms. @default 30000 */
+  /**
+   * Longest silence of the destination while waiting for it, ms (any of its
+   * messages, such as progress reports, restarts the count). @default 30000
+   */
   timeoutMs?: number;
   /** Cancels the migration: the destination is told, the source resumes. */
   signal?: AbortSignal;
@@ -174,6 +177,9 @@ interface Waiter {
   test(m: Decoded): boolean;
   resolve(m: Decoded): void;
   reject(err: Error): void;
+  /** (Re)starts its timeout: a wait ends only after that long without a word from the destination. */
+  arm(): void;
+  timer: ReturnType<Env["clock"]["setTimeout"]> | undefined;
 }
 
 class SenderRun {
@@ -650,7 +656,11 @@ class SenderRun {
         return;
     }
     for (const w of [...this.#waiters]) {
-      if (!w.test(m)) continue;
+      // The destination is alive and working: a slow path is not a silent peer.
+      if (!w.test(m)) {
+        w.arm();
+        continue;
+      }
       this.#waiters.splice(this.#waiters.indexOf(w), 1);
       w.resolve(m);
     }
@@ -660,26 +670,31 @@ class SenderRun {
   #wait(test: (m: Decoded) => boolean, what: string): Promise<Decoded> {
     this.#checkFailed();
     return new Promise((resolve, reject) => {
-      const timer = this.#env.clock.setTimeout(() => {
-        this.#waiters = this.#waiters.filter((x) => x !== w);
-        reject(
-          new DWCPError(
-            "ERR_TIMEOUT",
-            `no answer from the destination within ${this.#o.timeoutMs} ms: ${what}`,
-          ),
-        );
-      }, this.#o.timeoutMs);
       const w: Waiter = {
         test,
+        timer: undefined,
+        arm: () => {
+          this.#env.clock.clearTimeout(w.timer);
+          w.timer = this.#env.clock.setTimeout(() => {
+            this.#waiters = this.#waiters.filter((x) => x !== w);
+            reject(
+              new DWCPError(
+                "ERR_TIMEOUT",
+                `the destination was silent for ${this.#o.timeoutMs} ms while waiting for ${what}`,
+              ),
+            );
+          }, this.#o.timeoutMs);
+        },
         resolve: (m) => {
-          this.#env.clock.clearTimeout(timer);
+          this.#env.clock.clearTimeout(w.timer);
           resolve(m);
         },
         reject: (err) => {
-          this.#env.clock.clearTimeout(timer);
+          this.#env.clock.clearTimeout(w.timer);
           reject(err);
         },
       };
+      w.arm();
       this.#waiters.push(w);
     });
   }

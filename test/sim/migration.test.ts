@@ -155,3 +155,26 @@ describe("migration under the simulator", () => {
     if (!only) expect(resumed).toBeGreaterThan(seeds.length / 4);
   }, 300_000);
 });
+
+describe("timeouts count silence, not slowness", () => {
+  it("a round that takes 3× the timeout to cross a slow link completes: the destination's reports keep it alive", async () => {
+    const sim = new Simulator({ seed: 99 });
+    const [a, b] = link(sim, 10, 1_000); // 8 Mbit/s
+    const src = new MemoryImage({ pageCount: 1024 }); // 4 MiB
+    src.fillPages("random", 3);
+    const incoming = acceptMigration(b, { env: sim.env("b"), timeoutMs: 1500 });
+    const m = migrate(a, src, { env: sim.env("a"), timeoutMs: 1500 });
+    let done: unknown;
+    Promise.allSettled([m.done, incoming.done]).then((r) => {
+      done = r;
+    });
+    await sim.run({ until: 60_000, stopWhen: () => done !== undefined });
+    const [sent, got] = done as PromiseSettledResult<unknown>[];
+    expect(sent!.status, String((sent as PromiseRejectedResult).reason)).toBe("fulfilled");
+    expect(got!.status).toBe("fulfilled");
+    expect(sim.now).toBeGreaterThan(4000);
+    expect(
+      Buffer.compare((got as PromiseFulfilledResult<{ image: Uint8Array }>).value.image, src.bytes),
+    ).toBe(0);
+  });
+});
