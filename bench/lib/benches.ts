@@ -11,6 +11,7 @@ export const BENCHES = [
   "mode-detect",
   "predict",
   "migrate",
+  "migrate-corpus",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];
