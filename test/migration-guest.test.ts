@@ -1,6 +1,7 @@
 // A simulated guest (a worker thread dirtying its hot set) migrated while it
-// runs: the destination equals the paused guest byte for byte, and a guest that
-// keeps dirtying more than a round carries is throttled by auto-converge.
+// runs: the destination equals the paused guest byte for byte; a cancelled
+// migration leaves it running. (Auto-converge's steps are shown on virtual time,
+// test/sim/migration.test.ts, where the guest's pace does not depend on the load.)
 import { afterEach, describe, expect, it } from "vitest";
 import { acceptMigration } from "../src/migration/receiver.js";
 import { migrate } from "../src/migration/sender.js";
@@ -35,28 +36,6 @@ describe("migrating a running simulated guest", () => {
     expect(Buffer.compare(g.bytes, got.image)).toBe(0);
     expect(stats.rounds).toBeGreaterThanOrEqual(2);
     expect(stats.hde.delta.pages + stats.hde.same.pages).toBeGreaterThan(0);
-  });
-
-  it("auto-converge: a hot set dirtied faster than the downtime allows is throttled, 20 % then +10 %", async () => {
-    const g = await guest({
-      bytes: 16 << 20,
-      hotBytes: 8 << 20,
-      dirtyBytesPerSecond: 256 << 20,
-      hotLayout: "scattered",
-      fill: "random",
-    });
-    const [a, b] = channelPair();
-    const incoming = acceptMigration(b);
-    const throttles: number[] = [];
-    const m = migrate(a, g, { downtimeLimitMs: 0.001, maxRounds: 6 });
-    m.on("round", (s) => throttles.push(s.cpuThrottlePercentage));
-    const [stats, got] = await Promise.all([m.done, incoming.done]);
-    expect(Buffer.compare(g.bytes, got.image)).toBe(0);
-    expect(stats.rounds).toBe(7); // six pre-copy rounds, then stop and copy
-    expect(Math.max(...throttles)).toBeGreaterThanOrEqual(20);
-    expect(g.stats().throttlePercent).toBe(stats.cpuThrottlePercentage);
-    // Steps of QEMU's rule: 0 until the second high round, then 20, 30, …
-    for (const t of throttles) expect(t === 0 || (t >= 20 && (t - 20) % 10 === 0)).toBe(true);
   });
 
   it("a cancelled migration leaves the guest running and unthrottled", async () => {

@@ -178,3 +178,52 @@ describe("timeouts count silence, not slowness", () => {
     ).toBe(0);
   });
 });
+
+describe("auto-converge (QEMU's rule) on virtual time", () => {
+  it("a guest that dirties more than the link carries is throttled 20 %, then +10 % a time, until the downtime fits", async () => {
+    const sim = new Simulator({ seed: 5 });
+    const [a, b] = link(sim, 5, 1_000); // 8 Mbit/s
+    const src = new MemoryImage({ pageCount: 1024 });
+    src.fillPages("structured", 1);
+    const r = sim.random;
+    // Unthrottled, a whole page rewritten per ms (4 MB/s of dirt against ~1 MB/s of link).
+    let credit = 0;
+    const write = () => {
+      if (!src.paused) {
+        credit += 1 - src.throttlePercent / 100;
+        for (; credit >= 1; credit--) {
+          const page = r.int(512);
+          src.write(
+            page * 4096,
+            Uint8Array.from({ length: 4096 }, () => r.int(256)),
+          );
+        }
+      }
+      sim.after(1, write, "guest");
+    };
+    sim.after(0, write, "guest");
+    const throttles: number[] = [];
+    const incoming = acceptMigration(b, { env: sim.env("b"), timeoutMs: 60_000 });
+    const m = migrate(a, src, { env: sim.env("a"), timeoutMs: 60_000, downtimeLimitMs: 300, maxRounds: 30 });
+    m.on("round", (s) => throttles.push(s.cpuThrottlePercentage));
+    let done: PromiseSettledResult<unknown>[] | undefined;
+    Promise.allSettled([m.done, incoming.done]).then((x) => {
+      done = x;
+    });
+    await sim.run({ until: 3_600_000, stopWhen: () => done !== undefined });
+    expect(done?.map((d) => d.status)).toEqual(["fulfilled", "fulfilled"]);
+    const got = (done![1] as PromiseFulfilledResult<{ image: Uint8Array }>).value.image;
+    expect(Buffer.compare(got, src.bytes)).toBe(0);
+    // The steps: nothing until the second round in a row that dirtied more than half of what
+    // the link carried, then 20, then 10 more each time it happens again.
+    const steps = [...new Set(throttles.filter((t) => t > 0))];
+    expect(steps[0]).toBe(20);
+    steps.forEach((t, i) => expect(t).toBe(Math.min(99, 20 + 10 * i)));
+    expect(steps.length).toBeGreaterThanOrEqual(2);
+    expect(src.throttlePercent).toBe(throttles.at(-1));
+    // It converged: the switchover came from the downtime, not the round limit.
+    const stats = (done![0] as PromiseFulfilledResult<{ rounds: number; expectedDowntime: number }>).value;
+    expect(stats.rounds).toBeLessThan(31);
+    expect(stats.expectedDowntime).toBeLessThanOrEqual(300);
+  });
+});
