@@ -361,11 +361,15 @@ describe("SimulatedGuest", () => {
       for (let round = 0; round < 3; round++) {
         const before = g.bytes.slice();
         await sleep(60);
-        // Running: a write seen in the snapshot may set its bit just after the
-        // swap, so it is in this bitmap or the next one.
+        // Running: a write seen in the snapshot is in this bitmap or a later one.
         const during = g.bytes.slice();
         const d1 = g.dirty();
+        // A write seen in the snapshot sets its bit just after it; the worker may
+        // be descheduled in between for as long as the machine's load decides.
+        // Once paused, nothing is in flight: the next bitmap holds the rest.
+        await g.pause();
         const d2 = g.dirty();
+        g.resume();
         const moved = changed(before, during);
         expect(moved.length, hotLayout).toBeGreaterThan(10);
         for (const p of moved) expect(isDirty(d1, p) || isDirty(d2, p), `page ${p}`).toBe(true);
