@@ -139,6 +139,16 @@ export function isErrorCode(code: unknown): code is DWCPErrorCode {
   return typeof code === "string" && Object.hasOwn(CODES, code);
 }
 
+/** A failed file or system operation (a Node errno error) as `ERR_SYSCALL`, its errno and syscall kept. */
+export function syscallError(what: string, err: unknown): DWCPError {
+  const e = err as NodeJS.ErrnoException;
+  return new DWCPError("ERR_SYSCALL", `${what}: ${e.message}`, {
+    cause: err,
+    ...(typeof e.errno === "number" ? { errno: e.errno } : {}),
+    ...(e.syscall ? { syscall: e.syscall } : {}),
+  });
+}
+
 /** True when `err` is a {@link DWCPError}, optionally with the given code. */
 export function isDWCPError(err: unknown, code?: DWCPErrorCode): err is DWCPError {
   return err instanceof DWCPError && (code === undefined || err.code === code);

@@ -13,6 +13,7 @@ import { encodePages } from "../src/codec/pages/encode.js";
 import { PageCodec } from "../src/codec/pages/format.js";
 import { ImageReceiver } from "../src/codec/pages/images.js";
 import { hashPages, xxh3_64 } from "../src/hash/index.js";
+import { codeOf } from "./helpers/codes.js";
 import { lz4Frame, lz4ZeroBlock, MiB, memoryCost, zstdRle } from "./helpers/hde-hostile.js";
 import { pageFrame, withCrc } from "./helpers/hostile-frames.js";
 
@@ -23,14 +24,6 @@ const decoders = [
 ] as const;
 
 /** The error code `fn` ends with, or "resolved". */
-async function codeOf(fn: () => unknown): Promise<string> {
-  try {
-    await fn();
-    return "resolved";
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-}
 
 /** A frame of one FULL page (codec none) of random bytes, at `first`, in pages of `pageSize`. */
 function fullPage(pageSize: number, first = 0, firstHigh = 0) {

@@ -3,7 +3,6 @@
 // it, and no image is handed out.
 import { describe, expect, it } from "vitest";
 import { encodePages } from "../src/codec/pages/encode.js";
-import { isDWCPError } from "../src/errors.js";
 import { MemoryImage } from "../src/migration/memory-image.js";
 import {
   decodeMigrationMessage,
@@ -23,16 +22,7 @@ import {
 import { acceptMigration } from "../src/migration/receiver.js";
 import { migrate } from "../src/migration/sender.js";
 import { channelPair } from "./helpers/channels.js";
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isDWCPError(err)) return err.code;
-    throw err;
-  }
-  throw new Error("expected a failure");
-}
+import { codeOf } from "./helpers/codes.js";
 
 /** A destination fed by hand: the test plays a hostile sender. */
 async function destination(o: Parameters<typeof acceptMigration>[1] = {}) {

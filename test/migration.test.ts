@@ -12,6 +12,7 @@ import { decodeMigrationMessage, MigrationMessage } from "../src/migration/messa
 import { acceptMigration } from "../src/migration/receiver.js";
 import { migrate } from "../src/migration/sender.js";
 import { channelPair } from "./helpers/channels.js";
+import { codeOf } from "./helpers/codes.js";
 
 const PAGES = 2048; // 8 MiB of 4 KiB pages
 
@@ -29,16 +30,6 @@ function sameImage(a: Uint8Array, b: Uint8Array): void {
   const diff = ha.findIndex((h, i) => h !== hb[i]);
   expect(diff).toBe(-1);
   expect(Buffer.compare(a, b)).toBe(0);
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isDWCPError(err)) return err.code;
-    throw err;
-  }
-  throw new Error("expected a failure");
 }
 
 describe("migrate() and acceptMigration()", () => {

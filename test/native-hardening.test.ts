@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { hashPages, xxh3_64 } from "../src/hash/index.js";
 import type { NativeBinding } from "../src/native/binding.js";
 import { runTs } from "./helpers/child.js";
+import { codeOf } from "./helpers/codes.js";
 import {
   baselineDigest,
   fullPageFrame,
@@ -20,15 +21,6 @@ import { buildFakeVerbs } from "./rig/verbs.js";
 
 const MiB = 1 << 20;
 const b = native as Required<NativeBinding>;
-
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === "function" ? p() : p);
-    return "resolved";
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-}
 
 interface ChildFigures {
   /** The error code of the decode, or "resolved". */

@@ -86,3 +86,18 @@ export async function resolveAddress(
     clearTimeout(timer);
   }
 }
+
+/**
+ * The addresses a listening command binds: `--listen` (v1) and, when given,
+ * `--listen-v3`, on every interface when only a port is given. Ready for
+ * `manager.listen()`.
+ */
+export async function listenAddresses(o: { listen: string; listenV3?: string }): Promise<{
+  v1: string;
+  v3?: string;
+}> {
+  const at = { anyPort: true, defaultHost: "0.0.0.0" };
+  const v1 = await resolveAddress(o.listen, "--listen", at);
+  if (o.listenV3 === undefined) return { v1 };
+  return { v1, v3: await resolveAddress(o.listenV3, "--listen-v3", at) };
+}

@@ -125,11 +125,11 @@ async function demo(json: boolean): Promise<number> {
       const incoming = b.acceptMigration("agent-a");
       const policy = a.pagePolicy("agent-b");
       const migration = a.migrate("agent-b", guest);
-      let flipAt = 0;
+      let flipped = false;
       migration.on("round", (st) => {
         line(`round ${st.rounds}`, roundLine(st));
-        if (flipAt === 0) {
-          flipAt = performance.now();
+        if (!flipped) {
+          flipped = true;
           a.flags.update({ forceV1: true });
         }
       });

@@ -19,7 +19,7 @@ import {
   SimulatedGuest,
   toQueryMigrate,
 } from "../index.js";
-import { resolveAddress } from "./address.js";
+import { listenAddresses } from "./address.js";
 import { type AgentCliOptions, agentOptions, withAgentOptions } from "./agent.js";
 import { type ClientCliOptions, connectClient, withClientOptions } from "./client.js";
 import { printManagerEvents } from "./events.js";
@@ -140,11 +140,7 @@ async function accept(dest: string | undefined, o: AcceptCliOptions): Promise<nu
   const out = output(json);
   if (dest !== undefined) checkDir(dirname(dest), "the destination's directory");
   const agent = agentOptions(o);
-  const v1 = await resolveAddress(o.listen, "--listen", { anyPort: true, defaultHost: "0.0.0.0" });
-  const v3 =
-    o.listenV3 === undefined
-      ? undefined
-      : await resolveAddress(o.listenV3, "--listen-v3", { anyPort: true, defaultHost: "0.0.0.0" });
+  const addresses = await listenAddresses(o);
   const manager = new DWCPManager(agent.options);
   const stop = onSignal();
   const cancel = new AbortController();
@@ -159,7 +155,7 @@ async function accept(dest: string | undefined, o: AcceptCliOptions): Promise<nu
         }),
       );
     });
-    const bound = await manager.listen({ v1, ...(v3 ? { v3 } : {}) });
+    const bound = await manager.listen(addresses);
     out.event(
       "listening",
       {

@@ -5,7 +5,7 @@
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { DWCPError, DWCPManager } from "../index.js";
-import { resolveAddress } from "./address.js";
+import { listenAddresses } from "./address.js";
 import { type AgentCliOptions, agentOptions, withAgentOptions } from "./agent.js";
 import { printManagerEvents, printTransferEnd, printTransferStart } from "./events.js";
 import { EXIT, knownCode } from "./exit.js";
@@ -33,11 +33,7 @@ async function recv(dest: string | undefined, o: RecvOptions): Promise<number> {
   const agent = agentOptions(o);
   const outDir = dest === undefined ? checkDir(o.outDir, "--out-dir") : undefined;
   if (dest !== undefined && !toStdout) checkDir(dirname(dest), "the destination's directory");
-  const v1 = await resolveAddress(o.listen, "--listen", { anyPort: true, defaultHost: "0.0.0.0" });
-  const v3 =
-    o.listenV3 === undefined
-      ? undefined
-      : await resolveAddress(o.listenV3, "--listen-v3", { anyPort: true, defaultHost: "0.0.0.0" });
+  const addresses = await listenAddresses(o);
   const manager = new DWCPManager(agent.options);
   const stop = onSignal();
   const showBar = o.progress && !json && process.stderr.isTTY === true;
@@ -70,7 +66,7 @@ async function recv(dest: string | undefined, o: RecvOptions): Promise<number> {
         });
       });
     });
-    const bound = await manager.listen({ v1, ...(v3 ? { v3 } : {}) });
+    const bound = await manager.listen(addresses);
     out.event(
       "listening",
       {

@@ -7,7 +7,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { DWCPManager } from "../index.js";
-import { parseAddress, resolveAddress } from "./address.js";
+import { listenAddresses, parseAddress } from "./address.js";
 import { type AgentCliOptions, agentOptions, withAgentOptions } from "./agent.js";
 import { printManagerEvents, printTransferEnd, printTransferStart } from "./events.js";
 import { EXIT, usage } from "./exit.js";
@@ -54,11 +54,7 @@ async function serve(o: ServeOptions): Promise<number> {
   const out = output(o.json === true);
   const agent = agentOptions(o);
   const outDir = o.outDir === undefined ? undefined : checkDir(o.outDir, "--out-dir");
-  const v1 = await resolveAddress(o.listen, "--listen", { anyPort: true, defaultHost: "0.0.0.0" });
-  const v3 =
-    o.listenV3 === undefined
-      ? undefined
-      : await resolveAddress(o.listenV3, "--listen-v3", { anyPort: true, defaultHost: "0.0.0.0" });
+  const addresses = await listenAddresses(o);
   const metricsAt =
     o.metrics === undefined
       ? undefined
@@ -77,7 +73,7 @@ async function serve(o: ServeOptions): Promise<number> {
         finished: (r) => printTransferEnd(out, r),
       });
     });
-    const bound = await manager.listen({ v1, ...(v3 ? { v3 } : {}) });
+    const bound = await manager.listen(addresses);
     if (metricsAt)
       metrics = await serveMetrics(metricsAt, () => manager.metrics(), manager.metricsContentType);
     out.event(

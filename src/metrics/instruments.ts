@@ -9,7 +9,7 @@
  * the process's (its encoders belong to no node) and carry no `node`.
  */
 import type { Registry } from "prom-client";
-import { LATENCY_BUCKETS } from "./histogram.js";
+import { LATENCY_BUCKETS, type LatencyHistogram } from "./histogram.js";
 import {
   type GenerationName,
   type NodeSample,
@@ -20,6 +20,18 @@ import {
 
 type Labels = Record<string, string | number>;
 type Value = { value: number; labels: Labels; metricName?: string };
+
+/** Prometheus' series of one histogram: cumulative buckets, +Inf, sum and count. */
+function histogram(name: string, h: LatencyHistogram, labels: Labels, out: Value[]): void {
+  let cum = 0;
+  for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+    cum += h.counts[i]!;
+    out.push({ value: cum, labels: { ...labels, le: LATENCY_BUCKETS[i]! }, metricName: `${name}_bucket` });
+  }
+  out.push({ value: h.count, labels: { ...labels, le: "+Inf" }, metricName: `${name}_bucket` });
+  out.push({ value: h.sum, labels, metricName: `${name}_sum` });
+  out.push({ value: h.count, labels, metricName: `${name}_count` });
+}
 type MetricType = "counter" | "gauge" | "histogram";
 
 /** What the registry holds for DWCP: the nodes it reads, and the page sampler. */
@@ -140,26 +152,13 @@ function register(registry: Registry, a: Attached): void {
     "histogram",
     "Time from a message's hand-over to a session until the peer's link acknowledged it",
     perPeer((n, p, out) => {
-      for (const g of GENERATIONS) {
-        const h = p.sendLatency[g];
-        const labels = { node: n.node, peer: p.peer, generation: g };
-        let cum = 0;
-        for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-          cum += h.counts[i]!;
-          out.push({
-            value: cum,
-            labels: { ...labels, le: LATENCY_BUCKETS[i]! },
-            metricName: "dwcp_send_latency_seconds_bucket",
-          });
-        }
-        out.push({
-          value: h.count,
-          labels: { ...labels, le: "+Inf" },
-          metricName: "dwcp_send_latency_seconds_bucket",
-        });
-        out.push({ value: h.sum, labels, metricName: "dwcp_send_latency_seconds_sum" });
-        out.push({ value: h.count, labels, metricName: "dwcp_send_latency_seconds_count" });
-      }
+      for (const g of GENERATIONS)
+        histogram(
+          "dwcp_send_latency_seconds",
+          p.sendLatency[g],
+          { node: n.node, peer: p.peer, generation: g },
+          out,
+        );
     }),
   );
   def(
@@ -188,24 +187,7 @@ function register(registry: Registry, a: Attached): void {
     "histogram",
     "Downtime of completed live migrations this node sent: from pausing the guest to the destination's confirmation",
     perPeer((n, p, out) => {
-      const h = p.migrationDowntime;
-      const labels = { node: n.node, peer: p.peer };
-      let cum = 0;
-      for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-        cum += h.counts[i]!;
-        out.push({
-          value: cum,
-          labels: { ...labels, le: LATENCY_BUCKETS[i]! },
-          metricName: "dwcp_migration_downtime_seconds_bucket",
-        });
-      }
-      out.push({
-        value: h.count,
-        labels: { ...labels, le: "+Inf" },
-        metricName: "dwcp_migration_downtime_seconds_bucket",
-      });
-      out.push({ value: h.sum, labels, metricName: "dwcp_migration_downtime_seconds_sum" });
-      out.push({ value: h.count, labels, metricName: "dwcp_migration_downtime_seconds_count" });
+      histogram("dwcp_migration_downtime_seconds", p.migrationDowntime, { node: n.node, peer: p.peer }, out);
     }),
   );
   def(

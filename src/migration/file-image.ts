@@ -7,7 +7,7 @@
 import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import { type Env, nodeEnv } from "../env/index.js";
-import { DWCPError, invalidArg } from "../errors.js";
+import { DWCPError, invalidArg, syscallError } from "../errors.js";
 import { hashPages } from "../hash/index.js";
 import {
   bitmapBytes,
@@ -53,16 +53,6 @@ export interface FileImageStats {
 }
 
 const DEFAULT_BATCH = 4 << 20;
-
-/** A failed file operation as DWCPError `ERR_SYSCALL`. */
-function ioError(what: string, err: unknown): DWCPError {
-  const e = err as NodeJS.ErrnoException;
-  return new DWCPError("ERR_SYSCALL", `${what}: ${e.message}`, {
-    cause: err,
-    ...(typeof e.errno === "number" ? { errno: e.errno } : {}),
-    ...(e.syscall ? { syscall: e.syscall } : {}),
-  });
-}
 
 /**
  * A {@link PageSource} over a file, with hash-based dirty detection.
@@ -149,7 +139,7 @@ export class FileImage implements PageSource {
     try {
       fh = await open(path, "r");
     } catch (err) {
-      throw ioError(`cannot open ${path}`, err);
+      throw syscallError(`cannot open ${path}`, err);
     }
     try {
       const st = await fh.stat();
@@ -164,7 +154,7 @@ export class FileImage implements PageSource {
       return new FileImage(path, fh, st.size, options, pageSize);
     } catch (err) {
       await fh.close().catch(() => {});
-      throw err instanceof DWCPError ? err : ioError(`cannot stat ${path}`, err);
+      throw err instanceof DWCPError ? err : syscallError(`cannot stat ${path}`, err);
     }
   }
 
@@ -273,7 +263,7 @@ export class FileImage implements PageSource {
         ({ bytesRead: n } = await this.#fh.read(into, done, into.length - done, position + done));
       } catch (err) {
         if (this.#closed) throw closedError("the image file");
-        throw ioError(`cannot read ${this.path}`, err);
+        throw syscallError(`cannot read ${this.path}`, err);
       }
       if (n === 0) {
         throw new DWCPError(

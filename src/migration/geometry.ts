@@ -3,12 +3,13 @@
  * {@link PageSource}, argument checks for `read` and `throttle`, zero-page
  * tests and the dirty bitmap's layout (bit `p & 7` of byte `p >> 3`).
  */
+
+import { MAX_PAGE_SIZE } from "../codec/pages/format.js";
 import { DWCPError, invalidArg } from "../errors.js";
 import type { PageSource } from "./source.js";
 
-/** Smallest and largest page sizes a {@link PageSource} may have. */
-export const MIN_PAGE_SIZE = 64;
-export const MAX_PAGE_SIZE = 1 << 20;
+/** Smallest page size a {@link PageSource} may have (the largest is the page frame's). */
+const MIN_PAGE_SIZE = 64;
 
 /** Highest throttle: QEMU's `max-cpu-throttle` default; 100 % would stop the guest outright. */
 export const MAX_THROTTLE = 99;

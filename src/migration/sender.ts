@@ -21,6 +21,7 @@ import { type Env, nodeEnv } from "../env/index.js";
 import { DWCPError, invalidArg, isDWCPError } from "../errors.js";
 import { hashPages, xxh3_64 } from "../hash/index.js";
 import type { ChannelMessage, MigrationChannel } from "./channel.js";
+import { checkPageSize, MAX_THROTTLE } from "./geometry.js";
 import {
   type Applied,
   type Decoded,
@@ -131,7 +132,6 @@ const MIN_PAGES_TO_TIME = 64;
 /** QEMU's auto-converge constants. */
 const THROTTLE_INITIAL = 20;
 const THROTTLE_STEP = 10;
-const THROTTLE_MAX = 99;
 const DIRTY_RATE_HIGH = 0.5;
 
 /** A migration under way: its figures, and its end. */
@@ -220,9 +220,7 @@ class SenderRun {
   constructor(ch: MigrationChannel, src: PageSource, o: MigrateOptions, emit: Emit) {
     this.#o = { ...DEFAULTS, ...stripUndefined(o) };
     check(this.#o);
-    const ps = src.pageSize;
-    if (!Number.isInteger(ps) || ps < 64 || ps % 8 !== 0 || ps > 1 << 20)
-      throw invalidArg("source.pageSize", "a multiple of 8 from 64 to 1 MiB", ps);
+    const ps = checkPageSize(src.pageSize);
     if (!Number.isInteger(src.pageCount) || src.pageCount < 1 || src.pageCount > 0xffff_ffff)
       throw invalidArg("source.pageCount", "an integer from 1 to 2^32 - 1", src.pageCount);
     this.#ch = ch;
@@ -329,7 +327,7 @@ class SenderRun {
         if (++this.#highCount >= 2) {
           this.#highCount = 0;
           this.#throttle =
-            this.#throttle === 0 ? THROTTLE_INITIAL : Math.min(THROTTLE_MAX, this.#throttle + THROTTLE_STEP);
+            this.#throttle === 0 ? THROTTLE_INITIAL : Math.min(MAX_THROTTLE, this.#throttle + THROTTLE_STEP);
           await this.#src.throttle(this.#throttle);
           this.#stats.cpuThrottlePercentage = this.#throttle;
         }

@@ -4,7 +4,7 @@
  * the limit, then checked by {@link parseTrace}).
  */
 import { closeSync, fstatSync, openSync, readSync, writeFileSync } from "node:fs";
-import { DWCPError, invalidArg } from "../errors.js";
+import { DWCPError, invalidArg, syscallError } from "../errors.js";
 import { integerIn } from "./estimator.js";
 import { formatTrace, type ParseTraceOptions, parseTrace, type Trace } from "./trace.js";
 
@@ -16,16 +16,6 @@ export interface ReadTraceOptions extends ParseTraceOptions {
 
 const READ_CHUNK = 64 * 1024;
 
-/** A failed system call as DWCPError `ERR_SYSCALL`. */
-function ioError(what: string, err: unknown): DWCPError {
-  const e = err as NodeJS.ErrnoException;
-  return new DWCPError("ERR_SYSCALL", `${what}: ${e.message}`, {
-    cause: err,
-    ...(typeof e.errno === "number" ? { errno: e.errno } : {}),
-    ...(e.syscall ? { syscall: e.syscall } : {}),
-  });
-}
-
 /**
  * Saves `trace` at `path` (replacing it).
  * @throws DWCPError `ERR_INVALID_ARG` for a malformed trace, `ERR_SYSCALL` when the write fails
@@ -35,7 +25,7 @@ export function writeTrace(path: string, trace: Trace): void {
   try {
     writeFileSync(path, text);
   } catch (err) {
-    throw ioError(`cannot write trace ${path}`, err);
+    throw syscallError(`cannot write trace ${path}`, err);
   }
 }
 
@@ -50,7 +40,7 @@ export function readTrace(path: string, options: ReadTraceOptions = {}): Trace {
   try {
     fd = openSync(path, "r");
   } catch (err) {
-    throw ioError(`cannot open trace ${path}`, err);
+    throw syscallError(`cannot open trace ${path}`, err);
   }
   let bytes: Buffer;
   try {
@@ -69,7 +59,7 @@ export function readTrace(path: string, options: ReadTraceOptions = {}): Trace {
     bytes = Buffer.concat(chunks, total);
   } catch (err) {
     if (err instanceof DWCPError) throw err;
-    throw ioError(`cannot read trace ${path}`, err);
+    throw syscallError(`cannot read trace ${path}`, err);
   } finally {
     closeSync(fd);
   }
