@@ -53,7 +53,7 @@ export const LAYERS = [
   },
   { names: ["prediction"], holds: "PBA: estimators, live error, allocation" },
   {
-    names: ["sync", "consensus", "placement", "migration"],
+    names: ["sync", "consensus", "placement", "migration", "tunnel", "qemu"],
     holds: "ASS, ACP, ITP and live migration, each over sessions and the path's mode",
   },
   { names: ["manager"], holds: "DWCPManager (manager.ts) and manager/: the composition root" },

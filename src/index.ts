@@ -166,6 +166,26 @@ export {
   tuneForRate,
   writeTrace,
 } from "./prediction/index.js";
+export {
+  acceptPages,
+  applySettings,
+  migratePages,
+  migrateThroughTunnel,
+  type PagesAccepted,
+  type PagesDestinationOptions,
+  type PagesIncoming,
+  type PagesResult,
+  type PagesSourceOptions,
+  prepareIncoming,
+  type QemuMigrationSettings,
+  type QemuSourceOptions,
+  Qmp,
+  type QmpEvent,
+  type QmpEvents,
+  type QmpOptions,
+  type QueryMigrate,
+  waitMigration,
+} from "./qemu/index.js";
 export { certificateNodeIds, HELLO_MAX, type IdentityMode, NODE_URI_PREFIX } from "./session/handshake.js";
 export {
   DWCPNode,
@@ -192,5 +212,17 @@ export type { Transport } from "./transport/contract.js";
 export { type RdmaOptions, rdma } from "./transport/rdma/index.js";
 export { type TcpOptions, tcp } from "./transport/tcp/index.js";
 export { type TlsOptions, tls } from "./transport/tls/index.js";
+export {
+  connectLocal,
+  describeEndpoint,
+  forwardLocal,
+  type LocalEndpoint,
+  Tunnel,
+  type TunnelChannelInfo,
+  type TunnelEvents,
+  type TunnelLink,
+  type TunnelOptions,
+  type TunnelStats,
+} from "./tunnel/index.js";
 export { PROTOCOL_VERSIONS } from "./wire/negotiate.js";
 export type { CodecInfo } from "./wire/proto.js";

@@ -64,9 +64,11 @@ import type { PageSource } from "./migration/source.js";
 import type { Mode, ModeThresholds, PathEstimate } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { policyFor } from "./mode/policy.js";
+import type { FlowClass } from "./prediction/allocate.js";
 import type { DWCPNode, NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
 import { type Listener, tunable } from "./transport/contract.js";
+import { Tunnel, type TunnelOptions } from "./tunnel/tunnel.js";
 
 export type { BreakerPolicy, BreakerSnapshot, BreakerState } from "./manager/breaker.js";
 export { DEFAULT_FLOW, type FlowSettings } from "./manager/flows.js";
@@ -834,6 +836,26 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         totals.migrationEnded("destination", isDWCPError(err, "ERR_ABORTED") ? "cancelled" : "failed", 0),
     );
     return incoming;
+  }
+
+  /**
+   * A tunnel to `peerId` over the link: local streams carried as channels (see
+   * {@link Tunnel}), in the link's `tunnel` flow (bulk class unless it was set
+   * otherwise), compressed as the peer's page policy says (LZ4 in the
+   * datacenter, zstd across the internet where HDE is on v3) unless
+   * `options.compression` says otherwise; `class` sets the flow's priority
+   * class (a QEMU migration's stream: "migration"). Both ends make one; the end that
+   * takes channels gives `connect`.
+   * @throws DWCPError `ERR_NOT_CONNECTED` without a link to `peerId`
+   */
+  tunnel(peerId: string, options: TunnelOptions & { class?: FlowClass } = {}): Tunnel {
+    const link = this.#openLink(peerId);
+    const { class: cls = "bulk", ...rest } = options;
+    const flow = rest.flow ?? "tunnel";
+    if (!link.flows().some((f) => f.id === flow)) link.setFlow(flow, { class: cls });
+    const { codec } = this.pagePolicy(peerId);
+    const compression = codec === PageCodec.ZSTD ? "zstd" : codec === PageCodec.LZ4 ? "lz4" : "none";
+    return new Tunnel(link, { compression, ...rest, flow });
   }
 
   #openLink(peerId: string): PeerLink {

@@ -55,6 +55,14 @@ export interface AcceptMigrationOptions {
    * source finds unchanged do not travel. One of another size is not used.
    */
   holds?: Uint8Array;
+  /**
+   * Where applied pages also go, in order: a destination whose memory lives
+   * outside this process, such as a QEMU guest's backing file. Called with the
+   * byte offset and the bytes (a view of the image, valid until it settles)
+   * after each frame and copy; awaited, so DONE is sent only once every page
+   * is written. A rejection fails the migration.
+   */
+  write?: (offset: number, bytes: Uint8Array) => void | Promise<void>;
 }
 
 /** A migrated image, complete and checked. */
@@ -139,6 +147,7 @@ class ReceiverRun {
   #offer: Offer | undefined;
   #image: Uint8Array | undefined;
   readonly #holds: Uint8Array | undefined;
+  readonly #write: AcceptMigrationOptions["write"];
   #hashes: BigUint64Array | undefined;
   /** Rounds whose frames are all applied: round r's frames delta against version r. */
   #round = 0;
@@ -167,6 +176,7 @@ class ReceiverRun {
     this.#timeoutMs = o.timeoutMs ?? 30_000;
     this.#signal = o.signal;
     this.#holds = o.holds;
+    this.#write = o.write;
     this.#emit = emit;
     for (const [k, v] of [
       ["maxImageBytes", this.#maxImage],
@@ -259,8 +269,8 @@ class ReceiverRun {
           return;
         }
         this.#queued += charge;
-        this.#then(() => {
-          this.#copy(pairs);
+        this.#then(async () => {
+          await this.#copy(pairs);
           this.#queued -= charge;
         });
         return;
@@ -354,7 +364,7 @@ class ReceiverRun {
   }
 
   /** Copies pages this side holds onto others, in order: (destination, source) pairs. */
-  #copy(pairs: Uint32Array): void {
+  async #copy(pairs: Uint32Array): Promise<void> {
     const { pageSize: ps, pageCount } = this.#offer!;
     const image = this.#image!;
     const hashes = this.#hashes!;
@@ -368,6 +378,7 @@ class ReceiverRun {
         );
       image.copyWithin(dst * ps, src * ps, (src + 1) * ps);
       hashes[dst] = hashes[src]!;
+      await this.#write?.(dst * ps, image.subarray(dst * ps, (dst + 1) * ps));
     }
   }
 
@@ -398,6 +409,7 @@ class ReceiverRun {
     const ps = offer.pageSize;
     const { firstPage: first, pageCount: count } = info;
     hashPages(image.subarray(first * ps, (first + count) * ps), ps, hashes.subarray(first, first + count));
+    await this.#write?.(first * ps, image.subarray(first * ps, (first + count) * ps));
     this.#queued -= frame.length;
     this.#frames++;
     this.#roundFrames++;
