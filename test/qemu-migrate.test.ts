@@ -69,13 +69,19 @@ describe.skipIf(Boolean(skip))(`QEMU guest migrated over DWCP${skip ? ` [skipped
     await current.waitLine(/DWCP-GUEST BEAT 2 /, 30_000);
   });
 
-  it("(a) tunnel: QEMU's stream through a DWCP tunnel; the guest resumes on the destination", { timeout: 180_000 }, async () => {
+  it("(a) tunnel: QEMU's stream through a DWCP tunnel; the guest resumes on the destination", {
+    timeout: 180_000,
+  }, async () => {
     const dst = await guest("g2", true);
     const incoming = join(dir, "g2-incoming.sock");
     await prepareIncoming(dst.qmp, incoming);
     const far = b.tunnel("node-a", { connect: connectLocal({ path: incoming }) });
     const near = a.tunnel("node-b", { class: "migration" });
-    const q = await migrateThroughTunnel({ qmp: current.qmp, tunnel: near, socketPath: join(dir, "a-out.sock") });
+    const q = await migrateThroughTunnel({
+      qmp: current.qmp,
+      tunnel: near,
+      socketPath: join(dir, "a-out.sock"),
+    });
     near.close();
     far.close();
     expect(q.status).toBe("completed");
@@ -92,7 +98,9 @@ describe.skipIf(Boolean(skip))(`QEMU guest migrated over DWCP${skip ? ` [skipped
     current = dst;
   });
 
-  it("(b) pages: the RAM file pre-copied by the engine, device state by QEMU; the guest resumes", { timeout: 180_000 }, async () => {
+  it("(b) pages: the RAM file pre-copied by the engine, device state by QEMU; the guest resumes", {
+    timeout: 180_000,
+  }, async () => {
     const dst = await guest("g3", true);
     const incoming = join(dir, "g3-incoming.sock");
     const far = b.tunnel("node-a", { connect: connectLocal({ path: incoming }) });
@@ -152,7 +160,9 @@ describe.skipIf(Boolean(skip))(`QEMU guest migrated over DWCP${skip ? ` [skipped
     current = dst;
   });
 
-  it("a pages migration whose link dies leaves the guest running where it was", { timeout: 180_000 }, async () => {
+  it("a pages migration whose link dies leaves the guest running where it was", {
+    timeout: 180_000,
+  }, async () => {
     const dst = await guest("g5", true);
     const incoming = join(dir, "g5-incoming.sock");
     const near = a.tunnel("node-b", { class: "migration" });
@@ -173,7 +183,9 @@ describe.skipIf(Boolean(skip))(`QEMU guest migrated over DWCP${skip ? ` [skipped
         void a.close();
       },
     });
-    await expect(source).rejects.toMatchObject({ code: expect.stringMatching(/ERR_CLOSED|ERR_ABORTED|ERR_NOT_CONNECTED/) });
+    await expect(source).rejects.toMatchObject({
+      code: expect.stringMatching(/ERR_CLOSED|ERR_ABORTED|ERR_NOT_CONNECTED/),
+    });
     await expect(accepting.done).rejects.toBeDefined();
     // The source guest was never stopped for good: it runs and beats on.
     expect((await current.qmp.execute<{ status: string }>("query-status")).status).toBe("running");

@@ -15,13 +15,14 @@ import { run } from "./run.js";
 import { sendCommand } from "./send.js";
 import { serveCommand } from "./serve.js";
 import { statusCommand } from "./status.js";
+import { tunnelCommand } from "./tunnel.js";
 import { packageVersion } from "./version.js";
 
 /** The program, every subcommand attached. */
 export function program(): Command {
   const p = new Command("dwcp")
     .description(
-      "DWCP node agent: serve, probe a path, send and receive files, live-migrate an image, manage feature flags",
+      "DWCP node agent: serve, probe a path, send and receive files, live-migrate an image, tunnel local streams, manage feature flags",
     )
     .version(packageVersion(), "-V, --version")
     .exitOverride()
@@ -39,6 +40,7 @@ export function program(): Command {
   sendCommand(p, run);
   recvCommand(p, run);
   migrationCommands(p, run);
+  tunnelCommand(p, run);
   flagsCommand(p, run);
   statusCommand(p, run);
   return p;

@@ -311,7 +311,11 @@ export function acceptPages(channel: MigrationChannel, o: PagesDestinationOption
   return { ready: both, done };
 }
 
-async function receivePages(channel: MigrationChannel, o: PagesDestinationOptions, ready: () => void): Promise<PagesAccepted> {
+async function receivePages(
+  channel: MigrationChannel,
+  o: PagesDestinationOptions,
+  ready: () => void,
+): Promise<PagesAccepted> {
   const env = o.env ?? nodeEnv;
   await prepareIncoming(o.qmp, o.socketPath, {
     capabilities: { ...o.capabilities, "x-ignore-shared": true },

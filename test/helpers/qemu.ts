@@ -19,7 +19,10 @@ function findGuest(): { kernel: string; initrd: string } | string {
     return "qemu-system-x86_64 is not installed (Debian: qemu-system-x86; .ci/run installs it)";
   }
   try {
-    const out = execFileSync(join(ROOT, "test/rig/qemu-guest.sh"), { encoding: "utf8", timeout: 600_000 }).trim();
+    const out = execFileSync(join(ROOT, "test/rig/qemu-guest.sh"), {
+      encoding: "utf8",
+      timeout: 600_000,
+    }).trim();
     const [kernel, initrd] = out.split(/\s+/);
     if (!kernel || !initrd) return `test/rig/qemu-guest.sh printed ${JSON.stringify(out)}`;
     return { kernel, initrd };
@@ -100,7 +103,8 @@ export class Guest {
   async waitLine(re: RegExp, ms: number, from = 0): Promise<ConsoleLine & { index: number }> {
     const deadline = now() + ms;
     for (;;) {
-      for (let i = from; i < this.lines.length; i++) if (re.test(this.lines[i]!.text)) return { ...this.lines[i]!, index: i };
+      for (let i = from; i < this.lines.length; i++)
+        if (re.test(this.lines[i]!.text)) return { ...this.lines[i]!, index: i };
       from = this.lines.length;
       const left = deadline - now();
       if (left <= 0)
@@ -158,7 +162,12 @@ export async function startGuest(o: GuestOptions): Promise<Guest> {
     "-m",
     `${mem}`,
     ...(memPath
-      ? ["-object", `memory-backend-file,id=pc.ram,size=${mem}M,mem-path=${memPath},share=on`, "-machine", "memory-backend=pc.ram"]
+      ? [
+          "-object",
+          `memory-backend-file,id=pc.ram,size=${mem}M,mem-path=${memPath},share=on`,
+          "-machine",
+          "memory-backend=pc.ram",
+        ]
       : []),
     "-display",
     "none",
