@@ -13,13 +13,10 @@
 // the paused guest's page hashes and the most TCP streams used at once, or
 // `capped` when CAP_MS (> 0) ran out first.
 // Either side prints `failed` with the error's code on a failure.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { PageCodec } from "../src/codec/public.js";
 import {
   acceptMigration,
-  amst,
-  DWCPManager,
+  type DWCPManager,
   DWCPNode,
   hashPages,
   isDWCPError,
@@ -29,10 +26,10 @@ import {
   SimulatedGuest,
   type SimulatedGuestOptions,
   tcp,
-  tls,
   toQueryMigrate,
   xxh3_64,
 } from "../src/index.js";
+import { deployedManager } from "./lib/deployed.js";
 
 const [role, contender, congestion, host, portText, pkiDir, guestJson, capText] = process.argv.slice(2);
 const PSK = "bench-pre-shared-key-000000";
@@ -64,30 +61,8 @@ function digest(image: Uint8Array, pageSize: number): string {
   return xxh3_64(new Uint8Array(hashes.buffer)).toString(16);
 }
 
-function creds(side: "server" | "client") {
-  const r = (f: string) => readFileSync(join(pkiDir!, f), "utf8");
-  return {
-    cert: r(`${side}.crt`),
-    key: r(`${side}.key`),
-    ca: r("ca.crt"),
-    servername: "localhost",
-    congestion: congestion!,
-  };
-}
-
 function dwcpManager(side: "server" | "client"): DWCPManager {
-  const c = creds(side);
-  return new DWCPManager({
-    nodeId: side === "server" ? "node-b" : "node-a",
-    v1: { transport: tls(c) },
-    v3: { transport: amst(tls(c)) },
-    flags: {
-      enableV3Transport: true,
-      enableV3Compression: true,
-      enableV3Prediction: true,
-      v3RolloutPercentage: 100,
-    },
-  });
+  return deployedManager(side, pkiDir!, congestion!);
 }
 
 function failed(err: unknown): never {

@@ -21,13 +21,11 @@
 // (b); total time ≤ 0.5× plain's on (c); size reduction on (b) ≥ 70 %.
 // BENCH_MIGRATE_MIB sets the guest's size (default 1024) for a quick run.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { fillImage } from "../src/index.js";
-import { testPki } from "../test/helpers/certs.js";
 import { ADDR_B, onLines, type WanProfile, WanRig, wanRigAvailability } from "../test/rig/wan.js";
+import { writePki } from "./lib/deployed.js";
 import { nativeInUse, round, writeResult } from "./lib/result.js";
 
 const MIB = Number(process.env.BENCH_MIGRATE_MIB ?? 1024);
@@ -293,16 +291,7 @@ async function main(): Promise<void> {
     console.error(`BENCH_MIGRATE_MIB must be a whole number of MiB from 16 to 4096, got ${MIB}`);
     process.exit(2);
   }
-  const pki = testPki();
-  const dir = mkdtempSync(join(tmpdir(), "dwcp-migrate-"));
-  for (const [f, s] of [
-    ["ca.crt", pki.ca],
-    ["server.crt", pki.server.cert],
-    ["server.key", pki.server.key],
-    ["client.crt", pki.client.cert],
-    ["client.key", pki.client.key],
-  ] as const)
-    writeFileSync(join(dir, f), s);
+  const dir = writePki("dwcp-migrate-");
   // The guest's contents by kind: each agent fills the same seeded image.
   const corpus = fillImage(new Uint8Array(MIB * 2 ** 20), "mixed", 1, PAGE);
   const runs: Run[] = [];

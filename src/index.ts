@@ -184,7 +184,7 @@ export {
   type QmpEvents,
   type QmpOptions,
   type QueryMigrate,
-  waitMigration,
+  runMigration,
 } from "./qemu/index.js";
 export { certificateNodeIds, HELLO_MAX, type IdentityMode, NODE_URI_PREFIX } from "./session/handshake.js";
 export {

@@ -85,6 +85,7 @@ describe.skipIf(Boolean(skip))(`QEMU guest migrated over DWCP${skip ? ` [skipped
     near.close();
     far.close();
     expect(q.status).toBe("completed");
+    expect(q["total-time"]).toBeGreaterThan(0);
     expect(q.ram?.transferred).toBeGreaterThan(32 << 20);
     // LZ4 in the datacenter: the random region does not shrink, the rest does.
     expect(near.stats().wireBytesOut).toBeLessThan(near.stats().bytesOut);
@@ -154,6 +155,9 @@ describe.skipIf(Boolean(skip))(`QEMU guest migrated over DWCP${skip ? ` [skipped
     near.close();
     far.close();
     expect(q.status).toBe("completed");
+    // This QEMU once received a migration: its own figures, not that one's.
+    expect(q["total-time"]).toBeGreaterThan(0);
+    expect(q.ram?.["multifd-bytes"]).toBeGreaterThan(32 << 20);
     // The main connection and four multifd ones.
     expect(near.stats().channels).toBe(5);
     await runsOn(current, dst);

@@ -12,6 +12,7 @@ export const BENCHES = [
   "predict",
   "migrate",
   "migrate-corpus",
+  "qemu-migrate",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];

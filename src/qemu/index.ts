@@ -13,6 +13,6 @@ export {
   type QemuMigrationSettings,
   type QemuSourceOptions,
   type QueryMigrate,
-  waitMigration,
+  runMigration,
 } from "./migrate.js";
 export { Qmp, type QmpEvent, type QmpEvents, type QmpOptions } from "./qmp.js";

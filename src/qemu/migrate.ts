@@ -38,6 +38,8 @@ export interface QueryMigrate {
     remaining?: number;
     "dirty-sync-count"?: number;
     mbps?: number;
+    "multifd-bytes"?: number;
+    "downtime-bytes"?: number;
   };
   "xbzrle-cache"?: Record<string, number>;
   "error-desc"?: string;
@@ -60,10 +62,8 @@ export interface QemuSourceOptions extends QemuMigrationSettings {
   tunnel: Tunnel;
   /** A unix socket path this agent listens on for QEMU's migration connections. */
   socketPath: string;
-  /** Longest the QEMU migration may take, ms. @default 600000 */
+  /** Longest the QEMU migration may take, ms (then it is cancelled). @default 600000 */
   timeoutMs?: number;
-  /** How often `query-migrate` is polled, ms. @default 20 */
-  pollMs?: number;
   /** Clock. @default nodeEnv */
   env?: Env;
 }
@@ -110,8 +110,7 @@ export async function migrateThroughTunnel(o: QemuSourceOptions): Promise<QueryM
   const channels = watchChannels(o.tunnel, "qemu-migration");
   const server = await forwardLocal(o.tunnel, { path: o.socketPath }, "qemu-migration");
   try {
-    await o.qmp.execute("migrate", { uri: `unix:${o.socketPath}` });
-    const q = await waitMigration(o.qmp, o.timeoutMs ?? 600_000, o.pollMs ?? 20, env);
+    const q = await runMigration(o.qmp, `unix:${o.socketPath}`, o.timeoutMs ?? 600_000);
     await channels.ended(CLOSE_WAIT_MS, env);
     return q;
   } finally {
@@ -158,28 +157,39 @@ function watchChannels(tunnel: Tunnel, label: string) {
   };
 }
 
-/** Polls `query-migrate` until the migration completed or failed. */
-export async function waitMigration(
-  qmp: Qmp,
-  timeoutMs: number,
-  pollMs: number,
-  env: Env = nodeEnv,
-): Promise<QueryMigrate> {
-  const deadline = env.clock.now() + timeoutMs;
-  for (;;) {
-    const q = await qmp.execute<QueryMigrate>("query-migrate");
-    if (q.status === "completed") return q;
-    if (q.status === "failed" || q.status === "cancelled")
-      throw new DWCPError(
-        "ERR_MIGRATION_FAILED",
-        `QEMU's migration ${q.status}: ${q["error-desc"] ?? "no reason given"}`,
-      );
-    if (env.clock.now() > deadline) {
-      await qmp.execute("migrate_cancel").catch(() => {});
-      throw new DWCPError("ERR_TIMEOUT", `QEMU's migration took over ${timeoutMs} ms (status ${q.status})`);
-    }
-    await new Promise<void>((r) => env.clock.setTimeout(r, pollMs));
+/**
+ * Starts QEMU's outgoing migration to `uri` and waits for its end, told by
+ * QEMU's MIGRATION events. `query-migrate` alone cannot tell: on a QEMU that
+ * once received a migration, its `status` stays that incoming migration's
+ * "completed" (QEMU 7.2 reports the incoming state over the outgoing one), so
+ * a poll would take a migration that just started for finished.
+ * @returns the `query-migrate` figures of this migration, status "completed"
+ * @throws DWCPError `ERR_MIGRATION_FAILED` (QEMU reported failure; its error
+ *   included), `ERR_TIMEOUT` (after `timeoutMs` QEMU's migration is cancelled
+ *   and the guest runs on here)
+ */
+export async function runMigration(qmp: Qmp, uri: string, timeoutMs: number): Promise<QueryMigrate> {
+  await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "events", state: true }] });
+  const ended = qmp.waitEvent("MIGRATION", timeoutMs, (e) =>
+    ["completed", "failed", "cancelled"].includes(String(e.data?.status)),
+  );
+  ended.catch(() => {});
+  await qmp.execute("migrate", { uri });
+  let status: string;
+  try {
+    status = String((await ended).data?.status);
+  } catch (err) {
+    if (!isDWCPError(err, "ERR_TIMEOUT")) throw err;
+    await qmp.execute("migrate_cancel").catch(() => {});
+    throw new DWCPError("ERR_TIMEOUT", `QEMU's migration took over ${timeoutMs} ms; cancelled`);
   }
+  const q = await qmp.execute<QueryMigrate>("query-migrate");
+  if (status !== "completed")
+    throw new DWCPError(
+      "ERR_MIGRATION_FAILED",
+      `QEMU's migration ${status}: ${q["error-desc"] ?? "no reason given"}`,
+    );
+  return { ...q, status };
 }
 
 /** Options of {@link migratePages}. */
@@ -241,8 +251,7 @@ export async function migratePages(channel: MigrationChannel, o: PagesSourceOpti
   const channels = watchChannels(o.tunnel, "qemu-device-state");
   const server = await forwardLocal(o.tunnel, { path: o.socketPath }, "qemu-device-state");
   try {
-    await o.qmp.execute("migrate", { uri: `unix:${o.socketPath}` });
-    const device = await waitMigration(o.qmp, o.timeoutMs ?? 600_000, o.pollMs ?? 5, env);
+    const device = await runMigration(o.qmp, `unix:${o.socketPath}`, o.timeoutMs ?? 600_000);
     const end = env.clock.now();
     await channels.ended(CLOSE_WAIT_MS, env);
     return { pages, device, downtimeMs: end - stoppedAt, totalMs: end - start };

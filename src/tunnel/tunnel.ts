@@ -43,8 +43,18 @@ export interface TunnelOptions {
   compression?: CodecName;
   /** Compression level (LZ4 0–12, zstd 1–19). @default LZ4 1, zstd 1 */
   level?: number;
-  /** Stream bytes per direction of a channel sent and not yet credited. @default 8 MiB */
+  /**
+   * Most stream bytes per direction of a channel sent and not yet credited,
+   * and what a receiver holds for one. @default 8 MiB
+   */
   windowBytes?: number;
+  /**
+   * Send no more than twice the path's bandwidth-delay product ahead (from the
+   * link's PBA forecast; at least 1 MiB), within `windowBytes`. A program
+   * that paces itself by how fast its socket drains (QEMU plans its switchover
+   * so) then sees the path's rate, not a buffer's. @default true
+   */
+  adaptiveWindow?: boolean;
   /** Stream bytes per DATA message, 4 KiB to 1 MiB. @default 256 KiB */
   chunkBytes?: number;
   /** Most channels open at once, each way. @default 16 */
@@ -99,11 +109,17 @@ export interface TunnelEvents {
 const DEFAULTS = {
   compression: "none" as CodecName,
   windowBytes: 8 << 20,
+  adaptiveWindow: true,
   chunkBytes: 256 << 10,
   maxChannels: 16,
   connectTimeoutMs: 10_000,
   flow: "tunnel",
 };
+
+/** Stream bytes a receiver hands on before it credits them, at most. */
+const CREDIT_EVERY = 128 << 10;
+/** The adaptive window's floor: a few chunks, whatever the forecast says. */
+const MIN_ADAPTIVE_WINDOW = 1 << 20;
 
 /**
  * Byte streams over a link. Both ends create one; either may {@link open}
@@ -197,6 +213,24 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   get options(): typeof DEFAULTS & TunnelOptions {
     return this.#o;
   }
+  /**
+   * @internal The send window now: `windowBytes`, or twice the path's
+   * bandwidth-delay product within it. The forecast counts bytes on the link,
+   * after compression; the window counts stream bytes, so it scales by the
+   * compression ratio seen so far. The forecast measures what this tunnel sent,
+   * so a window twice the BDP lets the rate double until the path is full.
+   */
+  sendWindow(): number {
+    const max = this.#o.windowBytes;
+    if (!this.#o.adaptiveWindow) return max;
+    const f = this.#link.forecast?.();
+    const bps = f?.horizons["1s"]?.bps;
+    const rttMs = f?.minRttMs ?? f?.rttMs;
+    if (!f || !bps || !rttMs) return max;
+    const ratio = Math.max(1, this.#stats.bytesOut / Math.max(1, this.#stats.wireBytesOut));
+    return Math.min(max, Math.max(MIN_ADAPTIVE_WINDOW, Math.ceil(((2 * ratio * bps) / 8) * (rttMs / 1000))));
+  }
+
   /** @internal */
   get env(): Env {
     return this.#env;
@@ -472,14 +506,14 @@ class Channel {
 
   /**
    * Credits bytes the local stream took (or that were dropped after it
-   * closed), in batches: a quarter window, or whatever is there when its
-   * buffer runs dry.
+   * closed), in batches: 128 KiB, or whatever is there when its buffer runs dry.
    */
   #credited(n: number): void {
     this.#unCredited -= n;
     this.#toCredit += n;
     const s = this.#stream;
-    if (this.#toCredit >= this.#t.options.windowBytes / 4 || !s || s.destroyed || s.writableLength === 0) {
+    // The sender's window may be far below ours (adaptive): credit often enough for it.
+    if (this.#toCredit >= CREDIT_EVERY || !s || s.destroyed || s.writableLength === 0) {
       this.#t.send(encodeCredit(this.info.id, this.info.local, this.#toCredit));
       this.#toCredit = 0;
     }
@@ -497,9 +531,10 @@ class Channel {
    */
   #pump(): void {
     const o = this.#t.options;
-    while (this.#pending.length > 0 && this.#inFlight < o.windowBytes) {
+    const window = this.#t.sendWindow();
+    while (this.#pending.length > 0 && this.#inFlight < window) {
       const head = this.#pending[0]!;
-      const n = Math.min(head.length, o.chunkBytes, o.windowBytes - this.#inFlight);
+      const n = Math.min(head.length, o.chunkBytes, window - this.#inFlight);
       const piece = head.subarray(0, n);
       if (n === head.length) this.#pending.shift();
       else this.#pending[0] = head.subarray(n);

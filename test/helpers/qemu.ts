@@ -61,6 +61,8 @@ export interface GuestOptions {
   incoming?: boolean;
   /** Names its files. */
   name: string;
+  /** Runs QEMU under this command prefix (a rig namespace's `ip netns exec NS`). */
+  prefix?: string[];
 }
 
 /** One QEMU process, its console and its QMP. */
@@ -69,6 +71,8 @@ export class Guest {
   qmp!: Qmp;
   memPath: string | undefined;
   readonly dir: string;
+  /** A second QMP socket, for an agent while `qmp` stays the test's. */
+  readonly agentQmpPath: string;
   readonly #proc: ChildProcess;
   readonly exited: Promise<string>;
   #waiters: (() => void)[] = [];
@@ -76,6 +80,7 @@ export class Guest {
   constructor(proc: ChildProcess, dir: string, memPath: string | undefined) {
     this.#proc = proc;
     this.dir = dir;
+    this.agentQmpPath = join(dir, "agent.qmp");
     this.memPath = memPath;
     let partial = "";
     const onData = (d: Buffer) => {
@@ -180,6 +185,8 @@ export async function startGuest(o: GuestOptions): Promise<Guest> {
     "none",
     "-qmp",
     `unix:${join(dir, "qmp.sock")},server=on,wait=off`,
+    "-qmp",
+    `unix:${join(dir, "agent.qmp")},server=on,wait=off`,
     "-kernel",
     g.kernel,
     "-initrd",
@@ -188,7 +195,8 @@ export async function startGuest(o: GuestOptions): Promise<Guest> {
     `console=ttyS0 quiet dwcp.data=${o.dataMiB ?? 32} dwcp.dirty=${o.dirty ?? 1} dwcp.beat=${o.beat ?? 0.2} dwcp.verify=${o.verify ?? 10}`,
     ...(o.incoming ? ["-incoming", "defer"] : []),
   ];
-  const proc = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
+  const [cmd, ...rest] = [...(o.prefix ?? []), "qemu-system-x86_64", ...args];
+  const proc = spawn(cmd!, rest, { stdio: ["ignore", "pipe", "pipe"] });
   const guestProc = new Guest(proc, dir, memPath);
   // QMP's socket appears once QEMU set up; retry until it answers.
   const deadline = now() + 30_000;
