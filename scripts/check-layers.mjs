@@ -54,7 +54,8 @@ export const LAYERS = [
   { names: ["prediction"], holds: "PBA: estimators, live error, allocation" },
   {
     names: ["sync", "consensus", "placement", "migration", "tunnel", "qemu"],
-    holds: "ASS, ACP, ITP, live migration, tunnels and QEMU over them, each over sessions and the path's mode",
+    holds:
+      "ASS, ACP, ITP, live migration, tunnels and QEMU over them, each over sessions and the path's mode",
   },
   { names: ["manager"], holds: "DWCPManager (manager.ts) and manager/: the composition root" },
   { names: ["index"], holds: "index.ts, the package's main entry: re-exports from every layer" },
