@@ -29,7 +29,7 @@ import {
   toQueryMigrate,
   xxh3_64,
 } from "../src/index.js";
-import { deployedManager } from "./lib/deployed.js";
+import { deployedManager, failed, say } from "./lib/deployed.js";
 
 const [role, contender, congestion, host, portText, pkiDir, guestJson, capText] = process.argv.slice(2);
 const PSK = "bench-pre-shared-key-000000";
@@ -41,7 +41,6 @@ const PSK = "bench-pre-shared-key-000000";
  */
 const TIMEOUT_MS = 120_000;
 const port = Number(portText);
-const say = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
 /**
  * The digest of every page's XXH3-64, as the engine checks the destination.
@@ -63,15 +62,6 @@ function digest(image: Uint8Array, pageSize: number): string {
 
 function dwcpManager(side: "server" | "client"): DWCPManager {
   return deployedManager(side, pkiDir!, congestion!);
-}
-
-function failed(err: unknown): never {
-  say({
-    event: "failed",
-    code: isDWCPError(err) ? err.code : "ERR_BENCH",
-    message: err instanceof Error ? err.message : String(err),
-  });
-  process.exit(1);
 }
 
 async function receiver(): Promise<void> {

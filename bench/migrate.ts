@@ -24,8 +24,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { fillImage } from "../src/index.js";
-import { ADDR_B, onLines, type WanProfile, WanRig, wanRigAvailability } from "../test/rig/wan.js";
+import { ADDR_B, onLines, WanRig, wanRigAvailability } from "../test/rig/wan.js";
 import { writePki } from "./lib/deployed.js";
+import { MIGRATE_PROFILES, type MigrateProfile } from "./lib/migrate-profiles.js";
 import { nativeInUse, round, writeResult } from "./lib/result.js";
 
 const MIB = Number(process.env.BENCH_MIGRATE_MIB ?? 1024);
@@ -41,21 +42,8 @@ const RUN_LIMIT_MS = 45 * 60_000;
 /** How long the destination may take to end once the sender has. */
 const RECEIVER_GRACE_MS = 30_000;
 
-interface Profile {
-  key: "a" | "b" | "c";
-  label: string;
-  shape: WanProfile;
-}
-
-const PROFILES: Profile[] = [
-  { key: "a", label: "1 Gbit/s, 2 ms RTT", shape: { rate: "1gbit", delayMs: 1 } },
-  { key: "b", label: "100 Mbit/s, 50 ms RTT", shape: { rate: "100mbit", delayMs: 25 } },
-  {
-    key: "c",
-    label: "100 Mbit/s, 50 ms RTT, 1 % loss each way",
-    shape: { rate: "100mbit", delayMs: 25, lossPct: 1 },
-  },
-];
+type Profile = MigrateProfile;
+const PROFILES = MIGRATE_PROFILES;
 const CONTENDERS = ["dwcp", "plain"] as const;
 type Contender = (typeof CONTENDERS)[number];
 

@@ -17,7 +17,6 @@ import { PageCodec } from "../src/codec/public.js";
 import {
   acceptPages,
   connectLocal,
-  isDWCPError,
   migratePages,
   migrateThroughTunnel,
   type PeerLink,
@@ -25,23 +24,13 @@ import {
   Qmp,
   toQueryMigrate,
 } from "../src/index.js";
-import { deployedManager } from "./lib/deployed.js";
+import { deployedManager, failed, say } from "./lib/deployed.js";
 
 const [role, mode, congestion, host, portText, pkiDir, qmpPath, sockPath, memPath, capText] =
   process.argv.slice(2);
 const capMs = Number(capText ?? 600_000);
 const port = Number(portText);
-const say = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const TIMEOUT_MS = 600_000;
-
-function failed(err: unknown): never {
-  say({
-    event: "failed",
-    code: isDWCPError(err) ? err.code : "ERR_BENCH",
-    message: err instanceof Error ? err.message : String(err),
-  });
-  process.exit(1);
-}
 
 async function dest(): Promise<void> {
   const m = deployedManager("server", pkiDir!, congestion!);

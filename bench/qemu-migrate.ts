@@ -39,8 +39,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { applySettings, type QemuMigrationSettings, type QueryMigrate, runMigration } from "../src/index.js";
 import { type Guest, qemuSkipReason, startGuest } from "../test/helpers/qemu.js";
-import { ADDR_A, ADDR_B, onLines, type WanProfile, WanRig, wanRigAvailability } from "../test/rig/wan.js";
+import { ADDR_A, ADDR_B, onLines, WanRig, wanRigAvailability } from "../test/rig/wan.js";
 import { writePki } from "./lib/deployed.js";
+import { MIGRATE_PROFILES, type MigrateProfile } from "./lib/migrate-profiles.js";
 import { nativeInUse, round, writeResult } from "./lib/result.js";
 
 const MIB = Number(process.env.BENCH_QEMU_MIB ?? 512);
@@ -56,20 +57,8 @@ const BEAT_S = Number(process.env.BENCH_QEMU_BEAT_S ?? 0.5);
 /** Only these runs, "profile:contender,…" (a quick look; no result is written). */
 const ONLY = process.env.BENCH_QEMU_ONLY?.split(",");
 
-interface Profile {
-  key: "a" | "b" | "c";
-  label: string;
-  shape: WanProfile;
-}
-const PROFILES: Profile[] = [
-  { key: "a", label: "1 Gbit/s, 2 ms RTT", shape: { rate: "1gbit", delayMs: 1 } },
-  { key: "b", label: "100 Mbit/s, 50 ms RTT", shape: { rate: "100mbit", delayMs: 25 } },
-  {
-    key: "c",
-    label: "100 Mbit/s, 50 ms RTT, 1 % loss each way",
-    shape: { rate: "100mbit", delayMs: 25, lossPct: 1 },
-  },
-];
+type Profile = MigrateProfile;
+const PROFILES = MIGRATE_PROFILES;
 const CONTENDERS = ["dwcp-tunnel", "dwcp-pages", "qemu-multifd-zstd", "qemu-xbzrle", "qemu-direct"] as const;
 type Contender = (typeof CONTENDERS)[number];
 

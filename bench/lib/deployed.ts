@@ -4,7 +4,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { amst, DWCPManager, tls } from "../../src/index.js";
+import { amst, DWCPManager, isDWCPError, tls } from "../../src/index.js";
 import { testPki } from "../../test/helpers/certs.js";
 
 /** Writes a fresh test PKI into a new directory, for agents to read: its path. */
@@ -43,4 +43,19 @@ export function deployedManager(side: "server" | "client", pkiDir: string, conge
       v3RolloutPercentage: 100,
     },
   });
+}
+
+/** One JSON line on stdout: how an agent reports to the benchmark that runs it. */
+export function say(o: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(o)}\n`);
+}
+
+/** Reports `failed` with the error's code and exits 1. */
+export function failed(err: unknown): never {
+  say({
+    event: "failed",
+    code: isDWCPError(err) ? err.code : "ERR_BENCH",
+    message: err instanceof Error ? err.message : String(err),
+  });
+  process.exit(1);
 }

@@ -15,6 +15,7 @@ import { certificateNodeIds, type ManagerOptions, tcp, tls } from "../index.js";
 import { usage } from "./exit.js";
 import { readFlags } from "./flags-file.js";
 import { readUserFile, seconds } from "./input.js";
+import type { Output } from "./output.js";
 
 /** Raw values of the shared options, as commander parses them. */
 export interface AgentCliOptions {
@@ -132,4 +133,30 @@ export function agentOptions(o: AgentCliOptions, defaultId: string = hostname())
     },
     transports: { v1: psk ? "tcp" : "tls", v3: secure ? "tls" : "tcp" },
   };
+}
+
+/**
+ * The `listening` event every listening command starts with: the node id and
+ * each generation's bound address and transport, plus the command's own
+ * `fields` and a `text` tail for the human line.
+ */
+export function printListening(
+  out: Output,
+  nodeId: string,
+  agent: Agent,
+  bound: { v1: string; v3: string | undefined },
+  extra: { fields?: Record<string, unknown>; text?: string } = {},
+): void {
+  out.event(
+    "listening",
+    {
+      nodeId,
+      v1: { address: bound.v1, transport: agent.transports.v1 },
+      v3: bound.v3 ? { address: bound.v3, transport: agent.transports.v3 } : null,
+      ...extra.fields,
+    },
+    `listening as ${nodeId}: v1 ${agent.transports.v1} ${bound.v1}` +
+      (bound.v3 ? `, v3 ${agent.transports.v3} ${bound.v3}` : "") +
+      (extra.text ?? ""),
+  );
 }

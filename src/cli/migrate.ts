@@ -20,7 +20,7 @@ import {
   toQueryMigrate,
 } from "../index.js";
 import { listenAddresses } from "./address.js";
-import { type AgentCliOptions, agentOptions, withAgentOptions } from "./agent.js";
+import { type AgentCliOptions, agentOptions, printListening, withAgentOptions } from "./agent.js";
 import { type ClientCliOptions, connectClient, withClientOptions } from "./client.js";
 import { printManagerEvents } from "./events.js";
 import { EXIT, usage } from "./exit.js";
@@ -156,15 +156,7 @@ async function accept(dest: string | undefined, o: AcceptCliOptions): Promise<nu
       );
     });
     const bound = await manager.listen(addresses);
-    out.event(
-      "listening",
-      {
-        nodeId: manager.nodeId,
-        v1: { address: bound.v1, transport: agent.transports.v1 },
-        v3: bound.v3 ? { address: bound.v3, transport: agent.transports.v3 } : null,
-      },
-      `listening as ${manager.nodeId}: v1 ${bound.v1}${bound.v3 ? `, v3 ${bound.v3}` : ""}`,
-    );
+    printListening(out, manager.nodeId, agent, bound);
     const { peer, m } = await Promise.race([
       incoming,
       stop.received.then((signal): never => {

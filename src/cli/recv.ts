@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { DWCPError, DWCPManager } from "../index.js";
 import { listenAddresses } from "./address.js";
-import { type AgentCliOptions, agentOptions, withAgentOptions } from "./agent.js";
+import { type AgentCliOptions, agentOptions, printListening, withAgentOptions } from "./agent.js";
 import { printManagerEvents, printTransferEnd, printTransferStart } from "./events.js";
 import { EXIT, knownCode } from "./exit.js";
 import { output, printError } from "./output.js";
@@ -67,16 +67,7 @@ async function recv(dest: string | undefined, o: RecvOptions): Promise<number> {
       });
     });
     const bound = await manager.listen(addresses);
-    out.event(
-      "listening",
-      {
-        nodeId: manager.nodeId,
-        v1: { address: bound.v1, transport: agent.transports.v1 },
-        v3: bound.v3 ? { address: bound.v3, transport: agent.transports.v3 } : null,
-      },
-      `listening as ${manager.nodeId}: v1 ${agent.transports.v1} ${bound.v1}` +
-        (bound.v3 ? `, v3 ${agent.transports.v3} ${bound.v3}` : ""),
-    );
+    printListening(out, manager.nodeId, agent, bound);
     const r = await Promise.race([
       done,
       stop.received.then((signal): never => {

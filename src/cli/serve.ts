@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { DWCPManager } from "../index.js";
 import { listenAddresses, parseAddress } from "./address.js";
-import { type AgentCliOptions, agentOptions, withAgentOptions } from "./agent.js";
+import { type AgentCliOptions, agentOptions, printListening, withAgentOptions } from "./agent.js";
 import { printManagerEvents, printTransferEnd, printTransferStart } from "./events.js";
 import { EXIT, usage } from "./exit.js";
 import { byteCount } from "./input.js";
@@ -76,20 +76,12 @@ async function serve(o: ServeOptions): Promise<number> {
     const bound = await manager.listen(addresses);
     if (metricsAt)
       metrics = await serveMetrics(metricsAt, () => manager.metrics(), manager.metricsContentType);
-    out.event(
-      "listening",
-      {
-        nodeId: manager.nodeId,
-        v1: { address: bound.v1, transport: agent.transports.v1 },
-        v3: bound.v3 ? { address: bound.v3, transport: agent.transports.v3 } : null,
-        metrics: metrics?.url ?? null,
-        outDir: outDir ?? null,
-      },
-      `listening as ${manager.nodeId}: v1 ${agent.transports.v1} ${bound.v1}` +
-        (bound.v3 ? `, v3 ${agent.transports.v3} ${bound.v3}` : "") +
+    printListening(out, manager.nodeId, agent, bound, {
+      fields: { metrics: metrics?.url ?? null, outDir: outDir ?? null },
+      text:
         (metrics ? `, metrics ${metrics.url}` : "") +
         (outDir ? `, files to ${outDir}` : ", files checked and discarded"),
-    );
+    });
     const signal = await stop.received;
     out.event("stopping", { signal }, `stopping (${signal})`);
   } finally {

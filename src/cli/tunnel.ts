@@ -22,7 +22,7 @@ import {
   type TunnelChannelInfo,
 } from "../index.js";
 import { listenAddresses, parseAddress } from "./address.js";
-import { type AgentCliOptions, agentOptions } from "./agent.js";
+import { type AgentCliOptions, agentOptions, printListening } from "./agent.js";
 import { type ClientCliOptions, connectClient, withClientOptions } from "./client.js";
 import { EXIT, usage } from "./exit.js";
 import type { Output } from "./output.js";
@@ -134,16 +134,10 @@ async function serve(to: string, o: TunnelCliOptions): Promise<number> {
       }),
     );
     const bound = await manager.listen(addresses);
-    out.event(
-      "listening",
-      {
-        nodeId: manager.nodeId,
-        v1: { address: bound.v1, transport: agent.transports.v1 },
-        v3: bound.v3 ? { address: bound.v3, transport: agent.transports.v3 } : null,
-        to: describeEndpoint(target),
-      },
-      `listening as ${manager.nodeId}: v1 ${bound.v1}${bound.v3 ? `, v3 ${bound.v3}` : ""}; channels go to ${describeEndpoint(target)}`,
-    );
+    printListening(out, manager.nodeId, agent, bound, {
+      fields: { to: describeEndpoint(target) },
+      text: `; channels go to ${describeEndpoint(target)}`,
+    });
     const first = await Promise.race([linked, stop.received.then((signal) => ({ signal }))]);
     if ("signal" in first) {
       out.result({ ok: true, channels: 0 }, `stopped (${first.signal}) before a peer came`);
