@@ -232,10 +232,6 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   }
 
   /** @internal */
-  get env(): Env {
-    return this.#env;
-  }
-  /** @internal */
   get counters(): TunnelStats {
     return this.#stats;
   }
@@ -294,7 +290,6 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
   }
 
   #accept(id: number, label: string): void {
-    const ch = new Channel(this, { id, local: false, label });
     const connect = this.#o.connect;
     if (!connect) {
       this.#send(encodeText(TunnelMessage.RESET, id, false, "ERR_UNSUPPORTED this end forwards no channels"));
@@ -311,6 +306,7 @@ export class Tunnel extends EventEmitter<TunnelEvents> {
       );
       return;
     }
+    const ch = new Channel(this, { id, local: false, label });
     this.#theirs.set(id, ch);
     this.#opened(ch);
     const timer = this.#env.clock.setTimeout(
