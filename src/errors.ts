@@ -81,6 +81,16 @@ const CODES = {
   // --- dual mode ---
   /** A feature-flag update was rejected; the previous flags stay in force. */
   ERR_INVALID_FLAGS: "invalid feature flags",
+
+  // --- consensus (ACP) ---
+  /** A read or watch asked for a revision the store has compacted: re-list, then watch from the new revision. */
+  ERR_COMPACTED: "the requested revision has been compacted",
+  /** The lease is unknown: it expired or was revoked. Keys bound to it are gone. */
+  ERR_LEASE_NOT_FOUND: "lease not found",
+  /** The consensus backend did not answer in time (no quorum): the operation may or may not have taken effect. */
+  ERR_UNAVAILABLE: "the consensus backend is unavailable",
+  /** A guarded write was refused: the leadership whose fencing revision it carried is gone. */
+  ERR_NOT_LEADER: "not the leader",
 } as const;
 
 /** Stable machine-readable error code. */
