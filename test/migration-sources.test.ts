@@ -210,24 +210,27 @@ describe("FileImage", () => {
     }
   }
 
-  it("reports every non-zero page first, then exactly the pages another writer changed (batches of 3 pages)", async () => {
-    const image = new Uint8Array(100 * PS);
-    fillImage(image, "mixed", 11);
-    const path = tempFile(image);
-    const f = await opened(path, { batchBytes: 3 * PS });
-    expect(f.pageCount).toBe(100);
-    expect(pagesOf(await f.dirty(), 100)).toEqual(nonZero(image));
-    expect(countDirty(await f.dirty(), 100)).toBe(0);
+  it.each([1, 5])(
+    "reports every non-zero page first, then exactly the pages another writer changed (batches of 3 pages, %i read(s) in flight)",
+    async (readsInFlight) => {
+      const image = new Uint8Array(100 * PS);
+      fillImage(image, "mixed", 11);
+      const path = tempFile(image);
+      const f = await opened(path, { batchBytes: 3 * PS, readsInFlight });
+      expect(f.pageCount).toBe(100);
+      expect(pagesOf(await f.dirty(), 100)).toEqual(nonZero(image));
+      expect(countDirty(await f.dirty(), 100)).toBe(0);
 
-    writeAt(path, 0, new Uint8Array([0xff]));
-    writeAt(path, 50 * PS - 4, new Uint8Array(8).fill(0xab)); // pages 49 and 50
-    writeAt(path, 99 * PS + PS - 1, new Uint8Array([0x5a])); // the last byte
-    // Rewriting a page with its own bytes is no change: hash-based detection does not report it.
-    writeAt(path, 70 * PS, image.subarray(70 * PS, 71 * PS));
-    expect(pagesOf(await f.dirty(), 100)).toEqual([0, 49, 50, 99]);
-    expect(countDirty(await f.dirty(), 100)).toBe(0);
-    expect(f.stats.scans).toBe(4);
-  });
+      writeAt(path, 0, new Uint8Array([0xff]));
+      writeAt(path, 50 * PS - 4, new Uint8Array(8).fill(0xab)); // pages 49 and 50
+      writeAt(path, 99 * PS + PS - 1, new Uint8Array([0x5a])); // the last byte
+      // Rewriting a page with its own bytes is no change: hash-based detection does not report it.
+      writeAt(path, 70 * PS, image.subarray(70 * PS, 71 * PS));
+      expect(pagesOf(await f.dirty(), 100)).toEqual([0, 49, 50, 99]);
+      expect(countDirty(await f.dirty(), 100)).toBe(0);
+      expect(f.stats.scans).toBe(4);
+    },
+  );
 
   it("read() returns the file's bytes, and a page changed and changed back after a read is still dirty", async () => {
     const image = new Uint8Array(32 * PS);
@@ -269,6 +272,14 @@ describe("FileImage", () => {
     expect("throttle" in bare).toBe(false);
     await bare.pause();
     await bare.resume();
+  });
+
+  it("refuses readsInFlight outside 1…64 with ERR_INVALID_ARG", async () => {
+    const path = tempFile(new Uint8Array(4 * PS));
+    for (const readsInFlight of [0, 65, 1.5])
+      await expect(FileImage.open(path, { readsInFlight })).rejects.toMatchObject({
+        code: "ERR_INVALID_ARG",
+      });
   });
 
   it("refuses a file whose size is not a multiple of the page size, an empty one and a missing one", async () => {

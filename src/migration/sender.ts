@@ -2,10 +2,11 @@
  * The source side of a live migration: QEMU-style pre-copy. Round one sends
  * every page that is not zero; each later round sends what the guest dirtied
  * during the one before, as HDE deltas against what the destination holds.
- * Once the expected downtime (the wire bytes still dirty ÷ the path's rate, or
- * the dirty pages × what a page cost in the last round, whichever is longer)
- * is within the limit, the source is paused, the last dirty pages go, and the
- * destination checks every page's hash before it says done.
+ * Once the expected downtime (the time the last dirty sync took, plus the wire
+ * bytes still dirty ÷ the path's rate or the dirty pages × what a page cost in
+ * the last round, whichever is longer, plus a round trip) is within the limit,
+ * the source is paused, the last dirty pages go, and the destination checks
+ * every page's hash before it says done.
  *
  * The sender keeps a shadow of what the destination holds (the image as sent),
  * so deltas are only ever taken against pages the destination has; every
@@ -300,7 +301,11 @@ class SenderRun {
     for (;;) {
       round++;
       const r = await this.#round(round, bitmap, images, round === 1 && held !== undefined);
+      const syncAt = this.#env.clock.now();
       bitmap = await this.#src.dirty();
+      // The paused round syncs again before it sends: a source that finds its
+      // dirty pages by scanning (a QEMU RAM file) spends that inside the downtime.
+      const syncMs = this.#env.clock.now() - syncAt;
       this.#stats.dirtySyncCount++;
       const dirty = countDirty(bitmap, this.#pages);
       const seconds = Math.max(r.ms, 1) / 1000;
@@ -316,7 +321,7 @@ class SenderRun {
       // encoding, the wire, decoding): on a fast path that, not the rate, bounds
       // the downtime.
       const perPageMs = r.pages >= MIN_PAGES_TO_TIME ? Math.max(0, r.ms - r.rttMs) / r.pages : 0;
-      const expected = Math.max((wireLeft * 8 * 1000) / rate.bps, dirty * perPageMs) + r.rttMs;
+      const expected = syncMs + Math.max((wireLeft * 8 * 1000) / rate.bps, dirty * perPageMs) + r.rttMs;
       this.#stats.expectedDowntime = expected;
       this.#emit("round", this.snapshot());
       this.#emit("progress", this.snapshot());
@@ -344,7 +349,7 @@ class SenderRun {
     for (let i = 0; i < bitmap.length; i++) bitmap[i]! |= last[i] ?? 0;
     this.#stats.dirtySyncCount++;
     round++;
-    await this.#round(round, bitmap, images);
+    await this.#round(round, bitmap, images, false, !o.verifySource);
     if (o.verifySource) {
       const missed = await this.#unlogged(shadowHashes);
       if (countDirty(missed, this.#pages) > 0) {
@@ -492,6 +497,12 @@ class SenderRun {
     }: { shadow: Uint8Array; staging: Uint8Array; shadowHashes: BigUint64Array },
     /** The shadow's bytes are not known yet, only the hashes the destination announced. */
     unknownShadow = false,
+    /**
+     * Do not wait for the destination to apply the round: the paused round's
+     * COMPLETE follows at once and its DONE answers for both, one round trip
+     * inside the downtime instead of two.
+     */
+    noWait = false,
   ): Promise<RoundResult> {
     const t0 = this.#env.clock.now();
     const ps = this.#ps;
@@ -576,7 +587,7 @@ class SenderRun {
     await Promise.all(inFlight);
     this.#send(encodeRound(this.#id, round, frames));
     const asked = this.#env.clock.now();
-    await this.#wait(
+    if (!noWait) await this.#wait(
       (m) => m.type === MigrationMessage.APPLIED && m.applied.round >= round,
       `the destination to apply round ${round}`,
     );
