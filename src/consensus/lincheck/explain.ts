@@ -158,16 +158,19 @@ export function renderWindow(w: Window): string {
     ...new Set(w.operations.flatMap((op) => (open(op) ? [op.invoke] : [op.invoke, op.complete]))),
   ].sort((x, y) => x - y);
   const col = new Map(times.map((t, i) => [t, i]));
-  for (const r of rows) {
-    let bar = "";
-    if (times.length <= MAX_TIMELINE) {
-      const from = col.get(r.op.invoke)!;
-      const to = open(r.op) ? times.length : col.get(r.op.complete)!;
-      bar = `${" ".repeat(2 * from)}|${"-".repeat(Math.max(0, 2 * (to - from) - 1))}${open(r.op) ? ">" : "|"}`;
-    }
+  const bars = rows.map((r) => {
+    if (times.length > MAX_TIMELINE) return "";
+    const from = col.get(r.op.invoke)!;
+    const to = open(r.op) ? times.length : col.get(r.op.complete)!;
+    return `${" ".repeat(2 * from)}|${"-".repeat(Math.max(0, 2 * (to - from) - 1))}${open(r.op) ? ">" : "|"}`;
+  });
+  const barWidth = Math.max(...bars.map((b) => b.length));
+  rows.forEach((r, i) => {
     const where = r.where ? `  (${r.where})` : "";
-    lines.push(`  ${r.label.padEnd(width)}  ${r.status.padEnd(statusWidth)}  ${bar}${where}`.trimEnd());
-  }
+    lines.push(
+      `  ${r.label.padEnd(width)}  ${r.status.padEnd(statusWidth)}  ${bars[i]!.padEnd(barWidth)}${where}`.trimEnd(),
+    );
+  });
   if (w.operations.some(open))
     lines.push("  (>: running at the end, or indeterminate: may take effect at any later moment, or never)");
   if (left > 0) {

@@ -110,11 +110,11 @@ export class HistoryRecorder {
 
   /** The operation took effect; `result` is what a read returned. */
   ok(token: Token, result?: Value): void {
+    const f = this.#pending(token).call.f;
+    if (f === "read" && result === undefined)
+      throw new DWCPError("ERR_INVALID_ARG", "an ok read needs its result");
     const op = this.#settle(token, "ok");
-    if (op.call.f === "read") {
-      if (result === undefined) throw new DWCPError("ERR_INVALID_ARG", "an ok read needs its result");
-      op.result = result;
-    }
+    if (f === "read") op.result = result!;
   }
 
   /** The operation certainly did not take effect (a cas whose compare failed, a refused request). */
@@ -145,10 +145,15 @@ export class HistoryRecorder {
     };
   }
 
-  #settle(token: Token, status: Status): Pending {
+  #pending(token: Token): Pending {
     const op = this.#ops[token.id];
     if (op === undefined || op.status !== undefined)
       throw new DWCPError("ERR_INVALID_ARG", `operation ${token.id} is not in flight`);
+    return op;
+  }
+
+  #settle(token: Token, status: Status): Pending {
+    const op = this.#pending(token);
     op.status = status;
     op.complete = this.#events++;
     this.#busy.delete(op.process);

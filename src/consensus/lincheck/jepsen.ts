@@ -172,7 +172,7 @@ export function parseJepsen(text: string, options: ParseOptions = {}): History {
       if (looksKeyed(f, value) !== keyed)
         throw bad(
           lineNo,
-          `${keyed ? "an unkeyed" : "a keyed"} value in a ${keyed ? "keyed" : "unkeyed"} history`,
+          `${keyed ? "an unkeyed" : "a keyed"} value in ${keyed ? "a keyed" : "an unkeyed"} history`,
         );
       const { key, inner } = unwrap(value, keyed, lineNo);
       open.set(process, { process, key, call: callOf(f, inner, lineNo), invoke: events++, line: lineNo });
