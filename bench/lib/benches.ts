@@ -13,6 +13,7 @@ export const BENCHES = [
   "migrate",
   "migrate-corpus",
   "qemu-migrate",
+  "lincheck",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];
