@@ -42,7 +42,10 @@ function summary(r: CheckResult, timeout: number): string {
       .join(", ");
   if (r.result === "ok") return `linearizable (${stats})`;
   if (r.result === "illegal") return `not linearizable: ${named("illegal")} (${stats})`;
-  return `could not decide within ${timeout} ms: ${named("unknown")} undecided (${stats})`;
+  const why = r.keys.some((k) => k.limit === "time")
+    ? `within ${timeout} ms`
+    : "within the memory allowed (too many configurations)";
+  return `could not decide ${why}: ${named("unknown")} undecided (${stats})`;
 }
 
 /** Attaches `dwcp lincheck` to `program`. */
@@ -91,6 +94,7 @@ export function lincheckCommand(program: Command, run: Runner): void {
               result: k.result,
               operations: k.operations,
               states: k.states,
+              ...(k.limit ? { limit: k.limit } : {}),
               ...(k.window ? { window: { ...k.window, text: renderWindow(k.window) } } : {}),
             })),
           },

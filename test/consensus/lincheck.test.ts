@@ -238,14 +238,20 @@ describe("checkLinearizable's limits", () => {
   it("says unknown, never a guess, when its time runs out", () => {
     const r = checkLinearizable(hard(22), { timeoutMs: 5 });
     expect(r.result).toBe("unknown");
-    expect(r.keys[0]!.result).toBe("unknown");
+    expect(r.keys[0]).toMatchObject({ result: "unknown", limit: "time" });
     expect(r.elapsedMs).toBeLessThan(2_000);
   });
 
   it("says unknown when the states it may memoise run out", () => {
     const r = checkLinearizable(hard(22), { maxStates: 10_000 });
     expect(r.result).toBe("unknown");
+    expect(r.keys[0]).toMatchObject({ result: "unknown", limit: "states" });
     expect(r.keys[0]!.states).toBeGreaterThan(10_000);
+    // One configuration of 23 operations: a word, the value, and the array itself.
+    const m = checkLinearizable(hard(22), { maxMemoBytes: 1024 * 1024 });
+    expect(m.keys[0]).toMatchObject({ result: "unknown", limit: "states" });
+    expect(m.keys[0]!.states).toBeLessThanOrEqual(Math.floor((1024 * 1024) / (2 * 4 + 96)) + 1);
+    expect(m.keys[0]!.states).toBeGreaterThan(1000);
   });
 
   it("decides the same kind of history when it is small enough", () => {

@@ -26,6 +26,12 @@ export interface CheckOptions {
   readonly timeoutMs?: number;
   /** Most configurations memoised for one key before it is `unknown` (bounds memory). @default 2_000_000 */
   readonly maxStates?: number;
+  /**
+   * Most memory the memo of one key may take (estimated) before the key is
+   * `unknown`: a configuration of a key with n operations costs about n/8 bytes.
+   * @default 512 MiB
+   */
+  readonly maxMemoBytes?: number;
   /** Find a minimal non-linearizable window for each illegal key. @default false */
   readonly explain?: boolean;
 }
@@ -38,6 +44,8 @@ export interface KeyResult {
   readonly operations: number;
   /** Configurations (linearized set, value) the search memoised. */
   readonly states: number;
+  /** For `unknown`: the limit reached, time or memoised states (`maxStates`, `maxMemoBytes`). */
+  readonly limit?: "time" | "states";
   /** With `explain`, for an illegal key: the smallest window found that is already not linearizable. */
   readonly window?: Window;
 }
@@ -89,19 +97,29 @@ function validate(history: History): void {
 export function checkLinearizable(history: History, options: CheckOptions = {}): CheckResult {
   const t0 = performance.now();
   const deadline = t0 + (options.timeoutMs ?? 30_000);
-  const maxStates = options.maxStates ?? 2_000_000;
+  const limits = {
+    deadline,
+    maxStates: options.maxStates ?? 2_000_000,
+    maxMemoBytes: options.maxMemoBytes ?? 512 * 1024 * 1024,
+  };
   validate(history);
   const keys: KeyResult[] = [];
   for (const [key, ops] of byKey(history)) {
     const values = new ValueTable();
     const reduced = ops.map((op) => reduce(op, values)).filter((r): r is RegOp => r !== null);
-    const { verdict, states } =
+    const { verdict, states, limit } =
       performance.now() > deadline
-        ? { verdict: "unknown" as const, states: 0 }
-        : searchRegister(reduced, { deadline, maxStates });
-    const window =
-      verdict === "illegal" && options.explain ? explainKey(key, ops, { deadline, maxStates }) : undefined;
-    keys.push({ key, result: verdict, operations: reduced.length, states, ...(window ? { window } : {}) });
+        ? { verdict: "unknown" as const, states: 0, limit: "time" as const }
+        : searchRegister(reduced, limits);
+    const window = verdict === "illegal" && options.explain ? explainKey(key, ops, limits) : undefined;
+    keys.push({
+      key,
+      result: verdict,
+      operations: reduced.length,
+      states,
+      ...(limit ? { limit } : {}),
+      ...(window ? { window } : {}),
+    });
   }
   const result: Verdict = keys.some((k) => k.result === "illegal")
     ? "illegal"

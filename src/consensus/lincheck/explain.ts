@@ -47,6 +47,7 @@ export interface Window {
 interface Limits {
   readonly deadline: number;
   readonly maxStates: number;
+  readonly maxMemoBytes: number;
 }
 
 /**

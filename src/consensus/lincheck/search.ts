@@ -33,6 +33,8 @@ export interface SearchLimits {
   readonly deadline: number;
   /** Most memoised configurations before the search gives up with `unknown`. */
   readonly maxStates: number;
+  /** Most bytes of memoised configurations (estimated) before it gives up with `unknown`. */
+  readonly maxMemoBytes: number;
   /**
    * Values the register may jump to at any moment, any number of times: the
    * effects of operations left out of the search, over-approximated (so that an
@@ -46,6 +48,8 @@ export interface SearchOutcome {
   readonly verdict: Verdict;
   /** Configurations memoised. */
   readonly states: number;
+  /** For `unknown`: the limit reached. */
+  readonly limit?: "time" | "states";
 }
 
 interface Entry {
@@ -131,6 +135,8 @@ export function searchRegister(ops: readonly RegOp[], limits: SearchLimits): Sea
   // hash -> configurations with that hash: the linearized set's words, then the value.
   const cache = new Map<number, Uint32Array[]>();
   let states = 0;
+  // A configuration costs its words and the typed array's own object.
+  const maxStates = Math.min(limits.maxStates, Math.floor(limits.maxMemoBytes / ((words + 1) * 4 + 96)));
   /** Records (bits, value); false when it was there already. */
   const remember = (value: number): boolean => {
     const key = ((h1 ^ Math.imul(value + 1, 0x27d4eb2d)) >>> 0) + (h2 & 0x1fffff) * 0x100000000;
@@ -162,7 +168,8 @@ export function searchRegister(ops: readonly RegOp[], limits: SearchLimits): Sea
   let entry = head.next;
   let steps = 0;
   while (remaining > 0) {
-    if ((++steps & 1023) === 0 && performance.now() > limits.deadline) return { verdict: "unknown", states };
+    if ((++steps & 1023) === 0 && performance.now() > limits.deadline)
+      return { verdict: "unknown", states, limit: "time" };
     if (entry === null) throw new Error("linearizability search: ran off the list");
     if (entry.call) {
       const op = ops[entry.op]!;
@@ -175,7 +182,7 @@ export function searchRegister(ops: readonly RegOp[], limits: SearchLimits): Sea
       if (next >= 0) {
         flip(entry.op);
         if (remember(next)) {
-          if (states > limits.maxStates) return { verdict: "unknown", states };
+          if (states > maxStates) return { verdict: "unknown", states, limit: "states" };
           stack.push({ entry, value });
           value = next;
           lift(entry);
