@@ -184,8 +184,10 @@ export class LocalBackend implements ConsensusBackend {
     const lsn = committed
       ? this.#log({ type: "txn", revision: committed.revision, changes }, committed)
       : this.#wal.lsn;
+    // The revision the transaction saw, taken before others move it while this one waits.
+    const revision = store.revision;
     await this.#wal.durable(lsn);
-    return { succeeded, revision: committed ? committed.revision : store.revision, results };
+    return { succeeded, revision, results };
   }
 
   async range(selector: KeySelector, options: RangeOptions = {}): Promise<RangeResult> {
@@ -303,8 +305,13 @@ export class LocalBackend implements ConsensusBackend {
 
   async status(): Promise<BackendStatus> {
     this.#usable();
+    const status = {
+      revision: this.#store.revision,
+      compactRevision: this.#store.compactRevision,
+      leaderChanges: 0,
+    };
     await this.#wal.durable(this.#wal.lsn);
-    return { revision: this.#store.revision, compactRevision: this.#store.compactRevision, leaderChanges: 0 };
+    return status;
   }
 
   /** Waits for the log's last sync, ends every watch and closes the log's files if the backend opened them. */
