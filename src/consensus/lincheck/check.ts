@@ -91,8 +91,9 @@ function validate(history: History): void {
  * Checks `history` against the key-value register model. The verdict is
  * `unknown` only when the time or state limit was reached; `ok` and `illegal`
  * are always right.
- * @throws DWCPError `ERR_INVALID_ARG` for an operation that completes before
- *   its invocation, or an ok operation without completion or (a read) result
+ * @throws DWCPError `ERR_INVALID_ARG` for an operation without a finite
+ *   invocation or that completes before it, or an ok operation without
+ *   completion or (a read) result
  */
 export function checkLinearizable(history: History, options: CheckOptions = {}): CheckResult {
   const t0 = performance.now();

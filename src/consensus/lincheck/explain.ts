@@ -13,8 +13,10 @@
  *   any moment, any number of times. That over-approximates anything they did.
  *
  * Both cuts are monotone (a later end or an earlier start never makes an illegal
- * window legal), so each is found by bisection; a search that runs out of time
- * counts as legal, which only leaves the window larger.
+ * window legal), so each is found by bisection. Then each operation inside the
+ * window is left out in the same way, in turn, when the rest stays illegal: what
+ * remains are the operations that show the violation. A search that runs out of
+ * time counts as legal, which only leaves the window larger.
  *
  * @packageDocumentation
  */
