@@ -43,6 +43,8 @@ export const ANOMALIES = [
   "phantom-read",
   /** p writes A then B; q reads B's new value, then A's previous one. */
   "cross-key-read",
+  /** p writes x then a to A, then b to B, then reads x from A: it does not read its own write. */
+  "read-your-write",
 ] as const;
 export type Anomaly = (typeof ANOMALIES)[number];
 
@@ -152,7 +154,7 @@ export function linearizableHistory(o: CorpusOptions): History {
  * A history that is not linearizable because of `anomaly`, woven into a
  * linearizable background. The anomaly's operations are by processes numbered
  * from 1,000,000, on values starting with `u`, which nothing else writes; in a keyed
- * history on keys of their own (`a0`, and `a1` for `cross-key-read`), in an
+ * history on keys of their own (`a0`, and `a1` for `cross-key-read` and `read-your-write`), in an
  * unkeyed one on the one register.
  */
 export function anomalousHistory(anomaly: Anomaly, o: CorpusOptions): History {
@@ -205,6 +207,16 @@ export function anomalousHistory(anomaly: Anomaly, o: CorpusOptions): History {
       { done: 3, result: "ub" },
       r(1, A),
       { done: 4, result: "ux" },
+    ],
+    "read-your-write": [
+      w(0, A, "ux"),
+      { done: 0 },
+      w(0, A, "ua"),
+      { done: 1 },
+      w(0, B, "ub"),
+      { done: 2 },
+      r(0, A),
+      { done: 3, result: "ux" },
     ],
   }[anomaly];
   const rec = new HistoryRecorder();

@@ -161,6 +161,7 @@ describe("checkLinearizable on the corpus", () => {
       "double-cas": ["write ux", "cas ux -> uy", "cas ux -> uz"],
       "phantom-read": ["read -> unever"],
       "cross-key-read": ["write ux", "write ua", "read -> ux"],
+      "read-your-write": ["write ux", "write ua", "read -> ux"],
     };
     for (const anomaly of ANOMALIES) {
       const r = checkLinearizable(anomalousHistory(anomaly, shapes[4]!), { explain: true });
