@@ -300,6 +300,28 @@ describe("LocalBackend", () => {
   });
 });
 
+describe("SimDisks.replace", () => {
+  it("a crash before the replace lands keeps the old log; after, the new one; never a mix", async () => {
+    for (const crashAt of [0.5, 1.5]) {
+      const sim = new Simulator({ seed: 7 });
+      const disks = new SimDisks(sim, 1);
+      const s = disks.storage("n");
+      s.append("log", enc("old1"));
+      s.append("log", enc("old2"));
+      void s.sync("log");
+      await sim.run();
+      s.append("log", enc("unsynced"));
+      const replaced = s.replace("log", [enc("snap")]);
+      sim.at(sim.now + crashAt, () => disks.crash("n"));
+      await sim.run();
+      await replaced;
+      expect(disks.storage("n").read("log").map(dec), `crash after ${crashAt} ms`).toEqual(
+        crashAt < 1 ? ["old1", "old2"] : ["snap"],
+      );
+    }
+  });
+});
+
 describe("fileStorage", () => {
   const dirs: string[] = [];
   afterEach(() => {

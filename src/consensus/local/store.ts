@@ -51,6 +51,11 @@ function utf8Rank(c: number): number {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * The state. Writes go through {@link Store.apply} at the revision under way
+ * and become one revision at {@link Store.commit}; reads at any revision from
+ * the compacted one on.
+ */
 export class Store {
   /** The current revision: 1 for the empty store. */
   revision = 1;
