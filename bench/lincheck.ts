@@ -11,10 +11,16 @@
 //   crowded   10 keys, 24 processes, a tenth of the operations indeterminate
 //   illegal   the keyed shape with a stale read woven in, explained (the
 //             minimal window searched for too)
+// The keyed history's Jepsen log is also timed being read.
 // Each is checked once to warm up, then ROUNDS times; the figure is the median.
 // There is no peer: no linearizability checker runs under Node, and Porcupine
 // (Go) cannot be built here.
-import { checkLinearizable, type History } from "../src/consensus/lincheck/index.js";
+import {
+  checkLinearizable,
+  formatJepsen,
+  type History,
+  parseJepsen,
+} from "../src/consensus/lincheck/index.js";
 import {
   anomalousHistory,
   type CorpusOptions,
@@ -85,6 +91,18 @@ for (const c of cases) {
   );
 }
 
+// Reading the keyed history back from its Jepsen log, as `dwcp lincheck` does.
+const log = formatJepsen(cases[0]!.history);
+const parse: number[] = [];
+for (let r = -1; r < ROUNDS; r++) {
+  const t0 = performance.now();
+  const h = parseJepsen(log);
+  if (r >= 0) parse.push(performance.now() - t0);
+  if (h.operations.length !== OPS) throw new Error("lincheck: the log did not read back");
+}
+const parseMs = round(median(parse), 1);
+console.log(`lincheck parse: a ${OPS}-operation log (${log.length} characters), median ${parseMs} ms`);
+
 writeResult(
   {
     name: "lincheck",
@@ -94,6 +112,7 @@ writeResult(
     detail: {
       method: `checkLinearizable on generated ${OPS}-operation histories (seed ${keyed.seed}); median of ${ROUNDS} runs after one warm-up, in one process. "ours" is the keyed history (10 keys, 8 processes); register is one key; crowded has 24 processes and 10 % info; illegal is keyed with a stale read, explanation included`,
       ...figures,
+      parse: { characters: log.length, medianMs: parseMs },
     },
   },
   nativeInUse(),
