@@ -8,6 +8,7 @@ import type { WatchEvent } from "../../src/consensus/backend.js";
 import { EtcdBackend } from "../../src/consensus/etcd/index.js";
 import type { EtcdWatch } from "../../src/consensus/etcd/watch.js";
 import { type EtcdCluster, etcdSkipReason, etcdVersion, startEtcd } from "../helpers/etcd.js";
+import { type ConformanceTarget, conformanceSuite } from "./conformance.js";
 
 const skip = etcdSkipReason();
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -326,4 +327,27 @@ describe.skipIf(Boolean(skip))(`EtcdBackend on one etcd member${skip ? ` [skippe
     expect(await code(c.status())).toBe("ERR_CLOSED");
     expect(() => c.watch({ key: "z" })).toThrow(expect.objectContaining({ code: "ERR_CLOSED" }));
   });
+});
+
+/** The conformance suite on a cluster of `size`, started once for the file; each test opens its own client. */
+function conformanceOnEtcd(size: 1 | 3): void {
+  let cluster: Promise<EtcdCluster> | undefined;
+  afterAll(async () => {
+    await (await cluster?.catch(() => undefined))?.stop();
+  });
+  conformanceSuite(`etcd ×${size}`, async (): Promise<ConformanceTarget> => {
+    cluster ??= startEtcd({ size });
+    const backend = new EtcdBackend({ endpoints: (await cluster).endpoints });
+    return {
+      backend,
+      // etcd's leases run on its own clock: only waiting lets their time pass.
+      elapse: (seconds) => sleep(seconds * 1000),
+      close: () => backend.close(),
+    };
+  });
+}
+
+describe.skipIf(Boolean(skip))(`EtcdBackend conformance${skip ? ` [skipped: ${skip}]` : ""}`, () => {
+  conformanceOnEtcd(1);
+  conformanceOnEtcd(3);
 });
