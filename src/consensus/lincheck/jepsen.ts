@@ -13,10 +13,13 @@
  * `[key value]`: `[k nil]` for a read's invocation, `[k 3]` for a write,
  * `[k [old new]]` for a cas. The first operation line's value decides the form
  * for the whole log: a read's or write's value that is a vector, or a cas's
- * whose second element is a vector, makes it keyed. A later line of the other
- * form is an error.
+ * whose second element is a vector, makes it keyed. A later invocation or `:ok`
+ * of the other form is an error.
  *
- * An invocation still pending when the log ends is indeterminate (`info`).
+ * An `:ok` read's value is its result; an `:ok` write's or cas's must be its
+ * invocation's. A `:fail` or `:info` line's value must be well-formed but is not
+ * otherwise read (Jepsen may put an error keyword there, `:timed-out`). An
+ * invocation still pending when the log ends is indeterminate (`info`).
  *
  * @packageDocumentation
  */
