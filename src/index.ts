@@ -12,6 +12,62 @@
  * @packageDocumentation
  */
 
+export { Consensus, type ConsensusConfig, type ConsensusOptions, openBackend } from "./consensus/acp.js";
+export type {
+  BackendStatus,
+  Compare,
+  CompareOp,
+  CompareTarget,
+  ConsensusBackend,
+  KeySelector,
+  KeyValue,
+  Lease,
+  RangeOptions,
+  RangeResult,
+  TxnOp,
+  TxnOpResult,
+  TxnResult,
+  Watch,
+  WatchEvent,
+  WatchOptions,
+} from "./consensus/backend.js";
+export {
+  type CampaignOptions,
+  campaign,
+  ELECTION_PREFIX,
+  type LeaderInfo,
+  Leadership,
+  leader,
+} from "./consensus/election.js";
+export type { EtcdBackendOptions, EtcdTls } from "./consensus/etcd/index.js";
+export { FLAGS_KEY, FlagsSync, type FlagsSyncEvents, type FlagsSyncOptions } from "./consensus/flags-sync.js";
+export { type ConsensusCounts, InstrumentedBackend } from "./consensus/instrumented.js";
+export { LeaseKeeper, type LeaseKeeperEvents, type LeaseKeeperOptions } from "./consensus/lease-keeper.js";
+export {
+  type CheckOptions,
+  type CheckResult,
+  checkLinearizable,
+  formatJepsen,
+  type History,
+  HistoryRecorder,
+  parseJepsen,
+  renderExplanation,
+} from "./consensus/lincheck/index.js";
+export {
+  type FileStorage,
+  fileStorage,
+  LocalBackend,
+  type LocalBackendOptions,
+  memoryStorage,
+} from "./consensus/local/index.js";
+export {
+  NODES_PREFIX,
+  type RegisteredNode,
+  Registration,
+  type RegistrationEvents,
+  type RegistrationOptions,
+  registeredNodes,
+} from "./consensus/registration.js";
 export {
   type BreakerMessage,
   channels as diagnosticsChannels,

@@ -33,6 +33,7 @@ import type { ZstdDictionary } from "./codec/index.js";
 import { pageTally } from "./codec/pages/counters.js";
 import type { PagePolicy } from "./codec/pages/encode.js";
 import { PageCodec } from "./codec/pages/format.js";
+import { Consensus, type ConsensusConfig } from "./consensus/acp.js";
 import { channels, errorInfo, publish } from "./diagnostics/index.js";
 import { type Clock, deadline, type Env, nodeEnv, type Timer } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode, isDWCPError } from "./errors.js";
@@ -161,6 +162,20 @@ export interface ManagerOptions {
    */
   registry?: Registry;
   /**
+   * ACP: the backend (the embedded one, in memory or in `dir`; or an etcd
+   * cluster), whether the node registers itself under a lease, and whether it
+   * follows the fleet's flags through the store (so a kill switch flipped once
+   * reaches every node). Opened by the first {@link DWCPManager.consensus}
+   * call; a backend passed in as an object stays the caller's to close.
+   * @default `{ backend: "local" }`, not registered, flags not followed
+   */
+  consensus?: ConsensusConfig & {
+    /** Register this node (`/dwcp/nodes/<node id>`), its lease this many seconds. */
+    register?: { ttlSeconds?: number; value?: Uint8Array };
+    /** Follow the fleet's flags (at this key, default `/dwcp/flags`) into {@link DWCPManager.flags}. */
+    fleetFlags?: boolean | { key?: string };
+  };
+  /**
    * Time and randomness of the manager and everything it builds: its session
    * nodes, links, mode detectors, flag store (unless one is passed in `flags`),
    * health checks and deadlines (the simulator's, under simulation). The
@@ -247,6 +262,9 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   /** The prom-client registry this manager reports in ({@link ManagerOptions.registry}). */
   readonly registry: Registry;
   readonly #opts: ManagerOptions;
+  #consensus: Promise<Consensus> | undefined;
+  /** ACP once open: what the metrics sample. */
+  #consensusOpen: Consensus | undefined;
   readonly #links = new Map<string, PeerLink>();
   readonly #detectors = new Map<
     PeerLink,
@@ -437,7 +455,35 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       handshakeRefusals,
       errors,
       flags: { epoch: this.flags.epoch, fileRefusals: this.#flagFileRefusals },
+      ...(this.#consensusOpen ? { consensus: this.#consensusOpen.sample() } : {}),
     };
+  }
+
+  /**
+   * ACP, opened on first use as {@link ManagerOptions.consensus} says (the
+   * node registered, the fleet's flags followed, when asked); the same
+   * instance after. Closed with the manager.
+   */
+  consensus(): Promise<Consensus> {
+    if (this.#closing) return Promise.reject(new DWCPError("ERR_CLOSED", "the manager is closed"));
+    this.#consensus ??= (async () => {
+      const { register, fleetFlags, ...config } = this.#opts.consensus ?? { backend: "local" as const };
+      const c = await Consensus.open(config as ConsensusConfig, {
+        nodeId: this.nodeId,
+        env: this.#env,
+        ...(register ? { register } : {}),
+        ...(fleetFlags
+          ? { flags: { store: this.flags, ...(typeof fleetFlags === "object" ? fleetFlags : {}) } }
+          : {}),
+      });
+      if (this.#closing) {
+        await c.close();
+        throw new DWCPError("ERR_CLOSED", "the manager closed while ACP was opening");
+      }
+      this.#consensusOpen = c;
+      return c;
+    })();
+    return this.#consensus;
   }
 
   /** Starts accepting peers on both generations. */
@@ -968,6 +1014,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     );
     for (const l of this.#listeners) await l.close();
     await Promise.all([this.v1.close({ timeoutMs: closeMs }), this.v3.close({ timeoutMs: closeMs })]);
+    await this.#consensus?.then((c) => c.close()).catch(() => {});
   }
 }
 

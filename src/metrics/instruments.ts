@@ -11,6 +11,7 @@
 import type { Registry } from "prom-client";
 import { LATENCY_BUCKETS, type LatencyHistogram } from "./histogram.js";
 import {
+  type ConsensusSample,
   type GenerationName,
   type NodeSample,
   PAGE_KINDS,
@@ -402,6 +403,48 @@ function register(registry: Registry, a: Attached): void {
     pages((s, out) => {
       for (const k of PAGE_KINDS) out.push({ value: s.kinds[k].pages, labels: { kind: k } });
     }),
+  );
+  const consensus = (f: (c: ConsensusSample, labels: Labels, out: Value[]) => void) =>
+    perNode((n, out) => {
+      if (n.consensus) f(n.consensus, { node: n.node, backend: n.consensus.backend }, out);
+    });
+  def(
+    "dwcp_consensus_commits_total",
+    "counter",
+    "Writes ACP's backend acknowledged (transactions that wrote, puts, deletes, lease grants and revokes)",
+    consensus((c, labels, out) => out.push({ value: c.commits, labels })),
+  );
+  def(
+    "dwcp_consensus_commit_latency_seconds",
+    "histogram",
+    "Time from an ACP write's call to its acknowledgement by the backend",
+    consensus((c, labels, out) =>
+      histogram("dwcp_consensus_commit_latency_seconds", c.commitLatency, labels, out),
+    ),
+  );
+  def(
+    "dwcp_consensus_failed_compares_total",
+    "counter",
+    "ACP transactions whose compares did not hold (a lost race, a stale plan, a fenced leader)",
+    consensus((c, labels, out) => out.push({ value: c.failedCompares, labels })),
+  );
+  def(
+    "dwcp_consensus_leader_changes_total",
+    "counter",
+    "Leader changes of the consensus backend's cluster seen by this node (0 on the embedded backend)",
+    consensus((c, labels, out) => out.push({ value: c.leaderChanges, labels })),
+  );
+  def(
+    "dwcp_consensus_lease_expiries_total",
+    "counter",
+    "Times this node's registration lease was lost (it registers again by itself)",
+    consensus((c, labels, out) => out.push({ value: c.leaseExpiries, labels })),
+  );
+  def(
+    "dwcp_consensus_registered",
+    "gauge",
+    "1 while this node is registered under a live lease",
+    consensus((c, labels, out) => out.push({ value: c.registered, labels })),
   );
   def(
     "dwcp_hde_bytes_in_total",

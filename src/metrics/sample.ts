@@ -104,6 +104,28 @@ export interface NodeSample {
   errors: Record<string, number>;
   /** Flag changes taken (epoch) and flags files refused. */
   flags: { epoch: number; fileRefusals: number };
+  /** ACP, once the node opened it. */
+  consensus?: ConsensusSample;
+}
+
+/** ACP's figures. */
+export interface ConsensusSample {
+  /** The backend's kind ("local", "etcd"). */
+  backend: string;
+  /** Writes acknowledged (txns that wrote, puts, deletes, lease grants and revokes). */
+  commits: number;
+  /** Transactions whose compares did not hold. */
+  failedCompares: number;
+  /** Calls that failed (any code). */
+  errors: number;
+  /** Time from a write's call to its acknowledgement. */
+  commitLatency: LatencyHistogram;
+  /** Leader changes the backend has seen (0 for the embedded one). */
+  leaderChanges: number;
+  /** Times the node's registration lease was lost. */
+  leaseExpiries: number;
+  /** 1 while the node is registered. */
+  registered: number;
 }
 
 /** Pages an HDE encoder classified, and their bytes, by kind. */
