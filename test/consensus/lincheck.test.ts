@@ -191,7 +191,7 @@ describe("checkLinearizable on the corpus", () => {
 });
 
 describe("checkLinearizable against an exhaustive search", () => {
-  it("agrees on arbitrary small histories (any outcomes, fail and info included)", () => {
+  it("agrees on arbitrary small histories (any outcomes, fail and info included), explanations too", () => {
     let illegal = 0;
     let total = 0;
     fc.assert(
@@ -199,7 +199,17 @@ describe("checkLinearizable against an exhaustive search", () => {
         const expected = bruteForce(h);
         total++;
         if (!expected) illegal++;
-        expect(checkLinearizable(h).result).toBe(expected ? "ok" : "illegal");
+        const r = checkLinearizable(h, { explain: true });
+        expect(r.result).toBe(expected ? "ok" : "illegal");
+        // Each explanation is illegal on its own, by the exhaustive search too.
+        for (const k of r.keys) {
+          if (k.result !== "illegal") continue;
+          const w = k.window!;
+          const alone = w.operations.map((op) =>
+            op.complete > w.end ? { ...op, status: "info" as const, complete: Number.POSITIVE_INFINITY } : op,
+          );
+          expect(bruteForce({ keyed: h.keyed, operations: alone })).toBe(false);
+        }
       }),
       { numRuns: 1500 },
     );
