@@ -125,9 +125,20 @@ describe("LocalBackend", () => {
   }
 
   it("a log that outgrows its state is rewritten as one snapshot, and recovers to the same state and history", async () => {
-    const storage = memoryStorage();
+    const inner = memoryStorage();
+    let rewrites = 0;
+    const storage = {
+      ...inner,
+      replace: (name: string, records: readonly Uint8Array[]) => {
+        rewrites++;
+        return inner.replace(name, records);
+      },
+    };
     const a = open({ storage, snapshotBytes: 2048, historyRevisions: 50 });
-    for (let i = 0; i < 400; i++) await a.put(`k${i % 7}`, enc(`value ${i}`));
+    for (let i = 0; i < 400; i++) await a.put(`k${i % 7}`, enc(`value ${i}`.padEnd(100, ".")));
+    // Rewritten now and then, each rewrite paid for by as many bytes of appends: not at every write.
+    expect(rewrites).toBeGreaterThan(1);
+    expect(rewrites).toBeLessThan(40);
     const lease = await a.grant(60);
     await a.put("leased", enc("l"), { lease: lease.id });
     const records = storage.read("acp");

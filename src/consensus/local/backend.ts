@@ -50,8 +50,8 @@ export interface LocalBackendOptions {
    */
   readonly historyRevisions?: number;
   /**
-   * The log is rewritten as one snapshot once it holds more than this many
-   * bytes and more than its last snapshot. @default 64 MiB
+   * The log is rewritten as one snapshot once more than this many bytes were
+   * appended after its last snapshot, and more than that snapshot's size. @default 64 MiB
    */
   readonly snapshotBytes?: number;
   /** Largest key, in UTF-8 bytes. @default 1536 */

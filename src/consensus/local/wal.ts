@@ -6,8 +6,10 @@
  * syncs, not N.
  *
  * The log is rewritten as one snapshot record (atomically, through
- * {@link Storage.replace}) once it has grown past both `snapshotBytes` and the
- * size of its last snapshot, so it stays within about twice the state it holds.
+ * {@link Storage.replace}) once what was appended after its last snapshot
+ * outgrows both `snapshotAfter` and that snapshot, so it stays within about
+ * twice the larger of the two, and a rewrite's cost is paid for by as many
+ * bytes of appends.
  *
  * A storage failure is final: the state in memory is then ahead of the disk,
  * so every waiting and later write fails with the error (fail-stop, as etcd
@@ -31,9 +33,9 @@ export class Wal {
   readonly #waiters: Waiter[] = [];
   #flushing: Promise<void> | undefined;
   #failure: DWCPError | undefined;
-  /** Bytes in the log now (snapshot included), and in its last snapshot. */
-  #bytes = 0;
+  /** Bytes in the log's first record (its snapshot, once it has been rewritten), and after it. */
   #snapshotBytes = 0;
+  #appended = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -48,7 +50,10 @@ export class Wal {
   /** Records as they are on storage (recovery), counted so the next rewrite is timed right. */
   read(): Uint8Array[] {
     const records = this.storage.read(this.name);
-    for (const r of records) this.#bytes += r.length;
+    records.forEach((r, i) => {
+      if (i === 0) this.#snapshotBytes = r.length;
+      else this.#appended += r.length;
+    });
     return records;
   }
 
@@ -105,17 +110,17 @@ export class Wal {
       const batch = this.#queued;
       this.#queued = [];
       try {
-        if (this.#bytes > Math.max(this.snapshotAfter, this.#snapshotBytes)) {
+        if (this.#appended > Math.max(this.snapshotAfter, this.#snapshotBytes)) {
           // The snapshot holds the effect of every record appended so far,
           // the batch included, so the batch is not written on its own.
           const snap = this.snapshot();
           await this.storage.replace(this.name, [snap]);
-          this.#bytes = snap.length;
           this.#snapshotBytes = snap.length;
+          this.#appended = 0;
         } else {
           for (const r of batch) {
             this.storage.append(this.name, r);
-            this.#bytes += r.length;
+            this.#appended += r.length;
           }
           await this.storage.sync(this.name);
         }
