@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { demoCommand } from "./demo.js";
 import { EXIT, EXIT_HELP, usage } from "./exit.js";
 import { flagsCommand } from "./flags.js";
+import { lincheckCommand } from "./lincheck.js";
 import { migrationCommands } from "./migrate.js";
 import { printError } from "./output.js";
 import { probeCommand } from "./probe.js";
@@ -22,7 +23,7 @@ import { packageVersion } from "./version.js";
 export function program(): Command {
   const p = new Command("dwcp")
     .description(
-      "DWCP node agent: serve, probe a path, send and receive files, live-migrate an image, tunnel local streams, manage feature flags",
+      "DWCP node agent: serve, probe a path, send and receive files, live-migrate an image, tunnel local streams, manage feature flags, check a history for linearizability",
     )
     .version(packageVersion(), "-V, --version")
     .exitOverride()
@@ -43,6 +44,7 @@ export function program(): Command {
   tunnelCommand(p, run);
   flagsCommand(p, run);
   statusCommand(p, run);
+  lincheckCommand(p, run);
   return p;
 }
 
