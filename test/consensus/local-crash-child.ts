@@ -9,9 +9,9 @@ import { seededRandom } from "../../src/env/index.js";
 
 /** Options shared with the test, which reopens the store with them. */
 export const CRASH_STORE = {
-  // More revisions than one run makes, so the test can read each of the run's
-  // acknowledged writes at its revision after the restart.
-  historyRevisions: 400,
+  // Every revision kept (the test makes a few thousand), so the test can read
+  // each acknowledged write at its revision after the restart.
+  historyRevisions: 1_000_000,
   // Small, so the log is rewritten as a snapshot often and kills land during rewrites too.
   snapshotBytes: 4 * 1024,
 } as const;

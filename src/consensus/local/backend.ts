@@ -5,6 +5,9 @@
  * that reflects a change is released before the change's log record is
  * synced, so after a crash (kill -9, power loss) every acknowledged write is
  * there, and nothing a caller saw is missing.
+ *
+ * There is one copy of the state, so every read is linearizable and
+ * `serializable` changes nothing; `status().leader` is undefined.
  */
 
 import { type Env, nodeEnv, type Timer } from "../../env/index.js";
@@ -40,7 +43,10 @@ export interface LocalBackendOptions {
    * when `dir` is given, else an in-memory storage (nothing survives the process)
    */
   readonly storage?: Storage;
-  /** A directory for the log, on files the backend opens and closes itself. */
+  /**
+   * A directory for the log, on files the backend opens and closes itself. One
+   * backend at a time may use it: nothing locks it against a second.
+   */
   readonly dir?: string;
   /** The log's name in the storage. @default "acp" */
   readonly log?: string;
