@@ -392,6 +392,22 @@ describe("fileStorage", () => {
     );
   });
 
+  it("a backend reopened on a log with a torn last record drops it, and the writes after it survive the next restart", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dwcp-fs-"));
+    dirs.push(dir);
+    const a = new LocalBackend({ dir });
+    const r = await a.put("k", enc("1"));
+    await a.close();
+    appendFileSync(join(dir, "acp.log"), frameRecord(enc("a record the crash cut")).subarray(0, 12));
+    const b = new LocalBackend({ dir });
+    expect((await b.status()).revision).toBe(r);
+    expect(await b.put("k", enc("2"))).toBe(r + 1);
+    await b.close();
+    const c = new LocalBackend({ dir });
+    expect((await c.range({ key: "k" })).kvs[0]).toMatchObject({ version: 2, modRevision: r + 1 });
+    await c.close();
+  });
+
   it("a backend on a damaged log refuses to open rather than serve a partial state", async () => {
     const dir = mkdtempSync(join(tmpdir(), "dwcp-fs-"));
     dirs.push(dir);
