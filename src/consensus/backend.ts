@@ -69,7 +69,10 @@ export interface KeySelector {
 export interface RangeOptions {
   /** At most this many keys (in key order); `more` says whether some were left out. Default: all. */
   readonly limit?: number;
-  /** Read the store as of this revision (must not be compacted). Default: the current one. */
+  /**
+   * Read the store as of this revision: `ERR_COMPACTED` when compacted,
+   * `ERR_INVALID_ARG` when still in the future. Default: the current one.
+   */
   readonly revision?: number;
   /**
    * Allow a read served by one member without a quorum round (etcd's serializable
@@ -99,7 +102,11 @@ export interface RangeResult {
 
 /** The result of one {@link TxnOp}, in order. */
 export type TxnOpResult =
-  | { readonly type: "put"; readonly prev?: KeyValue }
+  | {
+      readonly type: "put";
+      /** The key before the put; absent when it did not exist. */
+      readonly prev?: KeyValue;
+    }
   | { readonly type: "delete"; readonly deleted: number }
   | ({ readonly type: "range" } & Omit<RangeResult, "revision">);
 
@@ -132,8 +139,8 @@ export interface WatchOptions {
  * A running watch: an async iterable of event batches, each batch one
  * revision's changes that match, in revision order. The iteration ends when the
  * watch is closed, and throws `ERR_COMPACTED` when its next revision has been
- * compacted (its `compactRevision` then says from where to re-list), or the
- * backend's error when it fails for good. A backend that reconnects resumes the
+ * compacted (re-list with `range`, then watch from the read's revision + 1), or
+ * the backend's error when it fails for good. A backend that reconnects resumes the
  * watch from {@link Watch.revision} + 1 by itself: no event is lost or repeated.
  */
 export interface Watch extends AsyncIterable<readonly WatchEvent[]> {
@@ -154,7 +161,7 @@ export interface Lease {
 export interface BackendStatus {
   /** The store's current revision. */
   readonly revision: number;
-  /** The compacted revision (history at or below it is gone). */
+  /** The compacted revision: history below it is gone; reads at it still work. */
   readonly compactRevision: number;
   /** The member that leads now, when the backend has members (etcd); undefined for the embedded one. */
   readonly leader?: string;
@@ -192,7 +199,11 @@ export interface ConsensusBackend {
   delete(selector: KeySelector): Promise<number>;
   /** Watches keys; see {@link Watch}. */
   watch(selector: KeySelector, options?: WatchOptions): Watch;
-  /** Drops the history at and below `revision` (reads and watches before it fail with `ERR_COMPACTED`). */
+  /**
+   * Drops the history below `revision` (reads and watches before it fail with
+   * `ERR_COMPACTED`); `ERR_COMPACTED` when already compacted past it,
+   * `ERR_INVALID_ARG` when it is in the future.
+   */
   compact(revision: number): Promise<void>;
   /** Grants a lease of `ttlSeconds`. */
   grant(ttlSeconds: number): Promise<Lease>;

@@ -12,6 +12,7 @@
  *
  * @packageDocumentation
  */
+import { type Clock, nodeEnv } from "../../env/index.js";
 import { DWCPError } from "../../errors.js";
 import { explainKey, type Window } from "./explain.js";
 import type { History, Operation } from "./history.js";
@@ -34,6 +35,8 @@ export interface CheckOptions {
   readonly maxMemoBytes?: number;
   /** Find a minimal non-linearizable window for each illegal key. @default false */
   readonly explain?: boolean;
+  /** The clock `timeoutMs` is measured on. @default nodeEnv's */
+  readonly clock?: Pick<Clock, "now">;
 }
 
 /** The verdict on one key. */
@@ -96,9 +99,11 @@ function validate(history: History): void {
  *   completion or (a read) result
  */
 export function checkLinearizable(history: History, options: CheckOptions = {}): CheckResult {
-  const t0 = performance.now();
+  const clock = options.clock ?? nodeEnv.clock;
+  const t0 = clock.now();
   const deadline = t0 + (options.timeoutMs ?? 30_000);
   const limits = {
+    now: () => clock.now(),
     deadline,
     maxStates: options.maxStates ?? 2_000_000,
     maxMemoBytes: options.maxMemoBytes ?? 512 * 1024 * 1024,
@@ -109,7 +114,7 @@ export function checkLinearizable(history: History, options: CheckOptions = {}):
     const values = new ValueTable();
     const reduced = ops.map((op) => reduce(op, values)).filter((r): r is RegOp => r !== null);
     const { verdict, states, limit } =
-      performance.now() > deadline
+      clock.now() > deadline
         ? { verdict: "unknown" as const, states: 0, limit: "time" as const }
         : searchRegister(reduced, limits);
     const window = verdict === "illegal" && options.explain ? explainKey(key, ops, limits) : undefined;
@@ -131,6 +136,6 @@ export function checkLinearizable(history: History, options: CheckOptions = {}):
     result,
     keys,
     operations: history.operations.length,
-    elapsedMs: performance.now() - t0,
+    elapsedMs: clock.now() - t0,
   };
 }

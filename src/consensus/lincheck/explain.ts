@@ -23,7 +23,7 @@
 import type { KeyResult } from "./check.js";
 import { type Operation, showCall, showValue, type Value } from "./history.js";
 import { reduce, ValueTable } from "./reduce.js";
-import { type RegOp, searchRegister } from "./search.js";
+import { type RegOp, type SearchLimits, searchRegister } from "./search.js";
 
 /** A minimal non-linearizable window of one key's operations. */
 export interface Window {
@@ -46,11 +46,7 @@ export interface Window {
   readonly of: number;
 }
 
-interface Limits {
-  readonly deadline: number;
-  readonly maxStates: number;
-  readonly maxMemoBytes: number;
-}
+type Limits = Omit<SearchLimits, "chaos">;
 
 /**
  * True when `ops` cut at event `end`, with the operations `loose` marks left out
