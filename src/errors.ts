@@ -89,6 +89,8 @@ const CODES = {
   ERR_LEASE_NOT_FOUND: "lease not found",
   /** The consensus backend did not answer in time (no quorum): the operation may or may not have taken effect. */
   ERR_UNAVAILABLE: "the consensus backend is unavailable",
+  /** A data directory is held by another live process (its lock file names the process). */
+  ERR_LOCKED: "the data directory is in use by another process",
   /** A guarded write was refused: the leadership whose fencing revision it carried is gone. */
   ERR_NOT_LEADER: "not the leader",
 } as const;

@@ -1,7 +1,16 @@
 // The local backend: the conformance suite on each storage it runs on, then
 // what is its own (recovery, snapshots, bounded history, durability before
 // acknowledgement, limits).
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -347,31 +356,38 @@ describe("fileStorage", () => {
     await s.close();
     return { dir, file: join(dir, "log.log") };
   };
-  const records = (dir: string) => fileStorage(dir).read("log").map(dec);
+  const records = async (dir: string) => {
+    const s = fileStorage(dir);
+    try {
+      return s.read("log").map(dec);
+    } finally {
+      await s.close();
+    }
+  };
 
   it("reads back what was synced, and a replace atomically swaps the whole log", async () => {
     const { dir } = await filled();
-    expect(records(dir)).toEqual(["one", "two", "three"]);
+    expect(await records(dir)).toEqual(["one", "two", "three"]);
     const s = fileStorage(dir);
     await s.replace("log", [enc("snap")]);
     s.append("log", enc("after"));
     await s.sync("log");
     await s.close();
-    expect(records(dir)).toEqual(["snap", "after"]);
+    expect(await records(dir)).toEqual(["snap", "after"]);
   });
 
   it("a torn last record (cut short, or zero-filled) ends the log and is truncated away", async () => {
     const { dir, file } = await filled();
     const size = statSync(file).size;
     appendFileSync(file, frameRecord(enc("four")).subarray(0, 7));
-    expect(records(dir)).toEqual(["one", "two", "three"]);
+    expect(await records(dir)).toEqual(["one", "two", "three"]);
     expect(statSync(file).size).toBe(size);
     appendFileSync(file, new Uint8Array(64));
-    expect(records(dir)).toEqual(["one", "two", "three"]);
+    expect(await records(dir)).toEqual(["one", "two", "three"]);
     const torn = frameRecord(enc("four"));
     torn[torn.length - 1]! ^= 0xff;
     appendFileSync(file, torn);
-    expect(records(dir)).toEqual(["one", "two", "three"]);
+    expect(await records(dir)).toEqual(["one", "two", "three"]);
     expect(statSync(file).size).toBe(size);
   });
 
@@ -380,16 +396,35 @@ describe("fileStorage", () => {
     const bytes = readFileSync(file);
     bytes[9]! ^= 0x01;
     writeFileSync(file, bytes);
-    expect(() => records(dir)).toThrow(expect.objectContaining({ code: "ERR_CHECKSUM" }));
+    await expect(records(dir)).rejects.toMatchObject({ code: "ERR_CHECKSUM" });
     expect(() => parseLog(bytes)).toThrow(expect.objectContaining({ code: "ERR_CHECKSUM" }));
   });
 
-  it("refuses log names that are not plain file names", () => {
+  it("refuses log names that are not plain file names", async () => {
     const dir = mkdtempSync(join(tmpdir(), "dwcp-fs-"));
     dirs.push(dir);
-    expect(() => fileStorage(dir).read("../escape")).toThrow(
-      expect.objectContaining({ code: "ERR_INVALID_ARG" }),
-    );
+    const s = fileStorage(dir);
+    expect(() => s.read("../escape")).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG" }));
+    await s.close();
+  });
+
+  it("locks its directory: a second store there is ERR_LOCKED until the first closes; a dead holder's lock is taken over", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dwcp-fs-"));
+    dirs.push(dir);
+    const a = new LocalBackend({ dir });
+    await a.put("k", enc("1"));
+    expect(() => new LocalBackend({ dir })).toThrow(expect.objectContaining({ code: "ERR_LOCKED" }));
+    expect(readFileSync(join(dir, "LOCK"), "utf8").trim()).toBe(String(process.pid));
+    await a.close();
+    // A crashed holder leaves its lock behind, naming a process that is gone.
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], {
+      encoding: "utf8",
+    }).stdout;
+    writeFileSync(join(dir, "LOCK"), `${dead}\n`);
+    const b = new LocalBackend({ dir });
+    expect((await b.range({ key: "k" })).count).toBe(1);
+    await b.close();
+    expect(existsSync(join(dir, "LOCK"))).toBe(false);
   });
 
   it("a backend reopened on a log with a torn last record drops it, and the writes after it survive the next restart", async () => {

@@ -44,8 +44,8 @@ export interface LocalBackendOptions {
    */
   readonly storage?: Storage;
   /**
-   * A directory for the log, on files the backend opens and closes itself. One
-   * backend at a time may use it: nothing locks it against a second.
+   * A directory for the log, on files the backend opens and closes itself,
+   * locked while it is open (a second backend on it fails with `ERR_LOCKED`).
    */
   readonly dir?: string;
   /** The log's name in the storage. @default "acp" */

@@ -19,6 +19,7 @@ import {
   openSync,
   readFileSync,
   rmSync,
+  writeFileSync,
 } from "node:fs";
 import { type FileHandle, open, rename } from "node:fs/promises";
 import { join } from "node:path";
@@ -90,7 +91,45 @@ export function parseLog(bytes: Uint8Array, path = "log"): { records: Uint8Array
   return { records, end: pos };
 }
 
-/** Logs as files in `dir` (created if missing). */
+/**
+ * Takes `dir`'s lock file: created exclusively with this process's id, taken
+ * over when the process it names is gone (a crash leaves it behind).
+ * @throws DWCPError `ERR_LOCKED` when a live process holds it
+ */
+function lock(dir: string): string {
+  const path = join(dir, "LOCK");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+      return path;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw syscallError(`cannot lock ${dir}`, err);
+    }
+    const holder = Number.parseInt(readFileSync(path, "utf8"), 10);
+    if (Number.isSafeInteger(holder) && holder > 0 && alive(holder))
+      throw new DWCPError("ERR_LOCKED", `${dir} is in use by process ${holder} (${path})`);
+    rmSync(path, { force: true });
+  }
+  throw new DWCPError("ERR_LOCKED", `${dir}: its lock file keeps coming back (${path})`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Logs as files in `dir` (created if missing), which it locks for this
+ * process until {@link FileStorage.close}: two stores on one directory would
+ * interleave their logs.
+ * @throws DWCPError `ERR_LOCKED` when another live process (or another
+ *   storage in this one) uses `dir`
+ */
 export function fileStorage(dir: string): FileStorage {
   try {
     if (!existsSync(dir)) {
@@ -100,6 +139,7 @@ export function fileStorage(dir: string): FileStorage {
   } catch (err) {
     throw syscallError(`cannot create ${dir}`, err);
   }
+  const lockPath = lock(dir);
   const logs = new Map<string, FileLog>();
   let closed = false;
 
@@ -196,12 +236,14 @@ export function fileStorage(dir: string): FileStorage {
       });
     },
     async close() {
+      if (closed) return;
       closed = true;
       for (const log of logs.values()) {
         await log.chain;
         await log.handle?.close();
         log.handle = undefined;
       }
+      rmSync(lockPath, { force: true });
     },
   };
 }
