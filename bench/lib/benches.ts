@@ -14,6 +14,7 @@ export const BENCHES = [
   "migrate-corpus",
   "qemu-migrate",
   "lincheck",
+  "consensus",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];
