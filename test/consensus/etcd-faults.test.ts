@@ -1,11 +1,14 @@
 // etcd ×3 under faults, through EtcdBackend: several clients read, write and
 // compare-and-set a few keys while the leader is killed (SIGKILL, then
-// restarted) and later paused (SIGSTOP, then SIGCONT). Every operation is
-// recorded with its invocation and completion (a timeout or ERR_UNAVAILABLE is
-// indeterminate), the history must be linearizable for a register per key, no
-// acknowledged write may be missing from the store's history or from a watch
-// that ran through the faults, and the time from the kill to the first write
-// acknowledged after it is reported. Skipped, with the reason, without etcd.
+// restarted) and the next one paused (SIGSTOP, then SIGCONT); on a cluster
+// with a network namespace per member, while the leader and then a follower
+// are cut off from the others (iptables). Every operation is recorded with its
+// invocation and completion (a timeout or ERR_UNAVAILABLE is indeterminate),
+// the history must be linearizable for a register per key, no acknowledged
+// write may be missing from the store's history or from a watch that ran
+// through the faults, and the time from the first fault to the first write
+// acknowledged after it is reported. Skipped, with the reason, without etcd
+// (or, for partitions, without namespaces).
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,9 +21,10 @@ import {
   HistoryRecorder,
   type Value,
 } from "../../src/consensus/lincheck/index.js";
-import { type EtcdCluster, etcdSkipReason, startEtcd } from "../helpers/etcd.js";
+import { type EtcdCluster, etcdNetnsSkipReason, etcdSkipReason, startEtcd } from "../helpers/etcd.js";
 
 const skip = etcdSkipReason();
+const netnsSkip = etcdNetnsSkipReason();
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -37,23 +41,27 @@ interface Acked {
   revision: number;
 }
 
-describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip}]` : ""}`, () => {
-  let cluster: EtcdCluster | undefined;
-  const backends: EtcdBackend[] = [];
-  afterAll(async () => {
-    for (const b of backends) await b.close();
-    await cluster?.stop();
-  });
+/** What a workload under faults saw. */
+interface Outcome {
+  summary: string;
+  firstWriteAfterFaultMs: number | undefined;
+}
 
-  it("SIGKILL of the leader, then SIGSTOP of the new one, under concurrent read/write/cas: linearizable, no acknowledged write lost", {
-    timeout: 120_000,
-  }, async () => {
-    cluster = await startEtcd({ size: 3 });
-    const open = (): EtcdBackend => {
-      const b = new EtcdBackend({ endpoints: cluster!.endpoints, requestTimeoutMs: REQUEST_TIMEOUT_MS });
-      backends.push(b);
-      return b;
-    };
+/**
+ * Runs the workload on `cluster` while `faults` runs (it calls `fault()` at the
+ * first fault), then checks the history, the store and the watch.
+ */
+async function underFaults(
+  cluster: EtcdCluster,
+  faults: (fault: () => void) => Promise<string>,
+): Promise<Outcome> {
+  const backends: EtcdBackend[] = [];
+  const open = (): EtcdBackend => {
+    const b = new EtcdBackend({ endpoints: cluster.endpoints, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+    backends.push(b);
+    return b;
+  };
+  try {
     const observer = open();
     const start = (await observer.range({ key: "faults/" })).revision;
 
@@ -68,8 +76,8 @@ describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip
     const acked: Acked[] = [];
     let nextProcess = 0;
     let running = true;
-    let killAt = Number.POSITIVE_INFINITY;
-    let firstWriteAfterKillMs: number | undefined;
+    let faultAt = Number.POSITIVE_INFINITY;
+    let firstWriteAfterFaultMs: number | undefined;
     const counts = { ok: 0, fail: 0, info: 0 };
 
     async function client(db: ConsensusBackend, seed: number): Promise<void> {
@@ -126,8 +134,8 @@ describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip
             counts.ok++;
             seen.set(key, value);
             acked.push({ key, value, revision });
-            if (t0 > killAt && firstWriteAfterKillMs === undefined)
-              firstWriteAfterKillMs = performance.now() - killAt;
+            if (t0 > faultAt && firstWriteAfterFaultMs === undefined)
+              firstWriteAfterFaultMs = performance.now() - faultAt;
           } catch (err) {
             // Timed out or unavailable: it may or may not have been applied.
             expect((err as { code?: string }).code).toBe("ERR_UNAVAILABLE");
@@ -152,18 +160,9 @@ describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip
       }
     })();
 
-    await sleep(2000);
-    const first = await cluster.leader();
-    killAt = performance.now();
-    await cluster.kill(first, "SIGKILL");
-    await sleep(3000);
-    await cluster.restart(first);
-    await sleep(2000);
-    const second = await cluster.leader();
-    await cluster.kill(second, "SIGSTOP");
-    await sleep(4000);
-    await cluster.kill(second, "SIGCONT");
-    await sleep(2000);
+    const done = await faults(() => {
+      faultAt = performance.now();
+    });
     running = false;
     await Promise.all(workers);
     sampling = false;
@@ -174,12 +173,12 @@ describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip
     const log = join(tmpdir(), `dwcp-etcd-faults-${process.pid}.log`);
     if (check.result !== "ok") writeFileSync(log, formatJepsen(history));
     const status = await observer.status();
-    console.log(
-      `etcd ×3 faults: ${history.operations.length} operations (${counts.ok} ok, ${counts.fail} fail, ${counts.info} info), ` +
-        `${acked.length} acknowledged writes; killed ${first.name} (leader), stopped ${second.name} (leader); ` +
-        `first write acknowledged ${firstWriteAfterKillMs?.toFixed(0)} ms after the kill; ` +
-        `checker: ${check.result} in ${check.elapsedMs.toFixed(0)} ms; leader changes seen: ${status.leaderChanges}`,
-    );
+    const summary =
+      `${history.operations.length} operations (${counts.ok} ok, ${counts.fail} fail, ${counts.info} info), ` +
+      `${acked.length} acknowledged writes; ${done}; ` +
+      `first write acknowledged ${firstWriteAfterFaultMs?.toFixed(0)} ms after the first fault; ` +
+      `checker: ${check.result} in ${check.elapsedMs.toFixed(0)} ms; leader changes seen: ${status.leaderChanges}`;
+    console.log(summary);
     expect(check.result, `history written to ${log}`).toBe("ok");
     // The same history with one read answering a value nobody wrote is not
     // linearizable: the check above could have failed.
@@ -190,7 +189,7 @@ describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip
       operations: ops.map((op, i) => (i === read ? { ...op, result: "forged" } : op)),
     };
     expect(checkLinearizable(forged, { timeoutMs: 60_000 }).result).toBe("illegal");
-    expect(firstWriteAfterKillMs).toBeDefined();
+    expect(firstWriteAfterFaultMs).toBeDefined();
     expect(counts.ok).toBeGreaterThan(100);
     expect(status.leaderChanges).toBeGreaterThanOrEqual(1);
 
@@ -199,7 +198,7 @@ describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip
       const r = await observer.range({ key: a.key }, { revision: a.revision });
       expect(r.kvs[0] && [dec(r.kvs[0].value), r.kvs[0].modRevision]).toEqual([a.value, a.revision]);
     }
-    // The final value of each key is the last write in revision order (acknowledged or not).
+    // The watch saw every revision once, in order, every acknowledged write among them.
     const last = (await observer.range({ key: "faults/", prefix: true })).revision;
     while (watch.revision < last) await sleep(50);
     watch.close();
@@ -212,10 +211,78 @@ describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip
       const e = byRevision.get(a.revision);
       expect(e && [e.kv.key, dec(e.kv.value)]).toEqual([a.key, a.value]);
     }
+    // The final value of each key is the last write the watch saw (acknowledged or not).
     for (const key of KEYS) {
       const final = (await observer.range({ key })).kvs[0];
       const lastEvent = events.filter((e) => e.kv.key === key).at(-1);
       expect(final && dec(final.value)).toBe(lastEvent && dec(lastEvent.kv.value));
     }
+    return { summary, firstWriteAfterFaultMs };
+  } finally {
+    for (const b of backends) await b.close();
+  }
+}
+
+describe.skipIf(Boolean(skip))(`etcd ×3 under faults${skip ? ` [skipped: ${skip}]` : ""}`, () => {
+  let cluster: EtcdCluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it("SIGKILL of the leader, then SIGSTOP of the next, under concurrent read/write/cas: linearizable, no acknowledged write lost", {
+    timeout: 120_000,
+  }, async () => {
+    cluster = await startEtcd({ size: 3 });
+    const c = cluster;
+    await underFaults(c, async (fault) => {
+      await sleep(2000);
+      const first = await c.leader();
+      fault();
+      await c.kill(first, "SIGKILL");
+      await sleep(3000);
+      await c.restart(first);
+      await sleep(2000);
+      const second = await c.leader();
+      await c.kill(second, "SIGSTOP");
+      await sleep(4000);
+      await c.kill(second, "SIGCONT");
+      await sleep(2000);
+      return `killed ${first.name} (leader) and restarted it, stopped ${second.name} (leader) for 4 s`;
+    });
   });
 });
+
+describe.skipIf(Boolean(netnsSkip))(
+  `etcd ×3 under partitions${netnsSkip ? ` [skipped: ${netnsSkip}]` : ""}`,
+  () => {
+    let cluster: EtcdCluster | undefined;
+    afterAll(async () => {
+      await cluster?.stop();
+    });
+
+    it("the leader, then a follower, cut off from the others (a namespace per member, iptables drop): linearizable, no acknowledged write lost", {
+      timeout: 120_000,
+    }, async () => {
+      cluster = await startEtcd({ size: 3, netns: true });
+      const c = cluster;
+      await underFaults(c, async (fault) => {
+        await sleep(2000);
+        const leader = await c.leader();
+        fault();
+        c.partition(leader);
+        await sleep(4000);
+        c.heal(leader);
+        await c.healthy();
+        await sleep(1000);
+        const now = await c.leader();
+        const follower = c.members.find((m) => m !== now)!;
+        c.partition(follower);
+        await sleep(3000);
+        c.heal(follower);
+        await c.healthy();
+        await sleep(1000);
+        return `partitioned ${leader.name} (leader) for 4 s, then ${follower.name} (follower) for 3 s`;
+      });
+    });
+  },
+);

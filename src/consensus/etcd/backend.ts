@@ -48,7 +48,11 @@ export interface EtcdTls {
 
 /** Options of {@link EtcdBackend}. */
 export interface EtcdBackendOptions {
-  /** Client URLs of the members, as `http://host:port` or `https://host:port`; at least one. */
+  /**
+   * Client URLs of the members, at least one: `http://host:port`,
+   * `https://host:port`, or `unix:///absolute/path` for a member listening on a
+   * unix socket.
+   */
   readonly endpoints: readonly string[];
   /**
    * Milliseconds one call may take, retries included; past it the call rejects
@@ -145,8 +149,12 @@ export class EtcdBackend implements ConsensusBackend {
     if (!Array.isArray(endpoints) || endpoints.length === 0)
       throw invalidArg("options.endpoints", "a non-empty array of URLs", endpoints);
     for (const [i, e] of endpoints.entries())
-      if (typeof e !== "string" || !/^https?:\/\/[^/\s]+:\d{1,5}\/?$/.test(e))
-        throw invalidArg(`options.endpoints[${i}]`, "an http:// or https:// URL with a port", e);
+      if (typeof e !== "string" || !/^(https?:\/\/[^/\s]+:\d{1,5}\/?|unix:\/\/\/\S+)$/.test(e))
+        throw invalidArg(
+          `options.endpoints[${i}]`,
+          "an http://, https:// URL with a port or a unix:/// path",
+          e,
+        );
     this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0)
       throw invalidArg("options.requestTimeoutMs", "a positive number", options.requestTimeoutMs);
