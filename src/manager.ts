@@ -33,7 +33,7 @@ import type { ZstdDictionary } from "./codec/index.js";
 import { pageTally } from "./codec/pages/counters.js";
 import type { PagePolicy } from "./codec/pages/encode.js";
 import { PageCodec } from "./codec/pages/format.js";
-import { Consensus, type ConsensusConfig } from "./consensus/acp.js";
+import type { Consensus, ConsensusConfig } from "./consensus/acp.js";
 import { channels, errorInfo, publish } from "./diagnostics/index.js";
 import { type Clock, deadline, type Env, nodeEnv, type Timer } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode, isDWCPError } from "./errors.js";
@@ -468,7 +468,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     if (this.#closing) return Promise.reject(new DWCPError("ERR_CLOSED", "the manager is closed"));
     this.#consensus ??= (async () => {
       const { register, fleetFlags, ...config } = this.#opts.consensus ?? { backend: "local" as const };
-      const c = await Consensus.open(config as ConsensusConfig, {
+      const c = await REGISTRY.consensus.v1(config as ConsensusConfig, {
         nodeId: this.nodeId,
         env: this.#env,
         ...(register ? { register } : {}),

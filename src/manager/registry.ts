@@ -1,12 +1,14 @@
 /**
  * The six components a manager composes: each one's flag, and what it is built
  * from on each generation where it is built at all. The manager makes its
- * session nodes and HDE's page policy from these entries, and reports the
- * components without them as not implemented; a component that comes adds its
- * factories here and its protocol in its own layer.
+ * session nodes, HDE's page policy and ACP from these entries, and reports the
+ * components without them as not implemented (ACP's v3 form is still to come);
+ * a component that comes adds its factories here and its protocol in its own
+ * layer.
  */
 import type { ZstdDictionary } from "../codec/index.js";
 import type { PagePolicy } from "../codec/pages/encode.js";
+import { Consensus, type ConsensusConfig, type ConsensusOptions } from "../consensus/acp.js";
 import type { FeatureFlags } from "../flags/flags.js";
 import type { Mode, PathEstimate } from "../mode/classifier.js";
 import { policyFor, tuneParams } from "../mode/policy.js";
@@ -38,8 +40,20 @@ export interface PlannedComponent {
   readonly v3?: undefined;
 }
 
+/** A component built on v1 so far: its v3 form is planned. */
+export interface V1OnlyComponent<F> {
+  /** Its short name. */
+  readonly name: string;
+  /** The flag that will let it use v3. */
+  readonly flag: keyof FeatureFlags;
+  readonly implemented: "v1";
+  /** Builds its v1 (datacenter) form. */
+  readonly v1: F;
+  readonly v3?: undefined;
+}
+
 /** One entry of the {@link REGISTRY}. */
-export type ComponentEntry<F = unknown> = BuiltComponent<F> | PlannedComponent;
+export type ComponentEntry<F = unknown> = BuiltComponent<F> | V1OnlyComponent<F> | PlannedComponent;
 
 /** Builds a generation's session node, offering only that generation's protocol version. */
 export type NodeFactory = (options: Omit<NodeOptions, "versions">) => DWCPNode;
@@ -75,6 +89,10 @@ const pagePolicyV1: PagePolicyFactory = (mode) => policyFor(mode, { v3: false })
 const pagePolicyV3: PagePolicyFactory = (mode, dictionary) =>
   policyFor(mode, { v3: true, ...(dictionary ? { dictionary } : {}) });
 
+/** ACP's v1 form: the backend its configuration names (embedded or etcd), the node registered, the fleet's flags followed. */
+export type ConsensusFactory = (config: ConsensusConfig, options: ConsensusOptions) => Promise<Consensus>;
+const consensusV1: ConsensusFactory = (config, options) => Consensus.open(config, options);
+
 /** The components, in the order they are reported. */
 export const REGISTRY = Object.freeze({
   transport: { name: "AMST", flag: "enableV3Transport", implemented: true, v1: node(1), v3: node(3) },
@@ -87,7 +105,7 @@ export const REGISTRY = Object.freeze({
   },
   prediction: { name: "PBA", flag: "enableV3Prediction", implemented: true, v1: tuningV1, v3: tuningV3 },
   sync: { name: "ASS", flag: "enableV3StateSync", implemented: false, v1: undefined, v3: undefined },
-  consensus: { name: "ACP", flag: "enableV3Consensus", implemented: false, v1: undefined, v3: undefined },
+  consensus: { name: "ACP", flag: "enableV3Consensus", implemented: "v1", v1: consensusV1, v3: undefined },
   placement: { name: "ITP", flag: "enableV3Placement", implemented: false, v1: undefined, v3: undefined },
 } as const satisfies Record<string, ComponentEntry>);
 

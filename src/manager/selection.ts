@@ -44,7 +44,7 @@ export interface PeerCapabilities {
 /** Per-component choice for one peer. */
 export interface ComponentChoice {
   generation: Generation;
-  /** False when the component is not built yet: the choice is what *would* apply. */
+  /** False when the component is not built yet on the chosen generation: the choice is what *would* apply. */
   implemented: boolean;
   reason: string;
   /**
@@ -98,7 +98,11 @@ export function selectGenerations(
       generation = "v3";
       reason = mode ? `${mode} mode, ${flag} on, in rollout` : `${flag} on, in rollout`;
     }
-    components[c] = { generation, implemented, reason };
+    components[c] = {
+      generation,
+      implemented: implemented === true || (implemented === "v1" && generation === "v1"),
+      reason,
+    };
     if (generation === "v1" && v1Refusal)
       components[c].refused = caps.measuring
         ? `${v1Refusal} (sends wait for the first measurement)`
