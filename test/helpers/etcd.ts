@@ -11,8 +11,9 @@
 // `partition(member)` then drops the member's traffic to and from the others
 // with iptables inside its namespace, and `heal(member)` lets it through again.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
+import { request as tlsRequest } from "node:https";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -97,6 +98,8 @@ class Member implements EtcdMember {
     readonly logFile: string,
     /** With `netns`: the member's namespace and its client socket. */
     readonly ns?: { name: string; socket: string },
+    /** With `tls`: what this process presents to the member's client port. */
+    readonly tls?: EtcdTlsFiles,
   ) {}
   get pid(): number | undefined {
     return this.child?.pid;
@@ -148,9 +151,11 @@ function httpJson<T>(m: Member, path: string, body?: unknown, timeoutMs = 1000):
   const target = m.ns
     ? { socketPath: m.ns.socket }
     : { host: "127.0.0.1", port: Number(new URL(m.endpoint).port) };
+  const send = m.tls ? tlsRequest : request;
+  const tls = m.tls ? { ca: m.tls.ca, cert: m.tls.cert, key: m.tls.key } : {};
   return new Promise<T>((resolve, reject) => {
-    const req = request(
-      { ...target, path, method: body === undefined ? "GET" : "POST", timeout: timeoutMs },
+    const req = send(
+      { ...target, ...tls, path, method: body === undefined ? "GET" : "POST", timeout: timeoutMs },
       (res) => {
         let data = "";
         res.setEncoding("utf8");
@@ -222,11 +227,25 @@ export interface StartEtcdOptions {
   startTimeoutMs?: number;
   /** Each member in its own network namespace, so it can be partitioned (see the file's head). @default false */
   netns?: boolean;
+  /**
+   * Client port on TLS (loopback only): the members serve `server` and accept
+   * only clients with a certificate signed by `ca` (etcd's --client-cert-auth);
+   * the rig itself presents `client`. @default plain HTTP
+   */
+  tls?: { ca: string; server: { cert: string; key: string }; client: { cert: string; key: string } };
+}
+
+/** PEM material the rig presents to a TLS member. */
+interface EtcdTlsFiles {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 /** Starts a cluster on loopback and waits until every member is healthy. */
 export async function startEtcd(options: StartEtcdOptions): Promise<EtcdCluster> {
-  const { size, heartbeatMs = 100, electionMs = 1000, startTimeoutMs = 30_000, netns = false } = options;
+  const { size, heartbeatMs = 100, electionMs = 1000, startTimeoutMs = 30_000, netns = false, tls } = options;
+  if (tls && netns) throw new Error("tls is for loopback clusters");
   const root = mkdtempSync(join(tmpdir(), "dwcp-etcd-"));
   const ports = netns ? [] : await freePorts(size * 2);
   const token = `dwcp-${process.pid}-${root.slice(-6)}`;
@@ -252,10 +271,12 @@ export async function startEtcd(options: StartEtcdOptions): Promise<EtcdCluster>
     }
     return new Member(
       `m${i}`,
-      `http://127.0.0.1:${ports[2 * i]}`,
+      `${tls ? "https" : "http"}://127.0.0.1:${ports[2 * i]}`,
       `http://127.0.0.1:${ports[2 * i + 1]}`,
       join(dir, "data"),
       join(root, `m${i}.log`),
+      undefined,
+      tls && { ca: tls.ca, ...tls.client },
     );
   });
   const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
@@ -295,6 +316,18 @@ export async function startEtcd(options: StartEtcdOptions): Promise<EtcdCluster>
       "--logger=zap",
       "--log-level=warn",
     ];
+    if (tls) {
+      const dir = join(m.dataDir, "..");
+      writeFileSync(join(dir, "ca.crt"), tls.ca);
+      writeFileSync(join(dir, "server.crt"), tls.server.cert);
+      writeFileSync(join(dir, "server.key"), tls.server.key, { mode: 0o600 });
+      args.push(
+        `--trusted-ca-file=${join(dir, "ca.crt")}`,
+        `--cert-file=${join(dir, "server.crt")}`,
+        `--key-file=${join(dir, "server.key")}`,
+        "--client-cert-auth",
+      );
+    }
     // `ip netns exec` execs etcd in place: the child's PID is etcd's.
     const child = m.ns
       ? spawn("ip", ["netns", "exec", m.ns.name, "etcd", ...args], {
