@@ -12,6 +12,7 @@
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Etcd3 } from "etcd3";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ConsensusBackend, WatchEvent } from "../../src/consensus/backend.js";
 import { EtcdBackend } from "../../src/consensus/etcd/index.js";
@@ -256,8 +257,49 @@ describe.skipIf(Boolean(netnsSkip))(
   `etcd ×3 under partitions${netnsSkip ? ` [skipped: ${netnsSkip}]` : ""}`,
   () => {
     let cluster: EtcdCluster | undefined;
+    let small: EtcdCluster | undefined;
     afterAll(async () => {
       await cluster?.stop();
+      await small?.stop();
+    });
+
+    it("a compare-only txn on a member cut off from the quorum: etcd answers from its stale state, EtcdBackend does not", async () => {
+      small = await startEtcd({ size: 3, netns: true });
+      const c = small;
+      const all = new EtcdBackend({ endpoints: c.endpoints });
+      const leader = await c.leader();
+      const cut = c.members.find((m) => m !== leader)!;
+      const alone = new EtcdBackend({ endpoints: [cut.endpoint], requestTimeoutMs: 1500 });
+      const raw = new Etcd3({ hosts: [cut.endpoint] });
+      try {
+        await all.put("stale/k", enc("old"));
+        // The member has the old value before it is cut off.
+        expect(dec((await alone.range({ key: "stale/k" })).kvs[0]!.value)).toBe("old");
+        c.partition(cut);
+        await all.put("stale/k", enc("new"));
+        const old = [
+          {
+            key: Buffer.from("stale/k"),
+            target: "Value" as const,
+            result: "Equal" as const,
+            value: Buffer.from("old"),
+          },
+        ];
+        // etcd 3.4 counts a txn without ops as serializable and answers it locally.
+        expect((await raw.kv.txn({ compare: old, success: [], failure: [] })).succeeded).toBe(true);
+        // Through the backend the same txn is a linearizable read: no answer without a quorum.
+        await expect(
+          alone.txn([{ key: "stale/k", target: "value", op: "=", value: enc("old") }], []),
+        ).rejects.toMatchObject({ code: "ERR_UNAVAILABLE" });
+        c.heal(cut);
+        await c.healthy();
+        const after = await alone.txn([{ key: "stale/k", target: "value", op: "=", value: enc("new") }], []);
+        expect(after).toMatchObject({ succeeded: true, results: [] });
+      } finally {
+        raw.close();
+        await alone.close();
+        await all.close();
+      }
     });
 
     it("the leader, then a follower, cut off from the others (a namespace per member, iptables drop): linearizable, no acknowledged write lost", {

@@ -192,6 +192,17 @@ export class EtcdBackend implements ConsensusBackend {
       success: ops(success, "success"),
       failure: ops(failure, "failure"),
     };
+    // etcd serves a txn whose branches hold only serializable ranges as a
+    // serializable read, and counts two empty branches as such: a member
+    // behind the leader would answer the compares from its stale state. One
+    // linearizable count in each branch (its result dropped) makes it a
+    // linearizable read, as the contract's reads are.
+    const padded = req.success.length === 0 && req.failure.length === 0;
+    if (padded) {
+      const probe: IRequestOp = { request_range: { key: Buffer.from([0]), count_only: true } };
+      req.success.push(probe);
+      req.failure.push(probe);
+    }
     const res = await this.#call("txn", "unsent", (a) => this.#etcd.kv.txn(req, a.options));
     const asked: IRequestOp[] = res.succeeded ? req.success : req.failure;
     const responses = res.responses ?? [];
@@ -200,7 +211,7 @@ export class EtcdBackend implements ConsensusBackend {
     return {
       succeeded: Boolean(res.succeeded),
       revision: int(res.header?.revision),
-      results: responses.map((r, i) => opResult(r, asked[i]!)),
+      results: padded ? [] : responses.map((r, i) => opResult(r, asked[i]!)),
     };
   }
 
