@@ -210,6 +210,18 @@ describe.skipIf(Boolean(skip))(`EtcdBackend on one etcd member${skip ? ` [skippe
     }
   });
 
+  it("watch: catching up on revisions too large for one gRPC message (etcd fragments them)", async () => {
+    // Five values of 1.2 MB: one response of this history exceeds gRPC's 4 MiB.
+    const big = new Uint8Array(1_200_000).fill(7);
+    const revs: number[] = [];
+    for (let i = 0; i < 5; i++) revs.push(await b.put(`big/${i}`, big));
+    const w = b.watch({ key: "big/", prefix: true }, { fromRevision: revs[0]! });
+    const got = (await take(w, 5)).flat();
+    expect(got.map((e) => [e.kv.modRevision, e.kv.value.length])).toEqual(revs.map((r) => [r, big.length]));
+    w.close();
+    await b.delete({ key: "big/", prefix: true });
+  });
+
   it("leases: grant (raised to etcd's minimum TTL), keys bound, keep-alive, revoke, expiry", async () => {
     const l = await b.grant(1);
     expect(l.ttl).toBeGreaterThanOrEqual(1);

@@ -125,6 +125,20 @@ interface Attempt {
  * `delete` are retried only when the request never left this process. A write
  * that may have been applied rejects with `ERR_UNAVAILABLE`.
  *
+ * Reads are linearizable unless asked otherwise, compare-only transactions
+ * included (etcd would serve those locally, possibly stale).
+ *
+ * Watches: each has its own gRPC stream on some member. When the stream breaks
+ * (the member dies, the connection drops, gRPC keepalive finds the member
+ * unresponsive) the watch opens another, on any member, from the last revision
+ * it received + 1, with a backoff of up to 1 s, until closed: nothing is lost
+ * or repeated. A watch without `fromRevision` starts after the revision a
+ * linearizable read finds; this backend's later calls wait for that read, so
+ * a write made after `watch()` returned is delivered. A consumer that falls
+ * {@link EtcdBackendOptions.watchBufferEvents} events behind pauses the stream
+ * (etcd keeps the rest until the consumer catches up, or fails the watch with
+ * `ERR_COMPACTED` if the history is compacted meanwhile).
+ *
  * Lease ids: grants pick ids below 2^53 so they fit the contract's numbers;
  * a key bound to a larger id (a lease granted by another etcd client) is read
  * as an `ERR_PROTOCOL` failure rather than as a wrong id.

@@ -30,6 +30,7 @@ const REASONS: readonly (readonly [RegExp, DWCPErrorCode])[] = [
   [/key is not provided/, "ERR_INVALID_ARG"],
   [/request is too large|trying to send message larger than max/i, "ERR_INVALID_ARG"],
   [/lease TTL is too large/, "ERR_INVALID_ARG"],
+  [/Received message larger than max/, "ERR_RESOURCE_LIMIT"],
   [/permission denied|invalid auth token|authentication failed|user name is empty/, "ERR_AUTH_FAILED"],
 ];
 

@@ -56,6 +56,8 @@ export class EtcdWatch implements Watch {
   #wake: (() => void) | undefined;
   #stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
   #paused = false;
+  /** Events of a response etcd split into fragments, until its last fragment. */
+  #fragments: IEvent[] = [];
   #retry: Timer | undefined;
   #backoffMs = 0;
   /** Set when the caller gave no start: the first stream reads the current revision first. */
@@ -172,6 +174,9 @@ export class EtcdWatch implements Watch {
         key: this.key,
         ...(this.rangeEnd ? { range_end: this.rangeEnd } : {}),
         start_revision: this.#rev + 1,
+        // Without fragments, a response of many revisions (catching up)
+        // can exceed gRPC's message limit, and the watch could never move past it.
+        fragment: true,
       },
     });
   }
@@ -188,10 +193,15 @@ export class EtcdWatch implements Watch {
       return;
     }
     if (res.created) this.#backoffMs = 0;
-    const events = res.events ?? [];
+    if (res.fragment) {
+      this.#fragments.push(...(res.events ?? []));
+      return;
+    }
+    const events =
+      this.#fragments.length > 0 ? [...this.#fragments, ...(res.events ?? [])] : (res.events ?? []);
+    this.#fragments = [];
     if (events.length === 0) return;
-    // etcd sends whole revisions in one response (fragmenting is off); a
-    // response may hold several of them.
+    // A response (its fragments joined) holds whole revisions, possibly several.
     let batch: WatchEvent[] = [];
     let at = 0;
     for (const ev of events) {
@@ -220,6 +230,8 @@ export class EtcdWatch implements Watch {
 
   #onEnd(stream: IDuplexStream<IWatchRequest, IWatchResponse>, err: unknown): void {
     if (stream !== this.#stream) return;
+    // A response cut short comes again whole on the next stream.
+    this.#fragments = [];
     this.#drop();
     this.#paused = false;
     this.#broken(err);
