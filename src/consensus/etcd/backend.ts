@@ -85,6 +85,31 @@ const GRPC_OPTIONS = {
   "grpc.keepalive_timeout_ms": 3_000,
   "grpc.keepalive_permit_without_calls": 0,
 };
+/** The part of a gRPC call an interceptor sees: its start, with the request's metadata. */
+interface StartableCall {
+  start(metadata: { set(key: string, value: string): void }, listener?: unknown): void;
+}
+
+/**
+ * Watch streams carry etcd's "hasleader" metadata: a member without a leader
+ * (cut off from the quorum) refuses such a stream and ends it once it has had
+ * no leader for a while, so the watch moves to a member that has one instead
+ * of waiting out the partition.
+ */
+const REQUIRE_LEADER = {
+  interceptors: [
+    (options: unknown, nextCall: (options: unknown) => StartableCall): StartableCall => {
+      const call = nextCall(options);
+      const start = call.start.bind(call);
+      call.start = (metadata, listener) => {
+        metadata.set("hasleader", "true");
+        start(metadata, listener);
+      };
+      return call;
+    },
+  ],
+} as unknown as Parameters<Etcd3["watchClient"]["watch"]>[0];
+
 /** Lease ids this client picks: at most 2^53 - 1, so the contract's `number` holds them exactly. */
 const LEASE_ID_SPAN = Number.MAX_SAFE_INTEGER;
 
@@ -130,7 +155,8 @@ interface Attempt {
  *
  * Watches: each has its own gRPC stream on some member. When the stream breaks
  * (the member dies, the connection drops, gRPC keepalive finds the member
- * unresponsive) the watch opens another, on any member, from the last revision
+ * unresponsive, the member has had no leader for a few election timeouts and
+ * ends it) the watch opens another, on any member, from the last revision
  * it received + 1, with a backoff of up to 1 s, until closed: nothing is lost
  * or repeated. A watch without `fromRevision` starts after the revision a
  * linearizable read finds; this backend's later calls wait for that read, so
@@ -258,7 +284,7 @@ export class EtcdBackend implements ConsensusBackend {
       throw invalidArg("options.fromRevision", "an integer ≥ 1", from);
     const host: WatchHost = {
       env: this.#env,
-      open: () => this.#etcd.watchClient.watch(),
+      open: () => this.#etcd.watchClient.watch(REQUIRE_LEADER),
       currentRevision: () => this.#startRevision(key),
       maxBufferedEvents: this.#watchBuffer,
       maxBackoffMs: 1000,
