@@ -76,7 +76,7 @@ describe.skipIf(Boolean(skip))(`EtcdBackend on one etcd member${skip ? ` [skippe
         { key: "t/none", target: "version", op: "=", value: 0 },
       ],
       [
-        { type: "put", key: "t/a", value: enc("2") },
+        { type: "put", key: "t/a", value: enc("2"), prevKv: true },
         { type: "put", key: "t/b", value: enc("x") },
         { type: "range", key: "t/", prefix: true },
       ],

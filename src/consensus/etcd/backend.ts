@@ -264,7 +264,7 @@ export class EtcdBackend implements ConsensusBackend {
 
   async put(key: string, value: Uint8Array, options?: { lease?: number }): Promise<number> {
     this.#open();
-    const req = { ...putRequest(key, value, options?.lease, "put"), prev_kv: false };
+    const req = putRequest(key, value, options?.lease, undefined, "put");
     const res = await this.#call("put", "unsent", (a) => this.#etcd.kv.put(req, a.options));
     return int(res.header?.revision);
   }

@@ -124,14 +124,16 @@ export function putRequest(
   key: string,
   value: Uint8Array,
   lease: number | undefined,
+  prevKv: unknown,
   name: string,
 ): IPutRequest {
+  if (prevKv !== undefined && typeof prevKv !== "boolean")
+    throw invalidArg(`${name}.prevKv`, "a boolean", prevKv);
   return {
     key: nonEmptyKey(key, `${name}.key`),
     value: bytes(value, `${name}.value`),
     lease: lease === undefined ? 0 : leaseId(lease, `${name}.lease`),
-    // The contract's put result carries the value it replaced.
-    prev_kv: true,
+    prev_kv: prevKv === true,
   };
 }
 
@@ -169,7 +171,9 @@ export function requestOp(op: TxnOp, name: string): IRequestOp {
   if (typeof op !== "object" || op === null) throw invalidArg(name, "a txn op", op);
   switch (op.type) {
     case "put":
-      return { request_put: putRequest(op.key, op.value, op.lease, name) };
+      return {
+        request_put: putRequest(op.key, op.value, op.lease, (op as { prevKv?: unknown }).prevKv, name),
+      };
     case "delete":
       return { request_delete_range: deleteRequest(op, name) };
     case "range": {
