@@ -384,7 +384,9 @@ function conformanceOnEtcd(size: 1 | 3): void {
     await (await cluster?.catch(() => undefined))?.stop();
   });
   conformanceSuite(`etcd ×${size}`, async (): Promise<ConformanceTarget> => {
-    cluster ??= startEtcd({ size });
+    // A longer election timeout than etcd's 1 s: a machine busy with other
+    // tests must not cost a spurious election (and a failed write) mid-test.
+    cluster ??= startEtcd({ size, electionMs: 2500 });
     const backend = new EtcdBackend({ endpoints: (await cluster).endpoints });
     return {
       backend,
