@@ -85,7 +85,14 @@ export interface RangeOptions {
 
 /** An operation inside a transaction. */
 export type TxnOp =
-  | { readonly type: "put"; readonly key: string; readonly value: Uint8Array; readonly lease?: number }
+  | {
+      readonly type: "put";
+      readonly key: string;
+      readonly value: Uint8Array;
+      readonly lease?: number;
+      /** Return the key as it was before the put (etcd's `prev_kv`): it costs a read. Default false. */
+      readonly prevKv?: boolean;
+    }
   | ({ readonly type: "delete" } & KeySelector)
   | ({ readonly type: "range" } & KeySelector & Pick<RangeOptions, "limit" | "countOnly">);
 
@@ -104,7 +111,7 @@ export interface RangeResult {
 export type TxnOpResult =
   | {
       readonly type: "put";
-      /** The key before the put; absent when it did not exist. */
+      /** The key before the put, when asked for with `prevKv` and it existed. */
       readonly prev?: KeyValue;
     }
   | { readonly type: "delete"; readonly deleted: number }

@@ -219,20 +219,29 @@ export function conformanceSuite(name: string, open: () => Promise<ConformanceTa
         [
           { type: "delete", key: `${p}b` },
           { type: "range", key: a },
-          { type: "put", key: a, value: enc("A2") },
+          { type: "put", key: a, value: enc("A2"), prevKv: true },
+          { type: "put", key: `${p}c`, value: enc("C"), prevKv: true },
         ],
       );
       expect(again.succeeded).toBe(false);
       expect(again.revision).toBe(ok.revision + 1);
       expect(again.results[0]).toMatchObject({ type: "delete", deleted: 1 });
       expect(pairs((again.results[1] as { kvs: readonly KeyValue[] }).kvs)).toEqual([[a, "A"]]);
+      // Asked for, the previous value is the one replaced; a key that did not exist has none.
       const put = again.results[2]!;
-      expect(put.type).toBe("put");
-      // A backend may or may not report the previous value; when it does, it is the one replaced.
-      if (put.type === "put" && put.prev) expect(dec(put.prev.value)).toBe("A");
-      expect(pairs((await db.range({ key: p, prefix: true })).kvs)).toEqual([[a, "A2"]]);
+      expect(put.type === "put" && put.prev && dec(put.prev.value)).toBe("A");
+      expect(put.type === "put" && put.prev?.version).toBe(1);
+      expect(again.results[3]).toEqual({ type: "put" });
+      expect(pairs((await db.range({ key: p, prefix: true })).kvs)).toEqual([
+        [a, "A2"],
+        [`${p}c`, "C"],
+      ]);
       const kv = (await db.range({ key: a })).kvs[0]!;
       expect(kv).toMatchObject({ version: 2, modRevision: again.revision, createRevision: ok.revision });
+      // Not asked for, it is not read.
+      expect((await db.txn([], [{ type: "put", key: a, value: enc("A3") }])).results).toEqual([
+        { type: "put" },
+      ]);
     });
 
     it("a transaction that writes one key twice is refused (ERR_INVALID_ARG), in either branch, and changes nothing", async () => {

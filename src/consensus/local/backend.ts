@@ -172,7 +172,7 @@ export class LocalBackend implements ConsensusBackend {
         const change: Change = { type: "put", key: op.key, value: op.value.slice(), lease: op.lease ?? 0 };
         store.apply(change);
         changes.push(change);
-        results.push(prev ? { type: "put", prev: copyKeyValue(prev) } : { type: "put" });
+        results.push(prev && op.prevKv ? { type: "put", prev: copyKeyValue(prev) } : { type: "put" });
       } else if (op.type === "delete") {
         const gone = store.select(op);
         for (const kv of gone) {
