@@ -13,6 +13,7 @@ const TIMED = [
   "test/manager-hostile.test.ts",
   "test/cli-wan.test.ts",
   "test/flows-wan.test.ts",
+  "test/consensus/etcd-faults.test.ts",
   "test/migration-sources.test.ts",
 ];
 
