@@ -34,7 +34,7 @@ export interface KeyValue {
   readonly modRevision: number;
   /** Writes since creation: 1 after the first put. */
   readonly version: number;
-  /** The lease the key is bound to; 0 for none. */
+  /** The lease the key is bound to; 0 for none. Lease ids are below 2^53 (etcd's are int64: a backend refuses one a number cannot hold). */
   readonly lease: number;
 }
 
