@@ -276,7 +276,7 @@ async function main(): Promise<void> {
             `${CONCURRENCY} in flight for ${CONC_MS} ms, ${PUTS} sequential puts; ` +
             `${KEYS} keys per contender, ${VALUE_BYTES}-byte values; percentiles nearest-rank over all rounds' samples. ` +
             `${etcdVersion()}, rig defaults (heartbeat 100 ms, election 1000 ms), both clusters up throughout; ` +
-            "raw: new Etcd3({hosts}) and its if/then/commit and put builders; DWCP's txn puts ask for the previous value (the contract returns it). " +
+            "raw: new Etcd3({hosts}) and its if/then/commit and put builders; neither asks for a put's previous value. " +
             `Load average ${load0.join(" / ")} at the start; machine CPU busy ${busy ?? "unknown"} % during the rounds; whole benchmark ${elapsedS} s`,
           goals: { "raw etcd3 client, etcd ×3": 1.1 },
           "goal: etcd ×1 overhead ≤ 10 %": within("1"),
