@@ -141,7 +141,10 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     this.#expiry = this.#env.clock.setTimeout(
       () => {
         this.#expiry = undefined;
-        if (this.alive && this.#env.clock.now() >= this.#deadline)
+        if (!this.alive) return;
+        // A timer may fire a fraction of a millisecond early by the monotonic clock: look again then.
+        if (this.#env.clock.now() < this.#deadline) this.#armExpiry();
+        else
           this.#lose(
             new DWCPError(
               "ERR_TIMEOUT",

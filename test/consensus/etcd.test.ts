@@ -7,9 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WatchEvent } from "../../src/consensus/backend.js";
 import { EtcdBackend } from "../../src/consensus/etcd/index.js";
 import type { EtcdWatch } from "../../src/consensus/etcd/watch.js";
+import { nodeEnv } from "../../src/env/index.js";
 import { testPki } from "../helpers/certs.js";
 import { type EtcdCluster, etcdSkipReason, etcdVersion, startEtcd } from "../helpers/etcd.js";
 import { type ConformanceTarget, conformanceSuite } from "./conformance.js";
+import { electionSuite } from "./election-suite.js";
 
 const skip = etcdSkipReason();
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -400,4 +402,23 @@ function conformanceOnEtcd(size: 1 | 3): void {
 describe.skipIf(Boolean(skip))(`EtcdBackend conformance${skip ? ` [skipped: ${skip}]` : ""}`, () => {
   conformanceOnEtcd(1);
   conformanceOnEtcd(3);
+});
+
+describe.skipIf(Boolean(skip))(`leases and elections on etcd ×1${skip ? ` [skipped: ${skip}]` : ""}`, () => {
+  // etcd's default election timeout (1 s): its shortest lease is then 1.5 s,
+  // below the suite's 2 s ones.
+  let cluster: Promise<EtcdCluster> | undefined;
+  afterAll(async () => {
+    await (await cluster?.catch(() => undefined))?.stop();
+  });
+  electionSuite("etcd ×1", async () => {
+    cluster ??= startEtcd({ size: 1 });
+    const backend = new EtcdBackend({ endpoints: (await cluster).endpoints });
+    return {
+      backend,
+      env: nodeEnv,
+      elapse: (seconds) => sleep(seconds * 1000),
+      close: () => backend.close(),
+    };
+  });
 });
