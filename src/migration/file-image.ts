@@ -204,10 +204,11 @@ export class FileImage implements PageSource {
     // flight: copying the file out of the page cache, not hashing, is what a
     // scan costs, and the thread pool does that on every core (the last scan
     // runs inside the downtime, with the guest's CPUs idle).
-    const bufs = (this.#bufs ??= Array.from(
+    this.#bufs ??= Array.from(
       { length: Math.min(this.#readsInFlight, Math.ceil(this.pageCount / this.#batchPages)) },
       () => new Uint8Array(this.#batchPages * ps),
-    ));
+    );
+    const bufs = this.#bufs;
     const known = this.#known;
     const first = this.#first;
     const batches = Math.ceil(this.pageCount / this.#batchPages);

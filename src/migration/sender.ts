@@ -587,10 +587,11 @@ class SenderRun {
     await Promise.all(inFlight);
     this.#send(encodeRound(this.#id, round, frames));
     const asked = this.#env.clock.now();
-    if (!noWait) await this.#wait(
-      (m) => m.type === MigrationMessage.APPLIED && m.applied.round >= round,
-      `the destination to apply round ${round}`,
-    );
+    if (!noWait)
+      await this.#wait(
+        (m) => m.type === MigrationMessage.APPLIED && m.applied.round >= round,
+        `the destination to apply round ${round}`,
+      );
     const now = this.#env.clock.now();
     this.#stats.rounds = round;
     this.#stats.pages += pages;
