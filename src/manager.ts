@@ -462,11 +462,13 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   /**
    * ACP, opened on first use as {@link ManagerOptions.consensus} says (the
    * node registered, the fleet's flags followed, when asked); the same
-   * instance after. Closed with the manager.
+   * instance after. A failed opening (the store unreachable) is not kept: the
+   * next call tries again. Closed with the manager.
    */
   consensus(): Promise<Consensus> {
     if (this.#closing) return Promise.reject(new DWCPError("ERR_CLOSED", "the manager is closed"));
-    this.#consensus ??= (async () => {
+    if (this.#consensus) return this.#consensus;
+    const opening = (async () => {
       const { register, fleetFlags, ...config } = this.#opts.consensus ?? { backend: "local" as const };
       const c = await REGISTRY.consensus.v1(config as ConsensusConfig, {
         nodeId: this.nodeId,
@@ -483,7 +485,11 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       this.#consensusOpen = c;
       return c;
     })();
-    return this.#consensus;
+    this.#consensus = opening;
+    opening.catch(() => {
+      if (this.#consensus === opening) this.#consensus = undefined;
+    });
+    return opening;
   }
 
   /** Starts accepting peers on both generations. */

@@ -3,6 +3,7 @@
 // store, and the consensus metrics.
 import { afterEach, describe, expect, it } from "vitest";
 import { LocalBackend, memoryStorage, registeredNodes } from "../../src/consensus/index.js";
+import { DWCPError } from "../../src/errors.js";
 import { memory } from "../../src/transport/memory/index.js";
 import { closeManagers, manager, until } from "../helpers/managers.js";
 import { PSK } from "../helpers/nodes.js";
@@ -38,6 +39,25 @@ describe("ACP in the manager", () => {
     await m.close();
     expect(await registeredNodes(shared)).toEqual([]);
     await expect(m.consensus()).rejects.toMatchObject({ code: "ERR_CLOSED" });
+  });
+
+  it("a failed opening (the store unreachable) is not kept: the next call opens it", async () => {
+    const shared = new LocalBackend({ storage: memoryStorage() });
+    let down = true;
+    const flaky = new Proxy(shared, {
+      get: (target, prop) => {
+        if (prop === "grant" && down)
+          return () => Promise.reject(new DWCPError("ERR_UNAVAILABLE", "no quorum"));
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const m = node("node-u", { backend: flaky, register: { ttlSeconds: 2 } });
+    await expect(m.consensus()).rejects.toMatchObject({ code: "ERR_UNAVAILABLE" });
+    down = false;
+    const c = await m.consensus();
+    expect(c.registration?.registered).toBe(true);
+    expect((await registeredNodes(shared)).map((n) => n.nodeId)).toEqual(["node-u"]);
   });
 
   it("registers again under a new lease after losing it, and counts the expiry", async () => {
