@@ -68,7 +68,8 @@ export class FlagsSync extends EventEmitter<FlagsSyncEvents> {
 
   /**
    * Changes the fleet's flags: `update` merged into what the store holds (or
-   * into this node's flags when it holds nothing), written only if nobody
+   * into this node's flags when it holds nothing, or nothing valid: a bad
+   * document is replaced rather than left to block every update), written only if nobody
    * changed them meanwhile (retried from the new value otherwise). Every node,
    * this one included, applies the result through its watch.
    * @returns the fleet revision of the new flags
@@ -79,10 +80,7 @@ export class FlagsSync extends EventEmitter<FlagsSyncEvents> {
       const { kvs } = await this.#backend.range({ key: this.key });
       const held = kvs[0];
       // Validated as a whole before it reaches the fleet.
-      const next = mergeFlags(
-        mergeFlags(DEFAULT_FLAGS, held ? parseFlags(held.value) : this.#flags.flags),
-        update,
-      );
+      const next = mergeFlags(mergeFlags(DEFAULT_FLAGS, heldFlags(held) ?? this.#flags.flags), update);
       const r = await this.#backend.txn(
         [{ key: this.key, target: "modRevision", op: "=", value: held?.modRevision ?? 0 }],
         [{ type: "put", key: this.key, value: new TextEncoder().encode(JSON.stringify({ flags: next })) }],
@@ -107,6 +105,8 @@ export class FlagsSync extends EventEmitter<FlagsSyncEvents> {
         }
       } catch (err) {
         if (this.#closed) return;
+        // The backend closed under it: nothing more to follow.
+        if (isDWCPError(err, "ERR_CLOSED")) return;
         // Compacted: list again at once. Anything else: say so, then retry.
         if (!isDWCPError(err, "ERR_COMPACTED")) {
           this.#report(err);
@@ -145,6 +145,16 @@ export class FlagsSync extends EventEmitter<FlagsSyncEvents> {
     this.#watch?.close();
     this.#wake?.();
     await this.#done;
+  }
+}
+
+/** The flags `held` holds, or undefined when there is no document or no valid one. */
+function heldFlags(held: KeyValue | undefined): Partial<FeatureFlags> | undefined {
+  if (!held) return undefined;
+  try {
+    return mergeFlags(DEFAULT_FLAGS, parseFlags(held.value));
+  } catch {
+    return undefined;
   }
 }
 

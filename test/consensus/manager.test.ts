@@ -126,5 +126,14 @@ describe("ACP in the manager", () => {
     ]);
     expect(m.flags.flags).toEqual(before);
     expect(c.fleetFlags!.revision).toBe(0);
+    // A bad document does not block the next update: it is replaced.
+    const rev = await c.fleetFlags!.publish({ forceV1: true });
+    await until(() => m.flags.flags.forceV1, 2000, "the kill switch over a bad document");
+    expect(c.fleetFlags!.revision).toBe(rev);
+    // The store closing ends the following, without an error loop.
+    await shared.close();
+    await new Promise((r) => setTimeout(r, 50));
+    await c.fleetFlags!.close();
+    expect(errors.filter((e) => e === "ERR_CLOSED")).toEqual([]);
   });
 });
