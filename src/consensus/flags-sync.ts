@@ -80,7 +80,7 @@ export class FlagsSync extends EventEmitter<FlagsSyncEvents> {
       const { kvs } = await this.#backend.range({ key: this.key });
       const held = kvs[0];
       // Validated as a whole before it reaches the fleet.
-      const next = mergeFlags(mergeFlags(DEFAULT_FLAGS, heldFlags(held) ?? this.#flags.flags), update);
+      const next = mergeFlags(heldFlags(held) ?? this.#flags.flags, update);
       const r = await this.#backend.txn(
         [{ key: this.key, target: "modRevision", op: "=", value: held?.modRevision ?? 0 }],
         [{ type: "put", key: this.key, value: new TextEncoder().encode(JSON.stringify({ flags: next })) }],
@@ -149,7 +149,7 @@ export class FlagsSync extends EventEmitter<FlagsSyncEvents> {
 }
 
 /** The flags `held` holds, or undefined when there is no document or no valid one. */
-function heldFlags(held: KeyValue | undefined): Partial<FeatureFlags> | undefined {
+function heldFlags(held: KeyValue | undefined): FeatureFlags | undefined {
   if (!held) return undefined;
   try {
     return mergeFlags(DEFAULT_FLAGS, parseFlags(held.value));
