@@ -138,10 +138,21 @@ describe("flows under the WAN rig (100 Mbit/s, 50 ms RTT)", () => {
         expect(r2.b! / total2, story).toBeGreaterThan((2 / 3) * 0.9);
         expect(r2.b! / total2, story).toBeLessThan((2 / 3) * 1.1);
         // 3. The step to 40 Mbit/s: from 3 s later, the allocation (the forecast, shared 2:1
-        // between b and c) is the new path's: close to what the receiver got over the
-        // same span (±30 %), and nowhere near the 100 Mbit/s of before.
+        // between b and c) is the new path's: within ±30 % of what one stream carries on it
+        // (the measured capacity scaled to the new rate), nowhere near the 100 Mbit/s of before.
+        // The forecast follows the path (kernel delivery rate, BBR bandwidth), not what the
+        // flows happened to deliver: after a step the queue overflows, and the receiver once
+        // got 0.64 of the new path for seconds while a stream recovered (filling a lossy
+        // path is the transport's job, measured by transport-wan), so what was received is
+        // held only to more than half of the path.
+        const path3 = (capacity * 40e6) / LINK_BPS;
         const r3 = rate(STEP_MS + 3000, END_MS - 500);
         const got3 = r3.b! + r3.c!;
+        const perSecond = [];
+        for (let t = STEP_MS; t < END_MS; t += 1000) {
+          const r = rate(t, t + 1000);
+          perSecond.push(((r.b! + r.c!) / 1e6).toFixed(1));
+        }
         const allocs = cLines.filter(
           (l) => l.event === "alloc" && l.t >= STEP_MS + 3000 && l.t < END_MS - 500,
         );
@@ -149,17 +160,20 @@ describe("flows under the WAN rig (100 Mbit/s, 50 ms RTT)", () => {
           const fl = a.flows as Record<string, number | null>;
           return { sum: (fl.b ?? 0) + (fl.c ?? 0), b: fl.b ?? 0 };
         });
+        const story3 = `${story}\nreceived per second from the step (Mbit/s): ${perSecond.join(" ")}; new path ${(path3 / 1e6).toFixed(1)}`;
         console.log(
-          `flows: after the step ${(got3 / 1e6).toFixed(1)} Mbit/s received, b share ${(r3.b! / got3).toFixed(3)}; allocated ${sums.map((x) => (x.sum / 1e6).toFixed(1)).join(" ")}`,
+          `flows: after the step the path carries ${(path3 / 1e6).toFixed(1)} Mbit/s; received ${(got3 / 1e6).toFixed(1)} (per second ${perSecond.join(" ")}), b share ${(r3.b! / got3).toFixed(3)}; allocated ${sums.map((x) => (x.sum / 1e6).toFixed(1)).join(" ")}`,
         );
-        expect(sums.length, story).toBeGreaterThan(8);
+        expect(sums.length, story3).toBeGreaterThan(8);
         for (const x of sums) {
-          expect(x.sum / got3, story).toBeGreaterThan(0.7);
-          expect(x.sum / got3, story).toBeLessThan(1.3);
-          expect(x.b / x.sum, story).toBeCloseTo(2 / 3, 2);
+          expect(x.sum / path3, story3).toBeGreaterThan(0.7);
+          expect(x.sum / path3, story3).toBeLessThan(1.3);
+          expect(x.b / x.sum, story3).toBeCloseTo(2 / 3, 2);
         }
-        expect(r3.b! / got3, story).toBeGreaterThan((2 / 3) * 0.9);
-        expect(r3.b! / got3, story).toBeLessThan((2 / 3) * 1.1);
+        expect(got3 / path3, story3).toBeGreaterThan(0.5);
+        expect(got3 / path3, story3).toBeLessThan(1.1);
+        expect(r3.b! / got3, story3).toBeGreaterThan((2 / 3) * 0.9);
+        expect(r3.b! / got3, story3).toBeLessThan((2 / 3) * 1.1);
         // 4. Nothing lost: every send resolved, and the receiver counted exactly those bytes.
         expect(done.failed, story).toBe(0);
         const sent = done.sent as Record<string, number>;
