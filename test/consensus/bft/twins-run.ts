@@ -1,0 +1,134 @@
+// One Twins scenario, run: the instances of its setup on a BftNet, each
+// message routed by the partition of its own round, each round's leader the
+// scenario's; after the scripted rounds the network is whole, leaders rotate,
+// and the oracle wants a commit within k views. The run ends when every honest
+// instance has committed after the heal, or at the first broken property.
+import { BftNet } from "./harness.js";
+import { Invariants } from "./invariants.js";
+import { instancesOf, type TwinsScenario } from "./twins.js";
+import { cachedReader, FIRST_VIEW, qcOf } from "./wire.js";
+
+/** Options of {@link runTwins}. */
+export interface TwinsRunOptions {
+  readonly scenario: TwinsScenario;
+  /** The simulator's seed (latencies, replicas' randomness, keys). */
+  readonly seed: number;
+  /** k of the liveness bound. @default 3n */
+  readonly livenessViews?: number;
+  /** Give up at this virtual time, ms. @default 600_000 */
+  readonly untilMs?: number;
+  /** Trace lines kept. @default 300 */
+  readonly traceLines?: number;
+}
+
+/** What one run saw. */
+export interface TwinsResult {
+  readonly name: string;
+  readonly seed: number;
+  readonly violations: readonly string[];
+  readonly trace: readonly string[];
+  readonly traceHash: string;
+  readonly events: number;
+  readonly virtualMs: number;
+  /** Honest commits, and the deepest height every honest instance reached. */
+  readonly commits: number;
+  readonly accusations: readonly string[];
+  /** Instance>member pairs that received an equivocation, and the ones reported. */
+  readonly equivocationsReceived: number;
+  readonly equivocationsReported: number;
+  /** The most views an honest instance took after the heal to commit. */
+  readonly viewsToCommit: number;
+  /** Rejections counted by the honest replicas, by reason. */
+  readonly rejected: Record<string, number>;
+}
+
+/** Runs one scenario under one seed. */
+export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
+  const { scenario } = o;
+  const { setup, rounds } = scenario;
+  const instances = instancesOf(setup);
+  const indexOf = new Map(instances.map((s, i) => [s.name, i]));
+  const groupOf = rounds.map((r) => {
+    const g = new Map<number, number>();
+    r.partition.forEach((members, k) => {
+      for (const i of members) g.set(i, k);
+    });
+    return g;
+  });
+  const roundOf = (view: number | undefined) =>
+    view === undefined ? undefined : view - FIRST_VIEW < rounds.length ? view - FIRST_VIEW : undefined;
+  const net = await BftNet.start({
+    seed: o.seed,
+    n: setup.n,
+    instances,
+    traceLines: o.traceLines ?? 300,
+    leaderOf: (view) => {
+      const r = roundOf(view);
+      return r !== undefined && r >= 0 ? rounds[r]!.leader : view % setup.n;
+    },
+    route: (view, from, to) => {
+      const r = roundOf(view);
+      if (r === undefined || r < 0) return true;
+      const g = groupOf[r]!;
+      return g.get(indexOf.get(from.name)!) === g.get(indexOf.get(to.name)!);
+    },
+  });
+  const inv = new Invariants({
+    membership: net.membership,
+    instances,
+    read: cachedReader(),
+    qcOf,
+    viewOf: (name) => {
+      const r = net.instances.get(name);
+      return r?.up ? r.replica.view : undefined;
+    },
+    livenessViews: o.livenessViews ?? 3 * setup.n,
+  });
+  net.observers.push(inv);
+  inv.healedAt(FIRST_VIEW + rounds.length);
+  net.sim.trace(`scenario ${scenario.name} seed ${o.seed}`);
+  net.clientLoad("c", 20, 25);
+  try {
+    await net.run({
+      until: o.untilMs ?? 600_000,
+      stopWhen: () => inv.live || inv.violations.some((v) => v.startsWith("SAFETY")),
+      maxEvents: 400_000,
+    });
+  } catch (err) {
+    inv.violations.push(`the run failed: ${(err as Error).message}`);
+  }
+  inv.finish();
+  net.close();
+  const rejected: Record<string, number> = {};
+  for (const r of net.instances.values()) {
+    if (r.spec.byzantine) continue;
+    for (const [k, v] of Object.entries(r.replica.stats().rejected)) rejected[k] = (rejected[k] ?? 0) + v;
+  }
+  const worst = Math.max(0, ...inv.viewsToCommit.values());
+  return {
+    name: scenario.name,
+    seed: o.seed,
+    violations: inv.violations,
+    trace: net.sim.recentTrace(),
+    traceHash: net.sim.traceHash,
+    events: net.sim.events,
+    virtualMs: net.sim.now,
+    commits: inv.commits,
+    accusations: inv.accusations,
+    equivocationsReceived: inv.expected.size,
+    equivocationsReported: [...inv.expected].filter((p) => inv.reported.has(p)).length,
+    viewsToCommit: worst,
+    rejected,
+  };
+}
+
+/** A failure as a report: what broke, how to replay it, the last trace lines. */
+export function describeFailure(r: TwinsResult, lines = 40): string {
+  return [
+    `${r.name} seed ${r.seed}: ${r.violations.length} violation(s)`,
+    ...r.violations.slice(0, 10).map((v) => `  ${v}`),
+    `  replay: npx tsx scripts/bft-twins.ts --scenario ${r.name} --seed ${r.seed}`,
+    "  last trace lines:",
+    ...r.trace.slice(-lines).map((l) => `    ${l}`),
+  ].join("\n");
+}
