@@ -1,0 +1,296 @@
+// The BFT replica in the seeded simulator: honest clusters of 4 and 7 agree
+// on every height and state hash, a crashed replica restarts from its disk and
+// rejoins, a silent leader is skipped, a command submitted twice takes effect
+// once, hostile input is refused by reason, and equivocation yields evidence.
+import type { KeyObject } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { generateKeys, type Membership, membership } from "../../../src/consensus/bft/membership.js";
+import { encodeMessage, genesisQC } from "../../../src/consensus/bft/messages.js";
+import {
+  type Committed,
+  type Evidence,
+  MAX_VIEWS_AHEAD,
+  Replica,
+  verifyQC,
+} from "../../../src/consensus/bft/replica.js";
+import { decodeOp, putOp } from "../../../src/consensus/bft/state-machine.js";
+import { SimDisks, Simulator } from "../../../src/testing/index.js";
+
+const KEYS = new Map<number, { publicKeys: KeyObject[]; privateKeys: KeyObject[] }>();
+function keysOf(n: number) {
+  let k = KEYS.get(n);
+  if (!k) {
+    k = generateKeys(n);
+    KEYS.set(n, k);
+  }
+  return k;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+interface ClusterOptions {
+  n: number;
+  seed: number;
+  /** Members whose outgoing messages are all lost. */
+  silent?: number[];
+  baseTimeoutMs?: number;
+}
+
+/** n replicas on one simulator, with 1-3 ms links (reordering included) and the simulator's disks. */
+class Cluster {
+  readonly sim: Simulator;
+  readonly disks: SimDisks;
+  readonly m: Membership;
+  readonly replicas: (Replica | undefined)[] = [];
+  /** Per member, what it committed by height (across restarts). */
+  readonly commits: Map<number, Committed>[] = [];
+  readonly evidence: Evidence[] = [];
+  readonly silent: Set<number>;
+  readonly violations: string[] = [];
+
+  constructor(readonly o: ClusterOptions) {
+    this.sim = new Simulator({ seed: o.seed });
+    this.disks = new SimDisks(this.sim);
+    this.m = membership(1, keysOf(o.n).publicKeys);
+    this.silent = new Set(o.silent ?? []);
+    for (let i = 0; i < o.n; i++) this.commits.push(new Map());
+  }
+
+  async start(i: number): Promise<Replica> {
+    const r = await Replica.open({
+      env: this.sim.env(`r${i}`),
+      storage: this.disks.storage(`r${i}`),
+      membership: this.m,
+      id: i,
+      privateKey: keysOf(this.o.n).privateKeys[i]!,
+      send: (to, bytes) => this.deliver(i, to, bytes),
+      baseTimeoutMs: this.o.baseTimeoutMs ?? 100,
+    });
+    const next = () => this.replicas[i] === r;
+    r.onCommit((c) => {
+      if (!next()) this.violations.push(`r${i} committed after close`);
+      const mine = this.commits[i]!;
+      if (mine.has(c.height)) this.violations.push(`r${i} committed height ${c.height} twice`);
+      if (c.height > 1 && !mine.has(c.height - 1))
+        this.violations.push(`r${i} skipped to height ${c.height}`);
+      if (!verifyQC(this.m, c.qc) || hex(c.qc.digest) !== hex(c.digest))
+        this.violations.push(`r${i} height ${c.height} has no valid QC`);
+      mine.set(c.height, c);
+      for (let j = 0; j < this.o.n; j++) {
+        const other = this.commits[j]!.get(c.height);
+        if (other && (hex(other.digest) !== hex(c.digest) || hex(other.stateHash) !== hex(c.stateHash)))
+          this.violations.push(`r${i} and r${j} differ at height ${c.height}`);
+      }
+    });
+    r.onByzantine((e) => this.evidence.push(e));
+    this.replicas[i] = r;
+    return r;
+  }
+
+  async startAll(): Promise<void> {
+    for (let i = 0; i < this.o.n; i++) await this.start(i);
+  }
+
+  deliver(from: number, to: number, bytes: Uint8Array): void {
+    if (this.silent.has(from)) return;
+    this.sim.after(1 + this.sim.random.next() * 2, () => this.replicas[to]?.receive(from, bytes));
+  }
+
+  crash(i: number): void {
+    this.replicas[i]?.close();
+    this.replicas[i] = undefined;
+    this.disks.crash(`r${i}`);
+  }
+
+  submit(client: string, seq: number, key = `${client}/${seq}`): void {
+    for (const r of this.replicas)
+      r?.submit({ client, seq, op: putOp(key, new TextEncoder().encode(`${seq}`)) });
+  }
+
+  /** Commands that took effect at member i, as client:seq in commit order. */
+  applied(i: number): string[] {
+    return [...this.commits[i]!.values()].flatMap((c) => c.commands.map((x) => `${x.client}:${x.seq}`));
+  }
+
+  allApplied(count: number, members = [...this.replicas.keys()]): boolean {
+    return members.every((i) => this.applied(i).length >= count);
+  }
+}
+
+const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
+
+describe("BFT replica: honest clusters", () => {
+  for (const n of [4, 7])
+    it(`${n} replicas commit the same blocks and state hashes at every height (20 seeds)`, async () => {
+      for (const seed of SEEDS) {
+        const c = new Cluster({ n, seed });
+        await c.startAll();
+        for (let s = 1; s <= 6; s++) c.submit("a", s);
+        c.sim.at(50, () => {
+          for (let s = 1; s <= 6; s++) c.submit("b", s);
+        });
+        await c.sim.run({ until: 20_000, stopWhen: () => c.allApplied(12) });
+        expect(c.violations, `seed ${seed}`).toEqual([]);
+        expect(c.allApplied(12), `seed ${seed}`).toBe(true);
+        const first = c.applied(0);
+        expect(new Set(first).size).toBe(12);
+        for (let i = 1; i < n; i++) expect(c.applied(i), `seed ${seed} r${i}`).toEqual(first);
+        expect(c.evidence).toEqual([]);
+        // Commits came on the first views: no leader was skipped in a fault-free run.
+        expect(c.replicas[0]!.stats().timeouts, `seed ${seed}`).toBe(0);
+        // Idle once done: no leader proposes without work, and no timer runs.
+        await c.sim.run({ until: c.sim.now + 1000 });
+        const views = c.replicas.map((r) => r!.view);
+        await c.sim.run({ until: c.sim.now + 60_000 });
+        expect(c.replicas.map((r) => r!.view)).toEqual(views);
+        expect(c.replicas.map((r) => r!.stats().timeouts)).toEqual(c.replicas.map(() => 0));
+      }
+    });
+});
+
+describe("BFT replica: faults", () => {
+  it("a crashed replica restarts from its disk, never re-votes, and catches up (20 seeds)", async () => {
+    for (const seed of SEEDS) {
+      const c = new Cluster({ n: 4, seed });
+      await c.startAll();
+      for (let s = 1; s <= 4; s++) c.submit("a", s);
+      const victim = 1 + (seed % 3);
+      let crashedAt = 0;
+      let restartedAt = -1;
+      c.sim.at(8 + (seed % 7), () => {
+        crashedAt = c.commits[victim]!.size;
+        c.crash(victim);
+      });
+      c.sim.at(60, () => {
+        for (let s = 5; s <= 8; s++) c.submit("a", s);
+      });
+      c.sim.at(1500, () => {
+        void c.start(victim).then((r) => {
+          // Every commit it reported was durable: it reopens at least there.
+          restartedAt = r.committedHeight;
+          for (let s = 9; s <= 10; s++) c.submit("a", s);
+        });
+      });
+      await c.sim.run({ until: 60_000, stopWhen: () => c.sim.now > 1500 && c.allApplied(10) });
+      expect(c.violations, `seed ${seed}`).toEqual([]);
+      expect(restartedAt, `seed ${seed}`).toBeGreaterThanOrEqual(crashedAt);
+      expect(c.allApplied(10), `seed ${seed}: ${c.replicas.map((r) => r?.committedHeight)}`).toBe(true);
+      for (let i = 1; i < 4; i++) expect(c.applied(i)).toEqual(c.applied(0));
+      // An honest replica that restarted never signed two different messages in one slot.
+      expect(c.evidence, `seed ${seed}`).toEqual([]);
+    }
+  });
+
+  it("a silent leader is skipped: commits resume within a few views (20 seeds)", async () => {
+    for (const seed of SEEDS) {
+      // Member 1 leads view 1 (view mod n) and says nothing, ever.
+      const c = new Cluster({ n: 4, seed, silent: [1] });
+      await c.startAll();
+      for (let s = 1; s <= 5; s++) c.submit("a", s);
+      const honest = [0, 2, 3];
+      await c.sim.run({ until: 30_000, stopWhen: () => c.allApplied(5, honest) });
+      expect(c.violations).toEqual([]);
+      expect(c.allApplied(5, honest), `seed ${seed}`).toBe(true);
+      const firstView = c.commits[0]!.get(1)!.view;
+      expect(firstView, `seed ${seed}`).toBeLessThanOrEqual(4);
+      // One timeout of 100 ms, then normal 1-3 ms steps.
+      expect(c.sim.now, `seed ${seed}`).toBeLessThan(1000);
+      expect(c.evidence).toEqual([]);
+    }
+  });
+
+  it("a command submitted twice commits once, before and after its commit", async () => {
+    const c = new Cluster({ n: 4, seed: 3 });
+    await c.startAll();
+    c.submit("a", 1, "k1");
+    c.submit("a", 1, "k1");
+    c.submit("a", 2, "k2");
+    await c.sim.run({ until: 10_000, stopWhen: () => c.allApplied(2) });
+    c.submit("a", 1, "again");
+    c.submit("a", 3, "k3");
+    await c.sim.run({ until: 20_000, stopWhen: () => c.allApplied(3) });
+    for (let i = 0; i < 4; i++) expect(c.applied(i)).toEqual(["a:1", "a:2", "a:3"]);
+    const keys = [...c.commits[0]!.values()].flatMap((x) => x.commands.map((y) => decodeOp(y.op)));
+    expect(keys.map((k) => k?.key)).toEqual(["k1", "k2", "k3"]);
+    expect(c.violations).toEqual([]);
+  });
+});
+
+describe("BFT replica: hostile input", () => {
+  it("refuses malformed, misattributed and far-ahead messages by reason, never throwing", async () => {
+    const c = new Cluster({ n: 4, seed: 9 });
+    await c.startAll();
+    const r = c.replicas[0]!;
+    const k = keysOf(4).privateKeys;
+    const vote = (sender: number, key: KeyObject, view: number, m = c.m) =>
+      encodeMessage(m, sender, key, { kind: "vote", view, digest: new Uint8Array(32) });
+    const good = vote(3, k[3]!, 3);
+    r.receive(3, good.subarray(0, 20)); // truncated
+    r.receive(3, new Uint8Array(2 << 20)); // oversized
+    const flipped = good.slice();
+    flipped[60]! ^= 1;
+    r.receive(3, flipped); // bad signature
+    r.receive(3, vote(3, k[2]!, 3)); // forged: member 3's id, member 2's key
+    r.receive(3, vote(3, k[3]!, 3, membership(2, keysOf(4).publicKeys))); // another epoch
+    r.receive(2, good); // signed by 3, delivered as from 2
+    r.receive(3, vote(3, k[3]!, 1 + MAX_VIEWS_AHEAD + 5)); // far ahead
+    expect(r.stats().rejected).toMatchObject({
+      ERR_BAD_FRAME: 1,
+      ERR_MESSAGE_TOO_LARGE: 1,
+      ERR_AUTH_FAILED: 2,
+      ERR_PROTOCOL: 1,
+      spoofed: 1,
+      ahead: 1,
+    });
+    expect(c.evidence).toEqual([]);
+    // The replica is unharmed: the cluster still commits.
+    c.submit("a", 1);
+    await c.sim.run({ until: 10_000, stopWhen: () => c.allApplied(1) });
+    expect(c.allApplied(1)).toBe(true);
+  });
+
+  it("a flood of validly signed timeouts for far views stays bounded and does not stop commits", async () => {
+    const c = new Cluster({ n: 4, seed: 11 });
+    await c.startAll();
+    const k = keysOf(4).privateKeys;
+    const g = genesisQC(c.m);
+    for (let v = 2; v < 500; v++)
+      for (const r of c.replicas)
+        r?.receive(3, encodeMessage(c.m, 3, k[3]!, { kind: "timeout", view: v, highQC: g }));
+    const stats = c.replicas[0]!.stats();
+    expect(stats.rejected.ahead).toBe(500 - 2 - MAX_VIEWS_AHEAD);
+    // One byzantine member's timeouts alone form no TC: views did not move.
+    expect(c.replicas[0]!.view).toBe(1);
+    c.submit("a", 1);
+    await c.sim.run({ until: 10_000, stopWhen: () => c.allApplied(1, [0, 1, 2]) });
+    expect(c.allApplied(1, [0, 1, 2])).toBe(true);
+  });
+
+  it("two different validly signed votes of one key in one view are evidence naming it; forged ones are not", async () => {
+    const c = new Cluster({ n: 4, seed: 5 });
+    await c.startAll();
+    const k = keysOf(4).privateKeys;
+    // Votes of view 1 go to the leader of view 2 (member 2).
+    const leader = c.replicas[2]!;
+    const a = encodeMessage(c.m, 3, k[3]!, { kind: "vote", view: 1, digest: new Uint8Array(32).fill(1) });
+    const b = encodeMessage(c.m, 3, k[3]!, { kind: "vote", view: 1, digest: new Uint8Array(32).fill(2) });
+    const forged = encodeMessage(c.m, 0, k[3]!, {
+      kind: "vote",
+      view: 1,
+      digest: new Uint8Array(32).fill(3),
+    });
+    leader.receive(
+      0,
+      encodeMessage(c.m, 0, k[0]!, { kind: "vote", view: 1, digest: new Uint8Array(32).fill(4) }),
+    );
+    leader.receive(0, forged);
+    leader.receive(3, a);
+    leader.receive(3, a); // a duplicate is no conflict
+    leader.receive(3, b);
+    leader.receive(3, b); // evidence once per (member, view, kind)
+    await c.sim.run({ until: 10 });
+    expect(c.evidence).toHaveLength(1);
+    expect(c.evidence[0]).toMatchObject({ member: 3, kind: "vote", view: 1 });
+    expect(leader.stats().evidence).toBe(1);
+  });
+});
