@@ -6,7 +6,7 @@
  * block sync brings the parent.
  */
 import { hex } from "./codec.js";
-import type { Block, QuorumCertificate } from "./messages.js";
+import type { Block } from "./messages.js";
 
 /** Orphans held at most: a peer cannot make a replica hold more by sending blocks of unknown parents. */
 export const MAX_ORPHANS = 64;
@@ -148,10 +148,4 @@ export class BlockStore {
 /** The dedup key of a command. */
 export function commandKey(client: string, seq: number): string {
   return `${seq}:${client}`;
-}
-
-/** A QC together with the block it certifies, once held. */
-export interface Certified {
-  readonly qc: QuorumCertificate;
-  readonly block: Block;
 }

@@ -23,7 +23,7 @@
  */
 import { createHash, type KeyObject, sign, verify } from "node:crypto";
 import { DWCPError } from "../../errors.js";
-import { bytesEqual, MAX_U53, Reader, Writer } from "./codec.js";
+import { bytesEqual, Reader, Writer } from "./codec.js";
 import type { Membership } from "./membership.js";
 
 /** Largest encoded message accepted, bytes. */
@@ -561,6 +561,3 @@ export function messageSignature(msg: VoteMessage | TimeoutMessage): Uint8Array 
   const at = HEADER + (msg.kind === "timeout" ? 8 : DIGEST);
   return msg.bytes.slice(at, at + SIGNATURE);
 }
-
-/** Views are below 2^53; a peer claiming more is refused at decode (see {@link Reader.u64}). */
-export const MAX_VIEW = MAX_U53;

@@ -164,7 +164,7 @@ export class Replica {
   #lastTC: TimeoutCertificate | undefined;
   readonly #votes = new Map<number, Map<number, { digest: string; signature: Uint8Array }>>();
   readonly #timeouts = new Map<number, Map<number, TimeoutSignature>>();
-  readonly #certified = new Set<number>();
+  readonly #qcFormed = new Set<number>();
   readonly #timedOut = new Set<number>();
   /** At most one proposal per leader waiting for its parent. */
   readonly #waiting = new Map<number, ProposalMessage>();
@@ -335,6 +335,10 @@ export class Replica {
         this.#reject("ahead");
         return;
       }
+      if (h.kind === "vote" && this.#leaderOf(h.view + 1) !== this.#id) {
+        this.#reject("misrouted");
+        return;
+      }
     }
     if (h.kind === "fetch" && !this.#takeServeToken(h.sender)) {
       this.#reject("rate-limited");
@@ -422,7 +426,7 @@ export class Replica {
       this.#reject("misrouted");
       return;
     }
-    if (msg.view + 1 < this.#s.view || this.#certified.has(msg.view)) return;
+    if (msg.view + 1 < this.#s.view || this.#qcFormed.has(msg.view)) return;
     let votes = this.#votes.get(msg.view);
     if (!votes) {
       votes = new Map();
@@ -433,7 +437,7 @@ export class Replica {
     votes.set(msg.sender, { digest, signature: messageSignature(msg) });
     const signers = [...votes].filter(([, x]) => x.digest === digest).sort(([a], [b]) => a - b);
     if (signers.length < this.#m.quorum) return;
-    this.#certified.add(msg.view);
+    this.#qcFormed.add(msg.view);
     const qc: QuorumCertificate = {
       view: msg.view,
       digest: msg.digest,
@@ -632,7 +636,7 @@ export class Replica {
     if (!tc) this.#timer.progress();
     for (const m of [this.#votes, this.#timeouts, this.#proposals])
       for (const k of m.keys()) if (k + 1 < view) m.delete(k);
-    for (const s of [this.#certified, this.#timedOut]) for (const k of s) if (k + 1 < view) s.delete(k);
+    for (const s of [this.#qcFormed, this.#timedOut]) for (const k of s) if (k + 1 < view) s.delete(k);
     for (const [k, p] of this.#waiting) if (p.view < view) this.#waiting.delete(k);
     this.#detector.forgetBelow(view - EVIDENCE_VIEWS_BEHIND);
     this.#startView();

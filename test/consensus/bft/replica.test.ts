@@ -5,7 +5,7 @@
 import type { KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { generateKeys, type Membership, membership } from "../../../src/consensus/bft/membership.js";
-import { encodeMessage, genesisQC } from "../../../src/consensus/bft/messages.js";
+import { decodeMessage, encodeMessage, genesisQC, makeBlock } from "../../../src/consensus/bft/messages.js";
 import {
   type Committed,
   type Evidence,
@@ -47,6 +47,8 @@ class Cluster {
   readonly evidence: Evidence[] = [];
   readonly silent: Set<number>;
   readonly violations: string[] = [];
+  /** Every message sent, in order. */
+  readonly sent: { from: number; to: number; bytes: Uint8Array }[] = [];
 
   constructor(readonly o: ClusterOptions) {
     this.sim = new Simulator({ seed: o.seed });
@@ -92,6 +94,7 @@ class Cluster {
   }
 
   deliver(from: number, to: number, bytes: Uint8Array): void {
+    this.sent.push({ from, to, bytes });
     if (this.silent.has(from)) return;
     this.sim.after(1 + this.sim.random.next() * 2, () => this.replicas[to]?.receive(from, bytes));
   }
@@ -292,5 +295,48 @@ describe("BFT replica: hostile input", () => {
     expect(c.evidence).toHaveLength(1);
     expect(c.evidence[0]).toMatchObject({ member: 3, kind: "vote", view: 1 });
     expect(leader.stats().evidence).toBe(1);
+  });
+
+  it("a replica restarted after voting never votes again in that view, and both proposals are evidence", async () => {
+    const c = new Cluster({ n: 4, seed: 21 });
+    await c.startAll();
+    const k = keysOf(4).privateKeys;
+    const g = genesisQC(c.m);
+    // Member 1 leads view 1; no command was submitted, so the real one proposes nothing.
+    const proposal = (value: string) =>
+      encodeMessage(c.m, 1, k[1]!, {
+        kind: "proposal",
+        view: 1,
+        block: makeBlock(c.m, {
+          view: 1,
+          height: 1,
+          proposer: 1,
+          parent: g.digest,
+          parentView: 0,
+          commands: [{ client: "x", seq: 1, op: putOp("k", new TextEncoder().encode(value)) }],
+          justify: g,
+        }),
+      });
+    const votesOf0 = () =>
+      c.sent.filter((s) => s.from === 0 && decodeMessage(c.m, s.bytes).kind === "vote").length;
+    c.replicas[0]!.receive(1, proposal("a"));
+    await c.sim.run({ until: 5 });
+    expect(votesOf0()).toBe(1);
+    c.crash(0);
+    const r = await c.start(0);
+    expect(r.view).toBe(1);
+    r.receive(1, proposal("b"));
+    await c.sim.run({ until: 10 });
+    // Its vote in view 1 was durable before it left: no second one.
+    expect(votesOf0()).toBe(1);
+    c.replicas[3]!.receive(1, proposal("a"));
+    c.replicas[3]!.receive(1, proposal("b"));
+    await c.sim.run({ until: 15 });
+    expect(c.evidence.map((e) => [e.member, e.kind, e.view])).toEqual([[1, "proposal", 1]]);
+    const e = c.evidence[0]!;
+    // The evidence is self-contained: both messages verify on their own and differ.
+    expect(decodeMessage(c.m, e.first).sender).toBe(1);
+    expect(decodeMessage(c.m, e.second).sender).toBe(1);
+    expect(hex(e.first)).not.toBe(hex(e.second));
   });
 });
