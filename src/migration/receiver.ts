@@ -93,6 +93,8 @@ export interface IncomingMigrationEvents {
 }
 
 const APPLIED_EVERY = 1 << 20;
+/** How long a failure waits for its ABORT to reach the sender before it is reported, ms. */
+const TELL_MS = 2000;
 
 type Emit = (ev: keyof IncomingMigrationEvents, v: Offer | IncomingProgress) => void;
 
@@ -321,10 +323,7 @@ class ReceiverRun {
   /** Accepts an offer: checks it against the limits before allocating the image. */
   #take(id: number, offer: Offer): void {
     const { pageSize, pageCount } = offer;
-    const refuse = (err: DWCPError) => {
-      this.#ch.send(encodeAbort(id, err)).catch(() => {});
-      this.#fail(err, false);
-    };
+    const refuse = (err: DWCPError) => this.#fail(err, true);
     this.#id = id;
     if (pageSize < 64 || pageSize % 8 !== 0 || pageSize > MAX_PAGE_SIZE || pageCount < 1) {
       refuse(new DWCPError("ERR_PROTOCOL", `an image of ${pageCount} pages of ${pageSize} bytes`));
@@ -448,8 +447,22 @@ class ReceiverRun {
     if (this.#failure) return;
     const e = isDWCPError(err) ? err : new DWCPError("ERR_MIGRATION_FAILED", err.message, { cause: err });
     this.#failure = e;
-    if (tell && this.#id !== 0) this.#ch.send(encodeAbort(this.#id, e)).catch(() => {});
     // Nothing of a failed migration is handed out as an image (only as `partial()`, for a retry).
-    this.#settle.reject(e);
+    if (!tell || this.#id === 0) {
+      this.#settle.reject(e);
+      return;
+    }
+    // The failure is reported once the sender has the reason (or after a bound): a caller
+    // that closes the link on failure would otherwise cut the ABORT off, and the sender
+    // would see only the link ending.
+    let bound: ReturnType<Env["clock"]["setTimeout"]> | undefined;
+    const told = this.#ch.send(encodeAbort(this.#id, e)).catch(() => {});
+    const late = new Promise<void>((r) => {
+      bound = this.#env.clock.setTimeout(r, TELL_MS);
+    });
+    void Promise.race([told, late]).then(() => {
+      this.#env.clock.clearTimeout(bound);
+      this.#settle.reject(e);
+    });
   }
 }
