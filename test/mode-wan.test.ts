@@ -255,6 +255,22 @@ describe(`mode detection under the WAN rig${rigWhy}`, () => {
           const icmp = rec.samples.map((x) => Math.round(x.rttMs)).join(",");
           const dwcp = JSON.stringify(lines.find((l) => l.event === "done")?.trace ?? []);
           const story = `modes ${JSON.stringify(modes.map((m) => [m.mode, Math.round(m.sinceStartMs as number), m.estimate]))}; ICMP RTT ms every 200 ms (${rec.lost} lost): ${icmp}; DWCP estimate [ms, RTT ms, Mbit/s]: ${dwcp}`;
+          // The right mode, once, but late: the detector's rounds take the path's RTT, so a
+          // rig whose RTT left the profile (a 1 s median above twice its nominal + 2 ms) while
+          // the decision was due explains the delay. Such a run is repeated too.
+          const during = heldRtt(
+            { ...rec, samples: rec.samples.filter((x) => x.atMs < p.withinMs + 1000) },
+            2 * nominal + 2,
+          );
+          if (modes.length === 1 && modes[0]!.mode === p.expect && !during.held) {
+            drifted.push(
+              `attempt ${attempt}: decided late while the rig's RTT reached a 1 s median of ${during.worstMs} ms (${nominal} ms nominal)`,
+            );
+            console.log(
+              `rig did not hold the profile while the mode was decided, run again: ${drifted.at(-1)}; ${story}`,
+            );
+            continue;
+          }
           if (rig.held) {
             expect.fail(
               `the rig stayed in the ${p.expect} region (${nominal} ms nominal RTT; worst 1 s median ${rig.worstMs} ms ≤ ${limitMs} ms) but ${story}`,
