@@ -131,6 +131,11 @@ export class BlockStore {
     return keys;
   }
 
+  /** The uncommitted blocks, parents before children (the snapshot of the voted-blocks log). */
+  pendingBlocks(): Block[] {
+    return [...this.#pending.values()].sort((x, y) => x.height - y.height);
+  }
+
   /** Whether some held uncommitted block carries commands. */
   get pendingCommands(): boolean {
     for (const b of this.#pending.values()) if (b.commands.length > 0) return true;

@@ -32,6 +32,7 @@ import { DWCPError } from "../../errors.js";
 import { BlockStore, commandKey } from "./blocks.js";
 import { bytesEqual, hex, Reader, Writer } from "./codec.js";
 import { EquivocationDetector, type EquivocationKind, type Evidence } from "./evidence.js";
+import { Journal } from "./journal.js";
 import { type Membership, rawPublicKey } from "./membership.js";
 import {
   type Block,
@@ -142,6 +143,9 @@ const BLOCKS_LOG = "bft-blocks";
 const CHAIN_LOG = "bft-chain";
 const EVIDENCE_LOG = "bft-evidence";
 const QC_CACHE = 256;
+// Writes between two snapshots of a compacting log, and evidence records kept for the snapshot.
+const JOURNAL_LIMIT = 1024;
+const EVIDENCE_KEPT = 256;
 const MAX_QCS_AWAITING = 64;
 // Room left in a proposal for its header, QC and TC besides the commands.
 const BLOCK_OVERHEAD = 16 * 1024;
@@ -160,6 +164,11 @@ export class Replica {
   readonly #timer: ViewTimer;
   readonly #fetcher: BlockFetcher;
   readonly #detector = new EquivocationDetector();
+  readonly #safetyLog: Journal;
+  readonly #blocksLog: Journal;
+  readonly #evidenceLog: Journal;
+  /** The latest evidence records, what a snapshot of the evidence log keeps. */
+  readonly #evidenceRecords: Uint8Array[];
   /** The TC that brought this replica into its current view, if one did (a proposal or timeout carries it). */
   #lastTC: TimeoutCertificate | undefined;
   readonly #votes = new Map<number, Map<number, { digest: string; signature: Uint8Array }>>();
@@ -195,6 +204,10 @@ export class Replica {
     this.#sm = sm;
     this.#emitted = store.committedHeight;
     this.#durable = store.committedHeight;
+    this.#safetyLog = new Journal(o.storage, SAFETY_LOG, JOURNAL_LIMIT);
+    this.#blocksLog = new Journal(o.storage, BLOCKS_LOG, JOURNAL_LIMIT);
+    this.#evidenceLog = new Journal(o.storage, EVIDENCE_LOG, JOURNAL_LIMIT);
+    this.#evidenceRecords = o.storage.read(EVIDENCE_LOG).slice(-EVIDENCE_KEPT);
     this.#timer = new ViewTimer(o.env.clock, o.baseTimeoutMs ?? 1000, o.maxTimeoutMs ?? 60_000);
     this.#fetcher = new BlockFetcher(o.env.clock, o.id, this.#n, (to, digest) =>
       this.#sendTo(to, this.#sign({ kind: "fetch", view: this.#s.view, digest })),
@@ -275,6 +288,7 @@ export class Replica {
     this.#closed = true;
     this.#timer.stop();
     this.#fetcher.close();
+    for (const j of [this.#safetyLog, this.#blocksLog, this.#evidenceLog]) j.close();
   }
 
   /**
@@ -410,10 +424,9 @@ export class Replica {
     }
     if (!safeToVote(this.#s, b, msg.tc)) return;
     this.#s.votedView = b.view;
-    this.#o.storage.append(BLOCKS_LOG, encodeBlock(b));
     const vote = this.#sign({ kind: "vote", view: b.view, digest: b.digest });
     const to = this.#leaderOf(b.view + 1);
-    void this.#persist([BLOCKS_LOG]).then(() => {
+    void this.#persist(b).then(() => {
       if (this.#closed) return;
       if (to === this.#id) this.#onVote({ kind: "vote", ...this.#own(b.view, vote), digest: b.digest });
       else this.#sendTo(to, vote);
@@ -588,7 +601,7 @@ export class Replica {
     const bytesOut = this.#sign(
       tc ? { kind: "proposal", view: v, block, tc } : { kind: "proposal", view: v, block },
     );
-    void this.#persist([]).then(() => {
+    void this.#persist().then(() => {
       if (this.#closed) return;
       this.#broadcast(bytesOut);
       const own: ProposalMessage = tc
@@ -678,7 +691,7 @@ export class Replica {
         : { kind: "timeout", ...this.#own(view, bytes), highQC };
     }
     this.#timedOut.add(view);
-    void this.#persist([]).then(() => {
+    void this.#persist().then(() => {
       if (this.#closed) return;
       this.#broadcast(own.bytes);
       this.#onTimeout(own);
@@ -776,11 +789,15 @@ export class Replica {
     const e = this.#detector.observe(kind, msg.sender, msg.view, content, msg.bytes);
     if (!e) return;
     this.#stats.evidence++;
-    this.#o.storage.append(EVIDENCE_LOG, encodeEvidence(e));
-    void this.#o.storage.sync(EVIDENCE_LOG).then(() => {
-      if (this.#closed) return;
-      for (const fn of this.#byzantineFns) fn(e);
-    });
+    const record = encodeEvidence(e);
+    this.#evidenceRecords.push(record);
+    if (this.#evidenceRecords.length > EVIDENCE_KEPT) this.#evidenceRecords.shift();
+    void this.#evidenceLog
+      .write(record, () => [...this.#evidenceRecords])
+      .then(() => {
+        if (this.#closed) return;
+        for (const fn of this.#byzantineFns) fn(e);
+      });
   }
 
   // ---- output ----
@@ -802,10 +819,13 @@ export class Replica {
     for (let to = 0; to < this.#n; to++) this.#sendTo(to, bytes);
   }
 
-  /** Appends the safety state and syncs it with `also`: what must be durable before a message leaves. */
-  #persist(also: readonly string[]): Promise<unknown> {
-    this.#o.storage.append(SAFETY_LOG, encodeSafety(this.#s));
-    return Promise.all([SAFETY_LOG, ...also].map((name) => this.#o.storage.sync(name)));
+  /** Makes the safety state (and `voted`, a block voted for) durable: what must be before a message leaves. */
+  #persist(voted?: Block): Promise<unknown> {
+    const state = () => [encodeSafety(this.#s)];
+    const safety = this.#safetyLog.write(encodeSafety(this.#s), state);
+    if (!voted) return safety;
+    const blocks = () => this.#store.pendingBlocks().map(encodeBlock);
+    return Promise.all([safety, this.#blocksLog.write(encodeBlock(voted), blocks)]);
   }
 
   #cacheQCs(msg: Message): void {

@@ -4,6 +4,7 @@
 // once, hostile input is refused by reason, and equivocation yields evidence.
 import type { KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { Journal } from "../../../src/consensus/bft/journal.js";
 import { generateKeys, type Membership, membership } from "../../../src/consensus/bft/membership.js";
 import { decodeMessage, encodeMessage, genesisQC, makeBlock } from "../../../src/consensus/bft/messages.js";
 import {
@@ -13,7 +14,7 @@ import {
   Replica,
   verifyQC,
 } from "../../../src/consensus/bft/replica.js";
-import { decodeOp, putOp } from "../../../src/consensus/bft/state-machine.js";
+import { decodeOp, deleteOp, KvStateMachine, putOp } from "../../../src/consensus/bft/state-machine.js";
 import { SimDisks, Simulator } from "../../../src/testing/index.js";
 
 const KEYS = new Map<number, { publicKeys: KeyObject[]; privateKeys: KeyObject[] }>();
@@ -338,5 +339,59 @@ describe("BFT replica: hostile input", () => {
     expect(decodeMessage(c.m, e.first).sender).toBe(1);
     expect(decodeMessage(c.m, e.second).sender).toBe(1);
     expect(hex(e.first)).not.toBe(hex(e.second));
+  });
+});
+
+describe("BFT replica: its parts", () => {
+  it("the state machine applies puts and deletes once per (client, seq), with a hash that follows the history", () => {
+    const enc = (v: string) => new TextEncoder().encode(v);
+    const a = new KvStateMachine();
+    const b = new KvStateMachine();
+    const h0 = hex(a.stateHash);
+    const cmds = [
+      { client: "x", seq: 1, op: putOp("k", enc("1")) },
+      { client: "x", seq: 1, op: putOp("k", enc("dup")) },
+      { client: "y", seq: 1, op: putOp("j", enc("2")) },
+      { client: "x", seq: 2, op: deleteOp("k") },
+      { client: "y", seq: 2, op: new Uint8Array([9, 9]) },
+    ];
+    const r = a.apply(cmds);
+    expect(r.applied.map((c) => `${c.client}:${c.seq}`)).toEqual(["x:1", "y:1", "x:2", "y:2"]);
+    expect(a.get("k")).toBeUndefined();
+    expect(new TextDecoder().decode(a.get("j"))).toBe("2");
+    expect(hex(r.stateHash)).not.toBe(h0);
+    // The same history gives the same hash; another order does not.
+    expect(hex(b.apply(cmds).stateHash)).toBe(hex(r.stateHash));
+    const c = new KvStateMachine();
+    expect(hex(c.apply([cmds[2]!, cmds[0]!, cmds[3]!, cmds[4]!]).stateHash)).not.toBe(hex(r.stateHash));
+    expect(decodeOp(new Uint8Array([9, 9]))).toBeUndefined();
+  });
+
+  it("a journal replaces itself with a snapshot every `limit` writes; writes during a replace land after it", async () => {
+    const sim = new Simulator({ seed: 1 });
+    const disks = new SimDisks(sim);
+    const storage = disks.storage("n");
+    const j = new Journal(storage, "log", 3);
+    let latest = 0;
+    const rec = (i: number) => new Uint8Array([i]);
+    const done: Promise<void>[] = [];
+    for (let i = 1; i <= 10; i++) {
+      latest = i;
+      done.push(j.write(rec(i), () => [rec(latest)]));
+    }
+    const all = Promise.all(done);
+    await sim.run();
+    await all;
+    const log = storage.read("log").map((r) => r[0]);
+    // Never more than the limit, and the newest write is last.
+    expect(log.length).toBeLessThanOrEqual(3);
+    expect(log[log.length - 1]).toBe(10);
+    // What a crash leaves is what was synced: still the newest.
+    disks.crash("n");
+    expect(storage.read("log").at(-1)?.[0]).toBe(10);
+    // A closed journal writes nothing more.
+    j.close();
+    await j.write(rec(11), () => [rec(11)]);
+    expect(storage.read("log").at(-1)?.[0]).toBe(10);
   });
 });
