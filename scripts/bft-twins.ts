@@ -10,7 +10,8 @@
  * leader choice at every round), then the pairwise cover of n = 4 with two
  * groups (every pair of choices at every pair of rounds), then seeded samples
  * of the full products, three of n = 4 (three groups) to one of n = 7 (two
- * twins). Prints the scenario space, progress, every failure with its replay
+ * twins; there ¾ of the rounds are drawn from partitions that leave some
+ * group a quorum, since uniform ones almost never do). Prints the scenario space, progress, every failure with its replay
  * command, and the totals and time per run; exits 1 if any run failed.
  */
 import { performance } from "node:perf_hooks";
@@ -18,6 +19,7 @@ import { parseArgs } from "node:util";
 import {
   counts,
   latinCover,
+  liveChoices,
   N4,
   N4_3,
   N7,
@@ -50,7 +52,7 @@ function planned(i: number): { part: string; scenario: TwinsScenario } {
   if (k < pairs) return { part: "n4 pairwise cover (≤2 groups)", scenario: pairwiseRow(N4, k) };
   k -= pairs;
   return k % 4 === 3
-    ? { part: "n7 sampled (≤3 groups)", scenario: sampled(N7, i) }
+    ? { part: "n7 sampled (≤3 groups, ¾ of rounds with a quorum group)", scenario: sampled(N7, i, 0.75) }
     : { part: "n4 sampled (≤3 groups)", scenario: sampled(N4_3, i) };
 }
 
@@ -58,7 +60,7 @@ function space(): void {
   for (const s of [N4, N4_3, N7]) {
     const c = counts(s);
     console.log(
-      `n=${s.n} twins=${s.twins} groups≤${s.maxGroups} rounds=${s.rounds}: ${c.partitions} partitions × ${s.n} leaders = ${c.perRound} choices/round; ${c.sequences} sequences, ${c.distinctUpToSymmetry} up to ${c.symmetries} symmetries`,
+      `n=${s.n} twins=${s.twins} groups≤${s.maxGroups} rounds=${s.rounds}: ${c.partitions} partitions × ${s.n} leaders = ${c.perRound} choices/round (${liveChoices(s).length} with a quorum group); ${c.sequences} sequences, ${c.distinctUpToSymmetry} up to ${c.symmetries} symmetries`,
     );
   }
   console.log(

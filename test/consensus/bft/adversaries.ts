@@ -44,6 +44,9 @@ export interface Adversary {
   start?(ctx: AdversaryContext): void;
 }
 
+/** Virtual time a run goes on after it ends, for syncs in flight to complete. */
+const SETTLE_MS = 20;
+
 /** Options of {@link runAdversary}. */
 export interface AdversaryRunOptions {
   readonly seed: number;
@@ -119,7 +122,7 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
   });
   net.observers.push(inv);
   ctx = { net, active: () => net.sim.now < stopMs, history };
-  net.clientLoad("c", 60, 50);
+  net.clientLoad("c", 50);
   adv.start?.(ctx);
   const honest = instances.filter((s) => !s.byzantine).map((s) => s.name);
   const stats = () => Object.fromEntries(honest.map((h) => [h, net.instances.get(h)!.replica.stats()]));
@@ -142,6 +145,8 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
       stopWhen: () => inv.live || inv.violations.some((v) => v.startsWith("SAFETY")),
       maxEvents: 1_000_000,
     });
+    // Evidence is reported once its record is synced: let what is in flight land.
+    await net.run({ until: net.sim.now + SETTLE_MS });
   } catch (err) {
     inv.violations.push(`the run failed: ${(err as Error).message}`);
   }

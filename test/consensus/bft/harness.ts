@@ -35,8 +35,8 @@ export interface Delivery {
 export interface NetObserver {
   /** `from` handed `bytes` to the transport for member `toId` (before routing: cut messages count). */
   sent?(from: InstanceSpec, toId: number, bytes: Uint8Array): void;
-  /** `to` has processed a delivery (`receive` returned). */
-  delivered?(to: InstanceSpec, fromId: number, bytes: Uint8Array): void;
+  /** `to` has processed a delivery (`receive` returned); `view` is the view it was in when it arrived. */
+  delivered?(to: InstanceSpec, fromId: number, bytes: Uint8Array, view: number): void;
   committed?(at: InstanceSpec, c: Committed): void;
   accused?(at: InstanceSpec, e: Evidence): void;
   /** After every delivery event, once the replica has settled. */
@@ -193,8 +193,9 @@ export class BftNet {
         if (!target?.up) return;
         this.counters.delivered++;
         this.sim.trace(`${d.from.name}>${d.to.name} v${d.view ?? "?"} ${d.bytes.length}B as ${d.fromId}`);
+        const view = target.replica.view;
         target.replica.receive(d.fromId, d.bytes);
-        for (const ob of this.observers) ob.delivered?.(d.to, d.fromId, d.bytes);
+        for (const ob of this.observers) ob.delivered?.(d.to, d.fromId, d.bytes, view);
         for (const ob of this.observers) ob.step?.();
       },
       "deliver",
@@ -218,14 +219,19 @@ export class BftNet {
     for (const r of this.instances.values()) if (r.up) r.replica.submit(cmd);
   }
 
-  /** Submits `count` commands of client `client`, one every `everyMs`, from `fromMs`. */
-  clientLoad(client: string, count: number, everyMs: number, fromMs = 0): void {
-    for (let seq = 1; seq <= count; seq++)
-      this.sim.at(
-        fromMs + seq * everyMs,
-        () => this.submit({ client, seq, op: new TextEncoder().encode(`${client}:${seq}`) }),
-        "client",
-      );
+  /**
+   * Submits a command of client `client` every `everyMs` from `fromMs`, up to
+   * `count` of them: a load that outlasts the faults, so there is always
+   * something left to commit when liveness is judged.
+   */
+  clientLoad(client: string, everyMs: number, count = 100_000, fromMs = 0): void {
+    let seq = 0;
+    const tick = () => {
+      seq++;
+      this.submit({ client, seq, op: new TextEncoder().encode(`${client}:${seq}`) });
+      if (seq < count) this.sim.after(everyMs, tick, "client");
+    };
+    this.sim.at(fromMs + everyMs, tick, "client");
   }
 
   /** Crashes an instance: the replica stops and its disk loses what was not synced. */

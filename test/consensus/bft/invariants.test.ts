@@ -147,9 +147,9 @@ describe("the BFT oracle", () => {
 
   it("expects evidence from a replica that received an equivocation; a false or unproven accusation is reported", () => {
     const inv = oracle();
-    inv.delivered(r1!, 0, vote(0, 2, b2.digest));
-    inv.delivered(r1!, 0, vote(0, 2, b2x.digest));
-    inv.delivered(r2!, 0, vote(0, 2, b2.digest));
+    inv.delivered(r1!, 0, vote(0, 2, b2.digest), 2);
+    inv.delivered(r1!, 0, vote(0, 2, b2x.digest), 2);
+    inv.delivered(r2!, 0, vote(0, 2, b2.digest), 2);
     inv.finish();
     expect(inv.violations).toEqual(["UNREPORTED: r1 received an equivocation of member 0"]);
 
@@ -161,8 +161,8 @@ describe("the BFT oracle", () => {
       first: vote(0, 2, b2.digest),
       second: vote(0, 2, b2x.digest),
     };
-    ok.delivered(r1!, 0, proof.first);
-    ok.delivered(r1!, 0, proof.second);
+    ok.delivered(r1!, 0, proof.first, 2);
+    ok.delivered(r1!, 0, proof.second, 2);
     ok.accused(r1!, proof);
     ok.finish();
     expect(ok.violations).toEqual([]);

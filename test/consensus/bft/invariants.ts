@@ -10,11 +10,18 @@
 //    across restarts: that is what persisting the safety rules is for);
 //  - evidence: every accusation names a faulty member and proves itself (two
 //    validly signed, conflicting messages of that member); every equivocation
-//    an honest instance received is expected to be reported by it;
+//    an honest instance received (within the window of views replicas check)
+//    is expected to be reported by it;
 //  - liveness: once the network is healed at view H, every honest instance
 //    commits a block of view ≥ H before its view passes H + k.
 import type { Membership } from "../../../src/consensus/bft/membership.js";
-import { type Committed, type Evidence, verifyQC } from "../../../src/consensus/bft/replica.js";
+import {
+  type Committed,
+  EVIDENCE_VIEWS_BEHIND,
+  type Evidence,
+  MAX_VIEWS_AHEAD,
+  verifyQC,
+} from "../../../src/consensus/bft/replica.js";
 import type { NetObserver } from "./harness.js";
 import type { InstanceSpec } from "./twins.js";
 
@@ -163,10 +170,13 @@ export class Invariants implements NetObserver {
       );
   }
 
-  delivered(to: InstanceSpec, _fromId: number, bytes: Uint8Array): void {
+  delivered(to: InstanceSpec, _fromId: number, bytes: Uint8Array, view: number): void {
     if (!this.#honest.has(to.name)) return;
     const f = this.#o.read(this.#o.membership, bytes);
     if (!f?.valid || f.slot === undefined) return;
+    // Replicas check for equivocation only within a window of views around their
+    // own (what keeps that memory bounded): outside it nothing is expected.
+    if (f.view + EVIDENCE_VIEWS_BEHIND < view || f.view > view + MAX_VIEWS_AHEAD) return;
     const got = this.#received.get(to.name) ?? new Map<string, string>();
     this.#received.set(to.name, got);
     const key = `${f.sender}|${f.slot}`;

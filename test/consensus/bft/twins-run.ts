@@ -1,18 +1,24 @@
 // One Twins scenario, run: the instances of its setup on a BftNet, each
 // message routed by the partition of its own round, each round's leader the
-// scenario's; after the scripted rounds the network is whole, leaders rotate,
-// and the oracle wants a commit within k views. The run ends when every honest
+// scenario's; once an honest replica is past the scripted rounds (or they
+// stalled), the network is whole, leaders rotate, and the oracle wants every
+// honest replica to commit a block of a view at or after the heal within k views. The run ends when every honest
 // instance has committed after the heal, or at the first broken property.
 import { BftNet } from "./harness.js";
 import { Invariants } from "./invariants.js";
 import { instancesOf, type TwinsScenario } from "./twins.js";
 import { cachedReader, FIRST_VIEW, qcOf } from "./wire.js";
 
+/** Virtual time a run goes on after it ends, for syncs in flight to complete. */
+const SETTLE_MS = 20;
+
 /** Options of {@link runTwins}. */
 export interface TwinsRunOptions {
   readonly scenario: TwinsScenario;
   /** The simulator's seed (latencies, replicas' randomness, keys). */
   readonly seed: number;
+  /** Virtual ms after which the script ends even if the replicas are still in its rounds. @default 5000 */
+  readonly stallMs?: number;
   /** k of the liveness bound. @default 3n */
   readonly livenessViews?: number;
   /** Give up at this virtual time, ms. @default 600_000 */
@@ -57,6 +63,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
   });
   const roundOf = (view: number | undefined) =>
     view === undefined ? undefined : view - FIRST_VIEW < rounds.length ? view - FIRST_VIEW : undefined;
+  let healed = false;
   const net = await BftNet.start({
     seed: o.seed,
     n: setup.n,
@@ -67,6 +74,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
       return r !== undefined && r >= 0 ? rounds[r]!.leader : view % setup.n;
     },
     route: (view, from, to) => {
+      if (healed) return true;
       const r = roundOf(view);
       if (r === undefined || r < 0) return true;
       const g = groupOf[r]!;
@@ -85,15 +93,33 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
     livenessViews: o.livenessViews ?? 3 * setup.n,
   });
   net.observers.push(inv);
-  inv.healedAt(FIRST_VIEW + rounds.length);
+  const honest = instances.filter((s) => !s.byzantine).map((s) => net.instances.get(s.name)!);
+  const heal = (why: string) => {
+    if (healed) return;
+    healed = true;
+    const top = Math.max(...honest.map((r) => r.replica.view));
+    inv.healedAt(top);
+    net.sim.trace(`heal (${why}): every link up from view ${top}`);
+  };
+  // The scripted rounds are over once an honest replica is past them; a round
+  // whose partition leaves no quorum anywhere would hold every replica in it
+  // for ever (its timeouts never meet), so the script also ends at stallMs.
+  net.observers.push({
+    step: () => {
+      if (honest.some((r) => r.replica.view >= FIRST_VIEW + rounds.length)) heal("rounds done");
+    },
+  });
+  net.sim.at(o.stallMs ?? 5000, () => heal("stalled"), "heal");
   net.sim.trace(`scenario ${scenario.name} seed ${o.seed}`);
-  net.clientLoad("c", 20, 25);
+  net.clientLoad("c", 25);
   try {
     await net.run({
       until: o.untilMs ?? 600_000,
       stopWhen: () => inv.live || inv.violations.some((v) => v.startsWith("SAFETY")),
       maxEvents: 400_000,
     });
+    // Evidence is reported once its record is synced: let what is in flight land.
+    await net.run({ until: net.sim.now + SETTLE_MS });
   } catch (err) {
     inv.violations.push(`the run failed: ${(err as Error).message}`);
   }

@@ -3,8 +3,10 @@
 import { describe, expect, it } from "vitest";
 import {
   counts,
+  hasQuorumGroup,
   instancesOf,
   latinCover,
+  liveChoices,
   N4,
   N4_3,
   N7,
@@ -118,6 +120,19 @@ describe("Twins scenario space", () => {
     }
     expect(seen.size).toBe(6);
     for (const set of seen.values()) expect(set.size).toBe(c * c);
+  });
+
+  it("counts the choices that leave some group a quorum of distinct ids (twins count once), and can sample only those", () => {
+    expect(liveChoices(N4)).toHaveLength(52);
+    expect(liveChoices(N4_3)).toHaveLength(80);
+    expect(liveChoices(N7)).toHaveLength(6062);
+    const all = roundChoices(N4);
+    // r0 and r0' with r1 are two distinct ids: no quorum (3) in either group.
+    const split = all.findIndex((c) => key(c.partition) === "0,1,4/2,3");
+    expect(hasQuorumGroup(N4, all[split]!)).toBe(false);
+    expect(hasQuorumGroup(N4, all[all.findIndex((c) => key(c.partition) === "0,1,2/3,4")]!)).toBe(true);
+    for (let seed = 1; seed <= 20; seed++)
+      for (const r of sampled(N7, seed, 1).rounds) expect(hasQuorumGroup(N7, r)).toBe(true);
   });
 
   it("a scenario's name replays it; sampling is a function of the seed", () => {

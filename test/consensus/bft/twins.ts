@@ -258,13 +258,42 @@ function pairwisePrime(setup: TwinsSetup): number {
   return p;
 }
 
-/** A scenario drawn uniformly from the full product, from `seed` alone. */
-export function sampled(setup: TwinsSetup, seed: number): TwinsScenario {
+/**
+ * Whether a round's partition lets some group make progress: a group holding
+ * a quorum of distinct member ids (twins count once).
+ */
+export function hasQuorumGroup(setup: TwinsSetup, c: RoundChoice): boolean {
+  const quorum = setup.n - Math.floor((setup.n - 1) / 3);
+  const instances = instancesOf(setup);
+  return c.partition.some((g) => new Set(g.map((i) => instances[i]!.id)).size >= quorum);
+}
+
+const liveMemo = new Map<string, number[]>();
+/** Indices of the choices whose partition has a quorum group. */
+export function liveChoices(setup: TwinsSetup): number[] {
+  const key = `${setup.n}/${setup.twins}/${setup.maxGroups}`;
+  let l = liveMemo.get(key);
+  if (!l) {
+    l = [];
+    for (const [i, c] of choicesOf(setup).entries()) if (hasQuorumGroup(setup, c)) l.push(i);
+    liveMemo.set(key, l);
+  }
+  return l;
+}
+
+/**
+ * A scenario drawn from `seed` alone: each round uniformly from all choices,
+ * or with probability `pLive` from those with a quorum group. Uniform rounds of
+ * a large setup rarely leave any group a quorum (most n = 7 partitions into
+ * three groups stall every round), so sampling there leans on `pLive`.
+ */
+export function sampled(setup: TwinsSetup, seed: number, pLive = 0): TwinsScenario {
   const r: Random = seededRandom(seed ^ 0x7e1a5);
   const c = choicesOf(setup).length;
+  const live = pLive > 0 ? liveChoices(setup) : [];
   return scenario(
     setup,
-    Array.from({ length: setup.rounds }, () => r.int(c)),
+    Array.from({ length: setup.rounds }, () => (r.next() < pLive ? live[r.int(live.length)]! : r.int(c))),
   );
 }
 
