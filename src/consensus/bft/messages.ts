@@ -42,7 +42,7 @@ const HEADER = 1 + 1 + 4 + DIGEST + 1 + 8;
 const SIGN_DOMAIN = new TextEncoder().encode("DWCP-BFT signed 1\0");
 
 /** The message kinds, as on the wire. */
-export const KIND = Object.freeze({ proposal: 1, vote: 2, timeout: 3, fetch: 4, block: 5 } as const);
+export const KIND = Object.freeze({ proposal: 1, vote: 2, timeout: 3, fetch: 4, block: 5, sync: 6 } as const);
 /** A message kind. */
 export type MessageKind = keyof typeof KIND;
 const KIND_NAME: readonly (MessageKind | undefined)[] = [
@@ -52,6 +52,7 @@ const KIND_NAME: readonly (MessageKind | undefined)[] = [
   "timeout",
   "fetch",
   "block",
+  "sync",
 ];
 
 /** A client command: `op` is applied once per (client, seq), in the committed order. */
@@ -146,8 +147,24 @@ export interface BlockMessage extends MessageHeader {
   readonly kind: "block";
   readonly block: Block;
 }
+/**
+ * The sender's highest QC, and the TC that brought it into its view if one did:
+ * sent to a peer seen lagging behind, so that it catches up without anyone
+ * giving up a view for it. Unlike a timeout it commits its sender to nothing.
+ */
+export interface SyncMessage extends MessageHeader {
+  readonly kind: "sync";
+  readonly highQC: QuorumCertificate;
+  readonly tc?: TimeoutCertificate;
+}
 /** A decoded, signature-checked message. */
-export type Message = ProposalMessage | VoteMessage | TimeoutMessage | FetchMessage | BlockMessage;
+export type Message =
+  | ProposalMessage
+  | VoteMessage
+  | TimeoutMessage
+  | FetchMessage
+  | BlockMessage
+  | SyncMessage;
 
 /** The header of a message, read without verifying anything but its framing. */
 export interface PeekedHeader {
@@ -391,7 +408,8 @@ export type Outgoing =
   | { kind: "vote"; view: number; digest: Uint8Array }
   | { kind: "timeout"; view: number; highQC: QuorumCertificate; tc?: TimeoutCertificate | undefined }
   | { kind: "fetch"; view: number; digest: Uint8Array }
-  | { kind: "block"; view: number; block: Block };
+  | { kind: "block"; view: number; block: Block }
+  | { kind: "sync"; view: number; highQC: QuorumCertificate; tc?: TimeoutCertificate | undefined };
 
 /** Encodes and signs `msg` as member `sender` of `m`. */
 export function encodeMessage(
@@ -411,6 +429,7 @@ export function encodeMessage(
       w.bytes(msg.digest);
       break;
     case "timeout":
+    case "sync":
       w.u64(msg.highQC.view);
       break;
   }
@@ -425,6 +444,7 @@ export function encodeMessage(
       writeBlock(w, msg.block);
       break;
     case "timeout":
+    case "sync":
       writeQC(w, msg.highQC);
       writeTC(w, msg.tc);
       break;
@@ -494,7 +514,8 @@ export function decodeMessage(
   r.bytes(HEADER, "header");
   let digest: Uint8Array | undefined;
   let highQcView = 0;
-  if (h.kind === "timeout") highQcView = r.u64("high QC view");
+  const certs = h.kind === "timeout" || h.kind === "sync";
+  if (certs) highQcView = r.u64("high QC view");
   else digest = r.bytes(DIGEST, "digest");
   const signedEnd = r.pos;
   const signature = r.bytes(SIGNATURE, "signature");
@@ -506,7 +527,7 @@ export function decodeMessage(
   if (h.kind === "proposal" || h.kind === "block") {
     block = readBlock(m, r);
     if (h.kind === "proposal") tc = readTC(r);
-  } else if (h.kind === "timeout") {
+  } else if (certs) {
     highQC = readQC(r);
     tc = readTC(r);
   }
@@ -535,18 +556,20 @@ export function decodeMessage(
       if (!qcOk(b.justify)) throw new DWCPError("ERR_AUTH_FAILED", "a block's QC does not verify");
       return { kind: "block", ...base, block: b };
     }
-    case "timeout": {
+    case "timeout":
+    case "sync": {
+      const kind = h.kind;
       const qc = highQC!;
       if (h.view < 1 || qc.view !== highQcView || qc.view >= h.view)
         throw new DWCPError(
           "ERR_PROTOCOL",
-          "a timeout's QC view is not the signed one, or not below its view",
+          `a ${kind}'s QC view is not the signed one, or not below its view`,
         );
       if (tc && tc.view !== h.view - 1)
-        throw new DWCPError("ERR_PROTOCOL", "a timeout's TC is not of the previous view");
-      if (!qcOk(qc)) throw new DWCPError("ERR_AUTH_FAILED", "a timeout's QC does not verify");
-      if (tc && !verifyTC(m, tc)) throw new DWCPError("ERR_AUTH_FAILED", "a timeout's TC does not verify");
-      return tc ? { kind: "timeout", ...base, highQC: qc, tc } : { kind: "timeout", ...base, highQC: qc };
+        throw new DWCPError("ERR_PROTOCOL", `a ${kind}'s TC is not of the previous view`);
+      if (!qcOk(qc)) throw new DWCPError("ERR_AUTH_FAILED", `a ${kind}'s QC does not verify`);
+      if (tc && !verifyTC(m, tc)) throw new DWCPError("ERR_AUTH_FAILED", `a ${kind}'s TC does not verify`);
+      return tc ? { kind, ...base, highQC: qc, tc } : { kind, ...base, highQC: qc };
     }
     case "vote":
       if (h.view < 1) throw new DWCPError("ERR_PROTOCOL", "a vote for view 0");

@@ -184,6 +184,8 @@ export class Replica {
   readonly #queue = new Map<string, Command>();
   readonly #qcCache = new Map<string, true>();
   readonly #served = new Map<number, { tokens: number; at: number }>();
+  readonly #helped = new Map<number, number>();
+  readonly #baseTimeoutMs: number;
   readonly #ready: Committed[] = [];
   #durable = 0;
   #emitted: number;
@@ -199,6 +201,7 @@ export class Replica {
     this.#n = o.membership.members.length;
     this.#leaderOf = o.leaderOf ?? ((v) => v % this.#n);
     this.#maxBatch = o.maxBatch ?? 256;
+    this.#baseTimeoutMs = o.baseTimeoutMs ?? 1000;
     this.#s = s;
     this.#store = store;
     this.#sm = sm;
@@ -343,6 +346,7 @@ export class Replica {
       // ahead, so only bare votes are bounded above here; all are bounded below.
       if (h.view + EVIDENCE_VIEWS_BEHIND < v) {
         this.#reject("stale");
+        this.#helpLagging(from);
         return;
       }
       if (h.kind === "vote" && h.view > v + MAX_VIEWS_AHEAD) {
@@ -354,7 +358,7 @@ export class Replica {
         return;
       }
     }
-    if (h.kind === "fetch" && !this.#takeServeToken(h.sender)) {
+    if ((h.kind === "fetch" || h.kind === "sync") && !this.#takeServeToken(h.sender)) {
       this.#reject("rate-limited");
       return;
     }
@@ -381,6 +385,10 @@ export class Replica {
       case "block":
         this.#onBlock(msg.sender, msg.block);
         return;
+      case "sync":
+        this.#processQC(msg.highQC, msg.sender);
+        if (msg.tc) this.#processTC(msg.tc);
+        return;
     }
   }
 
@@ -396,7 +404,10 @@ export class Replica {
   #consider(msg: ProposalMessage, fresh: boolean): void {
     const b = msg.block;
     if (b.view < this.#s.view) {
-      if (fresh) this.#reject("stale");
+      if (fresh) {
+        this.#reject("stale");
+        this.#helpLagging(msg.sender);
+      }
       return;
     }
     // Its certificates did not bring this replica to its view: no vote is possible for it.
@@ -702,7 +713,10 @@ export class Replica {
   #onTimeout(msg: TimeoutMessage): void {
     this.#processQC(msg.highQC, msg.sender);
     if (msg.tc) this.#processTC(msg.tc);
-    if (msg.view < this.#s.view) return;
+    if (msg.view < this.#s.view) {
+      if (msg.sender !== this.#id) this.#helpLagging(msg.sender);
+      return;
+    }
     if (msg.view > this.#s.view + MAX_VIEWS_AHEAD) {
       this.#reject("ahead");
       return;
@@ -768,6 +782,22 @@ export class Replica {
       }
     this.#tryPropose();
     return true;
+  }
+
+  /**
+   * Sends a peer that spoke from an older view this replica's highest QC (and
+   * TC): enough for it to move up and fetch what it misses, without anyone
+   * giving up a view for it. At most once per base timeout per peer.
+   */
+  #helpLagging(peer: number): void {
+    const now = this.#o.env.clock.now();
+    const last = this.#helped.get(peer);
+    if (last !== undefined && now - last < this.#baseTimeoutMs) return;
+    this.#helped.set(peer, now);
+    const highQC = this.#s.highQC;
+    const tc = this.#lastTC;
+    const view = this.#s.view;
+    this.#sendTo(peer, this.#sign(tc ? { kind: "sync", view, highQC, tc } : { kind: "sync", view, highQC }));
   }
 
   #takeServeToken(peer: number): boolean {

@@ -154,5 +154,11 @@ describe("BFT messages", () => {
     expect(verifyTC(m, { ...tc, timeouts: forgedSig })).toBe(false);
     const t2 = decodeMessage(m, encodeMessage(m, 1, priv(1), { kind: "timeout", view: 2, highQC: g, tc }));
     expect(t2.kind === "timeout" && t2.tc?.view).toBe(1);
+    // A sync carries the same certificates and is held to the same checks.
+    const s = decodeMessage(m, encodeMessage(m, 2, priv(2), { kind: "sync", view: 2, highQC: g, tc }));
+    expect(s.kind === "sync" && s.highQC.view === 0 && s.tc?.view).toBe(1);
+    const badTc = { ...tc, timeouts: tc.timeouts.slice(0, 2) };
+    const bytes = encodeMessage(m, 2, priv(2), { kind: "sync", view: 2, highQC: g, tc: badTc });
+    expect(codeOf(() => decodeMessage(m, bytes))).toBe("ERR_AUTH_FAILED");
   });
 });

@@ -35,6 +35,10 @@ interface ClusterOptions {
   /** Members whose outgoing messages are all lost. */
   silent?: number[];
   baseTimeoutMs?: number;
+  /** Link faults while `faulty` holds: loss and duplication probabilities, and the longest delay (ms). */
+  drop?: number;
+  duplicate?: number;
+  maxDelayMs?: number;
 }
 
 /** n replicas on one simulator, with 1-3 ms links (reordering included) and the simulator's disks. */
@@ -50,6 +54,8 @@ class Cluster {
   readonly violations: string[] = [];
   /** Every message sent, in order. */
   readonly sent: { from: number; to: number; bytes: Uint8Array }[] = [];
+  /** Whether the link faults of the options apply (a test clears it to heal the network). */
+  faulty = true;
 
   constructor(readonly o: ClusterOptions) {
     this.sim = new Simulator({ seed: o.seed });
@@ -97,7 +103,13 @@ class Cluster {
   deliver(from: number, to: number, bytes: Uint8Array): void {
     this.sent.push({ from, to, bytes });
     if (this.silent.has(from)) return;
-    this.sim.after(1 + this.sim.random.next() * 2, () => this.replicas[to]?.receive(from, bytes));
+    const r = this.sim.random;
+    const faults = this.faulty;
+    if (faults && r.next() < (this.o.drop ?? 0)) return;
+    const delay = 1 + r.next() * (faults ? (this.o.maxDelayMs ?? 3) : 2);
+    this.sim.after(delay, () => this.replicas[to]?.receive(from, bytes));
+    if (faults && r.next() < (this.o.duplicate ?? 0))
+      this.sim.after(delay + r.next() * 20, () => this.replicas[to]?.receive(from, bytes));
   }
 
   crash(i: number): void {
@@ -201,6 +213,57 @@ describe("BFT replica: faults", () => {
       expect(c.sim.now, `seed ${seed}`).toBeLessThan(1000);
       expect(c.evidence).toEqual([]);
     }
+  });
+
+  it("swarm: loss, duplication, delays and crash-restarts of up to f members, then healing (n = 4 and 7)", async () => {
+    for (const [n, seeds] of [
+      [4, SEEDS.slice(0, 10)],
+      [7, SEEDS.slice(0, 4)],
+    ] as const)
+      for (const seed of seeds) {
+        const pick = new Simulator({ seed: seed + 1000 }).random;
+        const c = new Cluster({
+          n,
+          seed,
+          baseTimeoutMs: 50,
+          drop: pick.next() * 0.2,
+          duplicate: pick.next() * 0.1,
+          maxDelayMs: 1 + pick.next() * 60,
+        });
+        await c.startAll();
+        // One command per client, so that none is skipped as a lower seq of its client.
+        const total = 30;
+        for (let k = 1; k <= total; k++) c.sim.at(k * 40, () => c.submit(`c${k}`, 1));
+        const f = c.m.f;
+        const down = new Set<number>();
+        const chaos = () => {
+          if (!c.faulty) return;
+          const i = c.sim.random.int(n);
+          if (down.has(i)) {
+            down.delete(i);
+            void c.start(i);
+          } else if (down.size < f) {
+            down.add(i);
+            c.crash(i);
+          }
+          c.sim.after(100 + c.sim.random.next() * 400, chaos);
+        };
+        c.sim.after(50, chaos);
+        c.sim.at(2000, () => {
+          c.faulty = false;
+          for (const i of down) void c.start(i);
+          down.clear();
+        });
+        // Restarted replicas lost their queues: clients send again what they have not seen committed.
+        c.sim.at(2100, () => {
+          for (let k = 1; k <= total; k++) c.submit(`c${k}`, 1);
+        });
+        await c.sim.run({ until: 120_000, stopWhen: () => c.sim.now > 2100 && c.allApplied(total) });
+        expect(c.violations, `n ${n} seed ${seed}`).toEqual([]);
+        expect(c.allApplied(total), `n ${n} seed ${seed}`).toBe(true);
+        for (let i = 1; i < n; i++) expect(c.applied(i)).toEqual(c.applied(0));
+        expect(c.evidence).toEqual([]);
+      }
   });
 
   it("a command submitted twice commits once, before and after its commit", async () => {
