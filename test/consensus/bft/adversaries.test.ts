@@ -92,6 +92,14 @@ describe("BFT against scripted adversaries", () => {
     }
   });
 
+  it("an equivocating leader whose halves never meet: no replica can tell, so nobody is accused, and commits go on", async () => {
+    for (const r of await runAll(() => equivocatingLeader(0, null))) {
+      expect(r.equivocationsReceived).toBe(0);
+      expect(r.accusations).toEqual([]);
+      expect(r.commitsWhileActive).toBeGreaterThan(0);
+    }
+  });
+
   it("a member voting for conflicting blocks is reported by the leaders it voted to, and only it", async () => {
     const rs = await runAll(() => conflictingVoter(2));
     expect([...accused(rs)]).toEqual(["2"]);

@@ -209,11 +209,13 @@ export function silent(member: number): Adversary {
 /**
  * A leader that equivocates: every proposal of `member` has a twin block
  * (other commands, same parent and QC), signed too. Instances with id below
- * n/2 get the real block, the others the twin; after `lateMs` each also gets
- * the other block (as gossip would bring it), so each honest instance holds
- * two conflicting proposals of `member` and must report them.
+ * n/2 get the real block, the others the twin. After `lateMs` each also
+ * gets the other block that much later (as gossip would bring it), so each
+ * honest instance holds two conflicting proposals of `member` and must report
+ * them; with `null` the halves never learn of each other's block, and no
+ * replica can tell (nor may anyone be accused).
  */
-export function equivocatingLeader(member: number, lateMs = 40): Adversary {
+export function equivocatingLeader(member: number, lateMs: number | null = 40): Adversary {
   const twins = new Map<string, Uint8Array>();
   return {
     name: `leader ${member} equivocates`,
@@ -241,7 +243,7 @@ export function equivocatingLeader(member: number, lateMs = 40): Adversary {
       const [now, later] = firstHalf ? [d.bytes, other] : [other, d.bytes];
       return [
         { ...d, bytes: now },
-        { ...d, bytes: later, delayMs: d.delayMs + lateMs },
+        ...(lateMs === null ? [] : [{ ...d, bytes: later, delayMs: d.delayMs + lateMs }]),
       ];
     },
   };

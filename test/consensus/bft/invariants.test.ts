@@ -167,6 +167,17 @@ describe("the BFT oracle", () => {
     ok.finish();
     expect(ok.violations).toEqual([]);
 
+    // Replicas check only a window of views around their own: older is not expected.
+    const old = oracle();
+    old.delivered(r1!, 0, vote(0, 2, b2.digest), 70);
+    old.delivered(r1!, 0, vote(0, 2, b2x.digest), 70);
+    old.finish();
+    expect(old.expected.size).toBe(0);
+    const near = oracle();
+    near.delivered(r1!, 0, vote(0, 2, b2.digest), 66);
+    near.delivered(r1!, 0, vote(0, 2, b2x.digest), 66);
+    expect(near.expected.size).toBe(1);
+
     const bad = oracle();
     bad.accused(r1!, { ...proof, member: 2, first: vote(2, 2, b2.digest), second: vote(2, 2, b2.digest) });
     bad.accused(r2!, { ...proof, second: vote(0, 3, b2x.digest) });

@@ -84,6 +84,8 @@ export class Invariants implements NetObserver {
   /** Pairs `${instance}>${member}` that received an equivocation, and that reported one. */
   readonly expected = new Set<string>();
   readonly reported = new Set<string>();
+  /** Each equivocation an honest instance received, described. */
+  readonly equivocations: string[] = [];
   #healView: number | undefined;
 
   constructor(o: InvariantOptions) {
@@ -182,7 +184,10 @@ export class Invariants implements NetObserver {
     const key = `${f.sender}|${f.slot}`;
     const before = got.get(key);
     if (before === undefined) got.set(key, f.content);
-    else if (before !== f.content) this.expected.add(`${to.name}>${f.sender}`);
+    else if (before !== f.content) {
+      this.expected.add(`${to.name}>${f.sender}`);
+      this.equivocations.push(`${to.name} received ${f.slot} of ${f.sender}: ${before}, then ${f.content}`);
+    }
   }
 
   accused(at: InstanceSpec, e: Evidence): void {
