@@ -475,6 +475,11 @@ export function peekHeader(bytes: Uint8Array): PeekedHeader {
   return { kind, epoch, configHash, sender, view };
 }
 
+/** The digest a proposal, vote, fetch or block message signs, read without verifying anything. */
+export function peekDigest(bytes: Uint8Array): Uint8Array | undefined {
+  return bytes.length >= HEADER + DIGEST ? bytes.subarray(HEADER, HEADER + DIGEST) : undefined;
+}
+
 /** The view a message claims, without verifying it; `undefined` if it cannot be framed. */
 export function messageView(bytes: Uint8Array): number | undefined {
   try {

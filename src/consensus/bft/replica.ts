@@ -25,7 +25,7 @@
  * The core is sans-IO: time from `env.clock`, bytes out through `send`, state
  * through `storage`; the same code runs in the simulator and over sessions.
  */
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import type { Env } from "../../env/index.js";
 import type { Storage } from "../../env/storage.js";
 import { DWCPError } from "../../errors.js";
@@ -54,6 +54,7 @@ import {
   messageSignature,
   type Outgoing,
   type ProposalMessage,
+  peekDigest,
   peekHeader,
   type QuorumCertificate,
   type TimeoutCertificate,
@@ -143,6 +144,7 @@ const BLOCKS_LOG = "bft-blocks";
 const CHAIN_LOG = "bft-chain";
 const EVIDENCE_LOG = "bft-evidence";
 const QC_CACHE = 256;
+const SEEN_KEPT = 4096;
 // Writes between two snapshots of a compacting log, and evidence records kept for the snapshot.
 const JOURNAL_LIMIT = 1024;
 const EVIDENCE_KEPT = 256;
@@ -185,6 +187,7 @@ export class Replica {
   readonly #qcCache = new Map<string, true>();
   readonly #served = new Map<number, { tokens: number; at: number }>();
   readonly #helped = new Map<number, number>();
+  readonly #seen = new Set<string>();
   readonly #baseTimeoutMs: number;
   readonly #ready: Committed[] = [];
   #durable = 0;
@@ -358,9 +361,33 @@ export class Replica {
         return;
       }
     }
+    if (h.kind === "proposal" && this.#leaderOf(h.view) !== h.sender) {
+      this.#reject("not-leader");
+      return;
+    }
+    if (h.kind === "block") {
+      const d = peekDigest(bytes);
+      if (!d || !this.#fetcher.wanted(d)) {
+        this.#reject("unsolicited");
+        return;
+      }
+    }
     if ((h.kind === "fetch" || h.kind === "sync") && !this.#takeServeToken(h.sender)) {
       this.#reject("rate-limited");
       return;
+    }
+    // A message already taken in is not verified again: replaying one costs the replayer, not us.
+    // (Fetches are exempt: asking again for a block whose answer was lost is legitimate.)
+    const key = h.kind === "fetch" ? undefined : createHash("sha256").update(bytes).digest("base64");
+    if (key !== undefined && this.#seen.has(key)) {
+      this.#reject("duplicate");
+      return;
+    }
+    // Remembered, valid or not (decoding is deterministic), but only within the
+    // window kept: one refused now as too far ahead may count later.
+    if (key !== undefined && h.view <= v + MAX_VIEWS_AHEAD) {
+      if (this.#seen.size >= SEEN_KEPT) this.#seen.delete(this.#seen.keys().next().value!);
+      this.#seen.add(key);
     }
     const msg = decodeMessage(this.#m, bytes, (qc) => this.#qcCache.has(qcKey(qc)));
     this.#cacheQCs(msg);
