@@ -119,6 +119,39 @@ describe("PeerLink flows", () => {
     expect(flows.a!.messagesSent).toBe(N);
   });
 
+  it("the window: a flow alone gets all of it; while another flow is in use, what keeps the path busy (2 MiB here)", async () => {
+    const net = new MemoryNetwork();
+    const { linkA, linkB } = await managerPair({
+      // Acks take 200 ms to come back: what the window admitted is what it holds meanwhile.
+      v1: () => memory({ latencyMs: 100 }, net),
+      v3: () => memory({ latencyMs: 100 }, net),
+      addresses: { v1: "w1:0", v3: "w3:0" },
+      both: { assumeMode: "datacenter", link: { windowBytes: 8 << 20 } },
+    });
+    linkB.on("message", () => {});
+    linkA.setFlow("bulk");
+    linkA.setFlow("idle");
+    // A forecast whose bandwidth-delay product is small: the several-flows limit is its 2 MiB floor.
+    for (let i = 0; i < 10; i++) linkA.observe({ at: performance.now(), bps: 70e6, kind: "goodput", rttMs: 10 });
+    const K = 64 << 10;
+    // What the window did not take waits in the link's queue until acks come back.
+    const burst = (flow: string, n: number) =>
+      Array.from({ length: n }, () => linkA.send(new Uint8Array(K), { flow }));
+    const settle = () => new Promise((r) => setTimeout(r, 50));
+    const waiting = () => linkA.flows().reduce((n, f) => n + f.queuedBytes, 0);
+    const alone = burst("bulk", 96); // 6 MiB
+    await settle();
+    expect(linkA.queuedBytes).toBe(6 << 20);
+    expect(waiting()).toBe(0);
+    await Promise.all(alone);
+    const other = burst("idle", 1);
+    const shared = burst("bulk", 96);
+    await settle();
+    expect(waiting()).toBeGreaterThan(3 << 20);
+    expect(waiting()).toBeLessThan(5 << 20);
+    await Promise.all([...other, ...shared]);
+  });
+
   it("a flow with a demand is paced to it; an unpaced flow beside it is not held back; closing settles what still waits", async () => {
     const net = new MemoryNetwork();
     const { linkA, linkB } = await managerPair({

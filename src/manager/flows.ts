@@ -103,6 +103,12 @@ export class FlowQueues<T extends Queued> {
     return this.#flows.size;
   }
 
+  /** Whether a flow other than `id` has something queued. */
+  backloggedOtherThan(id: string): boolean {
+    for (const f of this.#ring) if (f.id !== id) return true;
+    return false;
+  }
+
   /** Declares or changes flow `id`. */
   configure(id: string, settings: FlowSettings): void {
     const f = this.#flows.get(id);

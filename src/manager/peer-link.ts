@@ -227,6 +227,8 @@ type Route =
   | { wait: true; error?: undefined; session?: undefined };
 
 const EMPTY = new Uint8Array(0);
+/** A flow is in use while it has something queued or sent within this many ms (its allocation and the window both count it). */
+const FLOW_ACTIVE_MS = 1000;
 
 /** A FIFO with O(1) shift (the send queue and window can hold many thousands of messages). */
 class Fifo<T> {
@@ -664,22 +666,36 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #fits(rec: Outgoing): boolean {
     return (
       this.#window.length === 0 ||
-      (this.#window.length < this.#windowMessagesMax && this.#windowBytes + rec.charge <= this.#admitBytes())
+      (this.#window.length < this.#windowMessagesMax &&
+        this.#windowBytes + rec.charge <= this.#admitBytes(rec.flow))
     );
   }
 
   /**
-   * Bytes the window admits. While several flows are declared, what is in the
-   * window drains in order whatever the weights, so the window holds only what
-   * keeps the path busy: four times the bandwidth-delay product of the
-   * forecast's upper bound, at least 2 MiB (acks wait behind socket buffers and
-   * coalescing: twice was measured to hold a 100 Mbit/s, 50 ms path to 83 %). A
-   * flow that stops then leaves its share to the others within a few round
-   * trips, not after a full window.
+   * Bytes the window admits for a message of `flow`. While another flow is in use
+   * (something queued, or sent in the last second), what is in the window drains
+   * in order whatever the weights, so the window holds only what keeps the path
+   * busy: four times the bandwidth-delay product of the forecast's upper bound, at
+   * least 2 MiB (acks wait behind socket buffers and coalescing: twice was measured
+   * to hold a 100 Mbit/s, 50 ms path to 83 %). A flow that stops then leaves its
+   * share to the others within a few round trips, not after a full window. A flow
+   * alone has no one to share with and gets the whole window: under 1 % loss the
+   * acks of a striped path lag several round trips behind (a stream's retransmit
+   * holds every stream's data in the reorder buffer), and four BDPs left the
+   * sockets idle with 15 MiB waiting in the link's queue. The price: a flow that
+   * starts while another holds the whole window waits for it to drain to the
+   * several-flows limit.
    */
-  #admitBytes(): number {
-    if (this.#queue.flowCount < 2) return this.#windowBytesMax;
+  #admitBytes(flow: string): number {
+    if (this.#queue.flowCount < 2 || !this.#othersInUse(flow)) return this.#windowBytesMax;
     return this.#flowsAdmit;
+  }
+
+  #othersInUse(flow: string): boolean {
+    if (this.#queue.backloggedOtherThan(flow)) return true;
+    const now = this.#clock.now();
+    for (const [id, s] of this.#flowSent) if (id !== flow && now - s.lastAt <= FLOW_ACTIVE_MS) return true;
+    return false;
   }
 
   /**
@@ -717,7 +733,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const ids = new Set([...settings.keys(), ...this.#flowSent.keys()]);
     const now = this.#clock.now();
     const active = [...ids].filter(
-      (id) => (queued.get(id) ?? 0) > 0 || now - (this.#flowSent.get(id)?.lastAt ?? -Infinity) <= 1000,
+      (id) =>
+        (queued.get(id) ?? 0) > 0 || now - (this.#flowSent.get(id)?.lastAt ?? -Infinity) <= FLOW_ACTIVE_MS,
     );
     const capacity = this.#predictor.forecast()?.horizons["1s"].bps;
     const shares =
