@@ -32,6 +32,38 @@ const capMs = Number(capText ?? 600_000);
 const port = Number(portText);
 const TIMEOUT_MS = 600_000;
 
+/**
+ * Where the link's bytes wait, for whoever watches a run: the link's queue, the
+ * v3 session's unacknowledged and queued bytes, the AMST bundle's send buffer,
+ * reorder buffer and per-stream in-flight bytes.
+ */
+const lastBytes = new WeakMap<PeerLink, { at: number; sent: number; got: number }>();
+function linkState(link: PeerLink): string {
+  const s = link.v3;
+  const amst = s?.conn as
+    | {
+        bufferedAmount?: number;
+        stats?: { reorderBytes: number; segmentsResent: number; bytesSent: number; bytesDelivered: number };
+        streams?: () => { inflightBytes: number }[];
+      }
+    | undefined;
+  const mib = (n: number | undefined) => (n === undefined ? "-" : (n / 2 ** 20).toFixed(1));
+  const streams =
+    amst
+      ?.streams?.()
+      .map((x) => (x.inflightBytes >> 10).toString())
+      .join("/") ?? "-";
+  const now = performance.now();
+  const was = lastBytes.get(link);
+  const cur = { at: now, sent: amst?.stats?.bytesSent ?? 0, got: amst?.stats?.bytesDelivered ?? 0 };
+  lastBytes.set(link, cur);
+  const rate = (a: number, b: number) => (was ? (((b - a) * 8) / (now - was.at) / 1000).toFixed(1) : "-");
+  return (
+    `amst Mbit/s out ${rate(was?.sent ?? 0, cur.sent)} in ${rate(was?.got ?? 0, cur.got)}, link queue ${mib(link.queuedBytes)} MiB, session unacked ${mib(s?.unackedBytes)} queued ${mib(s?.queuedBytes)}, ` +
+    `amst out ${mib(amst?.bufferedAmount)} reorder ${mib(amst?.stats?.reorderBytes)} resent ${amst?.stats?.segmentsResent ?? "-"} inflight KiB ${streams}`
+  );
+}
+
 async function dest(): Promise<void> {
   const m = deployedManager("server", pkiDir!, congestion!);
   const qmp = await Qmp.connect(qmpPath!);
@@ -53,6 +85,8 @@ async function dest(): Promise<void> {
     }
     say({ event: "done", ms: Math.round(performance.now() - t0), tunnel: tunnel.stats() });
   } else {
+    const watch = setInterval(() => process.stderr.write(`  [dest] ${linkState(link)}\n`), 1000);
+    watch.unref();
     const incoming = acceptPages(link, {
       qmp,
       memPath: memPath!,
@@ -85,6 +119,7 @@ async function source(): Promise<void> {
     createInterface({ input: process.stdin }).once("line", () => resolve()),
   );
   const qmp = await Qmp.connect(qmpPath!);
+  const t0 = performance.now();
   const tunnel = m.tunnel("node-b", { class: "migration" });
   // Progress on stderr, for whoever watches the run.
   const watch = setInterval(() => {
@@ -92,7 +127,7 @@ async function source(): Promise<void> {
     const f = link.forecast();
     process.stderr.write(
       `  [source] tunnel out ${(t.bytesOut / 2 ** 20).toFixed(1)} MiB (${(t.wireBytesOut / 2 ** 20).toFixed(1)} on the link), ` +
-        `forecast ${f ? (f.horizons["1s"].bps / 1e6).toFixed(1) : "-"} Mbit/s, rtt ${f?.minRttMs?.toFixed(1) ?? "-"} ms, window ${tunnel.sendWindow() >> 10} KiB, streams ${link.v3?.conn.stripes?.().streams ?? "-"}\n`,
+        `forecast ${f ? (f.horizons["1s"].bps / 1e6).toFixed(1) : "-"} Mbit/s, rtt ${f?.minRttMs?.toFixed(1) ?? "-"} ms, window ${tunnel.sendWindow() >> 10} KiB, streams ${link.v3?.conn.stripes?.().streams ?? "-"}; ${linkState(link)}\n`,
     );
   }, 1000);
   watch.unref();
@@ -107,6 +142,24 @@ async function source(): Promise<void> {
       memPath: memPath!,
       socketPath: sockPath!,
       timeoutMs: TIMEOUT_MS,
+      onProgress: (() => {
+        let round = -1;
+        let status = "";
+        return (st: {
+          rounds: number;
+          status: string;
+          transferred: number;
+          remaining: number;
+          expectedDowntime: number | undefined;
+        }) => {
+          if (st.rounds === round && st.status === status) return;
+          round = st.rounds;
+          status = st.status;
+          process.stderr.write(
+            `  [source] ${(performance.now() - t0).toFixed(0)} ms: ${status}, round ${round} done, ${(st.transferred / 2 ** 20).toFixed(1)} MiB sent, ${(st.remaining / 2 ** 20).toFixed(1)} MiB dirty, expected downtime ${st.expectedDowntime?.toFixed(0) ?? "-"} ms\n`,
+          );
+        };
+      })(),
       migrate: {
         policy,
         trainDictionary: policy.codec === PageCodec.ZSTD,
