@@ -3,6 +3,7 @@
  *
  *   npx tsx scripts/bft-twins.ts --seeds 10000        run 10,000 scenarios
  *   npx tsx scripts/bft-twins.ts --seeds 500 --from 4000   resume at run 4000
+ *   npx tsx scripts/bft-twins.ts --seeds 2000 --noise   the same plan with asynchrony and crashes
  *   npx tsx scripts/bft-twins.ts --scenario n4f1g2r4:5.38.7.40 --seed 6   replay one
  *
  * Run i (from 1) uses simulator seed i and the i-th scenario of a fixed plan:
@@ -13,6 +14,8 @@
  * twins; there ¾ of the rounds are drawn from partitions that leave some
  * group a quorum, since uniform ones almost never do). Prints the scenario space, progress, every failure with its replay
  * command, and the totals and time per run; exits 1 if any run failed.
+ * With --noise, each run also draws from its seed loss, duplicates, delays and
+ * maybe a crash and restart of an honest replica, all before the heal.
  */
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -29,7 +32,7 @@ import {
   sampled,
   type TwinsScenario,
 } from "../test/consensus/bft/twins.js";
-import { describeFailure, runTwins, type TwinsResult } from "../test/consensus/bft/twins-run.js";
+import { describeFailure, noiseFor, runTwins, type TwinsResult } from "../test/consensus/bft/twins-run.js";
 
 const { values } = parseArgs({
   options: {
@@ -38,6 +41,7 @@ const { values } = parseArgs({
     scenario: { type: "string" },
     seed: { type: "string", default: "1" },
     trace: { type: "string", default: "40" },
+    noise: { type: "boolean", default: false },
   },
 });
 
@@ -70,7 +74,12 @@ function space(): void {
 
 async function main(): Promise<number> {
   if (values.scenario) {
-    const r = await runTwins({ scenario: parseScenario(values.scenario), seed: Number(values.seed) });
+    const seed = Number(values.seed);
+    const r = await runTwins({
+      scenario: parseScenario(values.scenario),
+      seed,
+      ...(values.noise ? { noise: noiseFor(seed) } : {}),
+    });
     console.log(describeFailure(r, Number(values.trace)));
     console.log(
       `events ${r.events}, virtual ${r.virtualMs.toFixed(0)} ms, commits ${r.commits}, trace ${r.traceHash}`,
@@ -87,13 +96,21 @@ async function main(): Promise<number> {
   const parts = new Map<string, { runs: number; failed: number }>();
   const failures: TwinsResult[] = [];
   const times: number[] = [];
-  const totals = { commits: 0, withEquivocation: 0, received: 0, reported: 0, accusations: 0, events: 0 };
+  const totals = {
+    commits: 0,
+    withEquivocation: 0,
+    received: 0,
+    reported: 0,
+    lostInCrash: 0,
+    accusations: 0,
+    events: 0,
+  };
   let worstViews = 0;
   const t0 = performance.now();
   for (let i = from; i < from + count; i++) {
     const { part, scenario } = planned(i);
     const t = performance.now();
-    const r = await runTwins({ scenario, seed: i });
+    const r = await runTwins({ scenario, seed: i, ...(values.noise ? { noise: noiseFor(i) } : {}) });
     times.push(performance.now() - t);
     const p = parts.get(part) ?? { runs: 0, failed: 0 };
     parts.set(part, p);
@@ -102,6 +119,7 @@ async function main(): Promise<number> {
     totals.events += r.events;
     totals.received += r.equivocationsReceived;
     totals.reported += r.equivocationsReported;
+    totals.lostInCrash += r.equivocationsLostInCrash;
     totals.accusations += r.accusations.length;
     if (r.equivocationsReceived > 0) totals.withEquivocation++;
     if (Number.isFinite(r.viewsToCommit)) worstViews = Math.max(worstViews, r.viewsToCommit);
@@ -125,7 +143,7 @@ async function main(): Promise<number> {
     `  time per run: mean ${((wall * 1000) / count).toFixed(1)} ms, p50 ${q(0.5).toFixed(1)} ms, p99 ${q(0.99).toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms`,
   );
   console.log(
-    `  ${totals.events} events, ${totals.commits} honest commits; ${totals.withEquivocation} runs where honest replicas received an equivocation: ${totals.received} received, ${totals.reported} reported; ${totals.accusations} accusations; worst views from heal to commit ${worstViews}`,
+    `  ${totals.events} events, ${totals.commits} honest commits; ${totals.withEquivocation} runs where honest replicas received an equivocation: ${totals.received} received, ${totals.reported} reported (${totals.lostInCrash} more received by a replica that then crashed); ${totals.accusations} accusations; worst views from heal to commit ${worstViews}`,
   );
   if (failures.length > 0) {
     console.log(`FAILED (${failures.length}):`);

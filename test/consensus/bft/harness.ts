@@ -39,6 +39,8 @@ export interface NetObserver {
   delivered?(to: InstanceSpec, fromId: number, bytes: Uint8Array, view: number): void;
   committed?(at: InstanceSpec, c: Committed): void;
   accused?(at: InstanceSpec, e: Evidence): void;
+  /** An instance crashed: what it had not synced, and all it held in memory, is gone. */
+  crashed?(at: InstanceSpec): void;
   /** After every delivery event, once the replica has settled. */
   step?(): void;
 }
@@ -242,6 +244,7 @@ export class BftNet {
     r.replica.close();
     this.disks.crash(name);
     this.sim.trace(`crash ${name}`);
+    for (const ob of this.observers) ob.crashed?.(r.spec);
   }
 
   /** Restarts a crashed instance from its disk (what a real restart recovers, nothing more). */

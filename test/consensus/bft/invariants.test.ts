@@ -178,6 +178,18 @@ describe("the BFT oracle", () => {
     near.delivered(r1!, 0, vote(0, 2, b2x.digest), 66);
     expect(near.expected.size).toBe(1);
 
+    // A crash wipes what the replica heard: halves on either side of it are not an equivocation it can see.
+    const amnesic = oracle();
+    amnesic.delivered(r1!, 0, vote(0, 2, b2.digest), 2);
+    amnesic.crashed(r1!);
+    amnesic.delivered(r1!, 0, vote(0, 2, b2x.digest), 2);
+    amnesic.delivered(r2!, 0, vote(0, 2, b2.digest), 2);
+    amnesic.delivered(r2!, 0, vote(0, 2, b2x.digest), 2);
+    amnesic.crashed(r2!);
+    amnesic.finish();
+    expect(amnesic.violations).toEqual([]);
+    expect(amnesic.lostInCrash).toBe(1);
+
     const bad = oracle();
     bad.accused(r1!, { ...proof, member: 2, first: vote(2, 2, b2.digest), second: vote(2, 2, b2.digest) });
     bad.accused(r2!, { ...proof, second: vote(0, 3, b2x.digest) });

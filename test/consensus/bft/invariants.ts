@@ -84,6 +84,8 @@ export class Invariants implements NetObserver {
   /** Pairs `${instance}>${member}` that received an equivocation, and that reported one. */
   readonly expected = new Set<string>();
   readonly reported = new Set<string>();
+  /** Received equivocations no longer expected to be reported because the receiver crashed. */
+  lostInCrash = 0;
   /** Each equivocation an honest instance received, described. */
   readonly equivocations: string[] = [];
   #healView: number | undefined;
@@ -188,6 +190,21 @@ export class Invariants implements NetObserver {
       this.expected.add(`${to.name}>${f.sender}`);
       this.equivocations.push(`${to.name} received ${f.slot} of ${f.sender}: ${before}, then ${f.content}`);
     }
+  }
+
+  /**
+   * A crash wipes what the instance heard (replicas persist what they signed,
+   * not what they received), so an equivocation whose halves straddle the
+   * restart cannot be detected, and one detected but not yet on disk is lost:
+   * neither is expected of it any more (they are counted in lostInCrash).
+   */
+  crashed(at: InstanceSpec): void {
+    this.#received.delete(at.name);
+    for (const pair of this.expected)
+      if (pair.startsWith(`${at.name}>`) && !this.reported.has(pair)) {
+        this.expected.delete(pair);
+        this.lostInCrash++;
+      }
   }
 
   accused(at: InstanceSpec, e: Evidence): void {

@@ -4,6 +4,7 @@
 // stalled), the network is whole, leaders rotate, and the oracle wants every
 // honest replica to commit a block of a view at or after the heal within k views. The run ends when every honest
 // instance has committed after the heal, or at the first broken property.
+import { seededRandom } from "../../../src/env/index.js";
 import { BftNet } from "./harness.js";
 import { Invariants } from "./invariants.js";
 import { instancesOf, type TwinsScenario } from "./twins.js";
@@ -19,6 +20,8 @@ export interface TwinsRunOptions {
   readonly seed: number;
   /** Virtual ms after which the script ends even if the replicas are still in its rounds. @default 5000 */
   readonly stallMs?: number;
+  /** Asynchrony before the heal (loss, duplicates, delay) and maybe a crash; @default none */
+  readonly noise?: TwinsNoise;
   /** k of the liveness bound. @default 3n */
   readonly livenessViews?: number;
   /** Give up at this virtual time, ms. @default 600_000 */
@@ -27,10 +30,42 @@ export interface TwinsRunOptions {
   readonly traceLines?: number;
 }
 
+/** Faults added to a scenario before its heal. */
+export interface TwinsNoise {
+  /** Probability that a message is lost. */
+  readonly drop: number;
+  /** Probability that it arrives twice. */
+  readonly duplicate: number;
+  /** Mean of an exponential extra delay, ms. */
+  readonly jitterMs: number;
+  /** Whether one honest replica crashes and restarts (before the heal). */
+  readonly crash: boolean;
+}
+
+/** A noise mix drawn from `seed` alone: each fault on or off, at a rate of a few orders of magnitude. */
+export function noiseFor(seed: number): TwinsNoise {
+  const r = seededRandom(seed ^ 0x4015e);
+  const pick = (xs: readonly number[]) => xs[r.int(xs.length)]!;
+  return {
+    drop: r.next() < 0.5 ? pick([0.01, 0.05, 0.2]) : 0,
+    duplicate: r.next() < 0.5 ? pick([0.01, 0.1]) : 0,
+    jitterMs: pick([0.5, 5, 50, 300]),
+    crash: r.next() < 0.5,
+  };
+}
+
+/** One line describing a noise mix. */
+export function describeNoise(z: TwinsNoise | undefined): string {
+  if (!z) return "no noise";
+  return `drop ${z.drop}, dup ${z.duplicate}, jitter ${z.jitterMs} ms${z.crash ? ", a crash" : ""}`;
+}
+
 /** What one run saw. */
 export interface TwinsResult {
   readonly name: string;
   readonly seed: number;
+  /** The noise mix, described ({@link describeNoise}). */
+  readonly noise: string;
   readonly violations: readonly string[];
   readonly trace: readonly string[];
   readonly traceHash: string;
@@ -42,6 +77,8 @@ export interface TwinsResult {
   /** Instance>member pairs that received an equivocation, and the ones reported. */
   readonly equivocationsReceived: number;
   readonly equivocationsReported: number;
+  /** Received equivocations a crash of the receiver made undetectable. */
+  readonly equivocationsLostInCrash: number;
   /** The most views an honest instance took after the heal to commit. */
   readonly viewsToCommit: number;
   /** Rejections counted by the honest replicas, by reason. */
@@ -80,6 +117,18 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
       const g = groupOf[r]!;
       return g.get(indexOf.get(from.name)!) === g.get(indexOf.get(to.name)!);
     },
+    // Before the heal the network is asynchronous as well as partitioned: loss,
+    // duplicates and delays; after it, synchronous (the partial-synchrony model).
+    tamper: (d) => {
+      const z = o.noise;
+      if (!z || healed) return [d];
+      const r = net.sim.random;
+      if (r.next() < z.drop) return [];
+      const late = { ...d, delayMs: d.delayMs - Math.log(1 - r.next()) * z.jitterMs };
+      return r.next() < z.duplicate
+        ? [late, { ...late, delayMs: late.delayMs + r.next() * z.jitterMs }]
+        : [late];
+    },
   });
   const inv = new Invariants({
     membership: net.membership,
@@ -94,8 +143,15 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
   });
   net.observers.push(inv);
   const honest = instances.filter((s) => !s.byzantine).map((s) => net.instances.get(s.name)!);
+  let down = 0;
+  let pendingHeal: string | undefined;
   const heal = (why: string) => {
     if (healed) return;
+    // Liveness is owed with at most f faulty: a crashed honest replica must be back first.
+    if (down > 0) {
+      pendingHeal = why;
+      return;
+    }
     healed = true;
     const top = Math.max(...honest.map((r) => r.replica.view));
     inv.healedAt(top);
@@ -110,6 +166,29 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
     },
   });
   net.sim.at(o.stallMs ?? 5000, () => heal("stalled"), "heal");
+  if (o.noise?.crash) {
+    // One honest replica crashes (its unsynced writes lost) and restarts from its disk.
+    const r = net.sim.random;
+    const victim = honest[r.int(honest.length)]!.spec.name;
+    const at = 50 + r.next() * 1500;
+    net.sim.at(
+      at,
+      () => {
+        down++;
+        net.crash(victim);
+        net.sim.at(
+          at + 100 + r.next() * 400,
+          () =>
+            void net.restart(victim).then(() => {
+              down--;
+              if (pendingHeal) heal(pendingHeal);
+            }),
+          "restart",
+        );
+      },
+      "crash",
+    );
+  }
   net.sim.trace(`scenario ${scenario.name} seed ${o.seed}`);
   net.clientLoad("c", 25);
   try {
@@ -134,6 +213,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
   return {
     name: scenario.name,
     seed: o.seed,
+    noise: describeNoise(o.noise),
     violations: inv.violations,
     trace: net.sim.recentTrace(),
     traceHash: net.sim.traceHash,
@@ -143,6 +223,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
     accusations: inv.accusations,
     equivocationsReceived: inv.expected.size,
     equivocationsReported: [...inv.expected].filter((p) => inv.reported.has(p)).length,
+    equivocationsLostInCrash: inv.lostInCrash,
     viewsToCommit: worst,
     rejected,
   };
@@ -151,9 +232,9 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
 /** A failure as a report: what broke, how to replay it, the last trace lines. */
 export function describeFailure(r: TwinsResult, lines = 40): string {
   return [
-    `${r.name} seed ${r.seed}: ${r.violations.length} violation(s)`,
+    `${r.name} seed ${r.seed} (${r.noise}): ${r.violations.length} violation(s)`,
     ...r.violations.slice(0, 10).map((v) => `  ${v}`),
-    `  replay: npx tsx scripts/bft-twins.ts --scenario ${r.name} --seed ${r.seed}`,
+    `  replay: npx tsx scripts/bft-twins.ts --scenario ${r.name} --seed ${r.seed}${r.noise === "no noise" ? "" : " --noise"}`,
     "  last trace lines:",
     ...r.trace.slice(-lines).map((l) => `    ${l}`),
   ].join("\n");
