@@ -1,11 +1,15 @@
 /**
  * ACP, the internet generation: byzantine-tolerant agreement among n = 3f + 1
- * replicas that do not trust each other (HotStuff family, Ed25519 signatures),
- * sans-IO on an {@link Env} so that it runs unchanged in the simulator.
+ * replicas that do not trust each other (two-chain HotStuff, Ed25519
+ * signatures), sans-IO on an {@link Env} so that it runs unchanged in the
+ * simulator, and a replicated key-value state machine with a state hash per
+ * height.
  *
  * @packageDocumentation
  */
-export { generateKeys, type Member, type Membership, membership } from "./membership.js";
+export type { Env } from "../../env/index.js";
+export type { EquivocationKind } from "./evidence.js";
+export { generateKeys, MAX_MEMBERS, type Member, type Membership, membership } from "./membership.js";
 export {
   type Block,
   type CertSignature,
@@ -14,6 +18,7 @@ export {
   MAX_CLIENT_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_OP_BYTES,
+  type MessageKind,
   type QuorumCertificate,
   type TimeoutCertificate,
   type TimeoutSignature,
@@ -21,10 +26,15 @@ export {
 } from "./messages.js";
 export {
   type Committed,
+  EVIDENCE_VIEWS_BEHIND,
   type Evidence,
+  FETCHES_PER_SECOND,
+  MAX_QUEUED_COMMANDS,
+  MAX_VIEWS_AHEAD,
   messageView,
   Replica,
   type ReplicaOptions,
   type ReplicaStats,
   verifyQC,
 } from "./replica.js";
+export { decodeOp, deleteOp, type KvOp, KvStateMachine, putOp } from "./state-machine.js";

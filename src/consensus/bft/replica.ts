@@ -119,13 +119,20 @@ export interface Committed {
  * (claims this replica's id), `stale` / `ahead` (view outside the window kept),
  * `not-leader` (a proposal from another than the view's leader), `misrouted`
  * (a vote for a view this replica does not lead next), `unsolicited` (a block
- * not asked for), `rate-limited` (fetches beyond the budget per peer),
- * `unjustified` (a proposal whose certificates do not reach its view).
+ * not asked for), `rate-limited` (fetches or syncs beyond the budget per
+ * peer), `duplicate` (a message already taken in), `unjustified` (a proposal
+ * whose certificates do not reach its view), `conflicting-commit` (a commit
+ * that would fork the committed chain: impossible with at most f byzantine
+ * members, refused rather than followed).
  */
 export interface ReplicaStats {
+  /** Views entered. */
   views: number;
+  /** Timeouts this replica sent (its timer's, and joins of f + 1 others'). */
   timeouts: number;
+  /** Blocks committed (reported or about to be, once durable). */
   commits: number;
+  /** Pieces of equivocation evidence found. */
   evidence: number;
   rejected: Record<string, number>;
 }
@@ -275,7 +282,11 @@ export class Replica {
     return this.#emitted;
   }
 
-  /** Calls `fn` with every committed block, in height order, once it is durable. */
+  /**
+   * Calls `fn` with every committed block, in height order, once it is
+   * durable. A reopened replica goes on from the height it recovered
+   * ({@link committedHeight}); what it recovered is not reported again.
+   */
   onCommit(fn: (c: Committed) => void): void {
     this.#commitFns.push(fn);
   }
@@ -500,7 +511,8 @@ export class Replica {
 
   /** Takes in a verified QC: a higher lock, maybe a commit, maybe the next view. */
   #processQC(qc: QuorumCertificate, from: number): void {
-    if (qc.view > this.#s.highQC.view) this.#s.highQC = qc;
+    const higher = qc.view > this.#s.highQC.view;
+    if (higher) this.#s.highQC = qc;
     const b = this.#store.get(qc.digest);
     if (b) this.#checkCommit(qc, b);
     else if (qc.view > this.#committedView() && !this.#store.has(qc.digest)) {
@@ -513,6 +525,8 @@ export class Replica {
       this.#fetcher.want(qc.digest, from);
     }
     if (qc.view >= this.#s.view) this.#enterView(qc.view + 1, undefined);
+    // A leader that entered its view by a TC may have waited for a QC as high as the TC reports.
+    else if (higher) this.#tryPropose();
   }
 
   /** The view of the last committed block: QCs at or below it certify nothing worth fetching. */
@@ -869,7 +883,12 @@ export class Replica {
 
   #sendTo(to: number, bytes: Uint8Array): void {
     if (this.#closed || to === this.#id) return;
-    this.#o.send(to, bytes);
+    try {
+      this.#o.send(to, bytes);
+    } catch {
+      // A transport that fails loses the message, as a network may: timeouts,
+      // retries and sync recover from lost messages.
+    }
   }
 
   #broadcast(bytes: Uint8Array): void {
