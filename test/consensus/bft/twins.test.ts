@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { counts, latinCover, N4, N4_3, N7, parseScenario, sampled } from "./twins.js";
-import { describeFailure, runTwins, type TwinsResult } from "./twins-run.js";
+import { describeFailure, noiseFor, runTwins, type TwinsResult } from "./twins-run.js";
 
 interface Regression {
   twins: { scenario: string; seed: number; found: string }[];
@@ -77,6 +77,22 @@ describe("BFT under Twins", () => {
     expect(t.withEquivocation).toBeGreaterThan(0);
     expect(t.reported).toBe(t.received);
     expect(t.commits).toBeGreaterThan(results.length * 3);
+  });
+
+  it("with asynchrony before the heal (loss, duplicates, delays, a crash-restart of an honest replica): 24 seeded scenarios of n = 4 and n = 7", {
+    timeout: 300_000,
+  }, async () => {
+    const results: TwinsResult[] = [];
+    for (let seed = 1; seed <= 24; seed++) {
+      const scenario = seed % 4 === 0 ? sampled(N7, seed, N7_LIVE) : sampled(N4_3, seed);
+      results.push(await runTwins({ scenario, seed, noise: noiseFor(seed) }));
+    }
+    const t = tally(results);
+    console.log(`Twins with noise: ${JSON.stringify(t)}`);
+    const failures = results.filter((r) => r.violations.length > 0).map((r) => describeFailure(r));
+    expect(failures, failures.join("\n\n")).toEqual([]);
+    expect(results.filter((r) => r.noise.includes("crash")).length).toBeGreaterThan(4);
+    expect(t.reported).toBe(t.received);
   });
 
   const n7 = Number(process.env.BFT_TWINS_N7 ?? 20);
