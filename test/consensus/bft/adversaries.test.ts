@@ -9,6 +9,7 @@ import {
   type Adversary,
   type AdversaryResult,
   both,
+  conflictingTimeouts,
   conflictingVoter,
   crashRestart,
   equivocatingLeader,
@@ -109,6 +110,17 @@ describe("BFT against scripted adversaries", () => {
     }
   });
 
+  it("a member signing two timeouts per view is reported by every replica that received both, and only it", async () => {
+    const rs = await runAll(() => conflictingTimeouts(3));
+    expect([...accused(rs)]).toEqual(["3"]);
+    for (const r of rs) {
+      expect(r.accusations.every((a) => a.includes(":timeout@"))).toBe(true);
+      expect(r.equivocationsReceived).toBeGreaterThan(0);
+      expect(r.equivocationsReported).toBe(r.equivocationsReceived);
+      expect(r.commitsWhileActive).toBeGreaterThan(0);
+    }
+  });
+
   it("n = 7: an equivocating leader and a conflicting voter at once (f = 2) are both reported, nobody else", async () => {
     const rs = await runAll(() => both(equivocatingLeader(3), conflictingVoter(5)), { n: 7 });
     expect([...accused(rs)].sort()).toEqual(["3", "5"]);
@@ -158,6 +170,7 @@ const BY_NAME: Record<string, () => Adversary> = {
   "member 2 silent": () => silent(2),
   "leader 0 equivocates": () => equivocatingLeader(0),
   "member 2 votes for conflicting blocks": () => conflictingVoter(2),
+  "member 3 signs conflicting timeouts": () => conflictingTimeouts(3),
   "replay of old-view messages": () => replayer(),
   "forged signatures and sender ids (member 1 and the path)": () => forger(1),
   "member 3 floods junk": () => flood(3, "junk"),

@@ -8,6 +8,8 @@ import { createHash } from "node:crypto";
 import {
   decodeMessage,
   encodeMessage,
+  genesisQC,
+  KIND,
   MAX_MESSAGE_BYTES,
   makeBlock,
   type Outgoing,
@@ -22,7 +24,9 @@ import { cachedReader, qcOf } from "./wire.js";
 const KIND_AT = 1;
 const SENDER_AT = 1 + 1 + 4 + 32;
 const HEADER = SENDER_AT + 1 + 8;
-const TIMEOUT_KIND = 3;
+/** Where the signature starts: after a 32-byte digest, or the 8-byte high-QC view of a timeout or sync. */
+const signatureAt = (b: Uint8Array) =>
+  HEADER + (b[KIND_AT] === KIND.timeout || b[KIND_AT] === KIND.sync ? 8 : 32);
 
 /** What an adversary can use. */
 export interface AdversaryContext {
@@ -221,7 +225,7 @@ export function equivocatingLeader(member: number, lateMs: number | null = 40): 
     name: `leader ${member} equivocates`,
     members: [member],
     tamper(d, ctx) {
-      if (!isFrom(d, member) || d.bytes[KIND_AT] !== 1) return [d];
+      if (!isFrom(d, member) || d.bytes[KIND_AT] !== KIND.proposal) return [d];
       const m = ctx.net.membership;
       const key = Buffer.from(sha(d.bytes)).toString("hex");
       let other = twins.get(key);
@@ -255,7 +259,7 @@ export function conflictingVoter(member: number): Adversary {
     name: `member ${member} votes for conflicting blocks`,
     members: [member],
     tamper(d, ctx) {
-      if (!isFrom(d, member) || d.bytes[KIND_AT] !== 2) return [d];
+      if (!isFrom(d, member) || d.bytes[KIND_AT] !== KIND.vote) return [d];
       const v = decodeMessage(ctx.net.membership, d.bytes);
       if (v.kind !== "vote") return [d];
       const bogus = signer(ctx, member)({ kind: "vote", view: v.view, digest: sha(v.digest) });
@@ -267,6 +271,31 @@ export function conflictingVoter(member: number): Adversary {
             { ...second, delayMs: d.delayMs },
             { ...d, delayMs: d.delayMs + 0.5 },
           ];
+    },
+  };
+}
+
+/**
+ * A member that never proposes (so the views it leads time out) and signs two
+ * timeouts for each view it gives up on: its real one, and one claiming the
+ * genesis QC as its highest, sent just after to the same replica. Conflicting
+ * timeouts are evidence too.
+ */
+export function conflictingTimeouts(member: number): Adversary {
+  return {
+    name: `member ${member} signs conflicting timeouts`,
+    members: [member],
+    tamper(d, ctx) {
+      if (!isFrom(d, member)) return [d];
+      if (d.bytes[KIND_AT] === KIND.proposal) return [];
+      if (d.bytes[KIND_AT] !== KIND.timeout) return [d];
+      const t = decodeMessage(ctx.net.membership, d.bytes);
+      if (t.kind !== "timeout" || t.highQC.view === 0) return [d];
+      const other = signer(
+        ctx,
+        member,
+      )({ kind: "timeout", view: t.view, highQC: genesisQC(ctx.net.membership) });
+      return [d, { ...d, bytes: other, delayMs: d.delayMs + 0.5 }];
     },
   };
 }
@@ -312,7 +341,7 @@ export function forger(member: number): Adversary {
     tamper(d, ctx) {
       const n = ctx.net.membership.members.length;
       const r = ctx.net.sim.random;
-      const sigAt = HEADER + (d.bytes[KIND_AT] === TIMEOUT_KIND ? 8 : 32);
+      const sigAt = signatureAt(d.bytes);
       const flip = (b: Uint8Array) => {
         const c = b.slice();
         if (c.length > sigAt + 64) c[sigAt + r.int(64)]! ^= 1 << r.int(8);
