@@ -392,6 +392,8 @@ export class Replica {
     const key = h.kind === "fetch" ? undefined : createHash("sha256").update(bytes).digest("base64");
     if (key !== undefined && this.#seen.has(key)) {
       this.#reject("duplicate");
+      // A peer repeating itself from an older view (its timer re-sending a timeout) is stuck there.
+      if (h.view < v) this.#helpLagging(from);
       return;
     }
     // Remembered, valid or not (decoding is deterministic), but only within the

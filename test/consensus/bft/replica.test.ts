@@ -217,8 +217,8 @@ describe("BFT replica: faults", () => {
 
   it("swarm: loss, duplication, delays and crash-restarts of up to f members, then healing (n = 4 and 7)", async () => {
     for (const [n, seeds] of [
-      [4, SEEDS.slice(0, 10)],
-      [7, SEEDS.slice(0, 4)],
+      [4, SEEDS.slice(0, 6)],
+      [7, SEEDS.slice(0, 3)],
     ] as const)
       for (const seed of seeds) {
         const pick = new Simulator({ seed: seed + 1000 }).random;
@@ -264,6 +264,16 @@ describe("BFT replica: faults", () => {
         for (let i = 1; i < n; i++) expect(c.applied(i)).toEqual(c.applied(0));
         expect(c.evidence).toEqual([]);
       }
+  });
+
+  it("twins: member 0 run twice with one key under shifting partitions and random leaders; heal", async () => {
+    // Seed 51 once left a replica stuck behind: its re-sent timeout was dropped as a
+    // duplicate without the sync that would have brought it up. (80 seeds pass; 3 run here.)
+    for (const seed of [51, 1, 2]) {
+      const r = await twinsRun(seed);
+      expect(r.violations, `seed ${seed}`).toEqual([]);
+      expect(r.live, `seed ${seed}: ${r.applied}`).toBe(true);
+    }
   });
 
   it("a command submitted twice commits once, before and after its commit", async () => {
@@ -458,3 +468,85 @@ describe("BFT replica: its parts", () => {
     expect(storage.read("log").at(-1)?.[0]).toBe(10);
   });
 });
+
+/**
+ * Five instances of four members: member 0 runs twice (same key, own disks).
+ * Every 150 ms the instances fall into 1 to 3 groups that cannot hear each
+ * other (5% loss inside a group); leaders are drawn per view. At 3 s the
+ * network heals and clients send again. The twins may commit (they run honest
+ * code), so agreement is checked across all instances; evidence may name only
+ * member 0; every honest instance must commit every command after the heal.
+ */
+async function twinsRun(seed: number): Promise<{ violations: string[]; live: boolean; applied: number[] }> {
+  const n = 4;
+  const { privateKeys } = keysOf(n);
+  const sim = new Simulator({ seed });
+  const disks = new SimDisks(sim);
+  const m = membership(1, keysOf(n).publicKeys);
+  const ids = [0, 1, 2, 3, 0];
+  const replicas: (Replica | undefined)[] = [];
+  const commits = ids.map(() => new Map<number, Committed>());
+  const violations: string[] = [];
+  const random = sim.random;
+  const leaders = Array.from({ length: 1024 }, () => random.int(n));
+  const groups = new Map<number, number[]>();
+  const groupOf = (inst: number) => {
+    const epoch = Math.floor(sim.now / 150);
+    let g = groups.get(epoch);
+    if (!g) {
+      const k = 1 + random.int(3);
+      g = ids.map(() => random.int(k));
+      groups.set(epoch, g);
+    }
+    return g[inst]!;
+  };
+  let healed = false;
+  for (let inst = 0; inst < ids.length; inst++) {
+    const id = ids[inst]!;
+    const r = await Replica.open({
+      env: sim.env(`i${inst}`),
+      storage: disks.storage(`i${inst}`),
+      membership: m,
+      id,
+      privateKey: privateKeys[id]!,
+      baseTimeoutMs: 40,
+      leaderOf: (v) => leaders[v % leaders.length]!,
+      send: (to, bytes) => {
+        for (let j = 0; j < ids.length; j++) {
+          if (ids[j] !== to || j === inst) continue;
+          if (!healed && (groupOf(inst) !== groupOf(j) || random.next() < 0.05)) continue;
+          sim.after(0.5 + random.next() * 5, () => replicas[j]?.receive(id, bytes));
+        }
+      },
+    });
+    r.onCommit((c) => {
+      if (!verifyQC(m, c.qc) || hex(c.qc.digest) !== hex(c.digest))
+        violations.push(`i${inst} h${c.height}: no QC`);
+      commits[inst]!.set(c.height, c);
+      for (let j = 0; j < ids.length; j++) {
+        const o = commits[j]!.get(c.height);
+        if (o && (hex(o.digest) !== hex(c.digest) || hex(o.stateHash) !== hex(c.stateHash)))
+          violations.push(`SAFETY: i${inst} and i${j} differ at height ${c.height}`);
+      }
+    });
+    r.onByzantine((e) => {
+      if (e.member !== 0) violations.push(`i${inst} accused honest member ${e.member}`);
+    });
+    replicas.push(r);
+  }
+  const total = 40;
+  const submitAll = (k: number) => {
+    for (const r of replicas) r?.submit({ client: `c${k}`, seq: 1, op: putOp(`k${k}`, new Uint8Array([k])) });
+  };
+  for (let k = 1; k <= total; k++) sim.at(k * 30, () => submitAll(k));
+  sim.at(3000, () => {
+    healed = true;
+    for (let k = 1; k <= total; k++) submitAll(k);
+  });
+  const applied = () => commits.map((c) => [...c.values()].reduce((a, x) => a + x.commands.length, 0));
+  const honest = [1, 2, 3];
+  const live = () => applied().every((a, i) => !honest.includes(i) || a >= total);
+  await sim.run({ until: 200_000, stopWhen: () => violations.length > 0 || (sim.now > 3000 && live()) });
+  for (const r of replicas) r?.close();
+  return { violations, live: live(), applied: applied() };
+}
