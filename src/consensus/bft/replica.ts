@@ -13,7 +13,19 @@
  *   everyone to the next view, whose leader proposes on the highest QC the TC's
  *   signers reported. f + 1 timeouts of the current view make a replica time
  *   out at once (at least one of them is honest), so views end together. The
- *   timer doubles while views keep failing.
+ *   timer doubles while views keep failing, and runs only while there is work
+ *   (commands queued or uncommitted, or a peer timing out): an idle cluster
+ *   is silent. A leader proposes an empty block only while a block with
+ *   commands still waits for the two certified views that commit it.
+ * - **Catching up.** A replica that hears a peer from an older view sends it a
+ *   signed sync (its highest QC and TC); a replica that meets a QC or a parent
+ *   it does not hold fetches the block by digest from its peers in turn, and
+ *   walks back until it reaches a block it holds.
+ * - **Clients.** Commands are queued, deduplicated by (client, seq), batched
+ *   into blocks, and applied to the key-value state machine in commit order;
+ *   each height's state hash is reported with its commit.
+ * - **Evidence.** Two validly signed, different proposals, votes or timeouts
+ *   of one member for one view are reported once, and stored.
  * - **Persistence.** Everything a vote, timeout or proposal depends on is
  *   appended and synced before the message leaves; committed blocks are synced
  *   before they are reported. {@link Replica.open} rebuilds both.
