@@ -2,15 +2,20 @@
 // arrive byte-identical, a guest that keeps writing during pre-copy is caught
 // up at switchover, and every failure ends with a code, the source running on
 // and no image handed out.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PageCodec } from "../src/codec/pages/format.js";
 import { isDWCPError } from "../src/errors.js";
 import { hashPages } from "../src/hash/index.js";
-import { IMAGE_KINDS } from "../src/migration/fill.js";
+import { FileImage } from "../src/migration/file-image.js";
+import { fillImage, IMAGE_KINDS } from "../src/migration/fill.js";
 import { MemoryImage } from "../src/migration/memory-image.js";
 import { decodeMigrationMessage, MigrationMessage } from "../src/migration/messages.js";
 import { acceptMigration } from "../src/migration/receiver.js";
 import { migrate } from "../src/migration/sender.js";
+import type { PageSource } from "../src/migration/source.js";
 import { channelPair } from "./helpers/channels.js";
 import { codeOf } from "./helpers/codes.js";
 
@@ -173,6 +178,45 @@ describe("migration failures", () => {
     expect(applied).toBeGreaterThanOrEqual(1);
     expect(stats.hde.same.pages).toBeGreaterThanOrEqual(applied * 256 - 8);
     expect(stats.transferred).toBeLessThan(src.bytes.length - (applied * 256 - 8) * 4096 + 64 * 1024);
+  });
+
+  it("a file image to a destination holding an image: pages zero on both sides are not read; the rest arrives exact", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dwcp-held-"));
+    try {
+      // 2,048 pages: the first 256 random, the rest zero; the destination holds
+      // zeros but for 16 pages of its own (QEMU's start-up writes, say), 8 of them
+      // in the zero part of the source.
+      const bytes = new Uint8Array(PAGES * 4096);
+      fillImage(bytes.subarray(0, 256 * 4096), "random", 3);
+      const path = join(dir, "guest.mem");
+      writeFileSync(path, bytes);
+      const holds = new Uint8Array(PAGES * 4096);
+      for (const p of [1, 2, 3, 4, 5, 6, 7, 8, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 2047])
+        holds.fill(p & 0xff || 1, p * 4096, p * 4096 + 100);
+      const f = await FileImage.open(path);
+      let read = 0;
+      const counted: PageSource = {
+        pageSize: f.pageSize,
+        pageCount: f.pageCount,
+        read: (first, count, into) => {
+          read += count;
+          return f.read(first, count, into);
+        },
+        dirty: () => f.dirty(),
+        knownHashes: () => f.knownHashes(),
+        pause: () => f.pause(),
+        resume: () => f.resume(),
+      };
+      const [a, b] = channelPair();
+      const incoming = acceptMigration(b, { holds });
+      const [, got] = await Promise.all([migrate(a, counted).done, incoming.done]);
+      await f.close();
+      sameImage(bytes, got.image);
+      // The 256 random pages, the 8 the destination holds beyond them, nothing else.
+      expect(read).toBe(256 + 8);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("the destination's memory cap refuses the offer before allocating", async () => {

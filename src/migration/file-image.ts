@@ -188,6 +188,10 @@ export class FileImage implements PageSource {
     });
   }
 
+  knownHashes(): BigUint64Array {
+    return new BigUint64Array(this.#known.buffer.slice(0));
+  }
+
   dirty(): Promise<Uint8Array> {
     const run = this.#scan.then(() => this.#dirty());
     this.#scan = run.catch(() => {});

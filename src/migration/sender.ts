@@ -126,8 +126,8 @@ const DEFAULTS = {
 };
 /** Image bytes sampled to train a dictionary. */
 export const DICTIONARY_SAMPLE_BYTES = 8 << 20;
-/** Frames encoded at once (the libuv pool has four threads). */
-const ENCODES_IN_FLIGHT = 4;
+/** Frames encoded at once: three of the libuv pool's four threads, leaving one for the image's reads (a read queued behind four encoders starved a lossy path's first round). */
+const ENCODES_IN_FLIGHT = 3;
 /** Fewest pages a round must send for its time per page to count. */
 const MIN_PAGES_TO_TIME = 64;
 /** QEMU's auto-converge constants. */
@@ -278,9 +278,18 @@ class SenderRun {
     this.#stats.status = "active";
     let bitmap = await this.#src.dirty();
     // The destination holds an image already: round one compares every page
-    // with it, by hash, and sends only those that differ.
+    // with it, by hash, and sends only those that differ. A source that knows
+    // its pages' hashes spares it the pages zero on both sides (most of a
+    // guest's untouched RAM, read and hashed for nothing otherwise); what its
+    // scan reported stays in (a first scan is exact about zero pages).
     const held = this.#held;
-    if (held) bitmap.fill(0xff);
+    if (held) {
+      const known = this.#src.knownHashes?.();
+      if (known?.length === this.#pages) {
+        for (let p = 0; p < this.#pages; p++)
+          if (held[p] !== this.#zeroHash || known[p] !== this.#zeroHash) bitmap[p >> 3]! |= 1 << (p & 7);
+      } else bitmap.fill(0xff);
+    }
     if (this.#policy.codec === PageCodec.ZSTD && !this.#policy.dictionary && o.trainDictionary) {
       const dictionary = await this.#train(bitmap, this.#policy.level);
       if (dictionary) this.#policy = { ...this.#policy, dictionary };
@@ -513,17 +522,23 @@ class SenderRun {
     const inFlight = new Set<Promise<void>>();
     for (let b = 0; b < this.#pages; b += this.#o.batchPages) {
       const end = Math.min(b + this.#o.batchPages, this.#pages);
-      // Read the batch's runs of dirty pages.
+      // The batch's runs of dirty pages.
       const runs: [number, number][] = [];
       for (let p = b; p < end; p++) {
         if (!isDirty(bitmap, p)) continue;
         let q = p;
         while (q + 1 < end && isDirty(bitmap, q + 1)) q++;
-        await this.#src.read(p, q - p + 1, staging.subarray(p * ps, (q + 1) * ps));
         pages += q - p + 1;
         runs.push([p, q]);
         p = q;
       }
+      // With HDE the frame spans the first to the last dirty page, so one read
+      // of that span (the clean pages between go as read: SAME unless they
+      // changed, and then they travel): scattered small reads would each wait
+      // for a thread of the pool behind the encoders.
+      const reads: [number, number][] =
+        this.#o.hde && runs.length > 0 ? [[runs[0]![0], runs.at(-1)![1]]] : runs;
+      for (const [p, q] of reads) await this.#src.read(p, q - p + 1, staging.subarray(p * ps, (q + 1) * ps));
       if (runs.length === 0) continue;
       this.#checkFailed();
       // With HDE one frame spans the batch's first to last dirty page (clean

@@ -28,6 +28,13 @@ export interface PageSource {
    * that may differ from zero. The bitmap is the caller's (a new one each call).
    */
   dirty(): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Optional: every page's hash (as `hashPages` computes it) as the source last
+   * saw the page, by its latest {@link dirty} scan or read. A source that finds
+   * dirty pages by hashing has them anyway; given them, a migration to a
+   * destination that announced its image skips the pages zero on both sides.
+   */
+  knownHashes?(): BigUint64Array;
   /** Stops the guest's writes; settles once no write is in flight. */
   pause(): void | Promise<void>;
   /** Lets the guest run again (after a cancelled or failed migration). */
