@@ -399,9 +399,12 @@ export class Replica {
       this.#reject("rate-limited");
       return;
     }
-    // A message already taken in is not verified again: replaying one costs the replayer, not us.
-    // (Fetches are exempt: asking again for a block whose answer was lost is legitimate.)
-    const key = h.kind === "fetch" ? undefined : createHash("sha256").update(bytes).digest("base64");
+    // A proposal, vote or timeout already taken in is not verified again: replaying
+    // one costs the replayer, not us. Fetches, blocks and syncs are exempt: they
+    // are rate-limited or asked for, and the same one may rightly come again (a
+    // block asked for anew, say, after its first copy was dropped as an orphan).
+    const replayable = h.kind === "proposal" || h.kind === "vote" || h.kind === "timeout";
+    const key = replayable ? createHash("sha256").update(bytes).digest("base64") : undefined;
     if (key !== undefined && this.#seen.has(key)) {
       this.#reject("duplicate");
       // A peer repeating itself from an older view (its timer re-sending a timeout) is stuck there.
