@@ -311,13 +311,42 @@ describe("BFT replica: hostile input", () => {
     r.receive(3, vote(3, k[3]!, 3, membership(2, keysOf(4).publicKeys))); // another epoch
     r.receive(2, good); // signed by 3, delivered as from 2
     r.receive(3, vote(3, k[3]!, 1 + MAX_VIEWS_AHEAD + 5)); // far ahead
-    expect(r.stats().rejected).toMatchObject({
+    r.receive(3, vote(3, k[3]!, 4)); // the leader of view 5 is member 1, not this one
+    r.receive(3, good);
+    r.receive(3, good); // a replay
+    const g = genesisQC(c.m);
+    const block = makeBlock(c.m, {
+      view: 2,
+      height: 1,
+      proposer: 2,
+      parent: g.digest,
+      parentView: 0,
+      commands: [],
+      justify: g,
+    });
+    r.receive(
+      3,
+      encodeMessage(c.m, 3, k[3]!, { kind: "proposal", view: 2, block: { ...block, proposer: 3 } }),
+    );
+    r.receive(2, encodeMessage(c.m, 2, k[2]!, { kind: "block", view: 2, block })); // never asked for
+    for (let i = 0; i < 100; i++)
+      r.receive(
+        1,
+        encodeMessage(c.m, 1, k[1]!, { kind: "fetch", view: 1, digest: new Uint8Array(32).fill(i) }),
+      );
+    expect(r.stats().rejected).toEqual({
       ERR_BAD_FRAME: 1,
       ERR_MESSAGE_TOO_LARGE: 1,
       ERR_AUTH_FAILED: 2,
       ERR_PROTOCOL: 1,
       spoofed: 1,
       ahead: 1,
+      misrouted: 1,
+      duplicate: 1,
+      "not-leader": 1,
+      unsolicited: 1,
+      // The budget is 64 a second: the rest of the burst is refused unread.
+      "rate-limited": 36,
     });
     expect(c.evidence).toEqual([]);
     // The replica is unharmed: the cluster still commits.
