@@ -5,9 +5,6 @@
  */
 import { DWCPError } from "../../errors.js";
 
-/** Largest integer a view, height or sequence number may take (exact in a JS number). */
-export const MAX_U53 = Number.MAX_SAFE_INTEGER;
-
 const textEncoder = new TextEncoder();
 // fatal: a client id that is not valid UTF-8 is refused rather than silently rewritten,
 // since two replicas must read the same bytes as the same string.

@@ -71,9 +71,4 @@ export class EquivocationDetector {
         this.#byView.delete(v);
       }
   }
-
-  /** Slots tracked (for tests of the bound). */
-  get size(): number {
-    return this.#seen.size;
-  }
 }
