@@ -126,7 +126,7 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
   });
   net.observers.push(inv);
   ctx = { net, active: () => net.sim.now < stopMs, history };
-  net.clientLoad("c", 50);
+  net.clients(4, 20);
   adv.start?.(ctx);
   const honest = instances.filter((s) => !s.byzantine).map((s) => s.name);
   const stats = () => Object.fromEntries(honest.map((h) => [h, net.instances.get(h)!.replica.stats()]));

@@ -39,6 +39,8 @@ export interface NetObserver {
   delivered?(to: InstanceSpec, fromId: number, bytes: Uint8Array, view: number): void;
   committed?(at: InstanceSpec, c: Committed): void;
   accused?(at: InstanceSpec, e: Evidence): void;
+  /** A client submitted `cmd` to every running instance. */
+  submitted?(cmd: Command): void;
   /** An instance crashed: what it had not synced, and all it held in memory, is gone. */
   crashed?(at: InstanceSpec): void;
   /** After every delivery event, once the replica has settled. */
@@ -107,6 +109,8 @@ export class BftNet {
   readonly counters = { sent: 0, cut: 0, dropped: 0, delivered: 0, injected: 0 };
   readonly #o: BftNetOptions;
   readonly #byId = new Map<number, InstanceSpec[]>();
+  readonly #clients = new Map<string, { name: string; seq: number; outstanding: boolean }>();
+  #thinkMs = 0;
 
   private constructor(o: BftNetOptions, keys: { publicKeys: KeyObject[]; privateKeys: KeyObject[] }) {
     this.#o = o;
@@ -147,6 +151,7 @@ export class BftNet {
     replica.onCommit((c) => {
       this.sim.trace(`${s.name} commit h${c.height} v${c.view} ${hex(c.digest)}`);
       for (const ob of this.observers) ob.committed?.(s, c);
+      this.#clientsSee(s, c);
     });
     replica.onByzantine((e) => {
       this.sim.trace(`${s.name} accuses ${e.member} (${e.kind}, v${e.view})`);
@@ -218,22 +223,45 @@ export class BftNet {
 
   /** Submits a client command to every running instance (a client broadcasts its request). */
   submit(cmd: Command): void {
+    for (const ob of this.observers) ob.submitted?.(cmd);
     for (const r of this.instances.values()) if (r.up) r.replica.submit(cmd);
   }
 
   /**
-   * Submits a command of client `client` every `everyMs` from `fromMs`, up to
-   * `count` of them: a load that outlasts the faults, so there is always
-   * something left to commit when liveness is judged.
+   * Starts `count` clients, each with one command outstanding at a time: it
+   * submits its next command `thinkMs` after an honest replica committed the
+   * last. (That is the contract of `Replica.submit`: a seq at or below the
+   * client's last committed one is dropped, so a client that pipelined would
+   * lose the commands a later one overtook.) The load outlasts the faults, so
+   * there is always something left to commit when liveness is judged.
    */
-  clientLoad(client: string, everyMs: number, count = 100_000, fromMs = 0): void {
-    let seq = 0;
-    const tick = () => {
-      seq++;
-      this.submit({ client, seq, op: new TextEncoder().encode(`${client}:${seq}`) });
-      if (seq < count) this.sim.after(everyMs, tick, "client");
-    };
-    this.sim.at(fromMs + everyMs, tick, "client");
+  clients(count: number, thinkMs: number): void {
+    this.#thinkMs = thinkMs;
+    for (let i = 0; i < count; i++) {
+      const client = { name: `c${i}`, seq: 0, outstanding: false };
+      this.#clients.set(client.name, client);
+      this.sim.at(thinkMs * (1 + i / count), () => this.#next(client), "client");
+    }
+  }
+
+  #next(client: { name: string; seq: number; outstanding: boolean }): void {
+    client.seq++;
+    client.outstanding = true;
+    this.submit({
+      client: client.name,
+      seq: client.seq,
+      op: new TextEncoder().encode(`${client.name}:${client.seq}`),
+    });
+  }
+
+  #clientsSee(at: InstanceSpec, c: Committed): void {
+    if (at.byzantine) return;
+    for (const cmd of c.commands) {
+      const client = this.#clients.get(cmd.client);
+      if (!client?.outstanding || client.seq !== cmd.seq) continue;
+      client.outstanding = false;
+      this.sim.after(this.#thinkMs, () => this.#next(client), "client");
+    }
   }
 
   /** Crashes an instance: the replica stops and its disk loses what was not synced. */

@@ -19,7 +19,7 @@ import { cachedReader, qcOf } from "./wire.js";
 
 const keys = seededKeys(9, 4);
 const m: Membership = membership(1, keys.publicKeys);
-const [r0, r1, r2, , r0twin] = instancesOf(N4);
+const [r0, r1, r2, r3, r0twin] = instancesOf(N4);
 
 function block(view: number, height: number, parent: QuorumCertificate, tag = ""): Block {
   return makeBlock(m, {
@@ -200,21 +200,36 @@ describe("the BFT oracle", () => {
     ]);
   });
 
-  it("liveness: a replica past heal + k views without a commit since the heal is reported; one that committed is not", () => {
+  it("liveness: a replica past heal + k views without a commit since the heal, or without the commands owed, is reported", () => {
     const views: Record<string, number> = { r1: 5, r2: 5, r3: 5 };
     const inv = oracle(views);
+    const empty = block(6, 1, genesisQC(m));
+    const owed = block(7, 2, qcFor(empty), "c");
+    inv.submitted(owed.commands[0]!);
     inv.healedAt(5);
-    inv.committed(r1!, commit(block(6, 1, genesisQC(m)), 1));
+    inv.submitted({ client: "late", seq: 1, op: new Uint8Array() });
+    inv.committed(r1!, commit(empty, 1));
+    inv.committed(r1!, commit(owed, 2));
+    inv.committed(r3!, commit(empty, 1));
+    expect(inv.live).toBe(false);
     views.r1 = 12;
     views.r2 = 9;
     inv.step();
     expect(inv.violations).toEqual([]);
     views.r2 = 10;
+    views.r3 = 10;
     inv.step();
     expect(inv.violations).toEqual([
-      "LIVENESS: r2 reached view 10 without a commit since the heal at view 5",
+      "LIVENESS: r2 reached view 10 without a commit since the heal, with 1 of the 1 commands submitted before the heal uncommitted (healed at view 5)",
+      "LIVENESS: r3 reached view 10 with 1 of the 1 commands submitted before the heal uncommitted (healed at view 5)",
     ]);
-    inv.finish();
-    expect(inv.violations[1]).toBe("LIVENESS: r3 has no commit since the heal at view 5 when the run ended");
+    const quiet = oracle({ r1: 5, r2: 5, r3: 5 });
+    quiet.healedAt(5);
+    quiet.committed(r1!, commit(block(6, 1, genesisQC(m)), 1));
+    quiet.finish();
+    expect(quiet.violations).toEqual([
+      "LIVENESS: the run ended with r2 without a commit since the heal (healed at view 5)",
+      "LIVENESS: the run ended with r3 without a commit since the heal (healed at view 5)",
+    ]);
   });
 });

@@ -13,9 +13,11 @@
 //    an honest instance received (within the window of views replicas check)
 //    is expected to be reported by it;
 //  - liveness: once the network is healed at view H, every honest instance
-//    commits a block of view ≥ H before its view passes H + k.
+//    commits a block of view ≥ H, and every command submitted before the heal,
+//    before its view passes H + k.
 import type { Membership } from "../../../src/consensus/bft/membership.js";
 import {
+  type Command,
   type Committed,
   EVIDENCE_VIEWS_BEHIND,
   type Evidence,
@@ -89,6 +91,11 @@ export class Invariants implements NetObserver {
   /** Each equivocation an honest instance received, described. */
   readonly equivocations: string[] = [];
   #healView: number | undefined;
+  readonly #submitted = new Set<string>();
+  /** Commands submitted before the heal: every honest instance owes their commit. */
+  #owed = new Set<string>();
+  readonly #owedDone = new Map<string, number>();
+  readonly #settled = new Set<string>();
 
   constructor(o: InvariantOptions) {
     this.#o = o;
@@ -103,6 +110,13 @@ export class Invariants implements NetObserver {
   /** The network is whole (and faults have stopped) from view `view` on. */
   healedAt(view: number): void {
     this.#healView = view;
+    this.#owed = new Set(this.#submitted);
+    for (const [name, seen] of this.#commands) {
+      let done = 0;
+      for (const k of seen) if (this.#owed.has(k)) done++;
+      this.#owedDone.set(name, done);
+    }
+    for (const name of this.#honest) this.#checkSettled(name);
   }
 
   get healView(): number | undefined {
@@ -111,7 +125,26 @@ export class Invariants implements NetObserver {
 
   /** Whether every honest instance committed a block of a view ≥ the heal view. */
   get live(): boolean {
-    return this.#healView !== undefined && [...this.#honest].every((n) => this.viewsToCommit.has(n));
+    return this.#healView !== undefined && [...this.#honest].every((n) => this.#settled.has(n));
+  }
+
+  /** A client submitted `cmd` (to every replica). */
+  submitted(cmd: Command): void {
+    this.#submitted.add(`${cmd.client}#${cmd.seq}`);
+  }
+
+  /** Whether `name` has committed after the heal and every command submitted before it. */
+  #checkSettled(name: string): void {
+    if (this.#settled.has(name) || !this.viewsToCommit.has(name)) return;
+    if ((this.#owedDone.get(name) ?? 0) >= this.#owed.size) this.#settled.add(name);
+  }
+
+  #owing(name: string): string {
+    const left = this.#owed.size - (this.#owedDone.get(name) ?? 0);
+    const commit = this.viewsToCommit.has(name) ? "" : "without a commit since the heal";
+    const cmds =
+      left > 0 ? `with ${left} of the ${this.#owed.size} commands submitted before the heal uncommitted` : "";
+    return [commit, cmds].filter(Boolean).join(", ");
   }
 
   committed(at: InstanceSpec, c: Committed): void {
@@ -148,9 +181,11 @@ export class Invariants implements NetObserver {
       const k = `${cmd.client}#${cmd.seq}`;
       if (seen.has(k)) this.#fail(`${at.name} committed ${k} twice (again at h${c.height})`);
       seen.add(k);
+      if (this.#owed.has(k)) this.#owedDone.set(at.name, (this.#owedDone.get(at.name) ?? 0) + 1);
     }
     if (this.#healView !== undefined && c.view >= this.#healView && !this.viewsToCommit.has(at.name))
       this.viewsToCommit.set(at.name, Math.max(0, c.view - this.#healView));
+    this.#checkSettled(at.name);
   }
 
   sent(from: InstanceSpec, _toId: number, bytes: Uint8Array): void {
@@ -236,11 +271,11 @@ export class Invariants implements NetObserver {
     const h = this.#healView;
     if (h === undefined) return;
     for (const name of this.#honest) {
-      if (this.viewsToCommit.has(name)) continue;
+      if (this.#settled.has(name)) continue;
       const v = this.#o.viewOf(name);
       if (v !== undefined && v > h + this.#o.livenessViews) {
-        this.#fail(`LIVENESS: ${name} reached view ${v} without a commit since the heal at view ${h}`);
-        this.viewsToCommit.set(name, Number.POSITIVE_INFINITY);
+        this.#fail(`LIVENESS: ${name} reached view ${v} ${this.#owing(name)} (healed at view ${h})`);
+        this.#settled.add(name);
       }
     }
   }
@@ -249,9 +284,9 @@ export class Invariants implements NetObserver {
   finish(): void {
     if (this.#healView !== undefined)
       for (const name of this.#honest)
-        if (!this.viewsToCommit.has(name))
+        if (!this.#settled.has(name))
           this.#fail(
-            `LIVENESS: ${name} has no commit since the heal at view ${this.#healView} when the run ended`,
+            `LIVENESS: the run ended with ${name} ${this.#owing(name)} (healed at view ${this.#healView})`,
           );
     for (const pair of this.expected)
       if (!this.reported.has(pair))

@@ -190,7 +190,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
     );
   }
   net.sim.trace(`scenario ${scenario.name} seed ${o.seed}`);
-  net.clientLoad("c", 25);
+  net.clients(4, 10);
   try {
     await net.run({
       until: o.untilMs ?? 600_000,
