@@ -13,6 +13,8 @@
  */
 
 export { Consensus, type ConsensusConfig, type ConsensusOptions, openBackend } from "./consensus/acp.js";
+/** ACP, internet generation: the byzantine-tolerant replica (two-chain HotStuff, Ed25519). */
+export * as bft from "./consensus/bft/index.js";
 export type {
   BackendStatus,
   Compare,

@@ -3,7 +3,8 @@
  * ({@link ConsensusBackend}), the embedded backend and the etcd one behind it,
  * leases kept alive, leader election with fencing, node registration, the
  * fleet's flags through the store, and a linearizability checker for the
- * histories its clients record.
+ * histories its clients record. The internet generation's byzantine-tolerant
+ * core is {@link bft}.
  *
  * @packageDocumentation
  */
@@ -64,3 +65,4 @@ export {
   type RegistrationOptions,
   registeredNodes,
 } from "./registration.js";
+export * as bft from "./bft/index.js";
