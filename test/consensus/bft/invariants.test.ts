@@ -101,7 +101,7 @@ describe("the BFT oracle", () => {
     expect(inv.violations[0]).toMatch(/^SAFETY: r2 committed .* at h2, r1 committed/);
   });
 
-  it("reports a gap, a wrong parent, a QC that does not verify and a QC of another block", () => {
+  it("reports a gap, a wrong parent (or not the genesis at height 1), a QC that does not verify and a QC of another block", () => {
     const inv = oracle();
     inv.committed(r1!, commit(b2, 2));
     const forged = { ...qcFor(b1), signatures: qcFor(b1).signatures.slice(0, 2) };
@@ -109,12 +109,16 @@ describe("the BFT oracle", () => {
     inv.committed(r2!, commit(b2x, 2, qcFor(b2)));
     const b3 = block(3, 3, qcFor(b1));
     inv.committed(r2!, commit(b3, 3));
+    inv.committed(r3!, commit(b2, 1));
     expect(inv.violations.map((v) => v.replace(/ [0-9a-f]{12}/g, " #"))).toEqual([
       "r1 committed height 2 after 0",
+      "r1 committed h2 # whose parent # is not h0 #",
       "r2 committed h1 with a QC that does not verify",
       "r2 committed h2 # with a QC for #",
       "SAFETY: r2 committed # at h2, r1 committed #",
       "r2 committed h3 # whose parent # is not h2 #",
+      "r3 committed h1 # whose parent # is not h0 #",
+      "SAFETY: r3 committed # at h1, r2 committed #",
     ]);
   });
 

@@ -4,7 +4,7 @@
 //  - agreement: no two honest instances commit different digests at one
 //    height, nor different state hashes for one digest;
 //  - a valid chain: heights 1, 2, 3 … without gaps, each block's parent the
-//    previous committed digest, each QC verifying against the membership and
+//    previous committed digest (the genesis digest for height 1), each QC verifying against the membership and
 //    certifying the block it comes with; no client command committed twice;
 //  - honest members never sign two conflicting messages (read off the wire,
 //    across restarts: that is what persisting the safety rules is for);
@@ -16,6 +16,7 @@
 //    commits a block of view ≥ H, and every command submitted before the heal,
 //    before its view passes H + k.
 import type { Membership } from "../../../src/consensus/bft/membership.js";
+import { genesisDigest } from "../../../src/consensus/bft/messages.js";
 import {
   type Command,
   type Committed,
@@ -91,6 +92,7 @@ export class Invariants implements NetObserver {
   /** Each equivocation an honest instance received, described. */
   readonly equivocations: string[] = [];
   #healView: number | undefined;
+  readonly #genesis: string;
   readonly #submitted = new Set<string>();
   /** Commands submitted before the heal: every honest instance owes their commit. */
   #owed = new Set<string>();
@@ -99,6 +101,7 @@ export class Invariants implements NetObserver {
 
   constructor(o: InvariantOptions) {
     this.#o = o;
+    this.#genesis = hex(genesisDigest(o.membership));
     this.#honest = new Set(o.instances.filter((s) => !s.byzantine).map((s) => s.name));
     this.#faultyIds = new Set(o.instances.filter((s) => s.byzantine).map((s) => s.id));
   }
@@ -155,9 +158,10 @@ export class Invariants implements NetObserver {
     const tip = this.#tip.get(at.name);
     const want = (tip?.height ?? 0) + 1;
     if (c.height !== want) this.#fail(`${at.name} committed height ${c.height} after ${want - 1}`);
-    if (tip && hex(c.parent) !== tip.digest)
+    const parent = tip?.digest ?? this.#genesis;
+    if (hex(c.parent) !== parent)
       this.#fail(
-        `${at.name} committed h${c.height} ${short(digest)} whose parent ${short(hex(c.parent))} is not h${tip.height} ${short(tip.digest)}`,
+        `${at.name} committed h${c.height} ${short(digest)} whose parent ${short(hex(c.parent))} is not h${tip?.height ?? 0} ${short(parent)}`,
       );
     this.#tip.set(at.name, { height: c.height, digest });
     if (!verifyQC(m, c.qc)) this.#fail(`${at.name} committed h${c.height} with a QC that does not verify`);
