@@ -174,6 +174,8 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
     net.sim.at(
       at,
       () => {
+        // Liveness is judged from the heal with at most f faulty: no crash after it.
+        if (healed) return;
         down++;
         net.crash(victim);
         net.sim.at(
