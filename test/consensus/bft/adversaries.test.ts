@@ -71,7 +71,7 @@ describe("BFT against scripted adversaries", () => {
     }
   });
 
-  it("a member silent for 3 s, then back: commits go on while it is silent and after", async () => {
+  it("a member silent for 1.5 s, then back: commits go on while it is silent and after", async () => {
     for (const r of await runAll(() => silent(2))) {
       expect(r.commitsWhileActive).toBeGreaterThan(0);
       expect(r.accusations).toEqual([]);
@@ -146,7 +146,7 @@ describe("BFT against scripted adversaries", () => {
 
   it("a flood of junk is refused, every message counted, and the replicas keep committing", async () => {
     for (const r of await runAll(() => flood(3, "junk"))) {
-      expect(r.injected).toBeGreaterThan(4000);
+      expect(r.injected).toBeGreaterThan(2000);
       expect(sumRejected(r, "statsAtEnd")).toBeGreaterThanOrEqual(r.injected);
       expect(r.commitsWhileActive).toBeGreaterThan(0);
       expect(r.accusations).toEqual([]);
@@ -155,7 +155,7 @@ describe("BFT against scripted adversaries", () => {
 
   it("a flood of valid but stale messages accuses nobody, and the replicas keep committing", async () => {
     for (const r of await runAll(() => flood(3, "stale"))) {
-      expect(r.injected).toBeGreaterThan(2000);
+      expect(r.injected).toBeGreaterThan(1000);
       expect(r.commitsWhileActive).toBeGreaterThan(0);
       expect(r.accusations).toEqual([]);
     }

@@ -59,7 +59,7 @@ export interface AdversaryRunOptions {
   readonly n?: number;
   /** Members that are down from the start (silent crash faults, counted among the f). */
   readonly silent?: readonly number[];
-  /** Virtual ms the adversary acts. @default 3000 */
+  /** Virtual ms the adversary acts. @default 1500 */
   readonly stopMs?: number;
   /** k of the liveness bound. @default 3n */
   readonly livenessViews?: number;
@@ -98,7 +98,7 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
     id,
     byzantine: faulty.has(id),
   }));
-  const stopMs = o.stopMs ?? 3000;
+  const stopMs = o.stopMs ?? 1500;
   let ctx: AdversaryContext | undefined;
   const history: Delivery[] = [];
   const net = await BftNet.start({
@@ -126,7 +126,7 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
   });
   net.observers.push(inv);
   ctx = { net, active: () => net.sim.now < stopMs, history };
-  net.clients(4, 20);
+  net.clients(2, 50);
   adv.start?.(ctx);
   const honest = instances.filter((s) => !s.byzantine).map((s) => s.name);
   const stats = () => Object.fromEntries(honest.map((h) => [h, net.instances.get(h)!.replica.stats()]));

@@ -192,7 +192,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
     );
   }
   net.sim.trace(`scenario ${scenario.name} seed ${o.seed}`);
-  net.clients(4, 10);
+  net.clients(2, 20);
   try {
     await net.run({
       until: o.untilMs ?? 600_000,
