@@ -13,8 +13,6 @@
  */
 
 export { Consensus, type ConsensusConfig, type ConsensusOptions, openBackend } from "./consensus/acp.js";
-/** ACP, internet generation: the byzantine-tolerant replica (two-chain HotStuff, Ed25519). */
-export * as bft from "./consensus/bft/index.js";
 export type {
   BackendStatus,
   Compare,
@@ -33,6 +31,8 @@ export type {
   WatchEvent,
   WatchOptions,
 } from "./consensus/backend.js";
+/** ACP, internet generation: the byzantine-tolerant replica (two-chain HotStuff, Ed25519). */
+export * as bft from "./consensus/bft/index.js";
 export {
   type CampaignOptions,
   campaign,
@@ -113,6 +113,8 @@ export {
   LINK_MESSAGE_OVERHEAD,
   type LinkFlowInfo,
   type LinkMessage,
+  type LinkRequestContext,
+  type LinkRequestHandler,
   type LinkSendOptions,
   type ManagerEvents,
   type ManagerMetrics,

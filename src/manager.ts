@@ -52,6 +52,7 @@ import {
   type PeerLinkOptions,
 } from "./manager/peer-link.js";
 import { COMPONENT_KEYS, type Component, REGISTRY } from "./manager/registry.js";
+import { type LinkRequestHandler, RequestHandlers } from "./manager/requests.js";
 import { type ComponentChoice, type Selection, selectGenerations } from "./manager/selection.js";
 import { MAX_PEER_SERIES, PeerTotals } from "./manager/telemetry.js";
 import { attachNode, attachPages, type NodeSample } from "./metrics/index.js";
@@ -88,6 +89,7 @@ export {
   type PeerLinkStats,
 } from "./manager/peer-link.js";
 export type { Component } from "./manager/registry.js";
+export type { LinkRequestContext, LinkRequestHandler } from "./manager/requests.js";
 export type { ComponentChoice } from "./manager/selection.js";
 
 /** The six components and the flag of each (from the {@link REGISTRY}). */
@@ -266,6 +268,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   /** ACP once open: what the metrics sample. */
   #consensusOpen: Consensus | undefined;
   readonly #links = new Map<string, PeerLink>();
+  readonly #requests = new RequestHandlers();
   readonly #detectors = new Map<
     PeerLink,
     { detector: ModeDetector; session: Session; first: Promise<unknown>; settled: boolean }
@@ -616,6 +619,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       created = true;
     }
     link.attach(gen, s, credential, this.#opts[gen].lendMessages === true);
+    this.#requests.attach(s, peerId, gen);
     const totals = this.#peerTotals(peerId);
     void s.closed.then((err) => {
       if (err) totals.sessionFailed(gen, errorInfo(err).code);
@@ -888,6 +892,20 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
         totals.migrationEnded("destination", isDWCPError(err, "ERR_ABORTED") ? "cancelled" : "failed", 0),
     );
     return incoming;
+  }
+
+  /**
+   * Answers every peer's control requests of `kind` (a `RequestKind` of
+   * proto/dwcp.proto; 1000–1999 for an application's own) with `handler`, on
+   * each session of every link, present and future. A peer sends them with
+   * {@link PeerLink.request}; a kind with no handler fails there with
+   * `ERR_UNSUPPORTED`.
+   *
+   * @returns a function that removes the handler
+   * @throws DWCPError `ERR_INVALID_ARG` for a bad kind or handler, or a kind already handled
+   */
+  handle(kind: number, handler: LinkRequestHandler): () => void {
+    return this.#requests.add(kind, handler);
   }
 
   /**

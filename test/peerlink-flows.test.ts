@@ -132,7 +132,8 @@ describe("PeerLink flows", () => {
     linkA.setFlow("bulk");
     linkA.setFlow("idle");
     // A forecast whose bandwidth-delay product is small: the several-flows limit is its 2 MiB floor.
-    for (let i = 0; i < 10; i++) linkA.observe({ at: performance.now(), bps: 70e6, kind: "goodput", rttMs: 10 });
+    for (let i = 0; i < 10; i++)
+      linkA.observe({ at: performance.now(), bps: 70e6, kind: "goodput", rttMs: 10 });
     const K = 64 << 10;
     // What the window did not take waits in the link's queue until acks come back.
     const burst = (flow: string, n: number) =>

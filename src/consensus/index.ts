@@ -27,6 +27,7 @@ export type {
   WatchEvent,
   WatchOptions,
 } from "./backend.js";
+export * as bft from "./bft/index.js";
 export {
   type CampaignOptions,
   campaign,
@@ -65,4 +66,3 @@ export {
   type RegistrationOptions,
   registeredNodes,
 } from "./registration.js";
-export * as bft from "./bft/index.js";

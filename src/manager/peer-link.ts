@@ -30,6 +30,7 @@ import { type Clock, type Env, nodeEnv, type Timer } from "../env/index.js";
 import { DWCPError, invalidArg } from "../errors.js";
 import type { Mode } from "../mode/classifier.js";
 import { allocate, type Forecast, Predictor, type Sample } from "../prediction/index.js";
+import type { RequestOptions } from "../session/router.js";
 import type { Message, Session } from "../session/session.js";
 import { DEFAULT_FLOW, FlowQueues, type FlowSettings } from "./flows.js";
 
@@ -647,6 +648,29 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#queue.push(rec);
     this.#pump();
     return promise;
+  }
+
+  /**
+   * Sends a control request of `kind` to the peer's manager (its
+   * {@link DWCPManager.handle} handler of the kind) over the session new
+   * messages take, and resolves with the answer. Requests travel as control
+   * frames beside the messages (PROTOCOL.md §8.1), outside the link's window
+   * and flows; each session bounds those in flight.
+   *
+   * @throws DWCPError as `Session.request` (`ERR_TIMEOUT`, `ERR_ABORTED`,
+   *   `ERR_CLOSED`, `ERR_MESSAGE_TOO_LARGE`, `ERR_UNSUPPORTED` without a handler
+   *   there, `ERR_REMOTE` when it failed); `ERR_NOT_CONNECTED` while the path's
+   *   first measurement decides which generation may carry it; what `send`
+   *   would reject with when no session may
+   */
+  request(kind: number, payload: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
+    const route = this.#route();
+    if (route.error) return Promise.reject(route.error);
+    if (!route.session)
+      return Promise.reject(
+        new DWCPError("ERR_NOT_CONNECTED", `the path to ${this.peerId} is still being measured`),
+      );
+    return route.session.request(kind, payload, options);
   }
 
   /** The session new messages take now, or why there is none. */

@@ -32,9 +32,14 @@ export interface PairOptions {
 }
 
 /** Manager "node-b" listening, manager "node-a" connected to it, and both ends of their link. */
-export async function managerPair(
-  o: PairOptions,
-): Promise<{ a: DWCPManager; b: DWCPManager; linkA: PeerLink; linkB: PeerLink }> {
+export async function managerPair(o: PairOptions): Promise<{
+  a: DWCPManager;
+  b: DWCPManager;
+  linkA: PeerLink;
+  linkB: PeerLink;
+  /** Where "node-b" listens. */
+  bound: Awaited<ReturnType<DWCPManager["listen"]>>;
+}> {
   const make = (side: "a" | "b") =>
     manager({
       nodeId: `node-${side}`,
@@ -53,7 +58,7 @@ export async function managerPair(
   const linkB = await linkBReady;
   // The accepting side's v3 session may land a moment after its link.
   await until(() => linkB.v3 !== undefined || !o.addresses.v3, 2000);
-  return { a, b, linkA, linkB };
+  return { a, b, linkA, linkB, bound };
 }
 
 /** Resolves once `cond()` holds; rejects after `ms`. */
