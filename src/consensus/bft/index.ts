@@ -9,6 +9,14 @@
  */
 export type { Env } from "../../env/index.js";
 export type { EquivocationKind } from "./evidence.js";
+export {
+  BFT_MESSAGE_KIND,
+  type BftNode,
+  type HostedReplica,
+  type HostedReplicaOptions,
+  type HostStats,
+  hostReplica,
+} from "./host.js";
 export { generateKeys, MAX_MEMBERS, type Member, type Membership, membership } from "./membership.js";
 export {
   type Block,
