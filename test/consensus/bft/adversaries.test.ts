@@ -15,9 +15,11 @@ import {
   equivocatingLeader,
   flood,
   forger,
+  late,
   replayer,
   runAdversary,
   silent,
+  talksOnlyTo,
 } from "./adversaries.js";
 
 interface Regression {
@@ -76,6 +78,14 @@ describe("BFT against scripted adversaries", () => {
       expect(r.commitsWhileActive).toBeGreaterThan(0);
       expect(r.accusations).toEqual([]);
     }
+  });
+
+  it("a member whose messages all arrive just past the view timeout, or who talks to one member only: commits go on, nobody is accused", async () => {
+    for (const make of [() => late(2, 110), () => talksOnlyTo(3, 0)])
+      for (const r of await runAll(make)) {
+        expect(r.commitsWhileActive).toBeGreaterThan(0);
+        expect(r.accusations).toEqual([]);
+      }
   });
 
   it("n = 7 with two members down (f = 2): commits go on", async () => {
@@ -168,6 +178,8 @@ describe("BFT against scripted adversaries", () => {
 
 const BY_NAME: Record<string, () => Adversary> = {
   "member 2 silent": () => silent(2),
+  "member 2 late by 110 ms": () => late(2, 110),
+  "member 3 talks only to member 0": () => talksOnlyTo(3, 0),
   "leader 0 equivocates": () => equivocatingLeader(0),
   "member 2 votes for conflicting blocks": () => conflictingVoter(2),
   "member 3 signs conflicting timeouts": () => conflictingTimeouts(3),

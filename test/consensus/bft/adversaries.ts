@@ -210,6 +210,24 @@ export function silent(member: number): Adversary {
   };
 }
 
+/** Member `member` delivers everything `byMs` late: just past a view timeout, the worst moment. */
+export function late(member: number, byMs: number): Adversary {
+  return {
+    name: `member ${member} late by ${byMs} ms`,
+    members: [member],
+    tamper: (d) => (d.from.id === member ? [{ ...d, delayMs: d.delayMs + byMs }] : [d]),
+  };
+}
+
+/** Member `member` talks only to member `to` (its proposals and timeouts reach no one else). */
+export function talksOnlyTo(member: number, to: number): Adversary {
+  return {
+    name: `member ${member} talks only to member ${to}`,
+    members: [member],
+    tamper: (d) => (d.from.id === member && d.to.id !== to ? [] : [d]),
+  };
+}
+
 /**
  * A leader that equivocates: every proposal of `member` has a twin block
  * (other commands, same parent and QC), signed too. Instances with id below
