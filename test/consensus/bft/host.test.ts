@@ -6,7 +6,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { BFT_MESSAGE_KIND, type HostedReplica, hostReplica } from "../../../src/consensus/bft/host.js";
+import {
+  BFT_MESSAGE_KIND,
+  type HostedReplica,
+  hostReplica,
+  submitCommand,
+} from "../../../src/consensus/bft/host.js";
 import { generateKeys, membership } from "../../../src/consensus/bft/membership.js";
 import type { Committed } from "../../../src/consensus/bft/replica.js";
 import { putOp } from "../../../src/consensus/bft/state-machine.js";
@@ -98,6 +103,51 @@ describe("BFT replicas over DWCP links", () => {
         expect(h.stats.refused).toBe(0);
         expect(h.stats.sent).toBeGreaterThan(0);
       }
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  }, 30_000);
+
+  it("a client node outside the membership: each command answered by f + 1 members alike; again after its commit, the same answer; with f members gone it still commits, with f + 1 ERR_UNAVAILABLE", async () => {
+    const ms = await mesh(5);
+    const { publicKeys, privateKeys } = generateKeys(4);
+    const m = membership(1, publicKeys);
+    const nodeIds = ["node-0", "node-1", "node-2", "node-3"];
+    const hosts: HostedReplica[] = [];
+    for (let i = 0; i < 4; i++)
+      hosts.push(
+        await hostReplica(ms[i]!, {
+          nodeIds,
+          membership: m,
+          id: i,
+          privateKey: privateKeys[i]!,
+          storage: disk(),
+          baseTimeoutMs: 300,
+        }),
+      );
+    const client = ms[4]!;
+    const put = (seq: number) => ({ client: "c", seq, op: putOp(`k${seq}`, new Uint8Array([seq])) });
+    try {
+      let last = 0;
+      const answers = [];
+      for (let seq = 1; seq <= 10; seq++) {
+        const r = await submitCommand(client, nodeIds, m.f, put(seq), { timeout: 10_000 });
+        expect(r.height).toBeGreaterThan(last);
+        last = r.height;
+        answers.push(r);
+      }
+      const again = await submitCommand(client, nodeIds, m.f, put(5), { timeout: 10_000 });
+      expect(again).toEqual(answers[4]);
+      // f = 1 member gone: the other three still commit and answer.
+      hosts[3]!.close();
+      const r = await submitCommand(client, nodeIds, m.f, put(11), { timeout: 10_000 });
+      expect(r.height).toBeGreaterThan(last);
+      // A second one gone: no quorum, and the client learns it once two members refused.
+      hosts[2]!.close();
+      await expect(submitCommand(client, nodeIds, m.f, put(12), { timeout: 2000 })).rejects.toMatchObject({
+        code: "ERR_UNAVAILABLE",
+      });
+      expect(hosts[0]!.stats.answered).toBeGreaterThanOrEqual(11);
     } finally {
       for (const h of hosts) h.close();
     }
