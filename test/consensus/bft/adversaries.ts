@@ -150,6 +150,7 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
       maxEvents: 1_000_000,
     });
     // Evidence is reported once its record is synced: let what is in flight land.
+    inv.stopExpecting();
     await net.run({ until: net.sim.now + SETTLE_MS });
   } catch (err) {
     inv.violations.push(`the run failed: ${(err as Error).message}`);

@@ -86,6 +86,7 @@ export class Invariants implements NetObserver {
   readonly #received = new Map<string, Map<string, string>>();
   /** Pairs `${instance}>${member}` that received an equivocation, and that reported one. */
   readonly expected = new Set<string>();
+  #expecting = true;
   readonly reported = new Set<string>();
   /** Received equivocations no longer expected to be reported because the receiver crashed. */
   lostInCrash = 0;
@@ -213,8 +214,17 @@ export class Invariants implements NetObserver {
       );
   }
 
+  /**
+   * From now on nothing received makes an equivocation expected: the run only
+   * lets what is in flight land (a report waits for its record's sync, which a
+   * delivery in the last moments would not see finish).
+   */
+  stopExpecting(): void {
+    this.#expecting = false;
+  }
+
   delivered(to: InstanceSpec, _fromId: number, bytes: Uint8Array, view: number): void {
-    if (!this.#honest.has(to.name)) return;
+    if (!this.#honest.has(to.name) || !this.#expecting) return;
     const f = this.#o.read(this.#o.membership, bytes);
     if (!f?.valid || f.slot === undefined) return;
     // Replicas check for equivocation only within a window of views around their

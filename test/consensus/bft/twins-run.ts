@@ -200,6 +200,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
       maxEvents: 400_000,
     });
     // Evidence is reported once its record is synced: let what is in flight land.
+    inv.stopExpecting();
     await net.run({ until: net.sim.now + SETTLE_MS });
   } catch (err) {
     inv.violations.push(`the run failed: ${(err as Error).message}`);
