@@ -15,6 +15,7 @@ export const BENCHES = [
   "qemu-migrate",
   "lincheck",
   "consensus",
+  "bft",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];

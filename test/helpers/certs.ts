@@ -85,3 +85,31 @@ export function testPki(): Pki {
   };
   return cached;
 }
+
+/**
+ * A PKI for a mesh of nodes that each both listen and dial: one CA and, per node
+ * id, a certificate for serverAuth and clientAuth that binds that id and serves
+ * `localhost`, 127.0.0.1 and the WAN rig's two addresses.
+ */
+export function meshPki(ids: readonly string[]): {
+  ca: string;
+  nodes: Record<string, { cert: string; key: string }>;
+} {
+  const dir = mkdtempSync(join(tmpdir(), "dwcp-mesh-pki-"));
+  makeCa(dir, "ca");
+  const nodes: Record<string, { cert: string; key: string }> = {};
+  for (const [i, id] of ids.entries()) {
+    const name = `node${i}`;
+    makeLeaf(
+      dir,
+      "ca",
+      name,
+      `subjectAltName=IP:127.0.0.1,IP:198.18.1.1,IP:198.18.2.1,DNS:localhost,${uris(id)}\nextendedKeyUsage=serverAuth,clientAuth\n`,
+    );
+    nodes[id] = {
+      cert: readFileSync(join(dir, `${name}.crt`), "utf8"),
+      key: readFileSync(join(dir, `${name}.key`), "utf8"),
+    };
+  }
+  return { ca: readFileSync(join(dir, "ca.crt"), "utf8"), nodes };
+}

@@ -125,6 +125,25 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
       for (const done of [...(waiting.get(k) ?? [])]) done(answer);
     }
   });
+  // The submissions waiting on each client session, ended with it: one listener
+  // per session's signal, not one per submission.
+  const ends = new WeakMap<AbortSignal, Set<() => void>>();
+  const onEnd = (signal: AbortSignal): Set<() => void> => {
+    let set = ends.get(signal);
+    if (!set) {
+      const fns = new Set<() => void>();
+      set = fns;
+      ends.set(signal, fns);
+      signal.addEventListener(
+        "abort",
+        () => {
+          for (const fn of [...fns]) fn();
+        },
+        { once: true },
+      );
+    }
+    return set;
+  };
   const offs: (() => void)[] = [];
   try {
     offs.push(
@@ -144,6 +163,7 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
         const k = keyOf(cmd);
         const known = recent.get(k);
         if (known) return known;
+        if (ctx.signal.aborted) throw new DWCPError("ERR_ABORTED", "the client's session ended");
         if (waiters >= MAX_WAITING_SUBMISSIONS)
           throw new DWCPError("ERR_RESOURCE_LIMIT", `${MAX_WAITING_SUBMISSIONS} submissions are waiting`);
         replica.submit(cmd);
@@ -153,7 +173,7 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
           waiters++;
           const settle = () => {
             env.clock.clearTimeout(timer);
-            ctx.signal.removeEventListener("abort", onAbort);
+            onEnd(ctx.signal).delete(onAbort);
             const i = list.indexOf(done);
             if (i >= 0) list.splice(i, 1);
             if (list.length === 0 && waiting.get(k) === list) waiting.delete(k);
@@ -174,7 +194,7 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
               new DWCPError("ERR_TIMEOUT", `the command did not commit here within ${submitTimeoutMs} ms`),
             );
           }, submitTimeoutMs);
-          ctx.signal.addEventListener("abort", onAbort, { once: true });
+          onEnd(ctx.signal).add(onAbort);
           list.push(done);
         });
       }),
