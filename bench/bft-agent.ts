@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { hostReplica, submitCommand } from "../src/consensus/bft/host.js";
 import { membership } from "../src/consensus/bft/membership.js";
-import { putOp } from "../src/consensus/bft/state-machine.js";
+import { putOp, readOp } from "../src/consensus/bft/state-machine.js";
+import { checkLinearizable, HistoryRecorder } from "../src/consensus/lincheck/index.js";
 import { fileStorage } from "../src/consensus/local/file-storage.js";
 import { DWCPManager, tls } from "../src/index.js";
 import { failed, say } from "./lib/deployed.js";
@@ -165,11 +166,43 @@ async function client(): Promise<void> {
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  // A register history for the linearizability checker: processes reading and
+  // writing a few keys at random, each command through consensus.
+  const rec = new HistoryRecorder();
+  let nextProcess = 0;
+  const t1 = performance.now();
+  await Promise.all(
+    Array.from({ length: 8 }, async (_, w) => {
+      let proc = nextProcess++;
+      let s = 0;
+      const id = () => `hist-${proc}`;
+      for (let i = 0; performance.now() - t1 < cfg.throughputMs; i++) {
+        const key = `r${(w + i) % 3}`;
+        const write = Math.random() < 0.5;
+        const value = `${proc}.${i}`;
+        const token = rec.invoke(proc, write ? { f: "write", value, key } : { f: "read", key });
+        try {
+          const op = write ? putOp(key, new TextEncoder().encode(value)) : readOp(key);
+          const r = await submitCommand(mgr, replicaIds, m.f, { client: id(), seq: ++s, op });
+          if (write) rec.ok(token);
+          else rec.ok(token, r.result ? new TextDecoder().decode(r.result) : null);
+        } catch {
+          // Unknown whether it committed: the process ends, a new one takes over.
+          rec.info(token);
+          proc = nextProcess++;
+          s = 0;
+        }
+      }
+    }),
+  );
+  const history = rec.history();
+  const verdict = checkLinearizable(history);
   say({
     event: "result",
     latencyMs: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
     answerRttMs: { p50: pct(rtts, 50) },
     throughput: { commandsPerSecond: committed / seconds, clients: cfg.throughputClients, seconds },
+    lincheck: { operations: history.operations.length, result: verdict.result, ms: verdict.elapsedMs },
   });
   await mgr.close();
 }

@@ -17,6 +17,7 @@ import { DWCPError, invalidArg } from "../../errors.js";
 import { Reader, Writer } from "./codec.js";
 import { type Command, checkCommand, MAX_CLIENT_BYTES, MAX_OP_BYTES } from "./messages.js";
 import { type Committed, Replica, type ReplicaOptions } from "./replica.js";
+import type { KvResult } from "./state-machine.js";
 
 /** The request kind of one BFT message (`REQUEST_KIND_BFT_MESSAGE` of proto/dwcp.proto). */
 export const BFT_MESSAGE_KIND = 100;
@@ -117,13 +118,13 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
   let waiters = 0;
   const recent = new Map<string, Uint8Array>();
   replica.onCommit((c) => {
-    const answer = encodeAnswer(c);
-    for (const cmd of c.commands) {
+    c.commands.forEach((cmd, i) => {
+      const answer = encodeAnswer(c, c.results[i]);
       const k = keyOf(cmd);
       recent.set(k, answer);
       if (recent.size > RECENT_ANSWERS) recent.delete(recent.keys().next().value!);
       for (const done of [...(waiting.get(k) ?? [])]) done(answer);
-    }
+    });
   });
   // The submissions waiting on each client session, ended with it: one listener
   // per session's signal, not one per submission.
@@ -222,6 +223,8 @@ export interface SubmitResult {
   digest: Uint8Array;
   /** The state machine's hash after that height. */
   stateHash: Uint8Array;
+  /** What the command returned: a read's value (`null` when absent); `undefined` for the others. */
+  result: KvResult;
 }
 
 /** What a client needs of its node: requests on its links (a `DWCPManager` has it). */
@@ -264,7 +267,7 @@ export function submitCommand(
             errors.push(err);
             return check();
           }
-          const k = `${r.height}:${Buffer.from(r.digest).toString("hex")}:${Buffer.from(r.stateHash).toString("hex")}`;
+          const k = Buffer.from(bytes).toString("base64");
           const t = tally.get(k) ?? { n: 0, r };
           t.n++;
           tally.set(k, t);
@@ -317,8 +320,16 @@ function decodeSubmit(bytes: Uint8Array): Command {
   return { client, seq, op };
 }
 
-function encodeAnswer(c: Committed): Uint8Array {
-  return new Writer().u64(c.height).bytes(c.digest).bytes(c.stateHash).finish();
+const NO_RESULT = 0;
+const ABSENT = 1;
+const VALUE = 2;
+
+function encodeAnswer(c: Committed, result: KvResult): Uint8Array {
+  const w = new Writer().u64(c.height).bytes(c.digest).bytes(c.stateHash);
+  if (result === undefined) w.u8(NO_RESULT);
+  else if (result === null) w.u8(ABSENT);
+  else w.u8(VALUE).blob32(result);
+  return w.finish();
 }
 
 function decodeAnswer(bytes: Uint8Array): SubmitResult {
@@ -326,6 +337,11 @@ function decodeAnswer(bytes: Uint8Array): SubmitResult {
   const height = r.u64("height");
   const digest = r.bytes(32, "digest");
   const stateHash = r.bytes(32, "state hash");
+  const tag = r.u8("result");
+  let result: KvResult;
+  if (tag === VALUE) result = r.blob32(MAX_OP_BYTES, "value");
+  else if (tag === ABSENT) result = null;
+  else if (tag !== NO_RESULT) throw new DWCPError("ERR_BAD_FRAME", `unknown result tag ${tag}`);
   r.end("answer");
-  return { height, digest, stateHash };
+  return { height, digest, stateHash, result };
 }

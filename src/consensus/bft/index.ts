@@ -50,4 +50,12 @@ export {
   type ReplicaStats,
   verifyQC,
 } from "./replica.js";
-export { decodeOp, deleteOp, type KvOp, KvStateMachine, putOp } from "./state-machine.js";
+export {
+  decodeOp,
+  deleteOp,
+  type KvOp,
+  type KvResult,
+  KvStateMachine,
+  putOp,
+  readOp,
+} from "./state-machine.js";

@@ -77,7 +77,7 @@ import {
 } from "./messages.js";
 import { ViewTimer } from "./pacemaker.js";
 import { decodeSafety, encodeSafety, type SafetyState, safeToTimeout, safeToVote } from "./safety.js";
-import { KvStateMachine } from "./state-machine.js";
+import { type KvResult, KvStateMachine } from "./state-machine.js";
 import { BlockFetcher } from "./sync.js";
 
 export type { Evidence } from "./evidence.js";
@@ -117,6 +117,8 @@ export interface Committed {
   readonly parent: Uint8Array;
   /** The block's commands that took effect (a (client, seq) already applied is skipped). */
   readonly commands: readonly Command[];
+  /** What each of {@link commands} returned (a read's value, `null` when absent). */
+  readonly results: readonly KvResult[];
   /** The QC that certifies this block (verifiable with {@link verifyQC}). */
   readonly qc: QuorumCertificate;
   /** The state machine's hash after this height. */
@@ -588,7 +590,7 @@ export class Replica {
   }
 
   #commit(b: Block, qc: QuorumCertificate): void {
-    const { applied, stateHash } = this.#sm.apply(b.commands);
+    const { applied, results, stateHash } = this.#sm.apply(b.commands);
     this.#store.commit(b);
     for (const [k, c] of this.#queue) if (!this.#sm.isNew(c)) this.#queue.delete(k);
     this.#stats.commits++;
@@ -598,6 +600,7 @@ export class Replica {
       digest: b.digest,
       parent: b.parent,
       commands: applied,
+      results,
       qc,
       stateHash,
     };

@@ -15,10 +15,18 @@ import type { Command } from "./messages.js";
 /** A decoded key-value operation. */
 export type KvOp =
   | { readonly type: "put"; readonly key: string; readonly value: Uint8Array }
-  | { readonly type: "delete"; readonly key: string };
+  | { readonly type: "delete"; readonly key: string }
+  | { readonly type: "read"; readonly key: string };
+
+/**
+ * What a committed command returned: for a read, the value at its place in the
+ * committed order (`null` when the key was absent); `undefined` for the others.
+ */
+export type KvResult = Uint8Array | null | undefined;
 
 const PUT = 1;
 const DELETE = 2;
+const READ = 3;
 
 /** The op bytes of a put of `value` at `key` (a key of at most 255 bytes of UTF-8). */
 export function putOp(key: string, value: Uint8Array): Uint8Array {
@@ -28,6 +36,11 @@ export function putOp(key: string, value: Uint8Array): Uint8Array {
 /** The op bytes of a delete of `key`. */
 export function deleteOp(key: string): Uint8Array {
   return new Writer().u8(DELETE).str8(key).finish();
+}
+
+/** The op bytes of a read of `key`: it changes nothing and returns the value where it commits (a linearizable read). */
+export function readOp(key: string): Uint8Array {
+  return new Writer().u8(READ).str8(key).finish();
 }
 
 /** Reads op bytes; `undefined` for bytes that are no operation (they commit as no-ops on every replica alike). */
@@ -40,6 +53,10 @@ export function decodeOp(op: Uint8Array): KvOp | undefined {
     if (type === DELETE) {
       r.end("delete");
       return { type: "delete", key };
+    }
+    if (type === READ) {
+      r.end("read");
+      return { type: "read", key };
     }
   } catch {
     // Not an operation: falls through to undefined.
@@ -85,16 +102,17 @@ export class KvStateMachine {
   }
 
   /**
-   * Applies one height's commands in order and returns those that took effect
-   * and the new state hash. The hash chains the previous one with every effect,
+   * Applies one height's commands in order and returns those that took effect,
+   * what each returned (aligned with them), and the new state hash. The hash chains the previous one with every effect,
    * so equal hashes at a height mean equal histories, hence equal states,
    * without hashing the whole store each time.
    */
-  apply(commands: readonly Command[]): { applied: Command[]; stateHash: Uint8Array } {
+  apply(commands: readonly Command[]): { applied: Command[]; results: KvResult[]; stateHash: Uint8Array } {
     this.#height++;
     const h = createHash("sha256").update(this.#hash);
     const w = new Writer().u64(this.#height);
     const applied: Command[] = [];
+    const results: KvResult[] = [];
     for (const c of commands) {
       if (!this.isNew(c)) continue;
       this.#lastSeq.set(c.client, c.seq);
@@ -103,8 +121,9 @@ export class KvStateMachine {
       const op = decodeOp(c.op);
       if (op?.type === "put") this.#data.set(op.key, op.value.slice());
       else if (op?.type === "delete") this.#data.delete(op.key);
+      results.push(op?.type === "read" ? (this.#data.get(op.key)?.slice() ?? null) : undefined);
     }
     this.#hash = new Uint8Array(h.update(w.finish()).digest());
-    return { applied, stateHash: this.#hash };
+    return { applied, results, stateHash: this.#hash };
   }
 }

@@ -14,7 +14,7 @@ import {
 } from "../../../src/consensus/bft/host.js";
 import { generateKeys, membership } from "../../../src/consensus/bft/membership.js";
 import type { Committed } from "../../../src/consensus/bft/replica.js";
-import { putOp } from "../../../src/consensus/bft/state-machine.js";
+import { putOp, readOp } from "../../../src/consensus/bft/state-machine.js";
 import { fileStorage } from "../../../src/consensus/local/file-storage.js";
 import type { DWCPManager } from "../../../src/manager.js";
 import { MemoryNetwork, memory } from "../../../src/transport/memory/index.js";
@@ -138,6 +138,12 @@ describe("BFT replicas over DWCP links", () => {
       }
       const again = await submitCommand(client, nodeIds, m.f, put(5), { timeout: 10_000 });
       expect(again).toEqual(answers[4]);
+      // Reads commit too, and return the value where they commit.
+      const read = (seq: number, key: string) =>
+        submitCommand(client, nodeIds, m.f, { client: "r", seq, op: readOp(key) }, { timeout: 10_000 });
+      expect((await read(1, "k7")).result).toEqual(new Uint8Array([7]));
+      expect((await read(2, "nothing")).result).toBeNull();
+      expect(answers[0]!.result).toBeUndefined();
       // f = 1 member gone: the other three still commit and answer.
       hosts[3]!.close();
       const r = await submitCommand(client, nodeIds, m.f, put(11), { timeout: 10_000 });

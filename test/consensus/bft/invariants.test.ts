@@ -57,6 +57,7 @@ function commit(b: Block, height: number, qc = qcFor(b)): Committed {
     digest: b.digest,
     parent: b.parent,
     commands: b.commands,
+    results: b.commands.map(() => undefined),
     qc,
     stateHash: b.digest,
   };
