@@ -7,22 +7,17 @@
  * Messages are fire-and-forget: the protocol repairs loss itself (timeouts,
  * sync, fetch), so a request that fails is counted, not retried.
  *
- * Clients (any node, member or not) submit commands with requests of kind
- * {@link BFT_SUBMIT_KIND} to every member and take the answer that f + 1 of
- * them agree on ({@link submitCommand}): at least one of those is honest, so
- * the command is committed at that height.
+ * It also answers clients' submissions (submission.ts): a command is queued
+ * and answered once it commits here.
  */
 import { nodeEnv } from "../../env/index.js";
 import { DWCPError, invalidArg } from "../../errors.js";
-import { Reader, Writer } from "./codec.js";
-import { type Command, checkCommand, MAX_CLIENT_BYTES, MAX_OP_BYTES } from "./messages.js";
-import { type Committed, Replica, type ReplicaOptions } from "./replica.js";
-import type { KvResult } from "./state-machine.js";
+import type { Command } from "./messages.js";
+import { Replica, type ReplicaOptions } from "./replica.js";
+import { BFT_SUBMIT_KIND, decodeSubmit, encodeAnswer } from "./submission.js";
 
 /** The request kind of one BFT message (`REQUEST_KIND_BFT_MESSAGE` of proto/dwcp.proto). */
 export const BFT_MESSAGE_KIND = 100;
-/** The request kind of a client's command (`REQUEST_KIND_BFT_SUBMIT`): answered once it commits here. */
-export const BFT_SUBMIT_KIND = 101;
 /** Submissions one host keeps waiting for their commit at most; more are `ERR_RESOURCE_LIMIT`. */
 export const MAX_WAITING_SUBMISSIONS = 10_000;
 /** Recent commits a host remembers, to answer a command submitted again after it committed. */
@@ -215,133 +210,4 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
   };
 }
 
-/** What f + 1 members agreed a command committed as. */
-export interface SubmitResult {
-  /** The height of the block that holds it. */
-  height: number;
-  /** That block's digest. */
-  digest: Uint8Array;
-  /** The state machine's hash after that height. */
-  stateHash: Uint8Array;
-  /** What the command returned: a read's value (`null` when absent); `undefined` for the others. */
-  result: KvResult;
-}
-
-/** What a client needs of its node: requests on its links (a `DWCPManager` has it). */
-export type BftClientNode = Pick<BftNode, "links">;
-
-/**
- * Submits `cmd` to every member's node and resolves once `f + 1` of them gave
- * the same answer (at least one of them honest: the command is committed).
- * A client numbers its commands 1, 2, 3 … and sends the next only after the
- * previous one resolved (a seq at or below the last committed is dropped).
- * @throws DWCPError `ERR_INVALID_ARG` for a bad command; `ERR_UNAVAILABLE` once
- *   f + 1 matching answers can no longer come (each member's failure in `cause`)
- */
-export function submitCommand(
-  node: BftClientNode,
-  nodeIds: readonly string[],
-  f: number,
-  cmd: Command,
-  options: { timeout?: number } = {},
-): Promise<SubmitResult> {
-  checkCommand(cmd);
-  const payload = encodeSubmit(cmd);
-  return new Promise((resolve, reject) => {
-    const tally = new Map<string, { n: number; r: SubmitResult }>();
-    const errors: unknown[] = [];
-    let settled = false;
-    for (const id of nodeIds) {
-      const link = node.links.get(id);
-      const asked =
-        link?.state === "open"
-          ? link.request(BFT_SUBMIT_KIND, payload, { timeout: options.timeout ?? 30_000 })
-          : Promise.reject(new DWCPError("ERR_NOT_CONNECTED", `no open link to ${id}`));
-      asked.then(
-        (bytes) => {
-          if (settled) return;
-          let r: SubmitResult;
-          try {
-            r = decodeAnswer(bytes);
-          } catch (err) {
-            errors.push(err);
-            return check();
-          }
-          const k = Buffer.from(bytes).toString("base64");
-          const t = tally.get(k) ?? { n: 0, r };
-          t.n++;
-          tally.set(k, t);
-          if (t.n >= f + 1) {
-            settled = true;
-            resolve(t.r);
-          } else check();
-        },
-        (err: unknown) => {
-          errors.push(err);
-          check();
-        },
-      );
-    }
-    function check(): void {
-      if (settled) return;
-      // Answers still to come, plus the best tally so far, cannot reach f + 1.
-      let answered = errors.length;
-      let best = 0;
-      for (const t of tally.values()) {
-        answered += t.n;
-        best = Math.max(best, t.n);
-      }
-      if (best + (nodeIds.length - answered) >= f + 1) return;
-      settled = true;
-      reject(
-        new DWCPError("ERR_UNAVAILABLE", `no ${f + 1} members agreed on the command's commit`, {
-          cause: errors[0],
-        }),
-      );
-    }
-  });
-}
-
 const keyOf = (c: Command) => `${c.client}\0${c.seq}`;
-
-function encodeSubmit(c: Command): Uint8Array {
-  return new Writer().str8(c.client).u64(c.seq).blob32(c.op).finish();
-}
-
-function decodeSubmit(bytes: Uint8Array): Command {
-  const r = new Reader(bytes);
-  const client = r.str8("client id");
-  if (Buffer.byteLength(client) > MAX_CLIENT_BYTES)
-    throw new DWCPError("ERR_BAD_FRAME", "client id too long");
-  const seq = r.u64("command seq");
-  if (seq < 1) throw new DWCPError("ERR_BAD_FRAME", "command seq must be positive");
-  const op = r.blob32(MAX_OP_BYTES, "command op");
-  r.end("submission");
-  return { client, seq, op };
-}
-
-const NO_RESULT = 0;
-const ABSENT = 1;
-const VALUE = 2;
-
-function encodeAnswer(c: Committed, result: KvResult): Uint8Array {
-  const w = new Writer().u64(c.height).bytes(c.digest).bytes(c.stateHash);
-  if (result === undefined) w.u8(NO_RESULT);
-  else if (result === null) w.u8(ABSENT);
-  else w.u8(VALUE).blob32(result);
-  return w.finish();
-}
-
-function decodeAnswer(bytes: Uint8Array): SubmitResult {
-  const r = new Reader(bytes);
-  const height = r.u64("height");
-  const digest = r.bytes(32, "digest");
-  const stateHash = r.bytes(32, "state hash");
-  const tag = r.u8("result");
-  let result: KvResult;
-  if (tag === VALUE) result = r.blob32(MAX_OP_BYTES, "value");
-  else if (tag === ABSENT) result = null;
-  else if (tag !== NO_RESULT) throw new DWCPError("ERR_BAD_FRAME", `unknown result tag ${tag}`);
-  r.end("answer");
-  return { height, digest, stateHash, result };
-}

@@ -8,19 +8,16 @@
  * @packageDocumentation
  */
 export type { Env } from "../../env/index.js";
+export { type BftClientNode, submitCommand } from "./client.js";
 export type { EquivocationKind } from "./evidence.js";
 export {
   BFT_MESSAGE_KIND,
-  BFT_SUBMIT_KIND,
-  type BftClientNode,
   type BftNode,
   type HostedReplica,
   type HostedReplicaOptions,
   type HostStats,
   hostReplica,
   MAX_WAITING_SUBMISSIONS,
-  type SubmitResult,
-  submitCommand,
 } from "./host.js";
 export { generateKeys, MAX_MEMBERS, type Member, type Membership, membership } from "./membership.js";
 export {

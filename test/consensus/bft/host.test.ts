@@ -6,12 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  BFT_MESSAGE_KIND,
-  type HostedReplica,
-  hostReplica,
-  submitCommand,
-} from "../../../src/consensus/bft/host.js";
+import { submitCommand } from "../../../src/consensus/bft/client.js";
+import { BFT_MESSAGE_KIND, type HostedReplica, hostReplica } from "../../../src/consensus/bft/host.js";
 import { generateKeys, membership } from "../../../src/consensus/bft/membership.js";
 import type { Committed } from "../../../src/consensus/bft/replica.js";
 import { putOp, readOp } from "../../../src/consensus/bft/state-machine.js";
