@@ -44,9 +44,20 @@ function exportsOf(entry: string): Export[] {
   if (!module) throw new Error(`${entry} is not a module`);
   return checker.getExportsOfModule(module).map((s) => {
     const target = s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s;
+    let doc = ts.displayPartsToString(target.getDocumentationComment(checker)).trim();
+    const decl = target.declarations?.[0];
+    if (doc === "" && decl && ts.isSourceFile(decl)) {
+      // A namespace (`export * as name`): its module's @packageDocumentation comment.
+      const head = /^\/\*\*([\s\S]*?)\*\//.exec(decl.text)?.[1] ?? "";
+      if (head.includes("@packageDocumentation"))
+        doc = head
+          .replace(/^\s*\* ?/gm, "")
+          .replace("@packageDocumentation", "")
+          .trim();
+    }
     return {
       name: s.name,
-      doc: ts.displayPartsToString(target.getDocumentationComment(checker)).trim(),
+      doc,
       declaredIn: target.declarations?.[0]?.getSourceFile().fileName.slice(ROOT.length + 1) ?? "?",
     };
   });

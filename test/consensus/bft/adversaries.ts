@@ -16,7 +16,7 @@ import {
 } from "../../../src/consensus/bft/messages.js";
 import type { ReplicaStats } from "../../../src/consensus/bft/replica.js";
 import { BftNet, type Delivery } from "./harness.js";
-import { Invariants } from "./invariants.js";
+import { Invariants, runToVerdict } from "./invariants.js";
 import type { InstanceSpec } from "./twins.js";
 import { cachedReader, qcOf } from "./wire.js";
 
@@ -49,7 +49,6 @@ export interface Adversary {
 }
 
 /** Virtual time a run goes on after it ends, for syncs in flight to complete. */
-const SETTLE_MS = 20;
 
 /** Options of {@link runAdversary}. */
 export interface AdversaryRunOptions {
@@ -143,19 +142,7 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
     },
     "stop",
   );
-  try {
-    await net.run({
-      until: o.untilMs ?? 120_000,
-      stopWhen: () => inv.live || inv.violations.some((v) => v.startsWith("SAFETY")),
-      maxEvents: 1_000_000,
-    });
-    // Evidence is reported once its record is synced: let what is in flight land.
-    inv.stopExpecting();
-    await net.run({ until: net.sim.now + SETTLE_MS });
-  } catch (err) {
-    inv.violations.push(`the run failed: ${(err as Error).message}`);
-  }
-  inv.finish();
+  await runToVerdict(net, inv, { untilMs: o.untilMs ?? 120_000, maxEvents: 1_000_000 });
   const statsAtEnd = stats();
   net.close();
   return {

@@ -25,7 +25,7 @@ import {
   MAX_VIEWS_AHEAD,
   verifyQC,
 } from "../../../src/consensus/bft/replica.js";
-import type { NetObserver } from "./harness.js";
+import type { BftNet, NetObserver } from "./harness.js";
 import type { InstanceSpec } from "./twins.js";
 
 /** What the oracle reads from one signed wire message. */
@@ -306,4 +306,31 @@ export class Invariants implements NetObserver {
       if (!this.reported.has(pair))
         this.#fail(`UNREPORTED: ${pair.replace(">", " received an equivocation of member ")}`);
   }
+}
+
+/** Virtual time a run gets after its verdict to let what is in flight land (evidence waits for its record's sync). */
+const SETTLE_MS = 20;
+
+/**
+ * Runs `net` until `inv` sees liveness or a safety violation (or `untilMs`),
+ * then lets what is in flight land, and ends `inv`: a failure of the run
+ * itself is a violation.
+ */
+export async function runToVerdict(
+  net: BftNet,
+  inv: Invariants,
+  o: { untilMs: number; maxEvents: number },
+): Promise<void> {
+  try {
+    await net.run({
+      until: o.untilMs,
+      stopWhen: () => inv.live || inv.violations.some((v) => v.startsWith("SAFETY")),
+      maxEvents: o.maxEvents,
+    });
+    inv.stopExpecting();
+    await net.run({ until: net.sim.now + SETTLE_MS });
+  } catch (err) {
+    inv.violations.push(`the run failed: ${(err as Error).message}`);
+  }
+  inv.finish();
 }

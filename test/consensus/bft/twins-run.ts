@@ -6,12 +6,11 @@
 // instance has committed after the heal, or at the first broken property.
 import { seededRandom } from "../../../src/env/index.js";
 import { BftNet } from "./harness.js";
-import { Invariants } from "./invariants.js";
+import { Invariants, runToVerdict } from "./invariants.js";
 import { instancesOf, type TwinsScenario } from "./twins.js";
 import { cachedReader, FIRST_VIEW, qcOf } from "./wire.js";
 
 /** Virtual time a run goes on after it ends, for syncs in flight to complete. */
-const SETTLE_MS = 20;
 
 /** Options of {@link runTwins}. */
 export interface TwinsRunOptions {
@@ -193,19 +192,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
   }
   net.sim.trace(`scenario ${scenario.name} seed ${o.seed}`);
   net.clients(2, 20);
-  try {
-    await net.run({
-      until: o.untilMs ?? 600_000,
-      stopWhen: () => inv.live || inv.violations.some((v) => v.startsWith("SAFETY")),
-      maxEvents: 400_000,
-    });
-    // Evidence is reported once its record is synced: let what is in flight land.
-    inv.stopExpecting();
-    await net.run({ until: net.sim.now + SETTLE_MS });
-  } catch (err) {
-    inv.violations.push(`the run failed: ${(err as Error).message}`);
-  }
-  inv.finish();
+  await runToVerdict(net, inv, { untilMs: o.untilMs ?? 600_000, maxEvents: 400_000 });
   net.close();
   const rejected: Record<string, number> = {};
   for (const r of net.instances.values()) {
