@@ -4,7 +4,7 @@
  * component answers its peers' RPCs here, whichever generation carries them.
  */
 import { DWCPError, invalidArg } from "../errors.js";
-import type { RequestContext } from "../session/router.js";
+import { checkKind, type RequestContext } from "../session/router.js";
 import type { Session } from "../session/session.js";
 import type { Generation } from "./peer-link.js";
 
@@ -33,8 +33,6 @@ interface Bound {
   readonly off: Map<number, () => void>;
 }
 
-const KIND_MAX = 2 ** 31 - 1;
-
 /** The handlers by kind, and the live sessions they are bound to. */
 export class RequestHandlers {
   readonly #handlers = new Map<number, LinkRequestHandler>();
@@ -46,8 +44,7 @@ export class RequestHandlers {
    * @throws DWCPError `ERR_INVALID_ARG` for a bad kind or handler, or a kind already handled
    */
   add(kind: number, handler: LinkRequestHandler): () => void {
-    if (!Number.isInteger(kind) || kind < 1 || kind > KIND_MAX)
-      throw invalidArg("kind", `an integer between 1 and ${KIND_MAX}`, kind);
+    checkKind(kind);
     if (typeof handler !== "function") throw invalidArg("handler", "a function", handler);
     if (this.#handlers.has(kind))
       throw new DWCPError("ERR_INVALID_ARG", `requests of kind ${kind} already have a handler`);

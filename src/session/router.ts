@@ -102,7 +102,8 @@ interface Owed {
   bytes: number;
 }
 
-function checkKind(kind: number): void {
+/** Throws `ERR_INVALID_ARG` unless `kind` is a request kind (1 … 2^31 - 1). */
+export function checkKind(kind: number): void {
   if (!Number.isInteger(kind) || kind < 1 || kind > KIND_MAX)
     throw invalidArg("kind", `an integer between 1 and ${KIND_MAX}`, kind);
 }

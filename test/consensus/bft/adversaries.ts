@@ -16,9 +16,8 @@ import {
 } from "../../../src/consensus/bft/messages.js";
 import type { ReplicaStats } from "../../../src/consensus/bft/replica.js";
 import { BftNet, type Delivery } from "./harness.js";
-import { Invariants, runToVerdict } from "./invariants.js";
+import { runToVerdict, watch } from "./invariants.js";
 import type { InstanceSpec } from "./twins.js";
-import { cachedReader, qcOf } from "./wire.js";
 
 /** Offsets of the documented message layout: version, kind, epoch, config hash, sender, view. */
 const KIND_AT = 1;
@@ -112,18 +111,7 @@ export async function runAdversary(o: AdversaryRunOptions): Promise<AdversaryRes
       return ctx?.active() && adv.tamper ? adv.tamper(d, ctx) : [d];
     },
   });
-  const inv = new Invariants({
-    membership: net.membership,
-    instances,
-    read: cachedReader(),
-    qcOf,
-    viewOf: (name) => {
-      const r = net.instances.get(name);
-      return r?.up ? r.replica.view : undefined;
-    },
-    livenessViews: o.livenessViews ?? 3 * n,
-  });
-  net.observers.push(inv);
+  const inv = watch(net, instances, o.livenessViews ?? 3 * n);
   ctx = { net, active: () => net.sim.now < stopMs, history };
   net.clients(2, 50);
   adv.start?.(ctx);

@@ -27,6 +27,7 @@ import {
 } from "../../../src/consensus/bft/replica.js";
 import type { BftNet, NetObserver } from "./harness.js";
 import type { InstanceSpec } from "./twins.js";
+import { cachedReader, qcOf } from "./wire.js";
 
 /** What the oracle reads from one signed wire message. */
 export interface SignedFacts {
@@ -333,4 +334,21 @@ export async function runToVerdict(
     inv.violations.push(`the run failed: ${(err as Error).message}`);
   }
   inv.finish();
+}
+
+/** The oracle of a run of `net`: reads the wire with the core's decoder, watching every instance. */
+export function watch(net: BftNet, instances: readonly InstanceSpec[], livenessViews: number): Invariants {
+  const inv = new Invariants({
+    membership: net.membership,
+    instances,
+    read: cachedReader(),
+    qcOf,
+    viewOf: (name) => {
+      const r = net.instances.get(name);
+      return r?.up ? r.replica.view : undefined;
+    },
+    livenessViews,
+  });
+  net.observers.push(inv);
+  return inv;
 }

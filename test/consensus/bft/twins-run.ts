@@ -6,9 +6,9 @@
 // instance has committed after the heal, or at the first broken property.
 import { seededRandom } from "../../../src/env/index.js";
 import { BftNet } from "./harness.js";
-import { Invariants, runToVerdict } from "./invariants.js";
+import { runToVerdict, watch } from "./invariants.js";
 import { instancesOf, type TwinsScenario } from "./twins.js";
-import { cachedReader, FIRST_VIEW, qcOf } from "./wire.js";
+import { FIRST_VIEW } from "./wire.js";
 
 /** Virtual time a run goes on after it ends, for syncs in flight to complete. */
 
@@ -129,18 +129,7 @@ export async function runTwins(o: TwinsRunOptions): Promise<TwinsResult> {
         : [late];
     },
   });
-  const inv = new Invariants({
-    membership: net.membership,
-    instances,
-    read: cachedReader(),
-    qcOf,
-    viewOf: (name) => {
-      const r = net.instances.get(name);
-      return r?.up ? r.replica.view : undefined;
-    },
-    livenessViews: o.livenessViews ?? 3 * setup.n,
-  });
-  net.observers.push(inv);
+  const inv = watch(net, instances, o.livenessViews ?? 3 * setup.n);
   const honest = instances.filter((s) => !s.byzantine).map((s) => net.instances.get(s.name)!);
   let down = 0;
   let pendingHeal: string | undefined;
