@@ -22,7 +22,6 @@ import type {
   RangeOptions,
   RangeResult,
   TxnOp,
-  TxnOpResult,
   TxnResult,
   Watch,
   WatchOptions,
@@ -31,8 +30,18 @@ import { type FileStorage, fileStorage } from "./file-storage.js";
 import { memoryStorage } from "./memory-storage.js";
 import { decodeRecord, encodeRecord, type LoggedRevision, type WalRecord } from "./records.js";
 import { type Change, compareKeys, type RevisionChanges, Store } from "./store.js";
+import {
+  applyOps,
+  checkLeaseId,
+  checkLimit,
+  checkSelector,
+  checkTxn,
+  holds,
+  readAt,
+  type TxnLimits,
+} from "./txn.js";
 import { Wal } from "./wal.js";
-import { copyKeyValue, LocalWatch, type WatchFeed } from "./watch.js";
+import { LocalWatch, type WatchFeed } from "./watch.js";
 
 /** Options of {@link LocalBackend}. */
 export interface LocalBackendOptions {
@@ -72,11 +81,6 @@ export interface LocalBackendOptions {
 
 /** etcd's largest lease TTL (seconds). */
 const MAX_LEASE_TTL = 9_000_000_000;
-const TARGETS = new Set(["version", "createRevision", "modRevision", "value", "lease"]);
-const OPS = new Set(["=", "!=", "<", ">"]);
-/** A key must have a UTF-8 form, as etcd's keys are bytes. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 interface LeaseTimer {
   expiresAt: number;
   timer: Timer;
@@ -90,9 +94,7 @@ export class LocalBackend implements ConsensusBackend {
   readonly #wal: Wal;
   readonly #ownStorage: FileStorage | undefined;
   readonly #history: number;
-  readonly #maxKey: number;
-  readonly #maxValue: number;
-  readonly #maxOps: number;
+  readonly #limits: TxnLimits;
   readonly #minTtl: number;
   readonly #timers = new Map<number, LeaseTimer>();
   /** Revisions logged but not yet durable, with their record numbers, oldest first. */
@@ -110,9 +112,11 @@ export class LocalBackend implements ConsensusBackend {
   constructor(options: LocalBackendOptions = {}) {
     this.#env = options.env ?? nodeEnv;
     this.#history = positive(options.historyRevisions ?? 10_000, "historyRevisions");
-    this.#maxKey = positive(options.maxKeyBytes ?? 1536, "maxKeyBytes");
-    this.#maxValue = positive(options.maxValueBytes ?? 1.5 * 1024 * 1024, "maxValueBytes");
-    this.#maxOps = positive(options.maxTxnOps ?? 128, "maxTxnOps");
+    this.#limits = {
+      maxKeyBytes: positive(options.maxKeyBytes ?? 1536, "maxKeyBytes"),
+      maxValueBytes: positive(options.maxValueBytes ?? 1.5 * 1024 * 1024, "maxValueBytes"),
+      maxTxnOps: positive(options.maxTxnOps ?? 128, "maxTxnOps"),
+    };
     this.#minTtl = positive(options.minLeaseTtl ?? 1, "minLeaseTtl");
     this.#ownStorage =
       options.storage === undefined && options.dir !== undefined ? fileStorage(options.dir) : undefined;
@@ -142,50 +146,18 @@ export class LocalBackend implements ConsensusBackend {
     failure: readonly TxnOp[] = [],
   ): Promise<TxnResult> {
     this.#usable();
-    if (!Array.isArray(compares)) throw invalidArg("compares", "an array", compares);
-    if (!Array.isArray(success)) throw invalidArg("success", "an array", success);
-    if (!Array.isArray(failure)) throw invalidArg("failure", "an array", failure);
-    if (Math.max(compares.length, success.length, failure.length) > this.#maxOps) {
-      throw new DWCPError(
-        "ERR_INVALID_ARG",
-        `a transaction has at most ${this.#maxOps} compares or ops a branch`,
-      );
-    }
-    for (const c of compares) this.#checkCompare(c);
-    this.#checkOps(success, "success");
-    this.#checkOps(failure, "failure");
+    checkTxn(compares, success, failure, this.#limits);
     // A lease past its time expires before the compares read the keys it deletes.
     for (const op of [...success, ...failure]) if (op.type === "put" && op.lease) this.#liveLease(op.lease);
-    const succeeded = compares.every((c) => this.#holds(c));
+    const store = this.#store;
+    const succeeded = compares.every((c) => holds(store, c));
     const ops = succeeded ? success : failure;
     for (const op of ops) {
-      if (op.type === "put" && op.lease && !this.#store.leases.has(op.lease)) {
+      if (op.type === "put" && op.lease && !store.leases.has(op.lease)) {
         throw new DWCPError("ERR_LEASE_NOT_FOUND", `lease ${op.lease} not found`);
       }
     }
-    const store = this.#store;
-    const results: TxnOpResult[] = [];
-    const changes: Change[] = [];
-    for (const op of ops) {
-      if (op.type === "put") {
-        const prev = store.get(op.key);
-        const change: Change = { type: "put", key: op.key, value: op.value.slice(), lease: op.lease ?? 0 };
-        store.apply(change);
-        changes.push(change);
-        results.push(prev && op.prevKv ? { type: "put", prev: copyKeyValue(prev) } : { type: "put" });
-      } else if (op.type === "delete") {
-        const gone = store.select(op);
-        for (const kv of gone) {
-          const change: Change = { type: "delete", key: kv.key };
-          store.apply(change);
-          changes.push(change);
-        }
-        results.push({ type: "delete", deleted: gone.length });
-      } else {
-        const r = this.#read(op, op, store.revision + 1);
-        results.push({ type: "range", kvs: r.kvs, count: r.count, more: r.more });
-      }
-    }
+    const { results, changes } = applyOps(store, ops);
     const committed = store.commit();
     const lsn = committed
       ? this.#log({ type: "txn", revision: committed.revision, changes }, committed)
@@ -198,9 +170,9 @@ export class LocalBackend implements ConsensusBackend {
 
   async range(selector: KeySelector, options: RangeOptions = {}): Promise<RangeResult> {
     this.#usable();
-    this.#checkSelector(selector, "selector");
+    checkSelector(selector, "selector", this.#limits);
     if (options === null || typeof options !== "object") throw invalidArg("options", "an object", options);
-    this.#checkLimit(options.limit);
+    checkLimit(options.limit);
     const rev = options.revision ?? 0;
     if (!Number.isSafeInteger(rev) || rev < 0) throw invalidArg("revision", "a revision", rev);
     if (rev > this.#store.revision) {
@@ -209,7 +181,7 @@ export class LocalBackend implements ConsensusBackend {
         `revision ${rev} is in the future (now ${this.#store.revision})`,
       );
     }
-    const result = this.#read(selector, options, rev === 0 ? this.#store.revision : rev);
+    const result = readAt(this.#store, selector, options, rev === 0 ? this.#store.revision : rev);
     await this.#wal.durable(this.#wal.lsn);
     return result;
   }
@@ -223,7 +195,7 @@ export class LocalBackend implements ConsensusBackend {
   }
 
   async delete(selector: KeySelector): Promise<number> {
-    this.#checkSelector(selector, "selector");
+    checkSelector(selector, "selector", this.#limits);
     const r = await this.txn([], [{ type: "delete", key: selector.key, prefix: selector.prefix ?? false }]);
     return (r.results[0] as { deleted: number }).deleted;
   }
@@ -233,7 +205,7 @@ export class LocalBackend implements ConsensusBackend {
     let error: DWCPError | undefined;
     try {
       this.#usable();
-      this.#checkSelector(selector, "selector");
+      checkSelector(selector, "selector", this.#limits);
       const from = options.fromRevision;
       if (from !== undefined && (!Number.isSafeInteger(from) || from < 1)) {
         throw invalidArg("fromRevision", "a revision", from);
@@ -282,7 +254,7 @@ export class LocalBackend implements ConsensusBackend {
 
   async keepAlive(lease: number): Promise<number> {
     this.#usable();
-    this.#checkLeaseId(lease);
+    checkLeaseId(lease);
     const l = this.#liveLease(lease);
     if (!l) throw new DWCPError("ERR_LEASE_NOT_FOUND", `lease ${lease} not found`);
     // Renewals are not logged: after a restart every lease starts its full TTL anyway.
@@ -293,14 +265,14 @@ export class LocalBackend implements ConsensusBackend {
 
   async revoke(lease: number): Promise<void> {
     this.#usable();
-    this.#checkLeaseId(lease);
+    checkLeaseId(lease);
     if (!this.#liveLease(lease)) throw new DWCPError("ERR_LEASE_NOT_FOUND", `lease ${lease} not found`);
     await this.#wal.durable(this.#revokeNow(lease));
   }
 
   async timeToLive(lease: number): Promise<number> {
     this.#usable();
-    this.#checkLeaseId(lease);
+    checkLeaseId(lease);
     const l = this.#liveLease(lease);
     const left = l
       ? Math.max(0, Math.ceil((this.#timers.get(lease)!.expiresAt - this.#env.clock.now()) / 1000))
@@ -332,110 +304,7 @@ export class LocalBackend implements ConsensusBackend {
     await this.#ownStorage?.close();
   }
 
-  // --- reads and checks ---
-
-  /** Reads at `rev` (`revision + 1` inside a transaction: its own writes included). */
-  #read(sel: KeySelector, options: Pick<RangeOptions, "limit" | "countOnly">, rev: number): RangeResult {
-    const store = this.#store;
-    if (rev < store.compactRevision) {
-      throw new DWCPError("ERR_COMPACTED", `revision ${rev} is compacted (up to ${store.compactRevision})`);
-    }
-    const all = store.select(sel, rev);
-    const limit = options.limit ?? 0;
-    const kvs = options.countOnly ? [] : (limit > 0 ? all.slice(0, limit) : all).map(copyKeyValue);
-    return {
-      kvs,
-      count: all.length,
-      more: !options.countOnly && limit > 0 && all.length > limit,
-      revision: store.revision,
-    };
-  }
-
-  #holds(c: Compare): boolean {
-    const kv = this.#store.get(c.key);
-    if (c.target === "value") {
-      // etcd: a value compare on an absent key is false whatever the operator.
-      if (!kv) return false;
-      return test(compareBytes(kv.value, c.value), c.op);
-    }
-    const field = kv ? kv[c.target] : 0;
-    return test(field < c.value ? -1 : field > c.value ? 1 : 0, c.op);
-  }
-
-  #checkCompare(c: Compare): void {
-    if (c === null || typeof c !== "object") throw invalidArg("compare", "an object", c);
-    if (typeof c.key !== "string") throw invalidArg("compare.key", "a string", c.key);
-    if (!TARGETS.has(c.target)) throw invalidArg("compare.target", "a compare target", c.target);
-    if (!OPS.has(c.op)) throw invalidArg("compare.op", "=, !=, < or >", c.op);
-    if (c.target === "value") {
-      if (!(c.value instanceof Uint8Array)) throw invalidArg("compare.value", "a Uint8Array", c.value);
-    } else if (!Number.isSafeInteger(c.value)) {
-      throw invalidArg("compare.value", "an integer", c.value);
-    }
-  }
-
-  /** Validates a branch, and refuses one that writes a key twice (as etcd does, whether or not it runs). */
-  #checkOps(ops: readonly TxnOp[], branch: string): void {
-    const puts = new Set<string>();
-    const deletes: KeySelector[] = [];
-    for (const op of ops) {
-      if (op === null || typeof op !== "object") throw invalidArg(branch, "transaction ops", op);
-      if (op.type === "put") {
-        this.#checkKey(op.key, `${branch} put key`);
-        if (!(op.value instanceof Uint8Array))
-          throw invalidArg(`${branch} put value`, "a Uint8Array", op.value);
-        if (op.value.length > this.#maxValue) {
-          throw new DWCPError(
-            "ERR_INVALID_ARG",
-            `a value of ${op.value.length} bytes exceeds ${this.#maxValue}`,
-          );
-        }
-        if (op.lease !== undefined) this.#checkLeaseId(op.lease);
-        if (puts.has(op.key)) throw new DWCPError("ERR_INVALID_ARG", `a transaction puts ${op.key} twice`);
-        puts.add(op.key);
-      } else if (op.type === "delete") {
-        this.#checkSelector(op, `${branch} delete`);
-        deletes.push(op);
-      } else if (op.type === "range") {
-        this.#checkSelector(op, `${branch} range`);
-        this.#checkLimit(op.limit);
-      } else {
-        throw invalidArg(`${branch} op type`, "put, delete or range", (op as { type: unknown }).type);
-      }
-    }
-    for (const key of puts) {
-      if (deletes.some((d) => (d.prefix ? key.startsWith(d.key) : key === d.key))) {
-        throw new DWCPError("ERR_INVALID_ARG", `a transaction both puts and deletes ${key}`);
-      }
-    }
-  }
-
-  #checkSelector(sel: KeySelector, name: string): void {
-    if (sel === null || typeof sel !== "object") throw invalidArg(name, "a key selector", sel);
-    if (sel.prefix !== undefined && typeof sel.prefix !== "boolean")
-      throw invalidArg(`${name}.prefix`, "a boolean", sel.prefix);
-    if (sel.prefix && sel.key === "") return;
-    this.#checkKey(sel.key, `${name}.key`);
-  }
-
-  #checkKey(key: string, name: string): void {
-    if (typeof key !== "string" || key === "" || LONE_SURROGATE.test(key)) {
-      throw invalidArg(name, "a non-empty well-formed string", key);
-    }
-    const bytes = Buffer.byteLength(key);
-    if (bytes > this.#maxKey)
-      throw new DWCPError("ERR_INVALID_ARG", `a key of ${bytes} bytes exceeds ${this.#maxKey}`);
-  }
-
-  #checkLimit(limit: number | undefined): void {
-    if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) {
-      throw invalidArg("limit", "a non-negative integer", limit);
-    }
-  }
-
-  #checkLeaseId(id: number): void {
-    if (!Number.isSafeInteger(id) || id < 0) throw invalidArg("lease", "a lease id", id);
-  }
+  // --- checks ---
 
   #usable(): void {
     if (this.#closed) throw new DWCPError("ERR_CLOSED", "the local consensus backend is closed");
@@ -639,23 +508,4 @@ function signal(): { promise: Promise<void>; fire(): void } {
 function positive(n: number, name: string): number {
   if (!Number.isSafeInteger(n) || n < 1) throw invalidArg(name, "a positive integer", n);
   return n;
-}
-
-function test(cmp: number, op: Compare["op"]): boolean {
-  switch (op) {
-    case "=":
-      return cmp === 0;
-    case "!=":
-      return cmp !== 0;
-    case "<":
-      return cmp < 0;
-    case ">":
-      return cmp > 0;
-  }
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
 }
