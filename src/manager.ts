@@ -34,6 +34,7 @@ import { pageTally } from "./codec/pages/counters.js";
 import type { PagePolicy } from "./codec/pages/encode.js";
 import { PageCodec } from "./codec/pages/format.js";
 import type { Consensus, ConsensusConfig } from "./consensus/acp.js";
+import type { BftConsensusConfig } from "./consensus/bft/open.js";
 import { channels, errorInfo, publish } from "./diagnostics/index.js";
 import { type Clock, deadline, type Env, nodeEnv, type Timer } from "./env/index.js";
 import { DWCPError, type DWCPErrorCode, isDWCPError } from "./errors.js";
@@ -177,6 +178,16 @@ export interface ManagerOptions {
     /** Follow the fleet's flags (at this key, default `/dwcp/flags`) into {@link DWCPManager.flags}. */
     fleetFlags?: boolean | { key?: string };
   };
+  /**
+   * ACP's internet generation: the BFT membership this node is a client of,
+   * and the member it hosts, if any (its messages travel on this manager's
+   * links). When set, {@link DWCPManager.consensus} opens ACP on it wherever
+   * selection puts ACP on v3 for a member's path (`enableV3Consensus` on, in
+   * the rollout, a path that is not datacenter, v3 on TLS), and on
+   * `consensus` otherwise. BFT has no leases: `consensus.register` fails there.
+   * @default not a BFT client
+   */
+  bft?: Omit<BftConsensusConfig, "node" | "nodeId">;
   /**
    * Time and randomness of the manager and everything it builds: its session
    * nodes, links, mode detectors, flag store (unless one is passed in `flags`),
@@ -472,8 +483,13 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     if (this.#closing) return Promise.reject(new DWCPError("ERR_CLOSED", "the manager is closed"));
     if (this.#consensus) return this.#consensus;
     const opening = (async () => {
-      const { register, fleetFlags, ...config } = this.#opts.consensus ?? { backend: "local" as const };
-      const c = await REGISTRY.consensus.v1(config as ConsensusConfig, {
+      const { register, fleetFlags, ...v1 } = this.#opts.consensus ?? { backend: "local" as const };
+      const generation = this.#consensusGeneration();
+      const config: ConsensusConfig =
+        generation === "v3"
+          ? { backend: "bft", node: this, nodeId: this.nodeId, ...this.#opts.bft! }
+          : (v1 as ConsensusConfig);
+      const c = await REGISTRY.consensus[generation](config, {
         nodeId: this.nodeId,
         env: this.#env,
         ...(register ? { register } : {}),
@@ -493,6 +509,19 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       if (this.#consensus === opening) this.#consensus = undefined;
     });
     return opening;
+  }
+
+  /**
+   * ACP's generation: v3 (BFT) when a BFT membership is configured and
+   * selection puts ACP on v3 for the path to any other member (measured, or
+   * what would apply to a member not linked yet); v1 otherwise.
+   */
+  #consensusGeneration(): Generation {
+    const bft = this.#opts.bft;
+    if (!bft) return "v1";
+    return bft.nodeIds.some((id) => id !== this.nodeId && this.components(id).consensus.generation === "v3")
+      ? "v3"
+      : "v1";
   }
 
   /** Starts accepting peers on both generations. */

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ZstdDictionary } from "../src/codec/index.js";
 import { DEFAULT_FLAGS, type FeatureFlags } from "../src/flags/flags.js";
 import { rolloutHash } from "../src/flags/rollout.js";
-import { COMPONENT_KEYS, type Component, REGISTRY } from "../src/manager/registry.js";
+import { COMPONENT_KEYS, type Component, type ComponentEntry, REGISTRY } from "../src/manager/registry.js";
 import { type PeerCapabilities, type Selection, selectGenerations } from "../src/manager/selection.js";
 import { COMPONENTS } from "../src/manager.js";
 import type { Mode } from "../src/mode/classifier.js";
@@ -23,12 +23,12 @@ describe("the component registry", () => {
       ["compression", "HDE", "enableV3Compression", true],
       ["prediction", "PBA", "enableV3Prediction", true],
       ["sync", "ASS", "enableV3StateSync", false],
-      ["consensus", "ACP", "enableV3Consensus", "v1"],
+      ["consensus", "ACP", "enableV3Consensus", true],
       ["placement", "ITP", "enableV3Placement", false],
     ]);
     // A component is built on exactly the generations it has a factory for.
     for (const c of COMPONENT_KEYS) {
-      const e = REGISTRY[c];
+      const e = REGISTRY[c] as ComponentEntry;
       const built = [typeof e.v1 === "function" && "v1", typeof e.v3 === "function" && "v3"].filter(Boolean);
       expect(built, c).toEqual(e.implemented === true ? ["v1", "v3"] : e.implemented === "v1" ? ["v1"] : []);
     }
@@ -298,7 +298,7 @@ describe("selectGenerations", () => {
     // Every v1 choice carries the refusal, every v3 choice none.
     for (const comp of COMPONENT_KEYS) {
       const choice = s.components[comp];
-      const built = REGISTRY[comp].implemented;
+      const built = (REGISTRY[comp] as ComponentEntry).implemented;
       expect(choice.implemented, comp).toBe(built === true || (built === "v1" && choice.generation === "v1"));
       expect(choice.refused, comp).toBe(choice.generation === "v1" ? c.v1Refusal : undefined);
     }
@@ -308,7 +308,7 @@ describe("selectGenerations", () => {
 
   it("unbuilt components get a choice too, reported as not implemented", () => {
     const s = run({ name: "", mode: "internet", want: {}, v3Allowed: true });
-    for (const comp of ["sync", "consensus", "placement"] as const)
+    for (const comp of ["sync", "placement"] as const)
       expect(s.components[comp]).toMatchObject({ generation: "v3", implemented: false });
   });
 

@@ -7,8 +7,9 @@
 import { type Env, nodeEnv, type Timer } from "../env/index.js";
 import { invalidArg } from "../errors.js";
 import type { FlagStore } from "../flags/flags.js";
-import type { ConsensusSample } from "../metrics/index.js";
+import type { BftReplicaSample, ConsensusSample } from "../metrics/index.js";
 import type { ConsensusBackend } from "./backend.js";
+import type { BftConsensusConfig } from "./bft/open.js";
 import type { EtcdBackendOptions } from "./etcd/index.js";
 import { FlagsSync, type FlagsSyncOptions } from "./flags-sync.js";
 import { InstrumentedBackend } from "./instrumented.js";
@@ -17,12 +18,14 @@ import { Registration, type RegistrationOptions } from "./registration.js";
 
 /**
  * Which backend ACP runs on: `{ backend: "local", dir }` (the default, in
- * memory without `dir`), `{ backend: "etcd", endpoints }`, or a backend of
- * one's own.
+ * memory without `dir`), `{ backend: "etcd", endpoints }`, `{ backend: "bft",
+ * membership, nodeIds, … }` (the internet generation: byzantine-tolerant
+ * replicas over the node's links), or a backend of one's own.
  */
 export type ConsensusConfig =
   | ({ readonly backend: "local" } & Omit<LocalBackendOptions, "env">)
   | ({ readonly backend: "etcd" } & EtcdBackendOptions)
+  | ({ readonly backend: "bft" } & BftConsensusConfig)
   | { readonly backend: ConsensusBackend };
 
 /** Options of {@link Consensus}. */
@@ -43,8 +46,9 @@ export interface ConsensusOptions {
 const STATUS_POLL_MS = 5000;
 
 /**
- * Opens the backend `config` names. The etcd client (gRPC) is loaded only
- * when etcd is asked for: a node on the embedded backend never pays for it.
+ * Opens the backend `config` names. The etcd client (gRPC) and the BFT replica
+ * are loaded only when asked for: a node on the embedded backend never pays
+ * for them.
  */
 export async function openBackend(config: ConsensusConfig, env: Env = nodeEnv): Promise<ConsensusBackend> {
   const b = config.backend;
@@ -57,8 +61,13 @@ export async function openBackend(config: ConsensusConfig, env: Env = nodeEnv): 
     const { EtcdBackend } = await import("./etcd/index.js");
     return new EtcdBackend(o);
   }
+  if (b === "bft") {
+    const { backend: _, ...o } = config as { backend: "bft" } & BftConsensusConfig;
+    const { openBft } = await import("./bft/open.js");
+    return openBft(o, env);
+  }
   if (typeof b === "object" && b !== null && typeof (b as ConsensusBackend).txn === "function") return b;
-  throw invalidArg("consensus.backend", '"local", "etcd" or a ConsensusBackend', b);
+  throw invalidArg("consensus.backend", '"local", "etcd", "bft" or a ConsensusBackend', b);
 }
 
 /** The consensus component of a node; see the module's description. */
@@ -74,6 +83,7 @@ export class Consensus {
   #statusTimer: Timer | undefined;
   #closed = false;
 
+  readonly #raw: ConsensusBackend;
   /** Whether the backend was opened here (else it is the caller's to close). */
   readonly #owned: boolean;
 
@@ -82,6 +92,7 @@ export class Consensus {
     this.#owned = owned;
     this.#nodeId = options.nodeId;
     this.#options = options;
+    this.#raw = backend;
     this.backend = new InstrumentedBackend(backend, env);
   }
 
@@ -150,12 +161,16 @@ export class Consensus {
   /** The figures now. */
   sample(): ConsensusSample {
     const c = this.backend.counts;
+    // A BFT backend reports the member this node hosts (duck-typed: the BFT code loads only when used).
+    const raw = this.#raw as Partial<{ replicaSample(): BftReplicaSample | undefined }>;
+    const replica = typeof raw.replicaSample === "function" ? raw.replicaSample() : undefined;
     return {
       ...c,
       backend: this.backend.kind,
       leaderChanges: this.#leaderChanges,
       leaseExpiries: this.#registration?.losses ?? 0,
       registered: this.#registration?.registered ? 1 : 0,
+      ...(replica ? { replica } : {}),
     };
   }
 

@@ -2,13 +2,14 @@
  * The six components a manager composes: each one's flag, and what it is built
  * from on each generation where it is built at all. The manager makes its
  * session nodes, HDE's page policy and ACP from these entries, and reports the
- * components without them as not implemented (ACP's v3 form is still to come);
+ * components without them as not implemented;
  * a component that comes adds its factories here and its protocol in its own
  * layer.
  */
 import type { ZstdDictionary } from "../codec/index.js";
 import type { PagePolicy } from "../codec/pages/encode.js";
 import { Consensus, type ConsensusConfig, type ConsensusOptions } from "../consensus/acp.js";
+import { invalidArg } from "../errors.js";
 import type { FeatureFlags } from "../flags/flags.js";
 import type { Mode, PathEstimate } from "../mode/classifier.js";
 import { policyFor, tuneParams } from "../mode/policy.js";
@@ -89,9 +90,19 @@ const pagePolicyV1: PagePolicyFactory = (mode) => policyFor(mode, { v3: false })
 const pagePolicyV3: PagePolicyFactory = (mode, dictionary) =>
   policyFor(mode, { v3: true, ...(dictionary ? { dictionary } : {}) });
 
-/** ACP's v1 form: the backend its configuration names (embedded or etcd), the node registered, the fleet's flags followed. */
+/**
+ * ACP: the backend its configuration names (v1: embedded or etcd; v3: BFT
+ * replicas over the node's links), the node registered, the fleet's flags
+ * followed. One factory: the generation is in the configuration the manager
+ * hands it.
+ */
 export type ConsensusFactory = (config: ConsensusConfig, options: ConsensusOptions) => Promise<Consensus>;
 const consensusV1: ConsensusFactory = (config, options) => Consensus.open(config, options);
+const consensusV3: ConsensusFactory = (config, options) => {
+  if (config.backend !== "bft")
+    return Promise.reject(invalidArg("consensus", "a BFT configuration on v3", config.backend));
+  return Consensus.open(config, options);
+};
 
 /** The components, in the order they are reported. */
 export const REGISTRY = Object.freeze({
@@ -105,7 +116,7 @@ export const REGISTRY = Object.freeze({
   },
   prediction: { name: "PBA", flag: "enableV3Prediction", implemented: true, v1: tuningV1, v3: tuningV3 },
   sync: { name: "ASS", flag: "enableV3StateSync", implemented: false, v1: undefined, v3: undefined },
-  consensus: { name: "ACP", flag: "enableV3Consensus", implemented: "v1", v1: consensusV1, v3: undefined },
+  consensus: { name: "ACP", flag: "enableV3Consensus", implemented: true, v1: consensusV1, v3: consensusV3 },
   placement: { name: "ITP", flag: "enableV3Placement", implemented: false, v1: undefined, v3: undefined },
 } as const satisfies Record<string, ComponentEntry>);
 

@@ -16,7 +16,7 @@ import type { FeatureFlags } from "../flags/flags.js";
 import { shouldUseV3 } from "../flags/rollout.js";
 import type { Mode } from "../mode/classifier.js";
 import type { Generation } from "./peer-link.js";
-import { COMPONENT_KEYS, type Component, REGISTRY } from "./registry.js";
+import { COMPONENT_KEYS, type Component, type ComponentEntry, REGISTRY } from "./registry.js";
 
 /** A generation's transport, as selection sees it. */
 export interface GenerationCapability {
@@ -81,7 +81,8 @@ export function selectGenerations(
   const open = caps.breakersOpen ?? [];
   const components = {} as Record<Component, ComponentChoice>;
   for (const c of COMPONENT_KEYS) {
-    const { flag, implemented } = REGISTRY[c];
+    // Widened: any kind of entry (built on both, on v1 only, planned), not only today's.
+    const { flag, implemented } = REGISTRY[c] as ComponentEntry;
     let generation: Generation = "v1";
     let reason: string;
     if (flags.forceV1) reason = "forceV1 (kill switch)";

@@ -5,6 +5,7 @@
 export { LATENCY_BUCKETS, LatencyHistogram } from "./histogram.js";
 export { attachNode, attachPages } from "./instruments.js";
 export {
+  type BftReplicaSample,
   type ConsensusSample,
   type ForecastSample,
   type GenerationName,

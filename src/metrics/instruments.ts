@@ -11,6 +11,7 @@
 import type { Registry } from "prom-client";
 import { LATENCY_BUCKETS, type LatencyHistogram } from "./histogram.js";
 import {
+  type BftReplicaSample,
   type ConsensusSample,
   type GenerationName,
   type NodeSample,
@@ -445,6 +446,55 @@ function register(registry: Registry, a: Attached): void {
     "gauge",
     "1 while this node is registered under a live lease",
     consensus((c, labels, out) => out.push({ value: c.registered, labels })),
+  );
+  const replica = (f: (r: BftReplicaSample, labels: Labels, out: Value[]) => void) =>
+    perNode((n, out) => {
+      if (n.consensus?.replica) f(n.consensus.replica, { node: n.node }, out);
+    });
+  def(
+    "dwcp_bft_views_total",
+    "counter",
+    "Views the BFT member this node hosts entered",
+    replica((r, labels, out) => out.push({ value: r.views, labels })),
+  );
+  def(
+    "dwcp_bft_timeouts_total",
+    "counter",
+    "View timeouts the hosted BFT member sent (a leader silent or slow, a view that failed)",
+    replica((r, labels, out) => out.push({ value: r.timeouts, labels })),
+  );
+  def(
+    "dwcp_bft_blocks_committed_total",
+    "counter",
+    "Blocks the hosted BFT member committed",
+    replica((r, labels, out) => out.push({ value: r.blocks, labels })),
+  );
+  def(
+    "dwcp_bft_evidence_total",
+    "counter",
+    "Equivocations the hosted BFT member proved (two validly signed, conflicting messages of one key), by kind",
+    replica((r, labels, out) => {
+      for (const [kind, value] of Object.entries(r.evidence))
+        out.push({ value, labels: { ...labels, kind } });
+    }),
+  );
+  def(
+    "dwcp_bft_accused_members",
+    "gauge",
+    "Members the hosted BFT member holds equivocation evidence against (each a proven byzantine key)",
+    replica((r, labels, out) => out.push({ value: r.accused, labels })),
+  );
+  def(
+    "dwcp_bft_rejected_messages_total",
+    "counter",
+    "BFT messages from peers the hosted member refused (framing, epoch, signature, sender, bounds)",
+    replica((r, labels, out) => out.push({ value: r.rejected, labels })),
+  );
+  def(
+    "dwcp_bft_lost_messages_total",
+    "counter",
+    "BFT messages the hosted member could not deliver (no open link, or the request failed)",
+    replica((r, labels, out) => out.push({ value: r.lost, labels })),
   );
   def(
     "dwcp_hde_bytes_in_total",

@@ -126,6 +126,26 @@ export interface ConsensusSample {
   leaseExpiries: number;
   /** 1 while the node is registered. */
   registered: number;
+  /** The BFT member this node hosts, on the internet generation's backend. */
+  replica?: BftReplicaSample;
+}
+
+/** The hosted member's figures, for the metrics (`dwcp_bft_*`). */
+export interface BftReplicaSample {
+  /** Views entered. */
+  views: number;
+  /** Timeouts sent. */
+  timeouts: number;
+  /** Blocks committed. */
+  blocks: number;
+  /** Equivocation evidence found, by the kind of the two messages. */
+  evidence: Record<"proposal" | "vote" | "timeout", number>;
+  /** Members with evidence against them: each a proven byzantine key. */
+  accused: number;
+  /** Peer messages refused (bad framing, epoch, signature, sender, or beyond a bound). */
+  rejected: number;
+  /** Messages not delivered (no open link, or the request failed). */
+  lost: number;
 }
 
 /** Pages an HDE encoder classified, and their bytes, by kind. */

@@ -60,8 +60,18 @@ async function take(it: AsyncIterator<readonly WatchEvent[]>, count: number): Pr
 /** The keys and values of `kvs`, for compact comparisons. */
 const pairs = (kvs: readonly KeyValue[]): [string, string][] => kvs.map((kv) => [kv.key, dec(kv.value)]);
 
-/** Runs the suite against one backend; `open` gives a fresh target for each test. */
-export function conformanceSuite(name: string, open: () => Promise<ConformanceTarget>): void {
+/**
+ * Runs the suite against one backend; `open` gives a fresh target for each
+ * test. A backend without leases (BFT: its replicas share no clock) runs,
+ * instead of the lease tests, one that holds it to refusing every lease call
+ * with `ERR_UNSUPPORTED`.
+ */
+export function conformanceSuite(
+  name: string,
+  open: () => Promise<ConformanceTarget>,
+  options: { leases?: boolean } = {},
+): void {
+  const hasLeases = options.leases ?? true;
   describe(`consensus conformance: ${name}`, () => {
     let target: ConformanceTarget;
     let db: ConsensusBackend;
@@ -431,83 +441,100 @@ export function conformanceSuite(name: string, open: () => Promise<ConformanceTa
       expect(got.map((e) => e.kv.modRevision)).toEqual([r]);
     });
 
-    it("a lease's keys go at one revision when it is revoked; a revoked lease is gone", async () => {
-      const lease = await grant(30);
-      expect(lease.ttl).toBe(30);
-      const ttl = await db.timeToLive(lease.id);
-      expect(ttl).toBeGreaterThan(25);
-      expect(ttl).toBeLessThanOrEqual(30);
-      const r1 = await db.put(`${p}a`, enc("a"), { lease: lease.id });
-      await db.put(`${p}b`, enc("b"), { lease: lease.id });
-      await db.put(`${p}kept`, enc("c"), { lease: lease.id });
-      // A put without the lease detaches the key from it.
-      await db.put(`${p}kept`, enc("c2"));
-      expect((await db.range({ key: `${p}a` })).kvs[0]!.lease).toBe(lease.id);
-      expect((await db.range({ key: `${p}kept` })).kvs[0]!.lease).toBe(0);
-      expect(
-        (await db.txn([{ key: `${p}a`, target: "lease", op: "=", value: lease.id }], [])).succeeded,
-      ).toBe(true);
+    if (hasLeases) {
+      it("a lease's keys go at one revision when it is revoked; a revoked lease is gone", async () => {
+        const lease = await grant(30);
+        expect(lease.ttl).toBe(30);
+        const ttl = await db.timeToLive(lease.id);
+        expect(ttl).toBeGreaterThan(25);
+        expect(ttl).toBeLessThanOrEqual(30);
+        const r1 = await db.put(`${p}a`, enc("a"), { lease: lease.id });
+        await db.put(`${p}b`, enc("b"), { lease: lease.id });
+        await db.put(`${p}kept`, enc("c"), { lease: lease.id });
+        // A put without the lease detaches the key from it.
+        await db.put(`${p}kept`, enc("c2"));
+        expect((await db.range({ key: `${p}a` })).kvs[0]!.lease).toBe(lease.id);
+        expect((await db.range({ key: `${p}kept` })).kvs[0]!.lease).toBe(0);
+        expect(
+          (await db.txn([{ key: `${p}a`, target: "lease", op: "=", value: lease.id }], [])).succeeded,
+        ).toBe(true);
 
-      const w = watch({ key: p, prefix: true }, { fromRevision: r1 + 4 });
-      const r = await now();
-      await db.revoke(lease.id);
-      expect(await now()).toBe(r + 1);
-      const batches = await take(w[Symbol.asyncIterator](), 2);
-      expect(batches).toHaveLength(1);
-      expect(batches[0]!.map((e) => [e.type, e.kv.key, e.kv.modRevision])).toEqual([
-        ["delete", `${p}a`, r + 1],
-        ["delete", `${p}b`, r + 1],
-      ]);
-      expect(pairs((await db.range({ key: p, prefix: true })).kvs)).toEqual([[`${p}kept`, "c2"]]);
-      expect(await db.timeToLive(lease.id)).toBe(-1);
-      await rejectsWith(db.keepAlive(lease.id), "ERR_LEASE_NOT_FOUND");
-      await rejectsWith(db.revoke(lease.id), "ERR_LEASE_NOT_FOUND");
-      await rejectsWith(db.put(`${p}late`, enc("x"), { lease: lease.id }), "ERR_LEASE_NOT_FOUND");
-      expect((await db.range({ key: `${p}late` })).count).toBe(0);
-    });
+        const w = watch({ key: p, prefix: true }, { fromRevision: r1 + 4 });
+        const r = await now();
+        await db.revoke(lease.id);
+        expect(await now()).toBe(r + 1);
+        const batches = await take(w[Symbol.asyncIterator](), 2);
+        expect(batches).toHaveLength(1);
+        expect(batches[0]!.map((e) => [e.type, e.kv.key, e.kv.modRevision])).toEqual([
+          ["delete", `${p}a`, r + 1],
+          ["delete", `${p}b`, r + 1],
+        ]);
+        expect(pairs((await db.range({ key: p, prefix: true })).kvs)).toEqual([[`${p}kept`, "c2"]]);
+        expect(await db.timeToLive(lease.id)).toBe(-1);
+        await rejectsWith(db.keepAlive(lease.id), "ERR_LEASE_NOT_FOUND");
+        await rejectsWith(db.revoke(lease.id), "ERR_LEASE_NOT_FOUND");
+        await rejectsWith(db.put(`${p}late`, enc("x"), { lease: lease.id }), "ERR_LEASE_NOT_FOUND");
+        expect((await db.range({ key: `${p}late` })).count).toBe(0);
+      });
 
-    it("a lease that is never renewed expires, deleting its keys at one revision", async () => {
-      const lease = await grant(3);
-      const r1 = await db.put(`${p}a`, enc("a"), { lease: lease.id });
-      await db.put(`${p}b`, enc("b"), { lease: lease.id });
-      const w = watch({ key: p, prefix: true }, { fromRevision: r1 + 2 });
-      const it = w[Symbol.asyncIterator]();
-      await target.elapse(lease.ttl + 1);
-      // etcd checks for expired leases on its own schedule: allow it a few seconds more.
-      for (let i = 0; i < 20 && (await db.range({ key: p, prefix: true })).count > 0; i++)
-        await target.elapse(0.5);
-      expect((await db.range({ key: p, prefix: true })).count).toBe(0);
-      const batches = await take(it, 2);
-      expect(batches).toHaveLength(1);
-      expect(batches[0]!.map((e) => [e.type, e.kv.key])).toEqual([
-        ["delete", `${p}a`],
-        ["delete", `${p}b`],
-      ]);
-      expect(await db.timeToLive(lease.id)).toBe(-1);
-      await rejectsWith(db.keepAlive(lease.id), "ERR_LEASE_NOT_FOUND");
-    });
+      it("a lease that is never renewed expires, deleting its keys at one revision", async () => {
+        const lease = await grant(3);
+        const r1 = await db.put(`${p}a`, enc("a"), { lease: lease.id });
+        await db.put(`${p}b`, enc("b"), { lease: lease.id });
+        const w = watch({ key: p, prefix: true }, { fromRevision: r1 + 2 });
+        const it = w[Symbol.asyncIterator]();
+        await target.elapse(lease.ttl + 1);
+        // etcd checks for expired leases on its own schedule: allow it a few seconds more.
+        for (let i = 0; i < 20 && (await db.range({ key: p, prefix: true })).count > 0; i++)
+          await target.elapse(0.5);
+        expect((await db.range({ key: p, prefix: true })).count).toBe(0);
+        const batches = await take(it, 2);
+        expect(batches).toHaveLength(1);
+        expect(batches[0]!.map((e) => [e.type, e.kv.key])).toEqual([
+          ["delete", `${p}a`],
+          ["delete", `${p}b`],
+        ]);
+        expect(await db.timeToLive(lease.id)).toBe(-1);
+        await rejectsWith(db.keepAlive(lease.id), "ERR_LEASE_NOT_FOUND");
+      });
 
-    it("keepAlive renews a lease for its full TTL", async () => {
-      const lease = await grant(4);
-      await db.put(`${p}a`, enc("a"), { lease: lease.id });
-      await target.elapse(3);
-      expect(await db.keepAlive(lease.id)).toBe(4);
-      expect(await db.timeToLive(lease.id)).toBeGreaterThanOrEqual(3);
-      await target.elapse(2);
-      // 5 s after the grant of 4 s, 2 s after the renewal: still alive.
-      expect((await db.range({ key: `${p}a` })).count).toBe(1);
-      const left = await db.timeToLive(lease.id);
-      expect(left).toBeGreaterThanOrEqual(1);
-      expect(left).toBeLessThanOrEqual(2);
-    });
+      it("keepAlive renews a lease for its full TTL", async () => {
+        const lease = await grant(4);
+        await db.put(`${p}a`, enc("a"), { lease: lease.id });
+        await target.elapse(3);
+        expect(await db.keepAlive(lease.id)).toBe(4);
+        expect(await db.timeToLive(lease.id)).toBeGreaterThanOrEqual(3);
+        await target.elapse(2);
+        // 5 s after the grant of 4 s, 2 s after the renewal: still alive.
+        expect((await db.range({ key: `${p}a` })).count).toBe(1);
+        const left = await db.timeToLive(lease.id);
+        expect(left).toBeGreaterThanOrEqual(1);
+        expect(left).toBeLessThanOrEqual(2);
+      });
 
-    it("an unknown lease: keepAlive and revoke fail with ERR_LEASE_NOT_FOUND, timeToLive is -1", async () => {
-      const bogus = 0x7fff_1234_5678;
-      await rejectsWith(db.keepAlive(bogus), "ERR_LEASE_NOT_FOUND");
-      await rejectsWith(db.revoke(bogus), "ERR_LEASE_NOT_FOUND");
-      expect(await db.timeToLive(bogus)).toBe(-1);
-      await rejectsWith(db.put(`${p}a`, enc("a"), { lease: bogus }), "ERR_LEASE_NOT_FOUND");
-    });
+      it("an unknown lease: keepAlive and revoke fail with ERR_LEASE_NOT_FOUND, timeToLive is -1", async () => {
+        const bogus = 0x7fff_1234_5678;
+        await rejectsWith(db.keepAlive(bogus), "ERR_LEASE_NOT_FOUND");
+        await rejectsWith(db.revoke(bogus), "ERR_LEASE_NOT_FOUND");
+        expect(await db.timeToLive(bogus)).toBe(-1);
+        await rejectsWith(db.put(`${p}a`, enc("a"), { lease: bogus }), "ERR_LEASE_NOT_FOUND");
+      });
+    } else {
+      it("has no leases: every lease call and a put with a lease fail with ERR_UNSUPPORTED, and change nothing", async () => {
+        const r = await now();
+        await rejectsWith(db.grant(30), "ERR_UNSUPPORTED");
+        await rejectsWith(db.keepAlive(1), "ERR_UNSUPPORTED");
+        await rejectsWith(db.revoke(1), "ERR_UNSUPPORTED");
+        await rejectsWith(db.timeToLive(1), "ERR_UNSUPPORTED");
+        await rejectsWith(db.put(`${p}a`, enc("a"), { lease: 1 }), "ERR_UNSUPPORTED");
+        await rejectsWith(
+          db.txn([], [{ type: "put", key: `${p}a`, value: enc("a"), lease: 1 }]),
+          "ERR_UNSUPPORTED",
+        );
+        expect(await now()).toBe(r);
+        expect((await db.range({ key: `${p}a` })).count).toBe(0);
+      });
+    }
 
     it("concurrent compare-and-swaps on one key: exactly one wins", async () => {
       const k = `${p}k`;

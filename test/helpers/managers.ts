@@ -1,6 +1,7 @@
 // Pairs of DWCPManagers for link tests, and small waiting helpers.
 import { DWCPManager, type ManagerOptions, type PeerLink } from "../../src/manager.js";
 import type { Transport } from "../../src/transport/contract.js";
+import { MemoryNetwork, memory } from "../../src/transport/memory/index.js";
 import { PSK } from "./nodes.js";
 
 export const V3_ON = { enableV3Transport: true, v3RolloutPercentage: 100 };
@@ -82,3 +83,27 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `n` managers, node-0 … node-(n-1), each linked to every other over the
+ * memory transport (PSK sessions, mode assumed datacenter unless `o` says
+ * otherwise); closed by {@link closeManagers}.
+ */
+export async function mesh(n: number, o: Partial<ManagerOptions> = {}): Promise<DWCPManager[]> {
+  const net = new MemoryNetwork();
+  const ms = Array.from({ length: n }, (_, i) =>
+    manager({
+      nodeId: `node-${i}`,
+      v1: { transport: memory({}, net), psk: PSK },
+      v3: { transport: memory({}, net), psk: PSK },
+      detectMode: false,
+      assumeMode: "datacenter",
+      ...o,
+    }),
+  );
+  const bound = await Promise.all(ms.map((m, i) => m.listen({ v1: `b${i}v1:0`, v3: `b${i}v3:0` })));
+  for (let i = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++) await ms[i]!.connect({ v1: bound[j]!.v1, v3: bound[j]!.v3! });
+  await until(() => ms.every((m) => m.links.size === n - 1), 5000, "every link");
+  return ms;
+}

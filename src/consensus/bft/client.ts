@@ -10,6 +10,14 @@ import { BFT_SUBMIT_KIND, decodeAnswer, encodeSubmit, type SubmitResult } from "
 /** What a client needs of its node: requests on its links (a `DWCPManager` has it). */
 export type BftClientNode = Pick<BftNode, "links">;
 
+/** The member hosted on the client's own node, which no link reaches: its submissions go straight to it. */
+export interface LocalMember {
+  /** Its node id (the client's own). */
+  readonly nodeId: string;
+  /** Submits a payload to it (a hosted replica's `submit`). */
+  submit(payload: Uint8Array): Promise<Uint8Array>;
+}
+
 /**
  * Submits `cmd` to every member's node and resolves once `f + 1` of them gave
  * the same answer (at least one of them honest: the command is committed).
@@ -23,7 +31,7 @@ export function submitCommand(
   nodeIds: readonly string[],
   f: number,
   cmd: Command,
-  options: { timeout?: number } = {},
+  options: { timeout?: number; local?: LocalMember } = {},
 ): Promise<SubmitResult> {
   checkCommand(cmd);
   const payload = encodeSubmit(cmd);
@@ -34,9 +42,11 @@ export function submitCommand(
     for (const id of nodeIds) {
       const link = node.links.get(id);
       const asked =
-        link?.state === "open"
-          ? link.request(BFT_SUBMIT_KIND, payload, { timeout: options.timeout ?? 30_000 })
-          : Promise.reject(new DWCPError("ERR_NOT_CONNECTED", `no open link to ${id}`));
+        id === options.local?.nodeId
+          ? options.local.submit(payload)
+          : link?.state === "open"
+            ? link.request(BFT_SUBMIT_KIND, payload, { timeout: options.timeout ?? 30_000 })
+            : Promise.reject(new DWCPError("ERR_NOT_CONNECTED", `no open link to ${id}`));
       asked.then(
         (bytes) => {
           if (settled) return;

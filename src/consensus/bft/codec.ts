@@ -65,6 +65,14 @@ export class Writer {
     return this.u8(b.length).bytes(b);
   }
 
+  /** A string of at most 65,535 UTF-8 bytes behind a two-byte length. */
+  str16(s: string): this {
+    const b = textEncoder.encode(s);
+    if (b.length > 0xffff)
+      throw new DWCPError("ERR_INVALID_ARG", `a string of ${b.length} bytes exceeds 65535`);
+    return this.u16(b.length).bytes(b);
+  }
+
   /** Bytes behind a four-byte length. */
   blob32(b: Uint8Array): this {
     return this.u32(b.length).bytes(b);
@@ -137,6 +145,15 @@ export class Reader {
   str8(what = "string"): string {
     const n = this.u8(what);
     const b = this.bytes(n, what);
+    try {
+      return textDecoder.decode(b);
+    } catch {
+      throw new DWCPError("ERR_BAD_FRAME", `${what} is not valid UTF-8`);
+    }
+  }
+
+  str16(what = "string"): string {
+    const b = this.bytes(this.u16(what), what);
     try {
       return textDecoder.decode(b);
     } catch {

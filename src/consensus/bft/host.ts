@@ -22,6 +22,8 @@ export const BFT_MESSAGE_KIND = 100;
 export const MAX_WAITING_SUBMISSIONS = 10_000;
 /** Recent commits a host remembers, to answer a command submitted again after it committed. */
 const RECENT_ANSWERS = 10_000;
+/** …and their bytes at most. */
+const RECENT_ANSWER_BYTES = 64 * 1024 * 1024;
 
 /** What a hosted replica needs of its node: a `DWCPManager` has it. */
 export interface BftNode {
@@ -71,6 +73,11 @@ export interface HostStats {
 export interface HostedReplica {
   readonly replica: Replica;
   readonly stats: Readonly<HostStats>;
+  /**
+   * A submission from this node itself (it has no link to itself), answered
+   * as a peer's is: the answer's bytes once the command commits here.
+   */
+  submit(payload: Uint8Array, signal?: AbortSignal): Promise<Uint8Array>;
   /** Stops the replica and removes the request handler. */
   close(): void;
 }
@@ -112,12 +119,19 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
   const waiting = new Map<string, ((answer: Uint8Array) => void)[]>();
   let waiters = 0;
   const recent = new Map<string, Uint8Array>();
+  let recentBytes = 0;
   replica.onCommit((c) => {
     c.commands.forEach((cmd, i) => {
       const answer = encodeAnswer(c, c.results[i]);
       const k = keyOf(cmd);
+      recentBytes += answer.length - (recent.get(k)?.length ?? 0);
       recent.set(k, answer);
-      if (recent.size > RECENT_ANSWERS) recent.delete(recent.keys().next().value!);
+      // Bounded in count and in bytes: a store op's answer carries its reply (up to 1 MiB).
+      while (recent.size > RECENT_ANSWERS || recentBytes > RECENT_ANSWER_BYTES) {
+        const [oldest, bytes] = recent.entries().next().value!;
+        recent.delete(oldest);
+        recentBytes -= bytes.length;
+      }
       for (const done of [...(waiting.get(k) ?? [])]) done(answer);
     });
   });
@@ -140,6 +154,45 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
     }
     return set;
   };
+  /** A client's submission, answered once it commits here (or at once when it did already). */
+  const answer = (payload: Uint8Array, signal: AbortSignal): Uint8Array | Promise<Uint8Array> => {
+    const cmd = decodeSubmit(payload);
+    const k = keyOf(cmd);
+    const known = recent.get(k);
+    if (known) return known;
+    if (signal.aborted) throw new DWCPError("ERR_ABORTED", "the client's session ended");
+    if (waiters >= MAX_WAITING_SUBMISSIONS)
+      throw new DWCPError("ERR_RESOURCE_LIMIT", `${MAX_WAITING_SUBMISSIONS} submissions are waiting`);
+    replica.submit(cmd);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const list = waiting.get(k) ?? [];
+      waiting.set(k, list);
+      waiters++;
+      const settle = () => {
+        env.clock.clearTimeout(timer);
+        onEnd(signal).delete(onAbort);
+        const i = list.indexOf(done);
+        if (i >= 0) list.splice(i, 1);
+        if (list.length === 0 && waiting.get(k) === list) waiting.delete(k);
+        waiters--;
+      };
+      const done = (answer: Uint8Array) => {
+        settle();
+        stats.answered++;
+        resolve(answer);
+      };
+      const onAbort = () => {
+        settle();
+        reject(new DWCPError("ERR_ABORTED", "the client's session ended"));
+      };
+      const timer = env.clock.setTimeout(() => {
+        settle();
+        reject(new DWCPError("ERR_TIMEOUT", `the command did not commit here within ${submitTimeoutMs} ms`));
+      }, submitTimeoutMs);
+      onEnd(signal).add(onAbort);
+      list.push(done);
+    });
+  };
   const offs: (() => void)[] = [];
   try {
     offs.push(
@@ -153,48 +206,7 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
         return undefined;
       }),
     );
-    offs.push(
-      node.handle(BFT_SUBMIT_KIND, (payload, ctx) => {
-        const cmd = decodeSubmit(payload);
-        const k = keyOf(cmd);
-        const known = recent.get(k);
-        if (known) return known;
-        if (ctx.signal.aborted) throw new DWCPError("ERR_ABORTED", "the client's session ended");
-        if (waiters >= MAX_WAITING_SUBMISSIONS)
-          throw new DWCPError("ERR_RESOURCE_LIMIT", `${MAX_WAITING_SUBMISSIONS} submissions are waiting`);
-        replica.submit(cmd);
-        return new Promise<Uint8Array>((resolve, reject) => {
-          const list = waiting.get(k) ?? [];
-          waiting.set(k, list);
-          waiters++;
-          const settle = () => {
-            env.clock.clearTimeout(timer);
-            onEnd(ctx.signal).delete(onAbort);
-            const i = list.indexOf(done);
-            if (i >= 0) list.splice(i, 1);
-            if (list.length === 0 && waiting.get(k) === list) waiting.delete(k);
-            waiters--;
-          };
-          const done = (answer: Uint8Array) => {
-            settle();
-            stats.answered++;
-            resolve(answer);
-          };
-          const onAbort = () => {
-            settle();
-            reject(new DWCPError("ERR_ABORTED", "the client's session ended"));
-          };
-          const timer = env.clock.setTimeout(() => {
-            settle();
-            reject(
-              new DWCPError("ERR_TIMEOUT", `the command did not commit here within ${submitTimeoutMs} ms`),
-            );
-          }, submitTimeoutMs);
-          onEnd(ctx.signal).add(onAbort);
-          list.push(done);
-        });
-      }),
-    );
+    offs.push(node.handle(BFT_SUBMIT_KIND, (payload, ctx) => answer(payload, ctx.signal)));
   } catch (err) {
     for (const off of offs) off();
     replica.close();
@@ -203,6 +215,7 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
   return {
     replica,
     stats,
+    submit: (payload, signal = NEVER) => Promise.resolve().then(() => answer(payload, signal)),
     close() {
       for (const off of offs) off();
       replica.close();
@@ -210,4 +223,5 @@ export async function hostReplica(node: BftNode, o: HostedReplicaOptions): Promi
   };
 }
 
+const NEVER = new AbortController().signal;
 const keyOf = (c: Command) => `${c.client}\0${c.seq}`;

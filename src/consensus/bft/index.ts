@@ -2,13 +2,15 @@
  * ACP, the internet generation: byzantine-tolerant agreement among n = 3f + 1
  * replicas that do not trust each other (two-chain HotStuff, Ed25519
  * signatures), sans-IO on an {@link Env} so that it runs unchanged in the
- * simulator, and a replicated key-value state machine with a state hash per
- * height.
+ * simulator, and a replicated key-value state machine (etcd's MVCC store,
+ * without leases) with a state hash per height; {@link BftBackend} puts the
+ * replicas behind ACP's `ConsensusBackend` contract.
  *
  * @packageDocumentation
  */
 export type { Env } from "../../env/index.js";
-export { type BftClientNode, submitCommand } from "./client.js";
+export { BftBackend, type BftBackendOptions, MAX_PENDING_COMMANDS } from "./backend.js";
+export { type BftClientNode, type LocalMember, submitCommand } from "./client.js";
 export type { EquivocationKind } from "./evidence.js";
 export {
   BFT_MESSAGE_KIND,
@@ -34,6 +36,7 @@ export {
   type TimeoutSignature,
   verifyTC,
 } from "./messages.js";
+export { type BftConsensusConfig, openBft } from "./open.js";
 export {
   type Committed,
   EVIDENCE_VIEWS_BEHIND,
@@ -48,6 +51,8 @@ export {
   verifyQC,
 } from "./replica.js";
 export {
+  BFT_HISTORY_REVISIONS,
+  BFT_TXN_LIMITS,
   decodeOp,
   deleteOp,
   type KvOp,
@@ -56,3 +61,13 @@ export {
   putOp,
   readOp,
 } from "./state-machine.js";
+export {
+  changesOp,
+  compactOp,
+  MAX_REPLY_BYTES,
+  rangeOp,
+  readReply,
+  type StoreOp,
+  statusOp,
+  txnOp,
+} from "./store-ops.js";

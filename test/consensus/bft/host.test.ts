@@ -12,10 +12,7 @@ import { generateKeys, membership } from "../../../src/consensus/bft/membership.
 import type { Committed } from "../../../src/consensus/bft/replica.js";
 import { putOp, readOp } from "../../../src/consensus/bft/state-machine.js";
 import { fileStorage } from "../../../src/consensus/local/file-storage.js";
-import type { DWCPManager } from "../../../src/manager.js";
-import { MemoryNetwork, memory } from "../../../src/transport/memory/index.js";
-import { closeManagers, manager, until } from "../../helpers/managers.js";
-import { PSK } from "../../helpers/nodes.js";
+import { closeManagers, mesh, until } from "../../helpers/managers.js";
 
 const dirs: string[] = [];
 const stores: ReturnType<typeof fileStorage>[] = [];
@@ -35,25 +32,6 @@ function disk(): ReturnType<typeof fileStorage> {
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
-
-/** `n` managers, node-0 … node-(n-1), each linked to every other. */
-async function mesh(n: number): Promise<DWCPManager[]> {
-  const net = new MemoryNetwork();
-  const ms = Array.from({ length: n }, (_, i) =>
-    manager({
-      nodeId: `node-${i}`,
-      v1: { transport: memory({}, net), psk: PSK },
-      v3: { transport: memory({}, net), psk: PSK },
-      detectMode: false,
-      assumeMode: "datacenter",
-    }),
-  );
-  const bound = await Promise.all(ms.map((m, i) => m.listen({ v1: `b${i}v1:0`, v3: `b${i}v3:0` })));
-  for (let i = 0; i < n; i++)
-    for (let j = i + 1; j < n; j++) await ms[i]!.connect({ v1: bound[j]!.v1, v3: bound[j]!.v3! });
-  await until(() => ms.every((m) => m.links.size === n - 1), 5000, "every link");
-  return ms;
-}
 
 describe("BFT replicas over DWCP links", () => {
   it("4 managers: 40 commands from two clients commit in the same order everywhere, with equal state hashes", async () => {

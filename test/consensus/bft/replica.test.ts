@@ -288,7 +288,7 @@ describe("BFT replica: faults", () => {
     await c.sim.run({ until: 20_000, stopWhen: () => c.allApplied(3) });
     for (let i = 0; i < 4; i++) expect(c.applied(i)).toEqual(["a:1", "a:2", "a:3"]);
     const keys = [...c.commits[0]!.values()].flatMap((x) => x.commands.map((y) => decodeOp(y.op)));
-    expect(keys.map((k) => k?.key)).toEqual(["k1", "k2", "k3"]);
+    expect(keys.map((k) => (k && "key" in k ? k.key : undefined))).toEqual(["k1", "k2", "k3"]);
     expect(c.violations).toEqual([]);
   });
 });
