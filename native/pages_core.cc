@@ -28,6 +28,10 @@ constexpr uint32_t kPageMagic = 0x47505744;  // "DWPG"
 constexpr size_t kPageHeader = 72;
 enum PageKindId : uint8_t { kZero = 0, kSame = 1, kDup = 2, kFull = 3, kDelta = 4, kSparse = 5 };
 constexpr size_t kSparseGap = 4;
+// zstd levels above this try level 1 first; a level-1 result this close to the
+// raw size means the batch does not compress (encode.ts: PROBE_ABOVE_LEVEL, INCOMPRESSIBLE).
+constexpr int kProbeAboveLevel = 3;
+constexpr double kIncompressible = 0.99;
 
 // Runs of non-zero bytes of an XOR page, encoded as the TS twin does (u16 run
 // count; per run u16 offset, u16 length, bytes); SIZE_MAX past `limit`.
@@ -182,7 +186,17 @@ bool EncodePages(const PageJob& j, Out* out) {
   const uint8_t* payload = raw.get();
   size_t payloadLength = rawLength;
   uint32_t dictId = 0;
-  if (codec != 0) {
+  // zstd's high levels spend ~12x level 1's time on bytes that do not compress:
+  // a level-1 pass that gains nothing sends the batch raw (encode.ts does the same).
+  bool incompressible = false;
+  if (codec == 2 && j.level > kProbeAboveLevel) {
+    Out probe;
+    if (!ZstdCompress(raw.get(), rawLength, 1, j.dict.get(), &probe)) return out->Fail(probe.code, probe.message);
+    incompressible = static_cast<double>(probe.length) >= static_cast<double>(rawLength) * kIncompressible;
+  }
+  if (incompressible) {
+    codec = 0;
+  } else if (codec != 0) {
     bool ok = codec == 1 ? Lz4Compress(raw.get(), rawLength, j.level, &packed)
                          : ZstdCompress(raw.get(), rawLength, j.level, j.dict.get(), &packed);
     if (!ok) return out->Fail(packed.code, packed.message);

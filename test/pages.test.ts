@@ -194,6 +194,29 @@ describe(`page pipeline (${codecBackend()} codecs)`, () => {
     decodePages(frame, { target });
     expect(Buffer.compare(target, rnd)).toBe(0);
   });
+
+  it("zstd above level 3 probes with level 1: random pages go raw for a fraction of level 9's time; half-random batches still compress", () => {
+    const rnd = randomFillSync(new Uint8Array(1 << 20));
+    const o = (policy: PagePolicy) => ({ imageId: 1, version: 1, policy });
+    const time = (policy: PagePolicy) => {
+      const t = performance.now();
+      for (let i = 0; i < 3; i++) encodePages(rnd, o(policy));
+      return performance.now() - t;
+    };
+    expect(encodePages(rnd, o({ codec: PageCodec.ZSTD, level: 9 })).frame[5]).toBe(PageCodec.NONE);
+    // Level 9 with the probe costs about what level 1 does (it is level 1, once), not level 9's full pass.
+    const probed = time({ codec: PageCodec.ZSTD, level: 9 });
+    const level3 = time({ codec: PageCodec.ZSTD, level: 3 });
+    expect(probed).toBeLessThan(level3);
+    // Half the pages text-like (each page its own): the probe gains more than 1 %, so level 9 runs and compresses.
+    const half = rnd.slice();
+    for (let j = 0; j < half.length / 2; j++) half[j] = ((j * 7 + (j >> 12)) % 61) + 32;
+    const { frame } = encodePages(half, o({ codec: PageCodec.ZSTD, level: 9 }));
+    expect(frame[5]).toBe(PageCodec.ZSTD);
+    const target = new Uint8Array(half.length);
+    decodePages(frame, { target });
+    expect(Buffer.compare(target, half)).toBe(0);
+  });
 });
 
 describe.skipIf(codecBackend() !== "native")(
@@ -217,6 +240,14 @@ describe.skipIf(codecBackend() !== "native")(
             expect(Buffer.compare(nat, ts), `first ${first}, baseline ${!!baseline}`).toBe(0);
           }
         }
+      }
+      // Random pages under zstd 9: both probe with level 1 and send the batch raw.
+      const rnd = randomFillSync(new Uint8Array(256 * PAGE));
+      for (const level of [3, 9, 19]) {
+        const o = { imageId: 7, version: 1, policy: { codec: PageCodec.ZSTD, level } as PagePolicy };
+        const nat = await encodePagesAsync(rnd, o);
+        expect(Buffer.compare(nat, encodePages(rnd, o).frame), `zstd ${level}`).toBe(0);
+        expect(nat[5]).toBe(PageCodec.NONE);
       }
       await fc.assert(
         fc.asyncProperty(
