@@ -80,12 +80,12 @@ function sparseRuns(x: Uint8Array, limit: number, out?: Uint8Array): number {
   return size;
 }
 
-/** How page frames are compressed; the caller picks one per path. */
 /** zstd levels above this try level 1 first, to spot a batch that does not compress. */
 const PROBE_ABOVE_LEVEL = 3;
 /** A level-1 result this close to the raw size means the batch does not compress. */
 const INCOMPRESSIBLE = 0.99;
 
+/** How page frames are compressed; the caller picks one per path. */
 export interface PagePolicy {
   codec: PageCodecId;
   level: number;
