@@ -56,7 +56,7 @@ import { COMPONENT_KEYS, type Component, REGISTRY } from "./manager/registry.js"
 import { type LinkRequestHandler, RequestHandlers } from "./manager/requests.js";
 import { type ComponentChoice, type Selection, selectGenerations } from "./manager/selection.js";
 import { MAX_PEER_SERIES, PeerTotals } from "./manager/telemetry.js";
-import { attachNode, attachPages, type NodeSample } from "./metrics/index.js";
+import { attachNode, attachPages, type NodeSample, type SyncSample } from "./metrics/index.js";
 import {
   type AcceptMigrationOptions,
   acceptMigration,
@@ -70,6 +70,7 @@ import { policyFor } from "./mode/policy.js";
 import type { FlowClass } from "./prediction/allocate.js";
 import type { DWCPNode, NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
+import type { ClusterMap, EventualMap, SyncConfig } from "./sync/cluster-map.js";
 import { type Listener, tunable } from "./transport/contract.js";
 import { Tunnel, type TunnelOptions } from "./tunnel/tunnel.js";
 
@@ -189,6 +190,15 @@ export interface ManagerOptions {
    */
   bft?: Omit<BftConsensusConfig, "node" | "nodeId">;
   /**
+   * ASS: the cluster map {@link DWCPManager.sync} opens. Where selection puts
+   * ASS on v3 for a linked peer's path (`enableV3StateSync` on, a path that is
+   * not datacenter, v3 on TLS) it is the eventual map — gossiped, signed,
+   * its peers found by SWIM over this manager's links — and `signing` is
+   * required; elsewhere the strong map kept in ACP.
+   * @default the strong map, at `/dwcp/sync/` in ACP
+   */
+  sync?: SyncConfig;
+  /**
    * Time and randomness of the manager and everything it builds: its session
    * nodes, links, mode detectors, flag store (unless one is passed in `flags`),
    * health checks and deadlines (the simulator's, under simulation). The
@@ -276,6 +286,8 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   readonly registry: Registry;
   readonly #opts: ManagerOptions;
   #consensus: Promise<Consensus> | undefined;
+  #sync: Promise<ClusterMap> | undefined;
+  #syncOpen: ClusterMap | undefined;
   /** ACP once open: what the metrics sample. */
   #consensusOpen: Consensus | undefined;
   readonly #links = new Map<string, PeerLink>();
@@ -470,6 +482,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
       errors,
       flags: { epoch: this.flags.epoch, fileRefusals: this.#flagFileRefusals },
       ...(this.#consensusOpen ? { consensus: this.#consensusOpen.sample() } : {}),
+      ...(this.#syncOpen?.mode === "eventual" ? { sync: syncSample(this.#syncOpen as EventualMap) } : {}),
     };
   }
 
@@ -522,6 +535,44 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     return bft.nodeIds.some((id) => id !== this.nodeId && this.components(id).consensus.generation === "v3")
       ? "v3"
       : "v1";
+  }
+
+  /**
+   * ASS's cluster map, opened on first use as {@link ManagerOptions.sync}
+   * says: eventual (v3) where selection puts ASS on v3 for a linked peer's
+   * path, strong (in ACP) otherwise; the same instance after. A failed
+   * opening is not kept. Closed with the manager (the eventual map leaves its
+   * membership first).
+   */
+  sync(): Promise<ClusterMap> {
+    if (this.#closing) return Promise.reject(new DWCPError("ERR_CLOSED", "the manager is closed"));
+    if (this.#sync) return this.#sync;
+    const opening = (async () => {
+      const linked = [...this.links.keys()];
+      const v3 = (linked.length > 0 ? linked : [undefined]).some(
+        (id) =>
+          this.#select(id === undefined ? undefined : this.links.get(id)).components.sync.generation === "v3",
+      );
+      const map = await REGISTRY.sync[v3 ? "v3" : "v1"]({
+        node: this,
+        nodeId: this.nodeId,
+        env: this.#env,
+        consensus: () => this.consensus(),
+        config: this.#opts.sync ?? {},
+        linked,
+      });
+      if (this.#closing) {
+        await map.close();
+        throw new DWCPError("ERR_CLOSED", "the manager closed while ASS was opening");
+      }
+      this.#syncOpen = map;
+      return map;
+    })();
+    this.#sync = opening;
+    opening.catch(() => {
+      if (this.#sync === opening) this.#sync = undefined;
+    });
+    return opening;
   }
 
   /** Starts accepting peers on both generations. */
@@ -1067,6 +1118,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     );
     for (const l of this.#listeners) await l.close();
     await Promise.all([this.v1.close({ timeoutMs: closeMs }), this.v3.close({ timeoutMs: closeMs })]);
+    await this.#sync?.then((m) => m.close()).catch(() => {});
     await this.#consensus?.then((c) => c.close()).catch(() => {});
   }
 }
@@ -1090,4 +1142,21 @@ function isSession(v: unknown): v is Session {
   return (
     typeof v === "object" && v !== null && typeof (v as Session).destroy === "function" && "negotiated" in v
   );
+}
+
+/** The metrics' view of an eventual map. */
+function syncSample(m: EventualMap): SyncSample {
+  const { replica, swim, lagSeconds } = m.sample();
+  return {
+    localUpdates: replica.localUpdates,
+    bytesSent: replica.bytesSent,
+    refused: replica.refusedEntries,
+    tombstonesCollected: replica.tombstonesCollected,
+    lagSeconds,
+    members: m.members().length,
+    suspicions: swim.suspicionsRaised,
+    falseSuspicions: swim.falseSuspicions,
+    dead: swim.declaredDead,
+    awareness: swim.awareness,
+  };
 }

@@ -22,7 +22,7 @@ describe("the component registry", () => {
       ["transport", "AMST", "enableV3Transport", true],
       ["compression", "HDE", "enableV3Compression", true],
       ["prediction", "PBA", "enableV3Prediction", true],
-      ["sync", "ASS", "enableV3StateSync", false],
+      ["sync", "ASS", "enableV3StateSync", true],
       ["consensus", "ACP", "enableV3Consensus", true],
       ["placement", "ITP", "enableV3Placement", false],
     ]);
@@ -308,7 +308,7 @@ describe("selectGenerations", () => {
 
   it("unbuilt components get a choice too, reported as not implemented", () => {
     const s = run({ name: "", mode: "internet", want: {}, v3Allowed: true });
-    for (const comp of ["sync", "placement"] as const)
+    for (const comp of ["placement"] as const)
       expect(s.components[comp]).toMatchObject({ generation: "v3", implemented: false });
   });
 

@@ -9,12 +9,16 @@
 import type { ZstdDictionary } from "../codec/index.js";
 import type { PagePolicy } from "../codec/pages/encode.js";
 import { Consensus, type ConsensusConfig, type ConsensusOptions } from "../consensus/acp.js";
+import type { Env } from "../env/index.js";
 import { invalidArg } from "../errors.js";
 import type { FeatureFlags } from "../flags/flags.js";
 import type { Mode, PathEstimate } from "../mode/classifier.js";
 import { policyFor, tuneParams } from "../mode/policy.js";
 import { type Forecast, tuneForRate } from "../prediction/index.js";
 import { DWCPNode, type NodeOptions } from "../session/node.js";
+import type { CarrierNode } from "../sync/carrier.js";
+import { type ClusterMap, openEventualMap, type SyncConfig } from "../sync/cluster-map.js";
+import { StrongMap } from "../sync/strong-map.js";
 import type { TuneParams } from "../transport/contract.js";
 
 /** A component with a working implementation on both generations. */
@@ -104,6 +108,39 @@ const consensusV3: ConsensusFactory = (config, options) => {
   return Consensus.open(config, options);
 };
 
+/** What ASS is opened from: the node and its links, its ACP (strong mode), and its configuration. */
+export interface SyncInput {
+  readonly node: CarrierNode;
+  readonly nodeId: string;
+  readonly env: Env;
+  /** The node's ACP, opened on demand (strong mode keeps the map there). */
+  readonly consensus: () => Promise<Consensus>;
+  readonly config: SyncConfig;
+  /** Whom to join SWIM through, when the configuration names no seeds. */
+  readonly linked: readonly string[];
+}
+
+/** ASS: v1 the map in ACP (strong), v3 the signed gossiped map whose peers SWIM finds (eventual). */
+export type SyncFactory = (input: SyncInput) => Promise<ClusterMap>;
+const syncV1: SyncFactory = async ({ consensus, config, env }) =>
+  new StrongMap((await consensus()).backend, { ...config.strong, env });
+const syncV3: SyncFactory = async ({ node, nodeId, env, config, linked }) => {
+  if (!config.signing)
+    throw invalidArg(
+      "sync.signing",
+      "Ed25519 keys (internet mode signs every delta and membership update)",
+      config.signing,
+    );
+  return openEventualMap(node, {
+    id: nodeId,
+    env,
+    seeds: config.seeds ?? linked,
+    signing: config.signing,
+    ...(config.swim ? { swim: config.swim } : {}),
+    ...(config.replica ? { replica: config.replica } : {}),
+  });
+};
+
 /** The components, in the order they are reported. */
 export const REGISTRY = Object.freeze({
   transport: { name: "AMST", flag: "enableV3Transport", implemented: true, v1: node(1), v3: node(3) },
@@ -115,7 +152,7 @@ export const REGISTRY = Object.freeze({
     v3: pagePolicyV3,
   },
   prediction: { name: "PBA", flag: "enableV3Prediction", implemented: true, v1: tuningV1, v3: tuningV3 },
-  sync: { name: "ASS", flag: "enableV3StateSync", implemented: false, v1: undefined, v3: undefined },
+  sync: { name: "ASS", flag: "enableV3StateSync", implemented: true, v1: syncV1, v3: syncV3 },
   consensus: { name: "ACP", flag: "enableV3Consensus", implemented: true, v1: consensusV1, v3: consensusV3 },
   placement: { name: "ITP", flag: "enableV3Placement", implemented: false, v1: undefined, v3: undefined },
 } as const satisfies Record<string, ComponentEntry>);

@@ -19,5 +19,6 @@ export {
   type PageSample,
   type PeerSample,
   type StripeCounts,
+  type SyncSample,
   type TrafficCounts,
 } from "./sample.js";

@@ -18,6 +18,7 @@ import {
   PAGE_KINDS,
   type PageSample,
   type PeerSample,
+  type SyncSample,
 } from "./sample.js";
 
 type Labels = Record<string, string | number>;
@@ -495,6 +496,70 @@ function register(registry: Registry, a: Attached): void {
     "counter",
     "BFT messages the hosted member could not deliver (no open link, or the request failed)",
     replica((r, labels, out) => out.push({ value: r.lost, labels })),
+  );
+  const sync = (f: (x: SyncSample, labels: Labels, out: Value[]) => void) =>
+    perNode((n, out) => {
+      if (n.sync) f(n.sync, { node: n.node }, out);
+    });
+  def(
+    "dwcp_sync_updates_total",
+    "counter",
+    "Local writes and deletes of ASS's eventual map",
+    sync((x, labels, out) => out.push({ value: x.localUpdates, labels })),
+  );
+  def(
+    "dwcp_sync_bytes_sent_total",
+    "counter",
+    "Bytes of sync frames sent (deltas, acks, anti-entropy, repairs); divided by the updates, the bytes an update costs",
+    sync((x, labels, out) => out.push({ value: x.bytesSent, labels })),
+  );
+  def(
+    "dwcp_sync_refused_entries_total",
+    "counter",
+    "Entries refused before merging (timestamps too far ahead, failed signature or origin checks, bounds)",
+    sync((x, labels, out) => out.push({ value: x.refused, labels })),
+  );
+  def(
+    "dwcp_sync_tombstones_collected_total",
+    "counter",
+    "Tombstones collected once every live member acknowledged them",
+    sync((x, labels, out) => out.push({ value: x.tombstonesCollected, labels })),
+  );
+  def(
+    "dwcp_sync_lag_seconds",
+    "gauge",
+    "Convergence lag: age of the oldest local update not yet acknowledged by every live member",
+    sync((x, labels, out) => out.push({ value: x.lagSeconds, labels })),
+  );
+  def(
+    "dwcp_swim_members",
+    "gauge",
+    "Members SWIM holds alive or suspect, this node excluded",
+    sync((x, labels, out) => out.push({ value: x.members, labels })),
+  );
+  def(
+    "dwcp_swim_suspicions_total",
+    "counter",
+    "Suspicions this node raised (a probe and its indirect probes unanswered)",
+    sync((x, labels, out) => out.push({ value: x.suspicions, labels })),
+  );
+  def(
+    "dwcp_swim_false_suspicions_total",
+    "counter",
+    "Suspicions this node saw refuted by the suspect (false positives of failure detection)",
+    sync((x, labels, out) => out.push({ value: x.falseSuspicions, labels })),
+  );
+  def(
+    "dwcp_swim_dead_total",
+    "counter",
+    "Members this node declared dead",
+    sync((x, labels, out) => out.push({ value: x.dead, labels })),
+  );
+  def(
+    "dwcp_swim_awareness",
+    "gauge",
+    "Lifeguard's local health multiplier: 0 healthy, up to 8 when this node misses acks or refutes itself",
+    sync((x, labels, out) => out.push({ value: x.awareness, labels })),
   );
   def(
     "dwcp_hde_bytes_in_total",

@@ -106,6 +106,30 @@ export interface NodeSample {
   flags: { epoch: number; fileRefusals: number };
   /** ACP, once the node opened it. */
   consensus?: ConsensusSample;
+  /** ASS's eventual map (internet mode), once the node opened it. */
+  sync?: SyncSample;
+}
+
+/** ASS's figures in internet mode: the sync replica's and SWIM's. */
+export interface SyncSample {
+  /** Local writes and deletes. */
+  localUpdates: number;
+  /** Bytes of sync frames sent. */
+  bytesSent: number;
+  /** Entries refused (too far ahead, failed signature or origin check, beyond a bound). */
+  refused: number;
+  /** Tombstones collected after every member acknowledged them. */
+  tombstonesCollected: number;
+  /** Convergence lag: age of the oldest local update not yet acknowledged by every live member, seconds. */
+  lagSeconds: number;
+  /** Members alive or suspect, this node excluded. */
+  members: number;
+  /** Suspicions this node raised; of those seen anywhere, the ones refuted (false positives); members declared dead. */
+  suspicions: number;
+  falseSuspicions: number;
+  dead: number;
+  /** Lifeguard's local health multiplier (0 healthy … 8). */
+  awareness: number;
 }
 
 /** ACP's figures. */

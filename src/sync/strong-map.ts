@@ -16,6 +16,7 @@ import type { ConsensusBackend, KeyValue, Watch } from "../consensus/backend.js"
 import { Reader, Writer } from "../consensus/bft/codec.js";
 import { type Env, nodeEnv } from "../env/index.js";
 import { DWCPError, invalidArg } from "../errors.js";
+import type { ClusterMap } from "./cluster-map.js";
 
 /** A record: field name → value. */
 export type SyncRecord = Readonly<Record<string, Uint8Array>>;
@@ -36,7 +37,8 @@ export const MAX_RECORD_FIELDS = 1024;
 export const MAX_FIELD_NAME_BYTES = 1024;
 
 /** The map in strong mode; see the module's description. */
-export class StrongMap {
+export class StrongMap implements ClusterMap {
+  readonly mode = "strong";
   readonly #backend: ConsensusBackend;
   readonly #prefix: string;
   readonly #timeoutMs: number;

@@ -2,6 +2,8 @@
 import { DWCPManager, type ManagerOptions, type PeerLink } from "../../src/manager.js";
 import type { Transport } from "../../src/transport/contract.js";
 import { MemoryNetwork, memory } from "../../src/transport/memory/index.js";
+import { tls } from "../../src/transport/tls/index.js";
+import { meshPki } from "./certs.js";
 import { PSK } from "./nodes.js";
 
 export const V3_ON = { enableV3Transport: true, v3RolloutPercentage: 100 };
@@ -105,5 +107,32 @@ export async function mesh(n: number, o: Partial<ManagerOptions> = {}): Promise<
   for (let i = 0; i < n; i++)
     for (let j = i + 1; j < n; j++) await ms[i]!.connect({ v1: bound[j]!.v1, v3: bound[j]!.v3! });
   await until(() => ms.every((m) => m.links.size === n - 1), 5000, "every link");
+  return ms;
+}
+
+/**
+ * Managers with TLS on both generations over loopback (mutual certificates
+ * from one test CA naming each node id), each linked to every other; `each(id,
+ * i)` adds options per node. Closed by {@link closeManagers}.
+ */
+export async function tlsMesh(
+  ids: readonly string[],
+  each: (id: string, i: number) => Partial<ManagerOptions>,
+): Promise<DWCPManager[]> {
+  const pki = meshPki(ids);
+  const ms = ids.map((id, i) => {
+    const c = { ...pki.nodes[id]!, ca: pki.ca, servername: "localhost" };
+    return manager({
+      nodeId: id,
+      v1: { transport: tls(c) },
+      v3: { transport: tls(c) },
+      detectMode: false,
+      ...each(id, i),
+    });
+  });
+  const bound = await Promise.all(ms.map((m) => m.listen({ v1: "127.0.0.1:0", v3: "127.0.0.1:0" })));
+  for (let i = 0; i < ms.length; i++)
+    for (let j = i + 1; j < ms.length; j++) await ms[i]!.connect({ v1: bound[j]!.v1, v3: bound[j]!.v3! });
+  await until(() => ms.every((m) => m.links.size === ms.length - 1), 10_000, "every link");
   return ms;
 }

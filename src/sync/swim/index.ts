@@ -1,10 +1,11 @@
 /**
  * SWIM membership with Lifeguard (ASS): a sans-IO core on the Env, its wire
- * format and its tunables.
+ * format, its tunables, and its host on a node's links.
  *
  * @packageDocumentation
  */
 export { Awareness, type SuspicionBounds, suspicionBounds, suspicionTimeout } from "./health.js";
+export { type HostedSwim, type HostedSwimOptions, hostSwim, SWIM_MESSAGE_KIND } from "./host.js";
 export type { MemberState } from "./member-list.js";
 export {
   decodeMessage,

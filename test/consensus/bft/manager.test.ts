@@ -8,14 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { generateKeys, membership } from "../../../src/consensus/bft/membership.js";
-import { type DWCPManager, tls } from "../../../src/index.js";
+import type { DWCPManager } from "../../../src/index.js";
 import type { Mode } from "../../../src/mode/classifier.js";
-import { meshPki } from "../../helpers/certs.js";
-import { closeManagers, manager, until } from "../../helpers/managers.js";
+import { closeManagers, tlsMesh } from "../../helpers/managers.js";
 import { parseProm, promValue } from "../../helpers/prom.js";
 
 const IDS = ["site-a", "site-b", "site-c", "site-d"];
-const pki = meshPki(IDS);
 const { publicKeys, privateKeys } = generateKeys(4);
 const members = membership(1, publicKeys);
 const dirs: string[] = [];
@@ -25,16 +23,11 @@ afterAll(() => {
 });
 
 /** Four TLS agents, linked to each other, each hosting its member (file logs); paths assumed `mode`. */
-async function sites(mode: Mode, flags: Record<string, unknown>): Promise<DWCPManager[]> {
-  const ms = IDS.map((id, i) => {
+function sites(mode: Mode, flags: Record<string, unknown>): Promise<DWCPManager[]> {
+  return tlsMesh(IDS, (_, i) => {
     const dir = mkdtempSync(join(tmpdir(), "dwcp-bft-mgr-"));
     dirs.push(dir);
-    const c = { ...pki.nodes[id]!, ca: pki.ca, servername: "localhost" };
-    return manager({
-      nodeId: id,
-      v1: { transport: tls(c) },
-      v3: { transport: tls(c) },
-      detectMode: false,
+    return {
       assumeMode: mode,
       flags: { enableV3Transport: true, v3RolloutPercentage: 100, ...flags },
       consensus: { backend: "local" },
@@ -44,13 +37,8 @@ async function sites(mode: Mode, flags: Record<string, unknown>): Promise<DWCPMa
         replica: { id: i, privateKey: privateKeys[i]!, dir, baseTimeoutMs: 300 },
         requestTimeoutMs: 10_000,
       },
-    });
+    };
   });
-  const bound = await Promise.all(ms.map((m) => m.listen({ v1: "127.0.0.1:0", v3: "127.0.0.1:0" })));
-  for (let i = 0; i < ms.length; i++)
-    for (let j = i + 1; j < ms.length; j++) await ms[i]!.connect({ v1: bound[j]!.v1, v3: bound[j]!.v3! });
-  await until(() => ms.every((m) => m.links.size === ms.length - 1), 10_000, "every link");
-  return ms;
 }
 
 const enc = (s: string) => new TextEncoder().encode(s);
