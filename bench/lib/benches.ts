@@ -16,6 +16,8 @@ export const BENCHES = [
   "lincheck",
   "consensus",
   "bft",
+  "sync",
+  "place",
 ] as const;
 
 export type BenchName = (typeof BENCHES)[number];
