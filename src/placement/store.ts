@@ -209,10 +209,13 @@ export type Planner = (
 ) => { readonly placements: readonly Placement[]; readonly unplaced: readonly { readonly vm: string }[] };
 
 /**
- * Reads the state, plans `vms` on it, commits the plan; on a stale read, reads
- * again and plans again, up to `maxAttempts` (then `ERR_UNAVAILABLE`: the
- * cluster changes faster than this placer plans). Backs off a random 0–2^k ms
- * between attempts so that racing placers spread out.
+ * Reads the state, plans `vms` on it, commits the plan. A plan that lost a
+ * race on some hosts is applied in part, as Nomad's plan applier does: the
+ * placements on hosts that did not change commit at once (the same compares,
+ * fewer hosts), and only the VMs of the stale hosts are planned again, on a
+ * fresh read. Gives up after `maxAttempts` reads (`ERR_UNAVAILABLE`: the
+ * cluster changes faster than this placer plans), backing off a random
+ * 0–2^k ms between attempts so that racing placers spread out.
  */
 export async function placeAndCommit(
   store: PlacementStore,
@@ -222,24 +225,35 @@ export async function placeAndCommit(
 ): Promise<PlaceOutcome> {
   const max = options.maxAttempts ?? 16;
   const env = options.env ?? nodeEnv;
+  const placed: Placement[] = [];
+  let todo = vms;
   for (let attempt = 1; attempt <= max; attempt++) {
     const state = await store.read();
-    const plan = planner(state, vms);
-    if (plan.placements.length === 0)
-      return {
-        placements: [],
-        unplaced: plan.unplaced.map((u) => u.vm),
-        attempts: attempt,
-        revision: state.revision,
-      };
-    const out = await store.commit({ placements: plan.placements, vms }, state);
-    if (out.committed)
-      return {
-        placements: plan.placements,
-        unplaced: plan.unplaced.map((u) => u.vm),
-        attempts: attempt,
-        revision: out.revision,
-      };
+    const plan = planner(state, todo);
+    const done = (revision: number) => ({
+      placements: placed,
+      unplaced: plan.unplaced.map((u) => u.vm),
+      attempts: attempt,
+      revision,
+    });
+    if (plan.placements.length === 0) return done(state.revision);
+    const out = await store.commit({ placements: plan.placements, vms: todo }, state);
+    if (out.committed) {
+      placed.push(...plan.placements);
+      return done(out.revision);
+    }
+    // The part of the plan no stale host touches (neither where a VM lands nor where it leaves).
+    const stale = new Set(out.stale);
+    const from = new Map(state.allocations.map((a) => [a.vm, a.host]));
+    const fresh = plan.placements.filter((p) => !stale.has(p.host) && !stale.has(from.get(p.vm) ?? ""));
+    if (fresh.length > 0) {
+      const part = await store.commit({ placements: fresh, vms: todo }, state);
+      if (part.committed) {
+        placed.push(...fresh);
+        const gone = new Set(fresh.map((p) => p.vm));
+        todo = todo.filter((v) => !gone.has(v.id));
+      }
+    }
     const wait = env.random.int(2 ** Math.min(attempt, 7));
     await new Promise<void>((resolve) => env.clock.setTimeout(resolve, wait));
   }
