@@ -201,6 +201,8 @@ export {
   type ProbeOptions,
   type ProbeResult,
 } from "./path/prober.js";
+/** ITP: the placement pipeline and its optimistic commit. */
+export * as placement from "./placement/index.js";
 export {
   type AllocateOptions,
   allocate,
@@ -267,6 +269,8 @@ export {
   type SessionLimits,
   type SessionStats,
 } from "./session/session.js";
+/** ASS: the cluster map, strong or eventual, and its cores (CRDTs, anti-entropy, SWIM). */
+export * as sync from "./sync/index.js";
 export { type AmstOptions, amst } from "./transport/amst/index.js";
 export type { Transport } from "./transport/contract.js";
 export { type RdmaOptions, rdma } from "./transport/rdma/index.js";

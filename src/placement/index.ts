@@ -1,0 +1,42 @@
+/**
+ * ITP, placement: where a VM goes. A pure pipeline ({@link place}: hard
+ * filters, weighted normalised scores, seeded candidate limiting, an
+ * explanation per candidate, per-mode weights), and the optimistic commit that
+ * makes concurrent placers safe ({@link PlacementStore}, {@link placeAndCommit}:
+ * a plan is one ACP transaction comparing each touched host's allocation
+ * revision, on any consensus backend).
+ *
+ * @packageDocumentation
+ */
+export type { CandidateLimit } from "./candidates.js";
+export type { CandidateExplanation, PlacementMetrics, VmExplanation } from "./explain.js";
+export type {
+  Allocation,
+  ClusterState,
+  Host,
+  Placement,
+  Resource,
+  Resources,
+  ScoreWeights,
+  SpreadConstraint,
+  Taint,
+  VmRequest,
+} from "./model.js";
+export {
+  type PlaceOptions,
+  type PlaceResult,
+  Placer,
+  place,
+  type Unplaced,
+  type VmOutcome,
+} from "./pipeline.js";
+export {
+  type CommitOutcome,
+  PlacementStore,
+  type PlacementStoreOptions,
+  type PlaceOutcome,
+  type Plan,
+  type Planner,
+  placeAndCommit,
+} from "./store.js";
+export { defaultSpreadFor, weightsFor } from "./weights.js";
