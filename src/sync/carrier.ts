@@ -44,6 +44,8 @@ export interface CarrierOptions {
   readonly maxInFlight?: number;
   /** Hands a peer's message to the core (must not throw). */
   readonly receive: (from: string, bytes: Uint8Array) => void;
+  /** Told when a message finds no open link to its peer (must not throw). */
+  readonly unreachable?: (peer: string) => void;
 }
 
 /** The carrier of one core. */
@@ -83,6 +85,7 @@ export function carry(node: CarrierNode, o: CarrierOptions): Carrier {
       if (link?.state !== "open") {
         stats.lost++;
         stats.noLink++;
+        o.unreachable?.(to);
         return;
       }
       if (stats.inFlight >= maxInFlight) {

@@ -6,6 +6,7 @@
 import { sign as edSign, verify as edVerify } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../../src/env/index.js";
 import { DWCPError } from "../../src/errors.js";
 import {
   decodeMessage,
@@ -19,6 +20,7 @@ import {
   suspicionTimeout,
   updateBytes,
 } from "../../src/sync/swim/index.js";
+import { MemberList } from "../../src/sync/swim/member-list.js";
 import { seededKeys } from "../consensus/bft/harness.js";
 import { SwimNet } from "./swim-sim.js";
 
@@ -419,5 +421,30 @@ describe("SWIM hostile input", () => {
     n0.receive("n3", gossip(signAs(1, { kind: "alive", node: "n1", incarnation: 7, origin: "n1" })));
     expect(n0.member("n1")?.incarnation).toBe(7);
     net.close();
+  });
+});
+
+describe("SWIM probe order", () => {
+  it("a member urged (its link found closed) is probed next, once, then the round goes on; a dead one is not urged", () => {
+    const list = new MemberList(seededRandom(3));
+    const member = (id: string, state: "alive" | "dead") => ({
+      id,
+      state,
+      incarnation: 0,
+      since: 0,
+      update: { kind: state, node: id, incarnation: 0, origin: id, signature: new Uint8Array(0) },
+    });
+    for (const id of ["a", "b", "c", "d"]) list.add(member(id, "alive"));
+    const round = [list.nextProbe()!.id, list.nextProbe()!.id];
+    list.urge("d");
+    list.urge("d");
+    const next = list.nextProbe()!.id;
+    expect(next).toBe("d");
+    // The rest of the round is what it would have been, d's own turn included.
+    const rest = [list.nextProbe()!.id, list.nextProbe()!.id];
+    expect(new Set([...round, ...rest])).toEqual(new Set(["a", "b", "c", "d"]));
+    list.add(member("x", "dead"));
+    list.urge("x");
+    expect(list.nextProbe()!.id).not.toBe("x");
   });
 });

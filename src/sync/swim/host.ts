@@ -3,7 +3,9 @@
  * of kind {@link SWIM_MESSAGE_KIND} (../carrier.ts), a member's id its node id,
  * the sender of each the node id its link authenticated. SWIM is built for
  * loss, so a member this node has no open link to is exactly a lost ping: the
- * probe fails and SWIM suspects it, as it would over a datagram path.
+ * probe fails and SWIM suspects it, as it would over a datagram path. Such a
+ * member (its link closed: the peer crashed, or the path broke) is probed
+ * next, not at its turn in the round — still judged by SWIM's own probes.
  */
 import { type Env, nodeEnv } from "../../env/index.js";
 import { type CarrierNode, type CarrierStats, carry } from "../carrier.js";
@@ -50,6 +52,8 @@ export function hostSwim(node: CarrierNode, o: HostedSwimOptions): HostedSwim {
     kind: SWIM_MESSAGE_KIND,
     ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
     receive: (from, bytes) => swim?.receive(from, bytes),
+    // A member whose link is gone is probed next: a crashed peer is suspected a round sooner.
+    unreachable: (to) => swim?.probeSoon(to),
   });
   try {
     swim = new Swim({

@@ -27,6 +27,8 @@ export class MemberList {
   readonly #members = new Map<string, Member>();
   #order: string[] = [];
   #next = 0;
+  /** Members to probe before the round's order (see {@link urge}); at most one entry each. */
+  readonly #urgent: string[] = [];
 
   constructor(readonly random: Random) {}
 
@@ -62,10 +64,25 @@ export class MemberList {
   }
 
   /**
+   * Makes `id` the next member probed (once), ahead of the round's order: the
+   * transport has just found it unreachable. The round-robin goes on after it.
+   */
+  urge(id: string): void {
+    const m = this.#members.get(id);
+    if (m && (m.state === "alive" || m.state === "suspect") && !this.#urgent.includes(id))
+      this.#urgent.push(id);
+  }
+
+  /**
    * The next member to probe (alive or suspect), or undefined when there is
-   * none. Reshuffles at the end of each round.
+   * none: an urged one first, then the round's order, reshuffled at the end
+   * of each round.
    */
   nextProbe(): Member | undefined {
+    for (let id = this.#urgent.shift(); id !== undefined; id = this.#urgent.shift()) {
+      const m = this.#members.get(id);
+      if (m && (m.state === "alive" || m.state === "suspect")) return m;
+    }
     for (let tries = 0; tries <= this.#order.length + 1; tries++) {
       if (this.#next >= this.#order.length) this.#reshuffle();
       if (this.#order.length === 0) return undefined;

@@ -271,6 +271,15 @@ export class Swim {
     };
   }
 
+  /**
+   * The transport found `id` unreachable (its link closed): probe it next
+   * rather than at its turn in the round. It is still judged by SWIM's
+   * probes, direct and indirect, and its suspicion; only sooner.
+   */
+  probeSoon(id: string): void {
+    this.#members.urge(id);
+  }
+
   /** Calls `fn` with every membership event (it must not throw); returns a function that removes it. */
   onEvent(fn: (e: SwimEvent) => void): () => void {
     this.#listeners.push(fn);
