@@ -208,7 +208,7 @@ describe("benchmark report", () => {
     expect(unreadable).toContain("- hash.json: ours is not a finite number");
     expect(sectionOf(markdown, "crc")).toBe("");
     expect(markdown).toContain(
-      "**Not run** (no result file): transport-small, transport-wan, predict, migrate, migrate-corpus, qemu-migrate, lincheck, consensus, bft.",
+      "**Not run** (no result file): transport-small, transport-wan, predict, migrate, migrate-corpus, qemu-migrate, lincheck, consensus, bft, sync, place.",
     );
     expect(sectionOf(markdown, "transport-wan")).toBe("");
   });
