@@ -42,15 +42,16 @@
 // Run alone: `npx tsx bench/sync-crdt.ts` prints the result as JSON (nothing
 // is written). BENCH_ROUNDS (5), BENCH_SYNC_WRITES (20000), _KEYS (2000) and
 // _EVERY (500) size the run.
+
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as Y from "yjs";
-import type { Env } from "../src/env/index.js";
 import { seededRandom } from "../src/env/index.js";
 import { DeltaTracker } from "../src/sync/delta-tracker.js";
 import { Hlc } from "../src/sync/hlc.js";
 import { decodeLwwDelta, encodeLwwDelta, type LwwDelta, LwwMap, lwwParts } from "../src/sync/lww-map.js";
+import { manualEnv } from "../src/testing/manual.js";
 import { median, round } from "./lib/result.js";
 
 /** Sizes of a {@link runCrdt} run. */
@@ -240,26 +241,6 @@ interface SystemRun {
 
 // ---------------------------------------------------------------- DWCP
 
-/** A clock the bench moves: one simulated wall clock shared by the replicas. */
-function manualEnv(): { env: Env; set(ms: number): void } {
-  let wall = T0;
-  return {
-    env: {
-      clock: {
-        now: () => wall,
-        wall: () => wall,
-        setTimeout: () => ({ unref() {} }),
-        clearTimeout() {},
-        setImmediate() {},
-      },
-      random: seededRandom(1),
-    },
-    set: (ms) => {
-      wall = ms;
-    },
-  };
-}
-
 interface DwcpNode {
   node: string;
   map: LwwMap;
@@ -314,7 +295,7 @@ function dwcpContent(m: LwwMap): Map<string, string> {
 }
 
 function runDwcp(w: Workload, syncEvery: number): SystemRun {
-  const clock = manualEnv();
+  const clock = manualEnv(T0);
   const nodes: DwcpNode[] = Array.from({ length: REPLICAS }, (_, i) => {
     const node = `replica-${i}`;
     return { node, map: new LwwMap(new Hlc(clock.env, node)), tracker: new DeltaTracker(node) };

@@ -14,6 +14,7 @@
 export { type Env, nodeEnv, type Random, seededRandom } from "../env/index.js";
 export type { Storage } from "../env/storage.js";
 export { describeMix, type FaultHooks, type FaultMix, scheduleFaults, swarmMix } from "./faults.js";
+export { type ManualEnv, manualEnv } from "./manual.js";
 export { CLEAN_LINK, type LinkConditions, SimNetwork, type SimNetworkStats } from "./network.js";
 export { type ClockSkew, type RunOptions, Simulator, type SimulatorOptions } from "./simulator.js";
 export { SimDisks } from "./storage.js";

@@ -7,10 +7,11 @@
 // delta tracker's tombstone GC (never drops a live element, never lets a
 // deleted key come back), the too-far-ahead rule against a lying node, hostile
 // decoding and caps, and the size of a one-key delta after a long history.
+
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { hex } from "../../src/consensus/bft/codec.js";
-import { type Env, seededRandom } from "../../src/env/index.js";
+import { seededRandom } from "../../src/env/index.js";
 import { DWCPError } from "../../src/errors.js";
 import { type DeltaPlan, DeltaTracker, type SyncHeader } from "../../src/sync/delta-tracker.js";
 import { compareHlc, Hlc, type HlcTimestamp } from "../../src/sync/hlc.js";
@@ -30,31 +31,10 @@ import {
   type OrSetDelta,
 } from "../../src/sync/or-set.js";
 import { decodePnDelta, encodePnDelta, PnCounter, type PnDelta } from "../../src/sync/pn-counter.js";
+import { manualEnv } from "../../src/testing/manual.js";
 
 const T0 = 1_800_000_000_000;
 const NODES = ["a", "b", "c"] as const;
-
-/** An Env whose wall clock the test moves. */
-function manualEnv(start: number): { env: Env; set(ms: number): void; get(): number } {
-  let wall = start;
-  const env: Env = {
-    clock: {
-      now: () => wall,
-      wall: () => wall,
-      setTimeout: () => ({ unref() {} }),
-      clearTimeout() {},
-      setImmediate() {},
-    },
-    random: seededRandom(1),
-  };
-  return {
-    env,
-    set: (ms) => {
-      wall = ms;
-    },
-    get: () => wall,
-  };
-}
 
 function lwwReplica(node: string, wall = T0, maxAheadMs?: number) {
   const clock = manualEnv(wall);

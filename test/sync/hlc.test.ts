@@ -2,9 +2,9 @@
 // clock does, the receive rule (later stamps exceed every accepted remote one),
 // the too-far-ahead rule (refused, clock untouched, same verdict on every
 // receiver at the same local time), the total order and the bounded codec.
+
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Env, seededRandom } from "../../src/env/index.js";
 import { DWCPError } from "../../src/errors.js";
 import {
   compareHlc,
@@ -15,27 +15,7 @@ import {
   Hlc,
   type HlcTimestamp,
 } from "../../src/sync/hlc.js";
-
-/** An Env whose wall clock the test sets. */
-function manualEnv(start: number): { env: Env; set(ms: number): void } {
-  let wall = start;
-  const env: Env = {
-    clock: {
-      now: () => wall,
-      wall: () => wall,
-      setTimeout: () => ({ unref() {} }),
-      clearTimeout() {},
-      setImmediate() {},
-    },
-    random: seededRandom(1),
-  };
-  return {
-    env,
-    set: (ms) => {
-      wall = ms;
-    },
-  };
-}
+import { manualEnv } from "../../src/testing/manual.js";
 
 const T0 = 1_800_000_000_000;
 

@@ -18,12 +18,13 @@
 // is equal (quiescence).
 import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { bytesEqual } from "../../src/consensus/bft/codec.js";
-import type { Clock, Env, Random, Timer } from "../../src/env/index.js";
+import type { Env, Random } from "../../src/env/index.js";
 import { compareHlc, compareUtf8, type HlcTimestamp } from "../../src/sync/hlc.js";
 import { entryDigest, type LwwField } from "../../src/sync/lww-map.js";
 import { SyncReplica, type SyncReplicaOptions } from "../../src/sync/replica.js";
 import { KeyRegistry } from "../../src/sync/signed.js";
 import { Simulator, seededRandom } from "../../src/testing/index.js";
+import { gatedEnv } from "../helpers/gated-env.js";
 
 /** How long a reordered frame may be held back, ms. */
 export const REORDER_MS = 300;
@@ -94,11 +95,6 @@ interface Node {
   up: boolean;
   /** Timer callbacks that came due while the node was down. */
   held: (() => void)[];
-}
-
-interface Handle extends Timer {
-  cancelled: boolean;
-  inner?: Timer;
 }
 
 /** Options of a {@link ReplicaNet}. */
@@ -227,33 +223,10 @@ export class ReplicaNet {
 
   // The node's env: its timers wait while it is down.
   #env(node: Node, offsetMs: number): Env {
-    const base = this.sim.env(node.name, { offsetMs });
-    const clock: Clock = {
-      ...base.clock,
-      setTimeout: (fn, ms) => {
-        const h: Handle = {
-          cancelled: false,
-          unref() {
-            return this;
-          },
-        };
-        h.inner = base.clock.setTimeout(() => {
-          const run = () => {
-            if (!h.cancelled) fn();
-          };
-          if (node.up) run();
-          else node.held.push(run);
-        }, ms);
-        return h;
-      },
-      clearTimeout: (t) => {
-        const h = t as Handle | undefined;
-        if (!h) return;
-        h.cancelled = true;
-        base.clock.clearTimeout(h.inner);
-      },
-    };
-    return { clock, random: base.random };
+    return gatedEnv(this.sim.env(node.name, { offsetMs }), (run) => {
+      if (node.up) run();
+      else node.held.push(run);
+    });
   }
 
   #delay(): number {

@@ -6,9 +6,10 @@
 // slowness (every inbound message waits a random processing delay before the
 // core sees it, while its timers fire on time: Lifeguard's overloaded node).
 // Every membership event is recorded with the virtual time and traced.
-import type { Clock, Env, Timer } from "../../src/env/index.js";
+import type { Env } from "../../src/env/index.js";
 import { Swim, type SwimEvent, type SwimOptions } from "../../src/sync/swim/index.js";
 import { Simulator } from "../../src/testing/index.js";
+import { gatedEnv } from "../helpers/gated-env.js";
 
 /** An event as one node (the observer) saw it, at virtual time `t`. */
 export interface Observed extends SwimEvent {
@@ -37,11 +38,6 @@ interface SimNode {
   up: boolean;
   pausedUntil: number;
   slowMs: number;
-}
-
-interface Handle extends Timer {
-  cancelled: boolean;
-  inner?: Timer;
 }
 
 /** The simulated cluster of one run. */
@@ -152,33 +148,7 @@ export class SwimNet {
 
   // The node's env: its timers wait while it is stalled, and nothing runs once it crashed.
   #env(node: SimNode): Env {
-    const base = this.sim.env(node.name);
-    const clock: Clock = {
-      ...base.clock,
-      setTimeout: (fn, ms) => {
-        const h: Handle = {
-          cancelled: false,
-          unref() {
-            return this;
-          },
-        };
-        h.inner = base.clock.setTimeout(
-          () =>
-            this.#gate(node, () => {
-              if (!h.cancelled) fn();
-            }),
-          ms,
-        );
-        return h;
-      },
-      clearTimeout: (t) => {
-        const h = t as Handle | undefined;
-        if (!h) return;
-        h.cancelled = true;
-        base.clock.clearTimeout(h.inner);
-      },
-    };
-    return { clock, random: base.random };
+    return gatedEnv(this.sim.env(node.name), (run) => this.#gate(node, run));
   }
 
   #gate(node: SimNode, fn: () => void): void {
