@@ -1,6 +1,7 @@
 // The local backend: the conformance suite on each storage it runs on, then
 // what is its own (recovery, snapshots, bounded history, durability before
 // acknowledgement, limits).
+
 import { spawnSync } from "node:child_process";
 import {
   appendFileSync,
@@ -22,6 +23,7 @@ import {
   memoryStorage,
 } from "../../src/consensus/local/index.js";
 import { SimDisks, Simulator } from "../../src/testing/index.js";
+import { crashingStorage } from "../helpers/crashing-storage.js";
 import { type ConformanceTarget, conformanceSuite } from "./conformance.js";
 import { FakeTime } from "./fake-time.js";
 
@@ -273,15 +275,9 @@ describe("LocalBackend", () => {
       const sim = new Simulator({ seed });
       const disks = new SimDisks(sim, 1);
       let crashed = false;
-      // The crashed process is gone: its backend may not touch the disk again.
-      const real = disks.storage("n");
-      const dead = new Promise<never>(() => {});
-      const storage = {
-        append: (n: string, r: Uint8Array) => (crashed ? undefined : real.append(n, r)),
-        sync: (n: string) => (crashed ? dead : real.sync(n)),
-        read: (n: string) => real.read(n),
-        replace: (n: string, r: readonly Uint8Array[]) => (crashed ? dead : real.replace(n, r)),
-      };
+      // The crashed process is gone: its store may not touch the disk again.
+      const disk = crashingStorage(disks, "n");
+      const storage = disk.storage;
       const db = new LocalBackend({ env: sim.env("n"), storage, snapshotBytes: 512 });
       const acked: { k: string; v: string; rev: number }[] = [];
       let issued = 0;
@@ -298,7 +294,7 @@ describe("LocalBackend", () => {
       }
       sim.at(5 + sim.random.next() * 45, () => {
         crashed = true;
-        disks.crash("n");
+        disk.crash();
       });
       await sim.run({ until: 100 });
       const back = new LocalBackend({ env: sim.env("n"), storage: disks.storage("n") });

@@ -4,10 +4,12 @@
 // store after the restart, at the revision it was acknowledged with, and the
 // last acknowledged value of each field is what the map reads — unless a write
 // whose outcome was unknown came after it).
+
 import { afterEach, describe, expect, it } from "vitest";
 import { LocalBackend, memoryStorage } from "../../src/consensus/index.js";
 import { decodeRecord, encodeRecord, StrongMap } from "../../src/sync/strong-map.js";
 import { SimDisks, Simulator } from "../../src/testing/index.js";
+import { crashingStorage } from "../helpers/crashing-storage.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array | undefined) => (b ? new TextDecoder().decode(b) : undefined);
@@ -68,14 +70,8 @@ describe("StrongMap", () => {
       const disks = new SimDisks(sim, 1);
       let crashed = false;
       // The crashed process is gone: its store may not touch the disk again.
-      const real = disks.storage("acp");
-      const dead = new Promise<never>(() => {});
-      const storage = {
-        append: (n: string, r: Uint8Array) => (crashed ? undefined : real.append(n, r)),
-        sync: (n: string) => (crashed ? dead : real.sync(n)),
-        read: (n: string) => real.read(n),
-        replace: (n: string, r: readonly Uint8Array[]) => (crashed ? dead : real.replace(n, r)),
-      };
+      const disk = crashingStorage(disks, "acp");
+      const storage = disk.storage;
       const db = new LocalBackend({ env: sim.env("acp"), storage, snapshotBytes: 1024 });
       const writers = [0, 1, 2].map(() => new StrongMap(db, { env: sim.env("acp") }));
       // Per field: the acknowledged writes (value, revision) and the values whose outcome is unknown.
@@ -103,7 +99,7 @@ describe("StrongMap", () => {
       }
       sim.at(10 + sim.random.next() * 50, () => {
         crashed = true;
-        disks.crash("acp");
+        disk.crash();
       });
       await sim.run({ until: 200 });
       const back = new LocalBackend({ env: sim.env("acp"), storage: disks.storage("acp") });
