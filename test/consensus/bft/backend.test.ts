@@ -10,6 +10,7 @@ import { txnReply } from "../../../src/consensus/bft/store-ops.js";
 import { BFT_SUBMIT_KIND, decodeAnswer, encodeAnswer } from "../../../src/consensus/bft/submission.js";
 import { memoryStorage } from "../../../src/consensus/local/memory-storage.js";
 import type { DWCPManager } from "../../../src/manager.js";
+import { PlacementStore, placeAndCommit } from "../../../src/placement/store.js";
 import { closeManagers, mesh } from "../../helpers/managers.js";
 import { conformanceSuite } from "../conformance.js";
 
@@ -71,6 +72,34 @@ conformanceSuite(
   },
   { leases: false },
 );
+
+describe("ITP's optimistic commit on the BFT replicas", () => {
+  it("a plan on a stale read is rejected naming the host; the fresh one commits; reads agree", async () => {
+    const b = backend(ms[1]!, { hosted: { nodeId: "node-1", replica: hosts[1]! } });
+    const store = new PlacementStore(b, { prefix: "/itp-on-bft/" });
+    await store.putHost({ id: "h1", capacity: { cpu: 4000, memory: 8192 } });
+    const vm = (id: string) => ({ id, resources: { cpu: 1000, memory: 1024 } });
+    const seenByA = await store.read();
+    const seenByB = await store.read();
+    expect(
+      await store.commit({ placements: [{ vm: "a", host: "h1" }], vms: [vm("a")] }, seenByA),
+    ).toMatchObject({
+      committed: true,
+    });
+    expect(
+      await store.commit({ placements: [{ vm: "b", host: "h1" }], vms: [vm("b")] }, seenByB),
+    ).toMatchObject({
+      committed: false,
+      stale: ["h1"],
+    });
+    const out = await placeAndCommit(store, [vm("b")], (state, vms) => ({
+      placements: vms.map((v) => ({ vm: v.id, host: state.hosts[0]!.id })),
+      unplaced: [],
+    }));
+    expect(out.placements).toEqual([{ vm: "b", host: "h1" }]);
+    expect((await store.read()).allocations.map((a) => a.vm).sort()).toEqual(["a", "b"]);
+  }, 30_000);
+});
 
 describe("ACP on BFT with a byzantine member", () => {
   it("one member answering every client a forged reply: the client takes the f + 1 that agree, and every member holds the committed write", async () => {
