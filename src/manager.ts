@@ -67,6 +67,7 @@ import type { PageSource } from "./migration/source.js";
 import type { Mode, ModeThresholds, PathEstimate } from "./mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "./mode/detector.js";
 import { policyFor } from "./mode/policy.js";
+import type { ClusterPlacer, ClusterPlacerOptions } from "./placement/cluster-placer.js";
 import type { FlowClass } from "./prediction/allocate.js";
 import type { DWCPNode, NodeOptions } from "./session/node.js";
 import type { Session } from "./session/session.js";
@@ -199,6 +200,14 @@ export interface ManagerOptions {
    */
   sync?: SyncConfig;
   /**
+   * ITP: where {@link DWCPManager.placement} keeps hosts and allocations in
+   * ACP, and how it plans. Its weights follow the generation selection puts
+   * ITP on: bin-packing (v1), spreading across regions (v3, internet paths
+   * with `enableV3Placement`).
+   * @default `/dwcp/placement/`, ⌈log₂ n⌉ candidates
+   */
+  placement?: ClusterPlacerOptions;
+  /**
    * Time and randomness of the manager and everything it builds: its session
    * nodes, links, mode detectors, flag store (unless one is passed in `flags`),
    * health checks and deadlines (the simulator's, under simulation). The
@@ -287,6 +296,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   readonly #opts: ManagerOptions;
   #consensus: Promise<Consensus> | undefined;
   #sync: Promise<ClusterMap> | undefined;
+  #placement: Promise<ClusterPlacer> | undefined;
   #syncOpen: ClusterMap | undefined;
   /** ACP once open: what the metrics sample. */
   #consensusOpen: Consensus | undefined;
@@ -538,6 +548,20 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   }
 
   /**
+   * The generation of a cluster-wide component (ASS, ITP): v3 when selection
+   * puts it on v3 for any linked peer's path (with no link yet: what would
+   * apply to an unmeasured path), else v1.
+   */
+  #linkedGeneration(c: "sync" | "placement"): Generation {
+    const links = [...this.links.values()];
+    return (links.length > 0 ? links : [undefined]).some(
+      (l) => this.#select(l).components[c].generation === "v3",
+    )
+      ? "v3"
+      : "v1";
+  }
+
+  /**
    * ASS's cluster map, opened on first use as {@link ManagerOptions.sync}
    * says: eventual (v3) where selection puts ASS on v3 for a linked peer's
    * path, strong (in ACP) otherwise; the same instance after. A failed
@@ -549,11 +573,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     if (this.#sync) return this.#sync;
     const opening = (async () => {
       const linked = [...this.links.keys()];
-      const v3 = (linked.length > 0 ? linked : [undefined]).some(
-        (id) =>
-          this.#select(id === undefined ? undefined : this.links.get(id)).components.sync.generation === "v3",
-      );
-      const map = await REGISTRY.sync[v3 ? "v3" : "v1"]({
+      const map = await REGISTRY.sync[this.#linkedGeneration("sync")]({
         node: this,
         nodeId: this.nodeId,
         env: this.#env,
@@ -571,6 +591,27 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     this.#sync = opening;
     opening.catch(() => {
       if (this.#sync === opening) this.#sync = undefined;
+    });
+    return opening;
+  }
+
+  /**
+   * ITP's placer, on first use: the online pipeline committed in ACP, with
+   * the weights of the generation selection puts ITP on for a linked peer's
+   * path (v3: internet weights; else v1: datacenter weights). The same
+   * instance after; a failed opening is not kept.
+   */
+  placement(): Promise<ClusterPlacer> {
+    if (this.#closing) return Promise.reject(new DWCPError("ERR_CLOSED", "the manager is closed"));
+    if (this.#placement) return this.#placement;
+    const opening = REGISTRY.placement[this.#linkedGeneration("placement")]({
+      env: this.#env,
+      consensus: () => this.consensus(),
+      config: this.#opts.placement ?? {},
+    });
+    this.#placement = opening;
+    opening.catch(() => {
+      if (this.#placement === opening) this.#placement = undefined;
     });
     return opening;
   }

@@ -24,7 +24,7 @@ describe("the component registry", () => {
       ["prediction", "PBA", "enableV3Prediction", true],
       ["sync", "ASS", "enableV3StateSync", true],
       ["consensus", "ACP", "enableV3Consensus", true],
-      ["placement", "ITP", "enableV3Placement", false],
+      ["placement", "ITP", "enableV3Placement", true],
     ]);
     // A component is built on exactly the generations it has a factory for.
     for (const c of COMPONENT_KEYS) {
@@ -304,12 +304,6 @@ describe("selectGenerations", () => {
     }
     // Pure: the same inputs, the same answer.
     expect(run(c)).toEqual(s);
-  });
-
-  it("unbuilt components get a choice too, reported as not implemented", () => {
-    const s = run({ name: "", mode: "internet", want: {}, v3Allowed: true });
-    for (const comp of ["placement"] as const)
-      expect(s.components[comp]).toMatchObject({ generation: "v3", implemented: false });
   });
 
   it("while the first measurement is under way, a refusal says that sends wait for it", () => {

@@ -14,6 +14,8 @@ import { invalidArg } from "../errors.js";
 import type { FeatureFlags } from "../flags/flags.js";
 import type { Mode, PathEstimate } from "../mode/classifier.js";
 import { policyFor, tuneParams } from "../mode/policy.js";
+import { ClusterPlacer, type ClusterPlacerOptions } from "../placement/cluster-placer.js";
+import { PlacementStore } from "../placement/store.js";
 import { type Forecast, tuneForRate } from "../prediction/index.js";
 import { DWCPNode, type NodeOptions } from "../session/node.js";
 import type { CarrierNode } from "../sync/carrier.js";
@@ -141,6 +143,25 @@ const syncV3: SyncFactory = async ({ node, nodeId, env, config, linked }) => {
   });
 };
 
+/** What ITP is opened from: the node's ACP (where plans commit) and its configuration. */
+export interface PlacementInput {
+  readonly env: Env;
+  readonly consensus: () => Promise<Consensus>;
+  readonly config: ClusterPlacerOptions;
+}
+
+/** ITP: the online pipeline committed in ACP, bin-packing on v1, spreading across regions on v3. */
+export type PlacementFactory = (input: PlacementInput) => Promise<ClusterPlacer>;
+const placer =
+  (mode: Mode): PlacementFactory =>
+  async ({ env, consensus, config }) =>
+    new ClusterPlacer(
+      new PlacementStore((await consensus()).backend, config.prefix ? { prefix: config.prefix } : {}),
+      mode,
+      env,
+      config,
+    );
+
 /** The components, in the order they are reported. */
 export const REGISTRY = Object.freeze({
   transport: { name: "AMST", flag: "enableV3Transport", implemented: true, v1: node(1), v3: node(3) },
@@ -154,7 +175,13 @@ export const REGISTRY = Object.freeze({
   prediction: { name: "PBA", flag: "enableV3Prediction", implemented: true, v1: tuningV1, v3: tuningV3 },
   sync: { name: "ASS", flag: "enableV3StateSync", implemented: true, v1: syncV1, v3: syncV3 },
   consensus: { name: "ACP", flag: "enableV3Consensus", implemented: true, v1: consensusV1, v3: consensusV3 },
-  placement: { name: "ITP", flag: "enableV3Placement", implemented: false, v1: undefined, v3: undefined },
+  placement: {
+    name: "ITP",
+    flag: "enableV3Placement",
+    implemented: true,
+    v1: placer("datacenter"),
+    v3: placer("internet"),
+  },
 } as const satisfies Record<string, ComponentEntry>);
 
 /** A component's key in the {@link REGISTRY}. */
