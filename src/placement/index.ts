@@ -48,6 +48,7 @@ export {
   type Unplaced,
   type VmOutcome,
 } from "./pipeline.js";
+export { solveBatch } from "./rebalance.js";
 export {
   type CommitOutcome,
   PlacementStore,

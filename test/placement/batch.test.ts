@@ -9,6 +9,7 @@ import { isDWCPError } from "../../src/errors.js";
 import { type BatchObjective, type BatchScore, placeBatch } from "../../src/placement/batch.js";
 import { planMetrics, verifyPlan } from "../../src/placement/milp.js";
 import type { Allocation, ClusterState, Host, VmRequest } from "../../src/placement/model.js";
+import { solveBatch } from "../../src/placement/rebalance.js";
 
 const host = (id: string, cpu: number, memory: number, extra: Partial<Host> = {}): Host => ({
   id,
@@ -368,5 +369,28 @@ describe("placeBatch", () => {
     expect(
       code(() => placeBatch(state, [vm("a", 1)], { objective: "speed" as unknown as BatchObjective })),
     ).toBe("ERR_INVALID_ARG");
+  });
+});
+
+describe("solveBatch: the MILP, the batch heuristic when it gives no plan", () => {
+  it("solver unavailable: the heuristic's plan, checked, marked as the fallback's", async () => {
+    const state = {
+      hosts: [0, 1, 2].map((i) => ({ id: `h${i}`, capacity: { cpu: 8000, memory: 16384 } })),
+      allocations: [],
+    };
+    const vms = [5000, 4000, 3000, 3000, 1000].map((cpu, i) => ({
+      id: `v${i}`,
+      resources: { cpu, memory: 1024 },
+    }));
+    const r = await solveBatch(state, vms, { loadSolver: () => Promise.reject(new Error("no wasm here")) });
+    expect(r.usedFallback).toBe(true);
+    expect(r.status).toBe("unavailable");
+    expect(r.placements).toHaveLength(5);
+    expect(verifyPlan(state, vms, r.placements).ok).toBe(true);
+    // 16 CPUs of VMs on 8-CPU hosts: two hosts, as the optimum.
+    expect(new Set(r.placements.map((p) => p.host)).size).toBe(2);
+    const solved = await solveBatch(state, vms);
+    expect(solved.usedFallback).toBe(false);
+    expect(solved.status).toBe("optimal");
   });
 });
