@@ -61,7 +61,7 @@ async function pair(opts: {
 }
 
 describe("DWCPManager generation selection", () => {
-  it("reports per component which generation applies and why; unbuilt components say so", async () => {
+  it("reports per component which generation applies and why", async () => {
     const net = new MemoryNetwork();
     const { a, linkA } = await pair({
       v1: () => memory({}, net),
@@ -77,7 +77,7 @@ describe("DWCPManager generation selection", () => {
       reason: "enableV3Compression is off",
     });
     expect(c.prediction).toMatchObject({ implemented: true, generation: "v1" });
-    expect(c.sync.implemented).toBe(false);
+    expect(c.sync).toMatchObject({ implemented: true, generation: "v1", reason: "enableV3StateSync is off" });
     // HDE on v1: LZ4 whatever the path.
     expect(a.pagePolicy("node-b")).toEqual({ codec: 1, level: 1 });
     a.flags.update({ v3RolloutPercentage: 0 });
