@@ -11,7 +11,8 @@ import { describe, expect, it } from "vitest";
 import { testPki } from "./helpers/certs.js";
 import { ADDR_B, iperf3Goodput, onLines, WanRig, wanRigAvailability } from "./rig/wan.js";
 
-const rig = wanRigAvailability();
+// One iperf3 stream measures what the path carries, the yardstick of the shares.
+const rig = wanRigAvailability([["iperf3", "iperf3"]]);
 const why = rig.ok ? "" : ` [skipped: WAN rig unavailable: ${rig.reason}]`;
 const AGENT = fileURLToPath(new URL("./rig/flows-agent.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

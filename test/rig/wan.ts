@@ -68,7 +68,10 @@ function run(cmd: string, args: string[]): void {
 }
 
 /** Whether the rig can run here; when not, why (for a visible skip reason). */
-export function wanRigAvailability(): { ok: boolean; reason: string } {
+export function wanRigAvailability(extra: readonly (readonly [tool: string, pkg: string])[] = []): {
+  ok: boolean;
+  reason: string;
+} {
   if (process.platform !== "linux") return { ok: false, reason: "needs Linux network namespaces" };
   if (process.getuid?.() !== 0) return { ok: false, reason: "needs root (network namespaces, tc, iptables)" };
   for (const [tool, pkg] of [
@@ -77,7 +80,8 @@ export function wanRigAvailability(): { ok: boolean; reason: string } {
     ["iptables", "iptables"],
     ["cc", "build-essential"],
     ["ping", "iputils-ping"],
-  ] as const) {
+    ...extra,
+  ]) {
     if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0)
       return { ok: false, reason: `needs ${tool} (Debian: ${pkg})` };
   }
