@@ -458,7 +458,8 @@ function ok(c: CrdtConvergence): boolean {
   return c.replicasIdentical && c.keysWrong === 0 && c.oneKeyDelivered;
 }
 
-const FIGURES = [
+/** Every figure a round reports, for both systems. */
+export const FIGURES = [
   "oneKeyDeltaBytes",
   "oneKeyLocalUpdateBytes",
   "convergeMs",

@@ -507,7 +507,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     if (this.#consensus) return this.#consensus;
     const opening = (async () => {
       const { register, fleetFlags, ...v1 } = this.#opts.consensus ?? { backend: "local" as const };
-      const generation = this.#consensusGeneration();
+      const generation = this.#clusterGeneration("consensus");
       const config: ConsensusConfig =
         generation === "v3"
           ? { backend: "bft", node: this, nodeId: this.nodeId, ...this.#opts.bft! }
@@ -535,28 +535,19 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   }
 
   /**
-   * ACP's generation: v3 (BFT) when a BFT membership is configured and
-   * selection puts ACP on v3 for the path to any other member (measured, or
-   * what would apply to a member not linked yet); v1 otherwise.
+   * The generation of a cluster-wide component: v3 when selection puts it on
+   * v3 for the path to any of `peers` (linked, or what would apply to a path
+   * not measured yet), else v1. ACP asks about the other BFT members (none
+   * configured: v1); ASS and ITP about the linked peers.
    */
-  #consensusGeneration(): Generation {
-    const bft = this.#opts.bft;
-    if (!bft) return "v1";
-    return bft.nodeIds.some((id) => id !== this.nodeId && this.components(id).consensus.generation === "v3")
-      ? "v3"
-      : "v1";
-  }
-
-  /**
-   * The generation of a cluster-wide component (ASS, ITP): v3 when selection
-   * puts it on v3 for any linked peer's path (with no link yet: what would
-   * apply to an unmeasured path), else v1.
-   */
-  #linkedGeneration(c: "sync" | "placement"): Generation {
-    const links = [...this.links.values()];
-    return (links.length > 0 ? links : [undefined]).some(
-      (l) => this.#select(l).components[c].generation === "v3",
-    )
+  #clusterGeneration(c: "consensus" | "sync" | "placement"): Generation {
+    const peers =
+      c === "consensus"
+        ? (this.#opts.bft?.nodeIds.filter((id) => id !== this.nodeId) ?? [])
+        : this.links.size > 0
+          ? [...this.links.keys()]
+          : [""];
+    return peers.some((id) => this.#select(this.links.get(id)).components[c].generation === "v3")
       ? "v3"
       : "v1";
   }
@@ -573,7 +564,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
     if (this.#sync) return this.#sync;
     const opening = (async () => {
       const linked = [...this.links.keys()];
-      const map = await REGISTRY.sync[this.#linkedGeneration("sync")]({
+      const map = await REGISTRY.sync[this.#clusterGeneration("sync")]({
         node: this,
         nodeId: this.nodeId,
         env: this.#env,
@@ -604,7 +595,7 @@ export class DWCPManager extends EventEmitter<ManagerEvents> {
   placement(): Promise<ClusterPlacer> {
     if (this.#closing) return Promise.reject(new DWCPError("ERR_CLOSED", "the manager is closed"));
     if (this.#placement) return this.#placement;
-    const opening = REGISTRY.placement[this.#linkedGeneration("placement")]({
+    const opening = REGISTRY.placement[this.#clusterGeneration("placement")]({
       env: this.#env,
       consensus: () => this.consensus(),
       config: this.#opts.placement ?? {},

@@ -122,7 +122,7 @@ export class EventualMap implements ClusterMap {
   }
 
   #wrote(): void {
-    this.#pending.push([this.#sync.replica.stats().seq, this.#env.clock.now()]);
+    this.#pending.push([this.#sync.replica.seq, this.#env.clock.now()]);
     if (this.#pending.length > LAG_WINDOW) this.#pending.splice(1, 1);
   }
 

@@ -395,6 +395,11 @@ export class SyncReplica {
   }
 
   /** True in internet mode (writes signed, remote writes verified). */
+  /** The last seq of this replica's own stream (one more per local update batch it ships). */
+  get seq(): number {
+    return this.#tracker.seq;
+  }
+
   get signed(): boolean {
     return this.#signer !== undefined;
   }

@@ -3,21 +3,7 @@
 // passed their content checks, and the two differ only on keys written
 // concurrently (where Yjs orders by client id, not time).
 import { describe, expect, it } from "vitest";
-import { type CrdtRound, runCrdt } from "../../bench/sync-crdt.js";
-
-const FIGURES: (keyof CrdtRound)[] = [
-  "oneKeyDeltaBytes",
-  "oneKeyLocalUpdateBytes",
-  "convergeMs",
-  "finalSyncMs",
-  "finalSyncRounds",
-  "stateBytes",
-  "contentJsonBytes",
-  "shippedBytes",
-  "payloadMessages",
-  "messages",
-  "stateVectorBytes",
-];
+import { FIGURES, runCrdt } from "../../bench/sync-crdt.js";
 
 describe("bench sync-crdt: runCrdt on a tiny workload", () => {
   it("measures both systems, which converge, and DWCP's one-key delta is within 100 B", async () => {
