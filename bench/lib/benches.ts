@@ -3,6 +3,7 @@
 export const BENCHES = [
   "hash",
   "crc",
+  "ts-lane",
   "transport-loopback",
   "transport-small",
   "transport-wan",

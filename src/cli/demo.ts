@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import type { Command } from "commander";
 import { codecBackend } from "../codec/public.js";
+import { hashBackend, TS_HASH_DETAIL } from "../hash/index.js";
 import {
   DWCPError,
   DWCPManager,
@@ -50,13 +51,15 @@ async function demo(json: boolean): Promise<number> {
   // codec's, so the report says which one this installation uses.
   try {
     codecBackend();
+    hashBackend();
   } catch {
     // A refused choice (DWCP_NATIVE=1 without the addon): nativeStatus() says why.
   }
   const s = nativeStatus();
   report.native = { loaded: s.loaded, reason: s.reason, features: s.features };
   text("DWCP: two local agents\n");
-  line("native addon", s.loaded ? `loaded (hash ${s.features.hash.detail})` : `not loaded: ${s.reason}`);
+  line("native addon", s.loaded ? "loaded" : `not loaded: ${s.reason}`);
+  line("hashing", s.features.hash.native ? s.features.hash.detail : `TypeScript path (${TS_HASH_DETAIL})`);
   line(
     "codecs",
     s.features.codec.native ? s.features.codec.detail : `TypeScript path (${s.features.codec.detail})`,

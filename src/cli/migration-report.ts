@@ -3,7 +3,7 @@
  * then what each HDE technique did. Shared by `dwcp migrate` and the demo.
  */
 import type { MigrationStats } from "../index.js";
-import { formatBits, formatBytes } from "./format.js";
+import { formatBits, formatBytes, formatRate } from "./format.js";
 
 const CODECS = ["none", "LZ4", "zstd"];
 
@@ -17,6 +17,10 @@ export function migrationLines(st: MigrationStats, codec: number): [string, stri
     [
       "transferred",
       `${formatBytes(st.transferred)} of a ${formatBytes(st.total)} image (${((100 * st.transferred) / st.total).toFixed(1)} %)`,
+    ],
+    [
+      "throughput",
+      `${formatRate((st.total * 1000) / st.totalTime)} of guest memory moved, ${formatRate((st.transferred * 1000) / st.totalTime)} sent`,
     ],
     ["rounds", `${st.rounds} (dirty syncs ${st.dirtySyncCount}, throttle ${st.cpuThrottlePercentage} %)`],
     [

@@ -22,6 +22,9 @@ const TABLES: Uint32Array[] = (() => {
   return t;
 })();
 
+/** The byte-at-a-time table (reflected), for code that runs the register itself. */
+export const CRC32C_TABLE: Uint32Array = TABLES[0]!;
+
 const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES as [
   Uint32Array,
   Uint32Array,

@@ -12,7 +12,7 @@
  */
 import { invalidArg } from "../errors.js";
 import { type BackendName, defineBackend } from "../native/load.js";
-import { crc32cTs } from "./crc32c-ts.js";
+import { crc32cWasm } from "./crc32c-wasm.js";
 import { xxh3PagesTs, xxh3Ts } from "./xxh3-ts.js";
 
 /** Bytes accepted by the hashing API: any typed array, DataView or ArrayBuffer. */
@@ -26,10 +26,18 @@ export interface HashBackend {
   xxh3Pages(data: Uint8Array, pageSize: number, out: BigUint64Array): number;
 }
 
-/** The TypeScript implementation (always available). */
+/** What the TypeScript path runs, for reports. */
+export const TS_HASH_DETAIL =
+  "CRC-32C on hash-wasm's WebAssembly from 512 B (slicing-by-8 table below), XXH3 on hash-wasm";
+
+/**
+ * The implementation without the addon (always available): CRC-32C from
+ * hash-wasm's WebAssembly on inputs of half a KiB and more, the slicing-by-8
+ * table below; XXH3 from hash-wasm.
+ */
 export const tsHashBackend: HashBackend = {
   name: "ts",
-  crc32c: crc32cTs,
+  crc32c: crc32cWasm,
   xxh3_64: xxh3Ts,
   xxh3Pages: xxh3PagesTs,
 };
