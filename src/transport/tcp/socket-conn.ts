@@ -18,6 +18,11 @@ import { socketFd, type TcpInfo, tcpInfo } from "./tcpinfo.js";
 export class LentReads {
   /** Slot size: large enough for few reads per MiB, small enough to stay in cache. */
   static readonly SLOT_BYTES = 256 * 1024;
+  /**
+   * Free slots kept: a message spanning many reads holds a slot each until it is
+   * complete, and the slots it held are not kept for ever after it.
+   */
+  static readonly FREE_SLOTS = 16;
   readonly #free: Buffer[] = [];
   /** Slots read into, oldest first; the first `#handedOut` of them the consumer has. */
   readonly #lent: Buffer[] = [];
@@ -45,7 +50,8 @@ export class LentReads {
 
   release(keep: ArrayBufferLike | undefined): void {
     while (this.#handedOut > 0 && this.#lent[0]!.buffer !== keep) {
-      this.#free.push(this.#lent.shift()!);
+      const slot = this.#lent.shift()!;
+      if (this.#free.length < LentReads.FREE_SLOTS) this.#free.push(slot);
       this.#handedOut--;
     }
   }
