@@ -5,7 +5,7 @@
 // and BBR). Each side runs in its own process in its own namespace; goodput is
 // taken at the receiver over a fixed window after slow start.
 // Goals (#5): ≥ 95 % of the link without loss; with loss ≥ 5× one TCP stream.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { ADDR_B, iperf3Goodput, onLines as lines, WanRig, wanRigAvailability } from "../test/rig/wan.js";
 import { median, nativeInUse, round, writeResult } from "./lib/result.js";
@@ -17,19 +17,43 @@ const LINK_BPS = 100e6;
 const AGENT = fileURLToPath(new URL("./wan-agent.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-const PROFILES = [
+const ALL_PROFILES = [
   { label: "clean", lossPct: 0 },
   { label: "loss1pct", lossPct: 1 },
 ] as const;
-const CONTENDERS = [
+const ALL_CONTENDERS = [
   "iperf3-cubic",
   "iperf3-bbr",
   "tcp-cubic",
+  "tcp-bbr",
   "amst4-cubic",
   "amst16-cubic",
   "amst4-bbr",
   "amst16-bbr",
 ] as const;
+// BENCH_CONTENDERS=a,b,… and BENCH_PROFILES=clean|loss1pct: a shorter run for one comparison.
+const only = process.env.BENCH_CONTENDERS?.split(",");
+for (const c of only ?? []) {
+  if (!/^(iperf3|tcp|amst\d+)-\w+$/.test(c))
+    throw new Error(`BENCH_CONTENDERS: ${c} is not iperf3-<cc>, tcp-<cc> or amst<N>-<cc>`);
+}
+const CONTENDERS: readonly string[] = only ?? ALL_CONTENDERS;
+const onlyProfiles = process.env.BENCH_PROFILES?.split(",");
+const PROFILES = ALL_PROFILES.filter((p) => !onlyProfiles || onlyProfiles.includes(p.label));
+
+/**
+ * The sending namespace's TCP segment counters (every stream of a contender):
+ * how much of what went out was sent again. On a lossy path a flow that fills the
+ * bottleneck's queue loses more than the path's own loss, and every segment sent
+ * twice is link capacity that carried no goodput.
+ */
+function tcpCounters(rig: WanRig): { out: number; retrans: number } {
+  const text = execFileSync("ip", ["netns", "exec", rig.a, "nstat", "-az", "TcpOutSegs", "TcpRetransSegs"], {
+    encoding: "utf8",
+  });
+  const get = (name: string) => Number(new RegExp(`${name}\\s+(\\d+)`).exec(text)?.[1] ?? Number.NaN);
+  return { out: get("TcpOutSegs"), retrans: get("TcpRetransSegs") };
+}
 
 function iperf3(rig: WanRig, cc: string): number {
   return iperf3Goodput(rig, { cc, seconds: MEASURE_S, omitS: OMIT_S });
@@ -81,15 +105,22 @@ async function main(): Promise<void> {
   }
   const rig = await WanRig.up({ rate: "100mbit", delayMs: 25 });
   const samples: Record<string, number[]> = {};
+  const retrans: Record<string, number[]> = {};
   try {
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of PROFILES) {
         await rig.shape({ rate: "100mbit", delayMs: 25, lossPct: p.lossPct });
         for (const c of CONTENDERS) {
+          const before = tcpCounters(rig);
           const bps = c.startsWith("iperf3-") ? iperf3(rig, c.slice(7)) : await dwcp(rig, c);
+          const after = tcpCounters(rig);
           const key = `${p.label}/${c}`;
+          const retransPct = (100 * (after.retrans - before.retrans)) / (after.out - before.out);
           samples[key] = [...(samples[key] ?? []), bps];
-          console.log(`round ${r + 1} ${p.label.padEnd(9)} ${c.padEnd(14)} ${(bps / 1e6).toFixed(1)} Mbit/s`);
+          retrans[key] = [...(retrans[key] ?? []), retransPct];
+          console.log(
+            `round ${r + 1} ${p.label.padEnd(9)} ${c.padEnd(14)} ${(bps / 1e6).toFixed(1)} Mbit/s, ${retransPct.toFixed(2)} % of segments sent again`,
+          );
         }
       }
     }
@@ -100,8 +131,17 @@ async function main(): Promise<void> {
   const best = (label: string) =>
     Math.max(...CONTENDERS.filter((c) => !c.startsWith("iperf3")).map((c) => mbit(`${label}/${c}`)));
   const table: Record<string, Record<string, number>> = {};
+  const resent: Record<string, Record<string, number>> = {};
   for (const p of PROFILES) {
     table[p.label] = Object.fromEntries(CONTENDERS.map((c) => [c, mbit(`${p.label}/${c}`)]));
+    resent[p.label] = Object.fromEntries(
+      CONTENDERS.map((c) => [c, round(median(retrans[`${p.label}/${c}`]!), 2)]),
+    );
+  }
+  if (only || PROFILES.length < ALL_PROFILES.length) {
+    // A partial run is a look, not a result: nothing is written.
+    console.log(JSON.stringify({ mbit: table, "segments sent again, %": resent }, null, 2));
+    return;
   }
   const result = writeResult(
     {
@@ -123,8 +163,14 @@ async function main(): Promise<void> {
             "dwcp-1-stream-cubic": round(best("loss1pct") / mbit("loss1pct/tcp-cubic")),
           },
         },
-        goals: { "clean: fraction of link": 0.95, "loss1pct: × one TCP stream": 5 },
+        goals: {
+          "clean: fraction of link": 0.95,
+          "loss1pct: × one TCP stream": 5,
+          "loss1pct: × one iperf3 BBR stream": 1,
+        },
         table,
+        // Per contender, % of the sending namespace's TCP segments that were retransmissions.
+        retransmittedPct: resent,
       },
     },
     nativeInUse(),

@@ -142,8 +142,13 @@ describe("amst recovery", { timeout: 180_000 }, () => {
       seen.add(ca.streamCount);
       if (step === 0 && bytes >= total / 4) {
         step++;
-        // A long fat lossy path: many streams.
-        targets.push(ca.tune(tuneParams({ mode: "internet", rttMs: 50, bandwidthBps: 1e9, lossRate: 0.01 })));
+        // A long fat lossy path under a loss-based control: many streams.
+        targets.push(
+          ca.tune({
+            ...tuneParams({ mode: "internet", rttMs: 50, bandwidthBps: 1e9, lossRate: 0.01 }),
+            congestion: "cubic",
+          }),
+        );
       } else if (step === 1 && bytes >= total / 2) {
         step++;
         // A datacenter path: one stream carries the bandwidth-delay product.

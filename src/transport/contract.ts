@@ -123,6 +123,12 @@ export interface TuneParams {
   streamWindowBytes?: number;
   /** Maximum segment size, bytes. @default 1448 */
   mssBytes?: number;
+  /**
+   * The streams' congestion control (TCP_CONGESTION, e.g. `"bbr"`). A model-based
+   * one is not held down by random loss, so loss does not ask for more streams.
+   * @default the connection's own, where it can tell (AMST over TCP with the addon)
+   */
+  congestion?: string;
   /** Fewest and most streams allowed on this path. */
   streams: { min: number; max: number };
 }

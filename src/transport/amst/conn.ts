@@ -457,8 +457,25 @@ export class AmstConn extends AbstractConn implements Tunable {
         "ERR_INVALID_ARG",
         `tune needs streams: { min, max } with 1 ≤ min ≤ max, got ${b ? `{ min: ${b.min}, max: ${b.max} }` : b}`,
       );
-    this.setStreams(streamCount({ streamWindowBytes: this.#streamWindowBytes(), ...params }));
+    const congestion = this.#congestion();
+    this.setStreams(
+      streamCount({
+        streamWindowBytes: this.#streamWindowBytes(),
+        ...(congestion !== undefined ? { congestion } : {}),
+        ...params,
+      }),
+    );
     return this.#target;
+  }
+
+  /** The congestion control the kernel reports for an open stream, where it can tell. */
+  #congestion(): string | undefined {
+    for (const s of this.#streams.values()) {
+      if (s.state !== "open") continue;
+      const congestion = s.conn.pathInfo?.()?.congestion;
+      if (congestion) return congestion;
+    }
+    return undefined;
   }
 
   /** @internal Adds an established stream (its STREAM_OPEN exchange is done). */
