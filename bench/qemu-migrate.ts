@@ -208,7 +208,7 @@ async function runOne(
         return { run, dst };
       }
       run.transferred = run.query.ram?.transferred ?? 0;
-      run.totalMs = run.query["total-time"] ?? 0;
+      run.totalMs = run.query["total-time"]!; // runMigration returns a completed one only with it
       run.downtimeMs = run.query.downtime ?? Number.NaN;
     } else {
       const mode = c === "dwcp-tunnel" ? "tunnel" : "pages";
@@ -258,7 +258,7 @@ async function runOne(
       run.tunnel = done.tunnel as Record<string, number>;
       if (mode === "tunnel") {
         run.transferred = run.query.ram?.transferred ?? 0;
-        run.totalMs = run.query["total-time"] ?? 0;
+        run.totalMs = run.query["total-time"]!;
         run.downtimeMs = run.query.downtime ?? Number.NaN;
       } else {
         run.pages = done.pages as Record<string, unknown>;

@@ -110,7 +110,7 @@ export async function migrateThroughTunnel(o: QemuSourceOptions): Promise<QueryM
   const channels = watchChannels(o.tunnel, "qemu-migration");
   const server = await forwardLocal(o.tunnel, { path: o.socketPath }, "qemu-migration");
   try {
-    const q = await runMigration(o.qmp, `unix:${o.socketPath}`, o.timeoutMs ?? 600_000);
+    const q = await runMigration(o.qmp, `unix:${o.socketPath}`, o.timeoutMs ?? 600_000, env);
     await channels.ended(CLOSE_WAIT_MS, env);
     return q;
   } finally {
@@ -164,11 +164,16 @@ function watchChannels(tunnel: Tunnel, label: string) {
  * "completed" (QEMU 7.2 reports the incoming state over the outgoing one), so
  * a poll would take a migration that just started for finished.
  * @returns the `query-migrate` figures of this migration, status "completed"
- * @throws DWCPError `ERR_MIGRATION_FAILED` (QEMU reported failure; its error
- *   included), `ERR_TIMEOUT` (after `timeoutMs` QEMU's migration is cancelled
- *   and the guest runs on here)
+ * @throws DWCPError `ERR_MIGRATION_FAILED` (QEMU reported failure, its error
+ *   included, or completion without a total-time), `ERR_TIMEOUT` (after
+ *   `timeoutMs` QEMU's migration is cancelled and the guest runs on here)
  */
-export async function runMigration(qmp: Qmp, uri: string, timeoutMs: number): Promise<QueryMigrate> {
+export async function runMigration(
+  qmp: Qmp,
+  uri: string,
+  timeoutMs: number,
+  env: Env = nodeEnv,
+): Promise<QueryMigrate> {
   await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "events", state: true }] });
   const ended = qmp.waitEvent("MIGRATION", timeoutMs, (e) =>
     ["completed", "failed", "cancelled"].includes(String(e.data?.status)),
@@ -183,14 +188,30 @@ export async function runMigration(qmp: Qmp, uri: string, timeoutMs: number): Pr
     await qmp.execute("migrate_cancel").catch(() => {});
     throw new DWCPError("ERR_TIMEOUT", `QEMU's migration took over ${timeoutMs} ms; cancelled`);
   }
-  const q = await qmp.execute<QueryMigrate>("query-migrate");
+  let q = await qmp.execute<QueryMigrate>("query-migrate");
   if (status !== "completed")
     throw new DWCPError(
       "ERR_MIGRATION_FAILED",
       `QEMU's migration ${status}: ${q["error-desc"] ?? "no reason given"}`,
     );
+  // QEMU sends the event as it sets the state, and works its totals out after:
+  // a query in between may lack them. Ask again for a while; a migration whose
+  // figures never come is not reported with made-up ones.
+  const asked = env.clock.now();
+  while (q["total-time"] === undefined && env.clock.now() - asked < TOTALS_WAIT_MS) {
+    await new Promise<void>((r) => env.clock.setTimeout(r, 20));
+    q = await qmp.execute<QueryMigrate>("query-migrate");
+  }
+  if (q["total-time"] === undefined)
+    throw new DWCPError(
+      "ERR_MIGRATION_FAILED",
+      `QEMU reported the migration completed but no total-time within ${TOTALS_WAIT_MS} ms`,
+    );
   return { ...q, status };
 }
+
+/** How long {@link runMigration} asks for a completed migration's totals. */
+const TOTALS_WAIT_MS = 2000;
 
 /** Options of {@link migratePages}. */
 export interface PagesSourceOptions extends QemuSourceOptions {
@@ -251,7 +272,7 @@ export async function migratePages(channel: MigrationChannel, o: PagesSourceOpti
   const channels = watchChannels(o.tunnel, "qemu-device-state");
   const server = await forwardLocal(o.tunnel, { path: o.socketPath }, "qemu-device-state");
   try {
-    const device = await runMigration(o.qmp, `unix:${o.socketPath}`, o.timeoutMs ?? 600_000);
+    const device = await runMigration(o.qmp, `unix:${o.socketPath}`, o.timeoutMs ?? 600_000, env);
     const end = env.clock.now();
     await channels.ended(CLOSE_WAIT_MS, env);
     return { pages, device, downtimeMs: end - stoppedAt, totalMs: end - start };
