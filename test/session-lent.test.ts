@@ -231,3 +231,22 @@ describe("sessions that lend messages (lendMessages)", () => {
     for (const [i, m] of kept.entries()) expect(sameBytes(m, message(i + 1))).toBe(true);
   });
 });
+
+describe("lent reads' free slots", () => {
+  it("keep at most FREE_SLOTS once a message that spanned many reads is released", async () => {
+    const { LentReads } = await import("../src/transport/tcp/socket-conn.js");
+    const lent = new LentReads();
+    lent.attach(() => {});
+    // A message spanning 40 reads: every slot is handed out, then all released at once.
+    const first = Array.from({ length: 40 }, () => {
+      const slot = lent.onread.buffer();
+      lent.onread.callback(LentReads.SLOT_BYTES, slot);
+      lent.handedOut();
+      return slot;
+    });
+    lent.release(undefined);
+    const next = new Set(Array.from({ length: 40 }, () => lent.onread.buffer()));
+    const reused = first.filter((s) => next.has(s)).length;
+    expect(reused).toBe(LentReads.FREE_SLOTS);
+  });
+});
