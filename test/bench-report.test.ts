@@ -208,7 +208,7 @@ describe("benchmark report", () => {
     expect(unreadable).toContain("- hash.json: ours is not a finite number");
     expect(sectionOf(markdown, "crc")).toBe("");
     expect(markdown).toContain(
-      "**Not run** (no result file): transport-small, transport-wan, predict, migrate, migrate-corpus, qemu-migrate, lincheck, consensus, bft, sync, place.",
+      "**Not run** (no result file): ts-lane, transport-small, transport-wan, predict, migrate, migrate-corpus, qemu-migrate, lincheck, consensus, bft, sync, place.",
     );
     expect(sectionOf(markdown, "transport-wan")).toBe("");
   });
@@ -252,7 +252,7 @@ describe("benchmark report", () => {
     const empty = join(dir, "none");
     const { markdown, svgs } = await renderReport(loadResults(empty));
     expect(markdown).toContain("No result file could be read.");
-    expect(markdown).toContain("**Not run** (no result file): hash, crc, transport-loopback,");
+    expect(markdown).toContain("**Not run** (no result file): hash, crc, ts-lane, transport-loopback,");
     expect(svgs).toEqual({});
   });
 });
