@@ -1,7 +1,7 @@
 /**
  * CRC-32C without the addon on long inputs: hash-wasm's WebAssembly CRC-32 with
  * the Castagnoli polynomial, about twice the slicing-by-8 table's speed from half
- * a KiB on (`npm run bench -- crc`). Below that the call into WebAssembly costs
+ * a KiB on (`npm run bench -- ts-lane`). Below that the call into WebAssembly costs
  * more than it saves, and the table runs.
  *
  * hash-wasm starts every CRC from zero. A CRC that continues from `initial` is the

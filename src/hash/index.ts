@@ -12,7 +12,7 @@
  */
 import { invalidArg } from "../errors.js";
 import { type BackendName, defineBackend } from "../native/load.js";
-import { crc32cWasm } from "./crc32c-wasm.js";
+import { crc32cWasm, WASM_MIN_BYTES } from "./crc32c-wasm.js";
 import { xxh3PagesTs, xxh3Ts } from "./xxh3-ts.js";
 
 /** Bytes accepted by the hashing API: any typed array, DataView or ArrayBuffer. */
@@ -27,8 +27,7 @@ export interface HashBackend {
 }
 
 /** What the TypeScript path runs, for reports. */
-export const TS_HASH_DETAIL =
-  "CRC-32C on hash-wasm's WebAssembly from 512 B (slicing-by-8 table below), XXH3 on hash-wasm";
+export const TS_HASH_DETAIL = `CRC-32C on hash-wasm's WebAssembly from ${WASM_MIN_BYTES} B (slicing-by-8 table below), XXH3 on hash-wasm`;
 
 /**
  * The implementation without the addon (always available): CRC-32C from

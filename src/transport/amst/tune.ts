@@ -6,9 +6,8 @@
  * `MSS / RTT × 1.22 / √p`. BBR paces at its model of the path instead and keeps
  * the bottleneck's rate under random loss up to about 15 % (Cardwell et al.,
  * 2016): there, loss asks for no more streams, and more BBR flows than the path
- * needs only overfill the bottleneck's queue (on the WAN rig at 1 % loss, 16 BBR
- * streams had 21.8 % of their segments sent again and moved 85.5 Mbit/s where
- * 4 moved 93.9 and one 93.1). The stream count is the bandwidth-delay product
+ * needs only overfill the bottleneck's queue (measured on the WAN rig at 1 % loss:
+ * docs/PERFORMANCE.md, "Speed by default"). The stream count is the bandwidth-delay product
  * divided by what one stream can carry, clamped to the bounds the caller allows.
  */
 import type { TuneParams } from "../contract.js";
