@@ -108,6 +108,20 @@ describe("ModeTracker", () => {
     expect(t.evaluate(1)?.mode).toBe("internet");
   });
 
+  it("an upper-bound RTT sample (a ping that waited for a busy host) lowers the estimate but never raises it", () => {
+    const t = new ModeTracker({ smoothing: 0.5, minDwellMs: 0 });
+    t.addRtt(80, true); // the first sample counts whatever it is: there is nothing else
+    expect(t.estimate).toBeUndefined(); // no bandwidth yet
+    t.addBandwidth(5 * G);
+    expect(t.estimate?.rttMs).toBe(80);
+    t.addRtt(0.4, true);
+    expect(t.estimate?.rttMs).toBeCloseTo(40.2);
+    t.addRtt(300, true);
+    expect(t.estimate?.rttMs).toBeCloseTo(40.2);
+    t.addRtt(300);
+    expect(t.estimate?.rttMs).toBeCloseTo(170.1);
+  });
+
   it("smooths with an EWMA", () => {
     const t = new ModeTracker({ smoothing: 0.5 });
     t.addRtt(10);

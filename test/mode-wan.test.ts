@@ -97,6 +97,51 @@ describe("mode detection: RTT samples", () => {
   });
 });
 
+describe("mode detection: busy hosts", () => {
+  it("pings that waited for a saturated event loop, here or at the peer, never raise the RTT; a longer path still does", async () => {
+    const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
+    const prober = PathProber.of(a);
+    const sample = prober.rttSample.bind(prober);
+    // Phase 2: the peer says its loop was saturated, and every ping carries 60 ms
+    // more; phase 3: the same 30 ms more from an idle peer, as on a longer path.
+    let phase = 1;
+    prober.rttSample = async (o) => {
+      const r = await sample(o);
+      if (phase === 2) return { ...r, rttMs: r.rttMs + 60, peerBusy: 0.97 };
+      if (phase === 3) return { ...r, rttMs: r.rttMs + 30, peerBusy: 0 };
+      return r;
+    };
+    const d = new ModeDetector(a, { sampleIntervalMs: 50, thresholds: { minDwellMs: 1000 } });
+    const events: string[] = [];
+    d.on("mode", (e) => events.push(e.mode));
+    await d.start();
+    // Phase 1: this loop saturated for 2.5 s, 80 ms of work per turn: every pong
+    // waits its turn (as behind a migration's encoders on a TypeScript-only node).
+    const until = performance.now() + 2500;
+    let spins = 0;
+    await new Promise<void>((done) => {
+      const spin = () => {
+        const end = performance.now() + 80;
+        while (performance.now() < end) spins++;
+        if (performance.now() < until) setImmediate(spin);
+        else done();
+      };
+      spin();
+    });
+    expect(spins).toBeGreaterThan(0);
+    expect(d.sources.rtt).toContain("ping/pong (host-limited: never raises the estimate)");
+    phase = 2;
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(events).toEqual(["datacenter"]);
+    expect(d.tracker.estimate!.rttMs).toBeLessThan(DEFAULT_THRESHOLDS.datacenterRttMs);
+    phase = 3;
+    await new Promise((r) => setTimeout(r, 2500));
+    d.stop();
+    expect(events).toEqual(["datacenter", "hybrid"]);
+    await closeAll();
+  });
+});
+
 describe("mode detection: the probe budget", () => {
   it("a round sized from one bunched sample ends within the probe's time budget", async () => {
     const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");

@@ -161,6 +161,17 @@ describe("session messages", () => {
     expect((await PathProber.of(a).rttSample()).peerHeld).toBe(false);
   });
 
+  it("a Pong says how busy the peer's event loop was since its previous Pong (Pong.busy_permille)", async () => {
+    const { a } = await sessionPair();
+    expect((await PathProber.of(a).rttSample()).peerBusy).toBe(0); // no previous Pong to measure from
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await PathProber.of(a).rttSample()).peerBusy).toBeLessThan(0.5);
+    // Both ends share this process: 300 ms of work right after that Pong is the peer's too.
+    const end = performance.now() + 300;
+    while (performance.now() < end);
+    expect((await PathProber.of(a).rttSample()).peerBusy).toBeGreaterThan(0.9);
+  });
+
   it("a probe round stops sending when its sendMs is up, and the peer's figures cover what was sent", async () => {
     const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
     // 64 GiB would take tens of seconds on any path here: the round must end at

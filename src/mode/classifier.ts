@@ -121,8 +121,12 @@ export class ModeTracker {
       : { rttMs: this.#rtt, bandwidthBps: this.#bw, ...(this.#bwAtLeast ? { bandwidthAtLeast: true } : {}) };
   }
 
-  /** Feeds an RTT sample (ms). */
-  addRtt(rttMs: number): void {
+  /**
+   * Feeds an RTT sample (ms). With `atMost`, the sample is an upper bound (a
+   * ping that waited for a busy host): it can lower the estimate but never raise it.
+   */
+  addRtt(rttMs: number, atMost = false): void {
+    if (atMost && this.#rtt !== undefined && rttMs >= this.#rtt) return;
     this.#rtt = this.#rtt === undefined ? rttMs : this.#rtt + this.thresholds.smoothing * (rttMs - this.#rtt);
   }
 

@@ -14,11 +14,12 @@
  *   goodput of the session's own traffic while the sender is busy, and the
  *   kernel's delivery rate when it is not application-limited (also only while
  *   our data flows: with pings alone there is nothing to measure).
- * - Host limits: a probe round during which either end's event loop was busy
- *   nearly all the time, or goodput while ours was, measured the hosts rather
- *   than the path (loopback, a pure-TypeScript node's checksums, a loaded
- *   machine). Such figures are kept as lower bounds, so a fast path is never
- *   called slow because its hosts were. So are rates of intervals the kernel
+ * - Host limits: a probe round or goodput during which either end's event loop
+ *   was busy nearly all the time (the peer says so in its Pong) measured the
+ *   hosts rather than the path (loopback, a pure-TypeScript node's checksums, a
+ *   migration's encoders, a loaded machine). Such rates are kept as lower bounds
+ *   and such pings as upper bounds, so a fast path is never called slow or far
+ *   because its hosts were busy. So are rates of intervals the kernel
  *   reports as limited by the peer's receive window or our send buffer (a
  *   receiving application that reads slowly, buffers smaller than the path's
  *   bandwidth-delay product): they measured the ends, not the path.
@@ -247,7 +248,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       minPing = Math.min(minPing, await PathProber.of(s).ping());
       this.#throwIfStopped();
     }
-    this.#addAppRtt(minPing, kernel?.minRttUs);
+    this.#addAppRtt(minPing, kernel?.minRttUs, false);
     // An RTT far above the internet line decides the mode whatever the bandwidth:
     // one small probe round for the record instead of filling a long pipe.
     const t = this.tracker.thresholds;
@@ -286,7 +287,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     this.#stopSignal.abort(new DWCPError("ERR_ABORTED", "mode detection stopped"));
   }
 
-  #addAppRtt(ms: number, kernelUs: number | undefined): void {
+  #addAppRtt(ms: number, kernelUs: number | undefined, hostBusy: boolean): void {
     // Ping/Pong includes event-loop turnaround on both ends (tens of µs); when the
     // kernel's RTT exists and the two agree it adds nothing, when they disagree a
     // proxy or relay is in the path and the application RTT is the truth.
@@ -294,10 +295,16 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
     // event loop (a collection, a long task) adds tens of ms to one ping and says
     // nothing about the path, while a longer path or a standing queue raises every
     // ping and shows within RECENT_PINGS samples.
+    // A ping is never shorter than the path, so one taken while either end's event
+    // loop was saturated (every ping and pong waiting its turn: a migration's
+    // encoders, a pure-TypeScript node's checksums, a loaded machine) may still
+    // lower the estimate but never raise it: such pings were measured at 130–330 ms
+    // on loopback, and called the path internet.
     this.#recentPings.push(ms);
     if (this.#recentPings.length > RECENT_PINGS) this.#recentPings.shift();
-    this.tracker.addRtt(Math.min(...this.#recentPings));
+    this.tracker.addRtt(Math.min(...this.#recentPings), hostBusy);
     this.#sources.rtt.add(kernelUs !== undefined ? "ping/pong (with tcp_info)" : "ping/pong");
+    if (hostBusy) this.#sources.rtt.add("ping/pong (host-limited: never raises the estimate)");
   }
 
   /**
@@ -392,8 +399,14 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // sample is the ping itself, a few bytes that say nothing about the path.
       const before = s.conn.pathInfo?.();
       const holdingBefore = peerHolding(before, s, this.#clock.now(), holdMs);
-      const { rttMs: ping, peerHeld } = await PathProber.of(s).rttSample();
+      const loopAtPing = performance.eventLoopUtilization();
+      const { rttMs: ping, peerHeld, peerBusy } = await PathProber.of(s).rttSample();
       if (this.#stopped) return;
+      // A ping or pong that waited for a saturated event loop (here: busy for
+      // nearly all the time the ping took; or the peer's, since its previous
+      // answer) timed the hosts, not the path.
+      const activeMs = performance.eventLoopUtilization(loopAtPing).active;
+      const hostBusy = activeMs >= HOST_BUSY * ping || peerBusy >= HOST_BUSY;
       // The limit counters are read after it, so the interval covers the ping too.
       const kernel = s.conn.pathInfo?.();
       const now = this.#clock.now();
@@ -410,7 +423,7 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // behind it and timed the peer's application, not the path. The RTT estimate
       // keeps its value meanwhile.
       if (ends) this.#sources.rtt.add(`ping/pong (not counted while ${why})`);
-      else this.#addAppRtt(ping, kernel?.minRttUs);
+      else this.#addAppRtt(ping, kernel?.minRttUs, hostBusy);
       const loop = performance.eventLoopUtilization();
       const carrier = this.#opts.traffic?.() ?? s;
       const busy = carrier.unackedBytes > 0;
@@ -418,7 +431,9 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       // Goodput counts only over intervals where the sender never ran dry; while
       // our event loop was saturated it is a lower bound (the host limited it).
       if (this.#last?.carrier === carrier && this.#last.busy && busy && acked > this.#last.acked) {
-        const hostLimited = performance.eventLoopUtilization(loop, this.#last.loop).utilization >= HOST_BUSY;
+        const hostLimited =
+          peerBusy >= HOST_BUSY ||
+          performance.eventLoopUtilization(loop, this.#last.loop).utilization >= HOST_BUSY;
         const bps = ((acked - this.#last.acked) * 8) / ((now - this.#last.at) / 1000);
         this.tracker.addBandwidth(bps, hostLimited || ends);
         this.#emitSample("goodput", bps, hostLimited || ends);

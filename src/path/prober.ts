@@ -135,7 +135,13 @@ export class PathProber {
     const w = this.#pings.get(p.id);
     if (!w) return;
     this.#pings.delete(p.id);
-    w.done({ rttMs: this.#hook.env.clock.now() - p.sentAtUs / 1000, peerHeld: p.held === true });
+    // A hostile figure is clamped: it can only say the peer was busy or not.
+    const busy = Math.min(1000, Math.max(0, p.busyPermille ?? 0)) / 1000;
+    w.done({
+      rttMs: this.#hook.env.clock.now() - p.sentAtUs / 1000,
+      peerHeld: p.held === true,
+      peerBusy: Number.isFinite(busy) ? busy : 0,
+    });
   }
 
   #onProbeAck(a: ProbeAckBody): void {

@@ -13,6 +13,8 @@ export interface RttSample {
   rttMs: number;
   /** The peer's session had stopped reading for its application since its previous Pong. */
   peerHeld: boolean;
+  /** Share (0–1) of the time since its previous Pong that the peer's event loop was busy (0 from a peer that does not say). */
+  peerBusy: number;
 }
 
 /** A Pong as it arrives. */
@@ -64,6 +66,8 @@ export class ProbeAnswers {
   readonly #link: AnswerLink;
   /** This side stopped reading (its receive queue full) since it last answered a Ping. */
   #heldSincePong = false;
+  /** The event loop's figures when this side last answered a Ping. */
+  #loopAtPong: EventLoopUtilization | undefined;
   /** The probe round being received: one at a time. */
   #probeIn: { round: number; bytes: number; first: number; loop: EventLoopUtilization } | undefined;
 
@@ -77,7 +81,16 @@ export class ProbeAnswers {
   }
 
   onPing(p: { id: number; sentAtUs: number }): void {
-    this.#reply("pong", { pong: { ...p, held: this.#heldSincePong } });
+    const loop = performance.eventLoopUtilization();
+    const busy = this.#loopAtPong ? performance.eventLoopUtilization(loop, this.#loopAtPong).utilization : 0;
+    this.#loopAtPong = loop;
+    this.#reply("pong", {
+      pong: {
+        ...p,
+        held: this.#heldSincePong,
+        busyPermille: Math.round(Math.min(1, Math.max(0, busy)) * 1000),
+      },
+    });
     this.#heldSincePong = false;
   }
 

@@ -56,7 +56,7 @@ export interface Hello {
 export type Control =
   | { hello: Hello }
   | { ping: { id: number; sentAtUs: number } }
-  | { pong: { id: number; sentAtUs: number; held?: boolean } }
+  | { pong: { id: number; sentAtUs: number; held?: boolean; busyPermille?: number } }
   | { error: { code: string; message: string } }
   | { modeChange: { mode: string; rttMs: number; bandwidthBps: number } }
   | { flagEpoch: { epoch: number; flagsJson: string } }
