@@ -66,6 +66,40 @@ describe("migration over a PeerLink", () => {
     );
   });
 
+  it("a destination whose reports its link refuses fails with the refusal at once, not after the source's silence timeout", async () => {
+    const { a, b, linkB } = await memoryPair();
+    const src = new MemoryImage({ pageCount: 8192 });
+    src.fillPages("mixed", 4);
+    const incoming = b.acceptMigration("node-a");
+    const m = a.migrate("node-b", src, { downtimeLimitMs: 1, timeoutMs: 3000 });
+    const t0 = performance.now();
+    let refusedAt = 0;
+    m.on("round", () => {
+      if (refusedAt) return;
+      // The destination's path is now called internet: its v1 (memory, unencrypted)
+      // may not carry data and its v3 is not TLS, so every report it sends is refused.
+      for (let p = 0; p < 512; p++) src.write(p * 16 * 4096, new Uint8Array([p & 255, 9, 9, 9]));
+      linkB.setMode("internet");
+      b.flags.update({ enableV3Compression: true });
+      refusedAt = performance.now();
+    });
+    const settledAt = (p: Promise<unknown>) =>
+      p.then(
+        () => performance.now(),
+        () => performance.now(),
+      );
+    const [sentAt, gotAt] = await Promise.all([settledAt(m.done), settledAt(incoming.done)]);
+    const [sent, got] = await Promise.allSettled([m.done, incoming.done]);
+    expect(got.status).toBe("rejected");
+    expect((got as PromiseRejectedResult).reason).toMatchObject({ code: "ERR_UNSUPPORTED" });
+    expect(refusedAt).toBeGreaterThan(t0);
+    expect(gotAt).toBeLessThan(sentAt);
+    // The source cannot hear the destination: it fails too (its timeout, or the
+    // ABORT it never gets), and its guest runs on.
+    expect(sent.status).toBe("rejected");
+    expect(src.paused).toBe(false);
+  });
+
   it("a migration to a peer without a link is ERR_NOT_CONNECTED; a cancelled one is counted as cancelled", async () => {
     const { a, b } = await memoryPair();
     const src = new MemoryImage({ pageCount: 64 });

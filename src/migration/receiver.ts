@@ -351,7 +351,7 @@ class ReceiverRun {
       for (let p = 0; p < pageCount; p += HELD_CHUNK)
         this.#ch
           .send(encodeHeld(id, p, this.#hashes.subarray(p, Math.min(pageCount, p + HELD_CHUNK))))
-          .catch(() => {});
+          .catch((err: unknown) => this.#fail(err as Error, false));
     } else
       this.#hashes = new BigUint64Array(pageCount).fill(hashPages(new Uint8Array(pageSize), pageSize)[0]!);
     this.#offer = offer;
@@ -420,7 +420,9 @@ class ReceiverRun {
     this.#reported = this.#frameBytes;
     this.#ch
       .send(encodeApplied(this.#id, { round: this.#round, frames: this.#frames, bytes: this.#frameBytes }))
-      .catch(() => {});
+      // A report the link refuses (no generation may carry it, or it ended) leaves
+      // the sender waiting on a silent destination: fail now, with the reason.
+      .catch((err: unknown) => this.#fail(err as Error, false));
     this.#emit("progress", { round: this.#round, frames: this.#frames, frameBytes: this.#frameBytes });
   }
 
