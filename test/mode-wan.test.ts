@@ -3,6 +3,7 @@
 // internet within 2 s, no mode change while conditions hold, exactly one change
 // when the link changes mid-session.
 import { describe, expect, it } from "vitest";
+import { nodeEnv } from "../src/env/index.js";
 import { DEFAULT_THRESHOLDS, type ModeThresholds } from "../src/mode/classifier.js";
 import { ModeDetector, type ModeEvent } from "../src/mode/detector.js";
 import { PathProber } from "../src/path/prober.js";
@@ -135,6 +136,42 @@ describe("mode detection: busy hosts", () => {
     expect(events).toEqual(["datacenter"]);
     expect(d.tracker.estimate!.rttMs).toBeLessThan(DEFAULT_THRESHOLDS.datacenterRttMs);
     phase = 3;
+    await new Promise((r) => setTimeout(r, 2500));
+    d.stop();
+    expect(events).toEqual(["datacenter", "hybrid"]);
+    await closeAll();
+  });
+});
+
+describe("mode detection: a starved process", () => {
+  it("pings taken while this process's timers ran late (the CPU was not given to it) never raise the RTT", async () => {
+    const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
+    const prober = PathProber.of(a);
+    const sample = prober.rttSample.bind(prober);
+    // Every ping 15 ms longer throughout; while `starved`, the detector's timers
+    // fire 20 ms late, as for a process that waits for a CPU.
+    let starved = true;
+    prober.rttSample = async (o) => {
+      const r = await sample(o);
+      return { ...r, rttMs: r.rttMs + (starved ? 15 : 30) };
+    };
+    const clock = {
+      ...nodeEnv.clock,
+      setTimeout: (fn: () => void, ms: number) => nodeEnv.clock.setTimeout(fn, ms + (starved ? 20 : 0)),
+    };
+    const d = new ModeDetector(a, {
+      sampleIntervalMs: 50,
+      thresholds: { minDwellMs: 1000 },
+      env: { clock, random: nodeEnv.random },
+    });
+    const events: string[] = [];
+    d.on("mode", (e) => events.push(e.mode));
+    await d.start();
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(events).toEqual(["datacenter"]);
+    expect(d.sources.rtt).toContain("ping/pong (host-limited: never raises the estimate)");
+    // On time again, and 30 ms longer: a longer path.
+    starved = false;
     await new Promise((r) => setTimeout(r, 2500));
     d.stop();
     expect(events).toEqual(["datacenter", "hybrid"]);

@@ -17,9 +17,10 @@
  * - Host limits: a probe round or goodput during which either end's event loop
  *   was busy nearly all the time (the peer says so in its Pong) measured the
  *   hosts rather than the path (loopback, a pure-TypeScript node's checksums, a
- *   migration's encoders, a loaded machine). Such rates are kept as lower bounds
- *   and such pings as upper bounds, so a fast path is never called slow or far
- *   because its hosts were busy. So are rates of intervals the kernel
+ *   migration's encoders, a loaded machine), and so did a ping taken while this
+ *   process's timers ran late (the machine did not give it a CPU in time). Such
+ *   rates are kept as lower bounds and such pings as upper bounds, so a fast path
+ *   is never called slow or far because its hosts were busy. So are rates of intervals the kernel
  *   reports as limited by the peer's receive window or our send buffer (a
  *   receiving application that reads slowly, buffers smaller than the path's
  *   bandwidth-delay product): they measured the ends, not the path.
@@ -384,13 +385,19 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = this.#clock.setTimeout(() => void this.#sample(), this.#opts.sampleIntervalMs ?? 500);
+    const interval = this.#opts.sampleIntervalMs ?? 500;
+    const due = this.#clock.now() + interval;
+    this.#timer = this.#clock.setTimeout(() => void this.#sample(due), interval);
     this.#timer.unref();
   }
 
-  async #sample(): Promise<void> {
+  async #sample(due: number): Promise<void> {
     const s = this.#session;
     if (this.#stopped || s.state !== "open") return;
+    // How late this sample's timer fired: a process the machine does not give the
+    // CPU in time (other processes, a starved VM) shows it here, while its event
+    // loop looks idle (it waits in the kernel, ready but not running).
+    const lateMs = Math.max(0, this.#clock.now() - due);
     try {
       const holdMs = Math.max(PEER_HOLD_MIN_MS, 4 * (this.tracker.estimate?.rttMs ?? 0));
       // Holding when the ping left means it waited; holding when it is back means
@@ -404,9 +411,11 @@ export class ModeDetector extends EventEmitter<DetectorEvents> {
       if (this.#stopped) return;
       // A ping or pong that waited for a saturated event loop (here: busy for
       // nearly all the time the ping took; or the peer's, since its previous
-      // answer) timed the hosts, not the path.
+      // answer), or for a CPU this process was not given (its timer late by half
+      // the ping or more), timed the hosts, not the path.
       const activeMs = performance.eventLoopUtilization(loopAtPing).active;
-      const hostBusy = activeMs >= HOST_BUSY * ping || peerBusy >= HOST_BUSY;
+      const hostBusy =
+        activeMs >= HOST_BUSY * ping || peerBusy >= HOST_BUSY || lateMs >= Math.max(1, ping / 2);
       // The limit counters are read after it, so the interval covers the ping too.
       const kernel = s.conn.pathInfo?.();
       const now = this.#clock.now();
