@@ -102,6 +102,20 @@ describe("PathProber", () => {
     expect(await again).toBeGreaterThanOrEqual(0);
   });
 
+  it("times the round trip from its own record: a forged sent_at_us cannot shorten it; busy_permille is clamped", async () => {
+    const { session, peer, next } = await sessionAndPeer();
+    const prober = PathProber.of(session);
+    const sample = prober.rttSample({ timeoutMs: 5000 });
+    const sent = ((await next()) as { ping: { id: number; sentAtUs: number } }).ping;
+    await new Promise((r) => setTimeout(r, 60));
+    // An echo claiming the Ping left just now, and a busy share out of range.
+    const forged = Math.round(performance.now() * 1000);
+    peer.control({ pong: { id: sent.id, sentAtUs: forged, busyPermille: 4_000_000 } });
+    const r = await sample;
+    expect(r.rttMs).toBeGreaterThanOrEqual(55);
+    expect(r.peerBusy).toBe(1);
+  });
+
   it("ERR_TIMEOUT when no Pong comes", async () => {
     const { session } = await sessionAndPeer();
     await expect(PathProber.of(session).rttSample({ timeoutMs: 30 })).rejects.toMatchObject({

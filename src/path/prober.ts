@@ -74,7 +74,8 @@ export class PathProber {
   readonly #hook: ProbeHook;
   #nextPingId = 1;
   /** Pings awaiting their Pong: settled with it, or failed when the session ends. */
-  readonly #pings = new Map<number, Waiter<RttSample>>();
+  /** Pings awaiting their Pong, with when each left (this side's clock, ms). */
+  readonly #pings = new Map<number, Waiter<RttSample> & { sentAt: number }>();
   readonly #probeWaiters = new Map<number, Waiter<ProbeAckBody>>();
   #nextProbeRound = 1;
 
@@ -118,6 +119,7 @@ export class PathProber {
         reject(new DWCPError("ERR_TIMEOUT", `no pong within ${options.timeoutMs ?? 5000} ms`));
       }, options.timeoutMs ?? 5000);
       this.#pings.set(id, {
+        sentAt,
         done: (sample) => {
           clock.clearTimeout(timer);
           resolve(sample);
@@ -138,7 +140,9 @@ export class PathProber {
     // A hostile figure is clamped: it can only say the peer was busy or not.
     const busy = Math.min(1000, Math.max(0, p.busyPermille ?? 0)) / 1000;
     w.done({
-      rttMs: this.#hook.env.clock.now() - p.sentAtUs / 1000,
+      // Timed from our own record, not the echoed `sent_at_us`: an altered or
+      // forged echo must not make the path look shorter than it is.
+      rttMs: this.#hook.env.clock.now() - w.sentAt,
       peerHeld: p.held === true,
       peerBusy: Number.isFinite(busy) ? busy : 0,
     });
