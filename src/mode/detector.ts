@@ -20,10 +20,10 @@
  *   migration's encoders, a loaded machine), and so did a ping taken while this
  *   process's timers ran late (the machine did not give it a CPU in time). Such
  *   rates are kept as lower bounds and such pings as upper bounds, so a fast path
- *   is never called slow or far because its hosts were busy. So are rates of intervals the kernel
- *   reports as limited by the peer's receive window or our send buffer (a
- *   receiving application that reads slowly, buffers smaller than the path's
- *   bandwidth-delay product): they measured the ends, not the path.
+ *   is never called slow or far because its hosts were busy. So are rates of
+ *   intervals the kernel reports as limited by the peer's receive window or our
+ *   send buffer (a receiving application that reads slowly, buffers smaller than
+ *   the path's bandwidth-delay product): they measured the ends, not the path.
  *
  * Decisions come from the pure {@link ModeTracker} (hysteresis, dwell time).
  */

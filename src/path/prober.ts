@@ -73,8 +73,7 @@ export class PathProber {
   readonly session: Session;
   readonly #hook: ProbeHook;
   #nextPingId = 1;
-  /** Pings awaiting their Pong: settled with it, or failed when the session ends. */
-  /** Pings awaiting their Pong, with when each left (this side's clock, ms). */
+  /** Pings awaiting their Pong, with when each left (this side's clock, ms): settled with it, or failed when the session ends. */
   readonly #pings = new Map<number, Waiter<RttSample> & { sentAt: number }>();
   readonly #probeWaiters = new Map<number, Waiter<ProbeAckBody>>();
   #nextProbeRound = 1;
