@@ -3,23 +3,9 @@
 // connect, lose v3 under messages, roll back to v1 with nothing lost, and take
 // v3 back after the default 30 s cool-down, all in virtual time.
 import { describe, expect, it } from "vitest";
-import { DWCPManager, type PeerLink } from "../src/manager.js";
+import type { PeerLink } from "../src/manager.js";
 import { SimNetwork, Simulator } from "../src/testing/index.js";
-import { V3_ON } from "./helpers/managers.js";
-import { PSK } from "./helpers/nodes.js";
-
-function managerOn(sim: Simulator, net: SimNetwork, name: string): DWCPManager {
-  return new DWCPManager({
-    nodeId: name,
-    env: sim.env(name),
-    v1: { transport: net.transport(name), psk: PSK },
-    v3: { transport: net.transport(name), psk: PSK },
-    flags: V3_ON,
-    // A declared path: what is under test is the manager's own timers and deadlines.
-    assumeMode: "datacenter",
-    rollback: { minSamples: 10 },
-  });
-}
+import { simManager } from "./helpers/managers.js";
 
 /** Runs the simulation until `cond` holds, failing past `withinMs` of virtual time. */
 async function runUntil(sim: Simulator, cond: () => boolean, withinMs: number, what: string): Promise<void> {
@@ -43,8 +29,8 @@ describe("DWCPManager on the simulator's env", () => {
   it("connects, rolls back to v1 without loss and takes v3 back after the 30 s cool-down, in virtual time", async () => {
     const sim = new Simulator({ seed: 7 });
     const net = new SimNetwork(sim);
-    const a = managerOn(sim, net, "a");
-    const b = managerOn(sim, net, "b");
+    const a = simManager(sim, net, "a", { rollback: { minSamples: 10 } });
+    const b = simManager(sim, net, "b", { rollback: { minSamples: 10 } });
     const bound = await settle(sim, b.listen({ v1: "b:1", v3: "b:3" }), 1000, "listen");
     let linkB: PeerLink | undefined;
     b.on("link", (l) => {

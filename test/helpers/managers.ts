@@ -1,5 +1,6 @@
 // Pairs of DWCPManagers for link tests, and small waiting helpers.
 import { DWCPManager, type ManagerOptions, type PeerLink } from "../../src/manager.js";
+import type { SimNetwork, Simulator } from "../../src/testing/index.js";
 import type { Transport } from "../../src/transport/contract.js";
 import { MemoryNetwork, memory } from "../../src/transport/memory/index.js";
 import { tls } from "../../src/transport/tls/index.js";
@@ -9,6 +10,28 @@ import { PSK } from "./nodes.js";
 export const V3_ON = { enableV3Transport: true, v3RolloutPercentage: 100 };
 
 const made: DWCPManager[] = [];
+
+/**
+ * A manager of simulated node `name`: its env, both generations on `net`, v3 on,
+ * the path declared datacenter (the manager's own timers are what such tests
+ * exercise, not detection); `o` overrides.
+ */
+export function simManager(
+  sim: Simulator,
+  net: SimNetwork,
+  name: string,
+  o: Partial<ManagerOptions> = {},
+): DWCPManager {
+  return new DWCPManager({
+    nodeId: name,
+    env: sim.env(name),
+    v1: { transport: net.transport(name), psk: PSK },
+    v3: { transport: net.transport(name), psk: PSK },
+    flags: V3_ON,
+    assumeMode: "datacenter",
+    ...o,
+  });
+}
 
 /** Closes every manager made since the last call (use in afterEach). */
 export async function closeManagers(): Promise<void> {

@@ -8,11 +8,10 @@
 // SIM_SEEDS=n runs n seeds (default 12); SIM_SEED=s runs just seed s.
 import "./ts-backends.js";
 import { describe, expect, it } from "vitest";
-import { DWCPManager, type PeerLink } from "../../src/manager.js";
+import type { PeerLink } from "../../src/manager.js";
 import { MemoryImage } from "../../src/migration/memory-image.js";
 import { SimNetwork, Simulator } from "../../src/testing/index.js";
-import { V3_ON } from "../helpers/managers.js";
-import { PSK } from "../helpers/nodes.js";
+import { simManager } from "../helpers/managers.js";
 
 const PAGES = 1024; // 4 MiB
 
@@ -35,17 +34,8 @@ async function run(seed: number): Promise<FlipRun> {
     duplicate: 0,
     reorder: 0,
   });
-  const managerOn = (name: string) =>
-    new DWCPManager({
-      nodeId: name,
-      env: sim.env(name),
-      v1: { transport: net.transport(name), psk: PSK },
-      v3: { transport: net.transport(name), psk: PSK },
-      flags: V3_ON,
-      assumeMode: "datacenter",
-    });
-  const a = managerOn("a");
-  const b = managerOn("b");
+  const a = simManager(sim, net, "a");
+  const b = simManager(sim, net, "b");
   const violations: string[] = [];
   let flips = 0;
   let finished = false;
