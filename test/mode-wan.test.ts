@@ -148,16 +148,18 @@ describe("mode detection: a starved process", () => {
     const { a } = await sessionPair({ transport: tcp() }, {}, "127.0.0.1:0");
     const prober = PathProber.of(a);
     const sample = prober.rttSample.bind(prober);
-    // Every ping 15 ms longer throughout; while `starved`, the detector's timers
-    // fire 20 ms late, as for a process that waits for a CPU.
-    let starved = true;
+    // After the first decision: every ping 15 ms longer while the detector's
+    // timers fire 20 ms late, as for a process that waits for a CPU; then on
+    // time and 30 ms longer, as on a longer path.
+    let phase: "first" | "starved" | "longer" = "first";
     prober.rttSample = async (o) => {
       const r = await sample(o);
-      return { ...r, rttMs: r.rttMs + (starved ? 15 : 30) };
+      return { ...r, rttMs: r.rttMs + (phase === "starved" ? 15 : phase === "longer" ? 30 : 0) };
     };
     const clock = {
       ...nodeEnv.clock,
-      setTimeout: (fn: () => void, ms: number) => nodeEnv.clock.setTimeout(fn, ms + (starved ? 20 : 0)),
+      setTimeout: (fn: () => void, ms: number) =>
+        nodeEnv.clock.setTimeout(fn, ms + (phase === "starved" ? 20 : 0)),
     };
     const d = new ModeDetector(a, {
       sampleIntervalMs: 50,
@@ -167,11 +169,11 @@ describe("mode detection: a starved process", () => {
     const events: string[] = [];
     d.on("mode", (e) => events.push(e.mode));
     await d.start();
+    phase = "starved";
     await new Promise((r) => setTimeout(r, 2500));
     expect(events).toEqual(["datacenter"]);
     expect(d.sources.rtt).toContain("ping/pong (host-limited: never raises the estimate)");
-    // On time again, and 30 ms longer: a longer path.
-    starved = false;
+    phase = "longer";
     await new Promise((r) => setTimeout(r, 2500));
     d.stop();
     expect(events).toEqual(["datacenter", "hybrid"]);
