@@ -10,7 +10,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { makeImage, makeSnapshot } from "../bench/corpus.js";
-import { codecBackend, trainDictionary, ZstdDictionary } from "../src/codec/index.js";
+import { codecBackend, trainDictionary, ZstdDictionary, zstdCompress } from "../src/codec/index.js";
 import { BaselineStore } from "../src/codec/pages/baselines.js";
 import { decodePages, decodePagesAsync } from "../src/codec/pages/decode.js";
 import { encodePages, encodePagesAsync, type PagePolicy } from "../src/codec/pages/encode.js";
@@ -198,16 +198,23 @@ describe(`page pipeline (${codecBackend()} codecs)`, () => {
   it("zstd above level 3 probes with level 1: random pages go raw for a fraction of level 9's time; half-random batches still compress", () => {
     const rnd = randomFillSync(new Uint8Array(1 << 20));
     const o = (policy: PagePolicy) => ({ imageId: 1, version: 1, policy });
-    const time = (policy: PagePolicy) => {
-      const t = performance.now();
-      for (let i = 0; i < 3; i++) encodePages(rnd, o(policy));
-      return performance.now() - t;
+    // The fastest of five runs: other test files share the machine's cores.
+    const fastest = (run: () => unknown) => {
+      let best = Number.POSITIVE_INFINITY;
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now();
+        run();
+        best = Math.min(best, performance.now() - t);
+      }
+      return best;
     };
     expect(encodePages(rnd, o({ codec: PageCodec.ZSTD, level: 9 })).frame[5]).toBe(PageCodec.NONE);
-    // Level 9 with the probe costs about what level 1 does (it is level 1, once), not level 9's full pass.
-    const probed = time({ codec: PageCodec.ZSTD, level: 9 });
-    const level3 = time({ codec: PageCodec.ZSTD, level: 3 });
-    expect(probed).toBeLessThan(level3);
+    // Level 9 with the probe costs about what level 1 does (it is level 1, once), not
+    // level 9's full pass over the same bytes (~12× level 1's with the native codec;
+    // the TypeScript lane's zstd gives up on random bytes sooner).
+    const probed = fastest(() => encodePages(rnd, o({ codec: PageCodec.ZSTD, level: 9 })));
+    const fullPass = fastest(() => zstdCompress(rnd, { level: 9 }));
+    expect(probed).toBeLessThan(fullPass);
     // Half the pages text-like (each page its own): the probe gains more than 1 %, so level 9 runs and compresses.
     const half = rnd.slice();
     for (let j = 0; j < half.length / 2; j++) half[j] = ((j * 7 + (j >> 12)) % 61) + 32;
